@@ -63,8 +63,21 @@ fn value(c: u8) -> Option<u8> {
     }
 }
 
-/// Decode canonical Tahoe base32.
+/// Decode canonical base32: the only text form of its bytes. Capability fields use this,
+/// as Tahoe's cap regular expressions accept only canonical text.
 pub fn decode(text: &str) -> Result<Vec<u8>, Base32Error> {
+    decode_with(text, 0)
+}
+
+/// Decode exactly what Tahoe's `base32.a2b` accepts. Its `could_be_base32_encoded`
+/// check is one bit looser than canonical: the highest unused bit of the last character
+/// may be set (so `"mc"` decodes, to the same byte as the canonical `"ma"`). Use this only
+/// where Tahoe itself calls `a2b` on untrusted text and cairn must accept what it accepts.
+pub fn decode_tahoe_lenient(text: &str) -> Result<Vec<u8>, Base32Error> {
+    decode_with(text, 1)
+}
+
+fn decode_with(text: &str, ignored_high_unused_bits: u32) -> Result<Vec<u8>, Base32Error> {
     let bytes = text.as_bytes();
     let nbytes = decoded_len(bytes.len()).ok_or(Base32Error::BadLength(bytes.len()))?;
     let mut out = Vec::with_capacity(nbytes);
@@ -82,8 +95,11 @@ pub fn decode(text: &str) -> Result<Vec<u8>, Base32Error> {
             out.push((acc >> bits) as u8);
         }
     }
-    if bits > 0 && acc & ((1 << bits) - 1) != 0 {
-        return Err(Base32Error::NonCanonical);
+    if bits > 0 {
+        let checked_bits = bits.saturating_sub(ignored_high_unused_bits);
+        if acc & ((1 << checked_bits) - 1) != 0 {
+            return Err(Base32Error::NonCanonical);
+        }
     }
     Ok(out)
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every cairn test. Sets up what the tests need by itself.
+#   bash scripts/test.sh            # everything (unit, property, golden-vector tests, purity check, fuzz smoke)
+#   FUZZ_SECONDS=0 bash scripts/test.sh   # skip the fuzz smoke run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-15}"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "core purity check"
+bash scripts/check-core-purity.sh
+
+step "build"
+cargo build --workspace --all-targets --locked
+
+step "tests (unit, property, golden vectors from Tahoe-LAFS 1.20)"
+# The summary line of this run is the one CI reads.
+cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+summary=$(grep -E '^test result:' target/test-output.txt | awk '{p+=$4; f+=$6; i+=$8} END {print p" passed, "f" failed, "i" skipped"}')
+
+step "CLI smoke: cairn cap matches a golden vector"
+bash scripts/cli-smoke.sh
+
+if [ "$FUZZ_SECONDS" != 0 ]; then
+  step "fuzz smoke: each parser's fuzz target for ${FUZZ_SECONDS}s"
+  bash scripts/fuzz.sh "$FUZZ_SECONDS"
+fi
+
+step "summary"
+echo "$summary"
