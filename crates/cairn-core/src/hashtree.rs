@@ -193,7 +193,7 @@ impl IncompleteHashTree {
     ) -> Result<(), HashTreeError> {
         let len = self.nodes.len();
         let mut new: BTreeMap<usize, Hash> = BTreeMap::new();
-        let mut add = |new: &mut BTreeMap<usize, Hash>, i: usize, h: Hash| {
+        let add = |new: &mut BTreeMap<usize, Hash>, i: usize, h: Hash| {
             if i >= len {
                 return Err(HashTreeError::OutOfRange { index: i, len });
             }

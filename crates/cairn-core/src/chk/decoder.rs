@@ -1,0 +1,400 @@
+//! Verifying CHK decoder (`immutable/downloader/*`, `immutable/checker.py`).
+//!
+//! Every share is checked before its blocks are used: UEB hash against the cap, UEB
+//! consistency, share-hash chain against the UEB's `share_root_hash`, the whole stored block
+//! hash tree against the chain's leaf, the stored crypttext hash tree against
+//! `crypttext_root_hash`. Then each block is checked against its leaf, and each decoded
+//! segment's ciphertext against the crypttext tree. Errors name the share and the reason.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use crate::crypto::AesCtr;
+use crate::fec::Fec;
+use crate::hashtree::{empty_leaf_hash, pair_hash, roundup_pow2, HashTreeError, IncompleteHashTree};
+use crate::hashutil::{block_hash, crypttext_segment_hash, uri_extension_hash, Hash, KEY_LEN};
+
+use super::layout::{hashes_of, LayoutError, ShareLayout};
+use super::params::ChkGeometry;
+use super::ueb::{Ueb, UebError};
+use super::ChkCapInfo;
+
+/// Why a share (or the file) could not be used. Share-specific variants carry `shnum`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    #[error("bad cap: {0}")]
+    BadCap(String),
+    #[error("share {shnum}: malformed: {reason}")]
+    MalformedShare { shnum: u16, reason: LayoutError },
+    #[error("share {shnum}: share number out of range (N={total})")]
+    ShareNumberOutOfRange { shnum: u16, total: u16 },
+    #[error("share {shnum}: UEB hash does not match the cap")]
+    BadUebHash { shnum: u16 },
+    #[error("share {shnum}: UEB refused: {reason}")]
+    BadUeb { shnum: u16, reason: UebError },
+    #[error("share {shnum}: share hash chain does not lead to the UEB's share root: {reason}")]
+    BadShareHashChain { shnum: u16, reason: HashTreeError },
+    #[error("share {shnum}: stored block hash tree is inconsistent or does not match its share hash")]
+    BadBlockHashTree { shnum: u16 },
+    #[error("share {shnum}: stored crypttext hash tree is inconsistent or does not match the UEB")]
+    BadCrypttextHashTree { shnum: u16 },
+    #[error("share {shnum}: block for segment {segment} fails its block hash")]
+    BadBlockHash { shnum: u16, segment: u64 },
+    #[error("share {shnum}: block for segment {segment} is {got} bytes, expected {expected}")]
+    WrongBlockLength { shnum: u16, segment: u64, expected: u64, got: u64 },
+    #[error("share {shnum}: not added to the decoder (or already rejected)")]
+    UnknownShare { shnum: u16 },
+    #[error("segment {segment} decodes to ciphertext that fails the crypttext hash tree")]
+    BadCrypttextSegment { segment: u64 },
+    #[error("segment {segment} out of range ({num_segments} segments)")]
+    SegmentOutOfRange { segment: u64, num_segments: u64 },
+    #[error("no valid UEB seen yet")]
+    NoUeb,
+    #[error("not enough good shares: have {have}, need {need}; failures: {}", show(failures))]
+    NotEnoughShares { have: usize, need: usize, failures: Vec<DecodeError> },
+}
+
+fn show(f: &[DecodeError]) -> String {
+    if f.is_empty() {
+        return "none".into();
+    }
+    f.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+impl DecodeError {
+    /// The share this error blames, if any.
+    pub fn shnum(&self) -> Option<u16> {
+        use DecodeError::*;
+        match self {
+            MalformedShare { shnum, .. }
+            | ShareNumberOutOfRange { shnum, .. }
+            | BadUebHash { shnum }
+            | BadUeb { shnum, .. }
+            | BadShareHashChain { shnum, .. }
+            | BadBlockHashTree { shnum }
+            | BadCrypttextHashTree { shnum }
+            | BadBlockHash { shnum, .. }
+            | WrongBlockLength { shnum, .. }
+            | UnknownShare { shnum } => Some(*shnum),
+            _ => None,
+        }
+    }
+}
+
+/// Check that `nodes` is exactly the tree Tahoe's `HashTree` builds over its own leaf row
+/// for `num_leaves` real leaves (padding leaves, every parent) and that its root is `root`.
+fn full_tree_ok(nodes: &[Hash], num_leaves: u64, root: &Hash) -> bool {
+    let Ok(nl) = usize::try_from(num_leaves) else { return false };
+    let p = roundup_pow2(nl);
+    if nodes.len() != 2 * p - 1 || nodes[0] != *root {
+        return false;
+    }
+    let first = p - 1;
+    (nl..p).all(|j| nodes[first + j] == empty_leaf_hash(j))
+        && (0..first).all(|i| nodes[i] == pair_hash(&nodes[2 * i + 1], &nodes[2 * i + 2]))
+}
+
+/// Holds the verified hashes of a file and of its shares; decodes segments from blocks.
+/// Use [`ChkDecoder::add_share`] for complete shares, or [`ChkDecoder::add_share_hashes`]
+/// when only the hash sections were fetched (ranged reads), then
+/// [`ChkDecoder::decode_segment`].
+pub struct ChkDecoder {
+    cap: ChkCapInfo,
+    key: Option<[u8; KEY_LEN]>,
+    fec: Fec,
+    ueb: Option<(Ueb, ChkGeometry)>,
+    /// Leaves of the verified crypttext hash tree.
+    crypttext_leaves: Option<Vec<Hash>>,
+    /// shnum -> block hashes (leaves) of its verified block hash tree
+    block_leaves: BTreeMap<u16, Vec<Hash>>,
+}
+
+impl ChkDecoder {
+    /// `key` is the read key (`None` for verify-only use: segments are then returned as ciphertext).
+    pub fn new(cap: ChkCapInfo, key: Option<[u8; KEY_LEN]>) -> Result<Self, DecodeError> {
+        let fec = Fec::new(cap.needed as usize, cap.total as usize).map_err(|e| DecodeError::BadCap(e.to_string()))?;
+        if cap.size == 0 {
+            return Err(DecodeError::BadCap("CHK size 0".into()));
+        }
+        Ok(ChkDecoder { cap, key, fec, ueb: None, crypttext_leaves: None, block_leaves: BTreeMap::new() })
+    }
+
+    pub fn cap(&self) -> &ChkCapInfo {
+        &self.cap
+    }
+
+    /// The file's geometry, once a valid UEB was seen.
+    pub fn geometry(&self) -> Option<&ChkGeometry> {
+        self.ueb.as_ref().map(|(_, g)| g)
+    }
+
+    pub fn ueb(&self) -> Option<&Ueb> {
+        self.ueb.as_ref().map(|(u, _)| u)
+    }
+
+    /// Share numbers whose hashes are verified.
+    pub fn shares(&self) -> impl Iterator<Item = u16> + '_ {
+        self.block_leaves.keys().copied()
+    }
+
+    /// Check a UEB copy from share `shnum` against the cap; the first good one is kept.
+    pub fn add_ueb(&mut self, shnum: u16, ueb_bytes: &[u8]) -> Result<&ChkGeometry, DecodeError> {
+        if uri_extension_hash(ueb_bytes) != self.cap.ueb_hash {
+            return Err(DecodeError::BadUebHash { shnum });
+        }
+        if self.ueb.is_none() {
+            let u = Ueb::parse(ueb_bytes).map_err(|reason| DecodeError::BadUeb { shnum, reason })?;
+            let g = u
+                .validate(self.cap.needed, self.cap.total, self.cap.size)
+                .map_err(|reason| DecodeError::BadUeb { shnum, reason })?;
+            self.ueb = Some((u, g));
+        }
+        Ok(&self.ueb.as_ref().expect("just set").1)
+    }
+
+    /// Verify and keep the hashes of share `shnum`: UEB, share-hash chain, full block hash
+    /// tree, full crypttext hash tree (as stored in that share).
+    pub fn add_share_hashes(
+        &mut self,
+        shnum: u16,
+        ueb_bytes: &[u8],
+        share_hash_chain: impl IntoIterator<Item = (u16, Hash)>,
+        block_hash_tree: &[u8],
+        crypttext_hash_tree: &[u8],
+    ) -> Result<(), DecodeError> {
+        if shnum >= self.cap.total {
+            return Err(DecodeError::ShareNumberOutOfRange { shnum, total: self.cap.total });
+        }
+        let g = *self.add_ueb(shnum, ueb_bytes)?;
+        let (share_root, ct_root) = {
+            let u = self.ueb().expect("set by add_ueb");
+            (u.share_root_hash, u.crypttext_root_hash)
+        };
+        let tree_len = g.segment_tree_len();
+        for (what, region) in [("block hash tree", block_hash_tree), ("crypttext hash tree", crypttext_hash_tree)] {
+            if region.len() as u64 != tree_len {
+                return Err(DecodeError::MalformedShare {
+                    shnum,
+                    reason: LayoutError::Truncated { what, need: tree_len, have: region.len() as u64 },
+                });
+            }
+        }
+        let block_nodes = hashes_of(block_hash_tree);
+        // share hash chain -> share_root_hash; its leaf must be this share's block tree root
+        let mut st = IncompleteHashTree::new(self.cap.total as usize);
+        st.set_root(share_root).expect("empty tree accepts a root");
+        let mut chain = BTreeMap::new();
+        for (i, h) in share_hash_chain {
+            if chain.insert(i as usize, h).is_some_and(|old| old != h) {
+                return Err(DecodeError::BadShareHashChain {
+                    shnum,
+                    reason: HashTreeError::BadHash { index: i as usize, len: st.len(), first_leaf: st.len() / 2 },
+                });
+            }
+        }
+        st.set_hashes(&chain, &BTreeMap::new())
+            .map_err(|reason| DecodeError::BadShareHashChain { shnum, reason })?;
+        let leaf = st.leaf(shnum as usize).ok_or(DecodeError::BadShareHashChain {
+            shnum,
+            reason: HashTreeError::NotEnoughHashes {
+                index: st.len() / 2 + shnum as usize,
+                missing: st.len() / 2 + shnum as usize,
+            },
+        })?;
+        if !full_tree_ok(&block_nodes, g.num_segments, &leaf) {
+            return Err(DecodeError::BadBlockHashTree { shnum });
+        }
+        let first = block_nodes.len() / 2;
+        let nseg = g.num_segments as usize;
+        let ct_nodes = hashes_of(crypttext_hash_tree);
+        // every copy must be intact, so corruption is attributed to the right share
+        if !full_tree_ok(&ct_nodes, g.num_segments, &ct_root) {
+            return Err(DecodeError::BadCrypttextHashTree { shnum });
+        }
+        match &self.crypttext_leaves {
+            // a verified tree with the same root has the same leaves; compared for clarity
+            Some(leaves) if ct_nodes[first..first + nseg] != leaves[..] => {
+                return Err(DecodeError::BadCrypttextHashTree { shnum });
+            }
+            Some(_) => {}
+            None => self.crypttext_leaves = Some(ct_nodes[first..first + nseg].to_vec()),
+        }
+        self.block_leaves.insert(shnum, block_nodes[first..first + nseg].to_vec());
+        Ok(())
+    }
+
+    /// Parse-level and hash-level checks of a complete share; the blocks are checked later
+    /// (per segment) or with [`ChkDecoder::verify_all_blocks`].
+    pub fn add_share(&mut self, shnum: u16, layout: &ShareLayout<'_>) -> Result<(), DecodeError> {
+        if shnum >= self.cap.total {
+            return Err(DecodeError::ShareNumberOutOfRange { shnum, total: self.cap.total });
+        }
+        let g = *self.add_ueb(shnum, layout.ueb)?;
+        layout.check_geometry(&g).map_err(|reason| DecodeError::MalformedShare { shnum, reason })?;
+        self.add_share_hashes(
+            shnum,
+            layout.ueb,
+            layout.share_hash_entries(),
+            layout.block_hash_tree,
+            layout.crypttext_hash_tree,
+        )
+    }
+
+    /// Check one block against share `shnum`'s verified block hash tree.
+    pub fn verify_block(&self, shnum: u16, segment: u64, block: &[u8]) -> Result<(), DecodeError> {
+        let g = self.geometry().ok_or(DecodeError::NoUeb)?;
+        if segment >= g.num_segments {
+            return Err(DecodeError::SegmentOutOfRange { segment, num_segments: g.num_segments });
+        }
+        let leaves = self.block_leaves.get(&shnum).ok_or(DecodeError::UnknownShare { shnum })?;
+        let expected = g.block_len(segment);
+        if block.len() as u64 != expected {
+            return Err(DecodeError::WrongBlockLength { shnum, segment, expected, got: block.len() as u64 });
+        }
+        if block_hash(block) != leaves[segment as usize] {
+            return Err(DecodeError::BadBlockHash { shnum, segment });
+        }
+        Ok(())
+    }
+
+    /// Check every block of a complete, added share (the verifier's job).
+    pub fn verify_all_blocks(&self, shnum: u16, layout: &ShareLayout<'_>) -> Result<(), DecodeError> {
+        let g = *self.geometry().ok_or(DecodeError::NoUeb)?;
+        for seg in 0..g.num_segments {
+            let block = layout.block(&g, seg).ok_or(DecodeError::MalformedShare {
+                shnum,
+                reason: LayoutError::Truncated { what: "block", need: g.share_size, have: layout.data.len() as u64 },
+            })?;
+            self.verify_block(shnum, seg, block)?;
+        }
+        Ok(())
+    }
+
+    /// Decode segment `segment` from at least `k` blocks of distinct verified shares (extra
+    /// blocks are ignored). Every block used is verified; the ciphertext is checked against
+    /// the crypttext hash tree, then decrypted (if the decoder has the key) and appended to
+    /// `out`. Returns the number of bytes appended.
+    pub fn decode_segment(&self, segment: u64, blocks: &[(u16, &[u8])], out: &mut Vec<u8>) -> Result<usize, DecodeError> {
+        let g = *self.geometry().ok_or(DecodeError::NoUeb)?;
+        let k = g.needed as usize;
+        let mut chosen: Vec<(usize, &[u8])> = Vec::with_capacity(k);
+        for &(shnum, block) in blocks {
+            if chosen.len() == k {
+                break;
+            }
+            if chosen.iter().any(|(s, _)| *s == shnum as usize) {
+                continue;
+            }
+            self.verify_block(shnum, segment, block)?;
+            chosen.push((shnum as usize, block));
+        }
+        if chosen.len() < k {
+            return Err(DecodeError::NotEnoughShares { have: chosen.len(), need: k, failures: Vec::new() });
+        }
+        self.decode_verified(&g, segment, &chosen, out)
+    }
+
+    fn decode_verified(&self, g: &ChkGeometry, segment: u64, chosen: &[(usize, &[u8])], out: &mut Vec<u8>) -> Result<usize, DecodeError> {
+        let k = g.needed as usize;
+        let bl = g.block_len(segment) as usize;
+        let seg_len = g.segment_len(segment) as usize;
+        let start = out.len();
+        out.resize(start + bl * k, 0);
+        {
+            let mut pieces: Vec<&mut [u8]> = out[start..].chunks_exact_mut(bl.max(1)).take(k).collect();
+            if bl > 0 {
+                self.fec.decode(chosen, &mut pieces).map_err(|e| DecodeError::BadCap(format!("erasure decoding failed: {e}")))?;
+            }
+        }
+        out.truncate(start + seg_len);
+        let leaves = self.crypttext_leaves.as_ref().ok_or(DecodeError::NoUeb)?;
+        if crypttext_segment_hash(&out[start..]) != leaves[segment as usize] {
+            out.truncate(start);
+            return Err(DecodeError::BadCrypttextSegment { segment });
+        }
+        if let Some(key) = &self.key {
+            AesCtr::at_offset(key, g.segment_offset(segment)).apply(&mut out[start..]);
+        }
+        Ok(seg_len)
+    }
+}
+
+/// Decode a whole file from complete shares `(shnum, share data)` gathered from any number
+/// of servers (duplicates allowed). Bad shares are skipped and others used instead; if fewer
+/// than `k` good shares remain for some segment, the error lists every failure.
+/// With `key = None` the ciphertext is returned.
+pub fn decode(cap: &ChkCapInfo, key: Option<[u8; KEY_LEN]>, shares: &[(u16, &[u8])]) -> Result<Vec<u8>, DecodeError> {
+    let mut dec = ChkDecoder::new(*cap, key)?;
+    let mut failures = Vec::new();
+    // shnum -> candidate layouts (several copies possible)
+    let mut cands: BTreeMap<u16, Vec<ShareLayout<'_>>> = BTreeMap::new();
+    for &(shnum, bytes) in shares {
+        let r = ShareLayout::parse(bytes)
+            .map_err(|reason| DecodeError::MalformedShare { shnum, reason })
+            .and_then(|l| dec.add_share(shnum, &l).map(|_| l));
+        match r {
+            Ok(l) => cands.entry(shnum).or_default().push(l),
+            Err(e) => failures.push(e),
+        }
+    }
+    let k = cap.needed as usize;
+    let not_enough = |cands: &BTreeMap<u16, Vec<ShareLayout<'_>>>, failures: &Vec<DecodeError>| DecodeError::NotEnoughShares {
+        have: cands.len(),
+        need: k,
+        failures: failures.clone(),
+    };
+    if cands.len() < k {
+        return Err(not_enough(&cands, &failures));
+    }
+    let g = *dec.geometry().expect("a share was accepted");
+    // k distinct good shares hold >= size bytes (check_geometry), so this is bounded by input
+    let mut out = Vec::with_capacity(g.file_size as usize);
+    for seg in 0..g.num_segments {
+        loop {
+            if cands.len() < k {
+                return Err(not_enough(&cands, &failures));
+            }
+            let mut chosen: Vec<(usize, &[u8])> = Vec::with_capacity(k);
+            let mut bad: Option<(u16, DecodeError)> = None;
+            for (&shnum, copies) in cands.iter() {
+                if chosen.len() == k {
+                    break;
+                }
+                let l = &copies[0];
+                let r = l
+                    .block(&g, seg)
+                    .ok_or(DecodeError::WrongBlockLength { shnum, segment: seg, expected: g.block_len(seg), got: 0 })
+                    .and_then(|b| dec.verify_block(shnum, seg, b).map(|_| b));
+                match r {
+                    Ok(b) => chosen.push((shnum as usize, b)),
+                    Err(e) => {
+                        bad = Some((shnum, e));
+                        break;
+                    }
+                }
+            }
+            if let Some((shnum, e)) = bad {
+                failures.push(e);
+                let copies = cands.get_mut(&shnum).expect("present");
+                copies.remove(0);
+                if copies.is_empty() {
+                    cands.remove(&shnum);
+                }
+                continue;
+            }
+            dec.decode_verified(&g, seg, &chosen, &mut out)?;
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Fully verify one complete share (Tahoe's verifier): everything `add_share` checks plus
+/// every block. Needs no read key.
+pub fn verify_share(cap: &ChkCapInfo, shnum: u16, share: &[u8]) -> Result<(), DecodeError> {
+    let mut dec = ChkDecoder::new(*cap, None)?;
+    let l = ShareLayout::parse(share).map_err(|reason| DecodeError::MalformedShare { shnum, reason })?;
+    dec.add_share(shnum, &l)?;
+    dec.verify_all_blocks(shnum, &l)
+}
