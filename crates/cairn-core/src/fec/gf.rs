@@ -143,6 +143,7 @@ const fn build_affine() -> [u64; 256] {
 pub(crate) static AFFINE: [u64; 256] = build_affine();
 
 /// `a·b`.
+#[cfg(test)]
 #[inline]
 pub(crate) fn mul(a: u8, b: u8) -> u8 {
     MUL_TABLE[a as usize][b as usize]
@@ -186,7 +187,11 @@ pub(crate) fn lagrange_rows(known: &[usize], targets: &[usize]) -> Vec<u8> {
     for (row, &t) in out.chunks_exact_mut(k.max(1)).zip(targets) {
         let xt = point(t);
         // log of N_t = prod_s (x_t - x_s); nonzero because x_t is not a known point.
-        let log_n: u32 = xs.iter().map(|&x| LOG[(xt ^ x) as usize] as u32).sum::<u32>() % 255;
+        let log_n: u32 = xs
+            .iter()
+            .map(|&x| LOG[(xt ^ x) as usize] as u32)
+            .sum::<u32>()
+            % 255;
         for s in 0..k {
             // L_s(x_t) = N_t / ((x_t - x_s) · w_s)
             let den = (LOG[(xt ^ xs[s]) as usize] as u32 + log_w[s]) % 255;
@@ -316,9 +321,9 @@ mod tests {
             for (i, &t) in targets.iter().enumerate() {
                 assert_eq!(&rows[i * k..(i + 1) * k], &e[t][..], "k={k} n={n} row {t}");
             }
-            for r in 0..k {
+            for (r, row) in e.iter().enumerate().take(k) {
                 let want: Vec<u8> = (0..k).map(|c| u8::from(c == r)).collect();
-                assert_eq!(e[r], want);
+                assert_eq!(*row, want);
             }
         }
     }

@@ -128,13 +128,20 @@ impl Fec {
     /// `k` equal-length `pieces` (`shnum < k` gives a copy of piece `shnum`).
     /// Every `out` must have the pieces' length; share numbers must be `< n`
     /// and distinct.
-    pub fn encode(&self, pieces: &[&[u8]], outputs: &mut [(usize, &mut [u8])]) -> Result<(), FecError> {
+    pub fn encode(
+        &self,
+        pieces: &[&[u8]],
+        outputs: &mut [(usize, &mut [u8])],
+    ) -> Result<(), FecError> {
         let len = self.check_pieces(pieces)?;
         let mut seen = [false; MAX_SHARES];
         for (shnum, out) in outputs.iter() {
             self.check_shnum(*shnum, &mut seen)?;
             if out.len() != len {
-                return Err(FecError::UnequalLengths { expected: len, got: out.len() });
+                return Err(FecError::UnequalLengths {
+                    expected: len,
+                    got: out.len(),
+                });
             }
         }
         let mut coefs = Vec::new();
@@ -177,21 +184,35 @@ impl Fec {
     pub fn decode(&self, blocks: &[(usize, &[u8])], out: &mut [&mut [u8]]) -> Result<(), FecError> {
         let k = self.k;
         if blocks.len() < k {
-            return Err(FecError::WrongCount { what: "blocks", expected: k, got: blocks.len() });
+            return Err(FecError::WrongCount {
+                what: "blocks",
+                expected: k,
+                got: blocks.len(),
+            });
         }
         if out.len() != k {
-            return Err(FecError::WrongCount { what: "output buffers", expected: k, got: out.len() });
+            return Err(FecError::WrongCount {
+                what: "output buffers",
+                expected: k,
+                got: out.len(),
+            });
         }
         let len = blocks[0].1.len();
         let mut seen = [false; MAX_SHARES];
         for (shnum, b) in blocks {
             self.check_shnum(*shnum, &mut seen)?;
             if b.len() != len {
-                return Err(FecError::UnequalLengths { expected: len, got: b.len() });
+                return Err(FecError::UnequalLengths {
+                    expected: len,
+                    got: b.len(),
+                });
             }
         }
         if let Some(o) = out.iter().find(|o| o.len() != len) {
-            return Err(FecError::UnequalLengths { expected: len, got: o.len() });
+            return Err(FecError::UnequalLengths {
+                expected: len,
+                got: o.len(),
+            });
         }
 
         // Choose k blocks: every piece we have, then check blocks by number.
@@ -249,11 +270,18 @@ impl Fec {
     /// Checks the pieces given to `encode`; returns their common length.
     fn check_pieces(&self, pieces: &[&[u8]]) -> Result<usize, FecError> {
         if pieces.len() != self.k {
-            return Err(FecError::WrongCount { what: "pieces", expected: self.k, got: pieces.len() });
+            return Err(FecError::WrongCount {
+                what: "pieces",
+                expected: self.k,
+                got: pieces.len(),
+            });
         }
         let len = pieces[0].len();
         match pieces.iter().find(|p| p.len() != len) {
-            Some(p) => Err(FecError::UnequalLengths { expected: len, got: p.len() }),
+            Some(p) => Err(FecError::UnequalLengths {
+                expected: len,
+                got: p.len(),
+            }),
             None => Ok(len),
         }
     }

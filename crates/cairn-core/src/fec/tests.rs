@@ -6,7 +6,11 @@ use proptest::prelude::*;
 
 fn pieces_for(k: usize, len: usize, salt: u8) -> Vec<Vec<u8>> {
     (0..k)
-        .map(|c| (0..len).map(|i| (i as u8).wrapping_mul(13).wrapping_add(c as u8 ^ salt)).collect())
+        .map(|c| {
+            (0..len)
+                .map(|i| (i as u8).wrapping_mul(13).wrapping_add(c as u8 ^ salt))
+                .collect()
+        })
         .collect()
 }
 
@@ -42,8 +46,13 @@ fn decode_from_every_subset_small_n() {
                 assert_eq!(&blocks[..k], &pieces[..]);
                 for subset in subsets(n, k) {
                     // Also in reverse order: the order of the blocks must not matter.
-                    let given: Vec<(usize, &[u8])> = subset.iter().rev().map(|&s| (s, &blocks[s][..])).collect();
-                    assert_eq!(fec.decode_all(&given).unwrap(), pieces, "k={k} n={n} {subset:?} {kernel:?}");
+                    let given: Vec<(usize, &[u8])> =
+                        subset.iter().rev().map(|&s| (s, &blocks[s][..])).collect();
+                    assert_eq!(
+                        fec.decode_all(&given).unwrap(),
+                        pieces,
+                        "k={k} n={n} {subset:?} {kernel:?}"
+                    );
                 }
             }
         }
@@ -58,9 +67,15 @@ fn encode_subset_of_outputs_and_copies() {
     let mut b9 = vec![0u8; 100];
     let mut b1 = vec![0u8; 100];
     let mut b4 = vec![0u8; 100];
-    fec.encode(&refs(&pieces), &mut [(9, &mut b9[..]), (1, &mut b1[..]), (4, &mut b4[..])])
-        .unwrap();
-    assert_eq!((b9, b1, b4), (all[9].clone(), all[1].clone(), all[4].clone()));
+    fec.encode(
+        &refs(&pieces),
+        &mut [(9, &mut b9[..]), (1, &mut b1[..]), (4, &mut b4[..])],
+    )
+    .unwrap();
+    assert_eq!(
+        (b9, b1, b4),
+        (all[9].clone(), all[1].clone(), all[4].clone())
+    );
     fec.encode(&refs(&pieces), &mut []).unwrap();
 }
 
@@ -69,7 +84,10 @@ fn decode_with_more_than_k_blocks() {
     let fec = Fec::new(4, 9).unwrap();
     let pieces = pieces_for(4, 50, 7);
     let blocks = fec.encode_all(&refs(&pieces)).unwrap();
-    let given: Vec<(usize, &[u8])> = [8, 0, 6, 5, 3, 7].iter().map(|&s| (s, &blocks[s][..])).collect();
+    let given: Vec<(usize, &[u8])> = [8, 0, 6, 5, 3, 7]
+        .iter()
+        .map(|&s| (s, &blocks[s][..]))
+        .collect();
     assert_eq!(fec.decode_all(&given).unwrap(), pieces);
 }
 
@@ -78,7 +96,10 @@ fn empty_pieces() {
     let fec = Fec::new(2, 5).unwrap();
     let blocks = fec.encode_all(&[&[], &[]]).unwrap();
     assert_eq!(blocks, vec![Vec::<u8>::new(); 5]);
-    assert_eq!(fec.decode_all(&[(3, &[]), (4, &[])]).unwrap(), vec![Vec::<u8>::new(); 2]);
+    assert_eq!(
+        fec.decode_all(&[(3, &[]), (4, &[])]).unwrap(),
+        vec![Vec::<u8>::new(); 2]
+    );
 }
 
 #[test]
@@ -89,34 +110,74 @@ fn bad_inputs_are_errors() {
     }
     let fec = Fec::new(2, 4).unwrap();
     let (a, b, short) = ([1u8; 8], [2u8; 8], [3u8; 7]);
-    assert!(matches!(fec.encode_all(&[&a]), Err(WrongCount { expected: 2, got: 1, .. })));
-    assert!(matches!(fec.encode_all(&[&a, &b, &a]), Err(WrongCount { .. })));
+    assert!(matches!(
+        fec.encode_all(&[&a]),
+        Err(WrongCount {
+            expected: 2,
+            got: 1,
+            ..
+        })
+    ));
+    assert!(matches!(
+        fec.encode_all(&[&a, &b, &a]),
+        Err(WrongCount { .. })
+    ));
     assert!(matches!(fec.encode_all(&[]), Err(WrongCount { .. })));
-    assert_eq!(fec.encode_all(&[&a, &short]), Err(UnequalLengths { expected: 8, got: 7 }));
+    assert_eq!(
+        fec.encode_all(&[&a, &short]),
+        Err(UnequalLengths {
+            expected: 8,
+            got: 7
+        })
+    );
     let mut o = [0u8; 8];
     let mut o2 = [0u8; 8];
     let mut short_out = [0u8; 7];
-    assert_eq!(fec.encode(&[&a, &b], &mut [(4, &mut o[..])]), Err(ShareOutOfRange { shnum: 4, n: 4 }));
+    assert_eq!(
+        fec.encode(&[&a, &b], &mut [(4, &mut o[..])]),
+        Err(ShareOutOfRange { shnum: 4, n: 4 })
+    );
     assert_eq!(
         fec.encode(&[&a, &b], &mut [(3, &mut o[..]), (3, &mut o2[..])]),
         Err(DuplicateShare { shnum: 3 })
     );
     assert_eq!(
         fec.encode(&[&a, &b], &mut [(3, &mut short_out[..])]),
-        Err(UnequalLengths { expected: 8, got: 7 })
+        Err(UnequalLengths {
+            expected: 8,
+            got: 7
+        })
     );
 
     assert!(matches!(fec.decode_all(&[(0, &a)]), Err(WrongCount { .. })));
     assert!(matches!(fec.decode_all(&[]), Err(WrongCount { .. })));
-    assert_eq!(fec.decode_all(&[(0, &a), (0, &b)]), Err(DuplicateShare { shnum: 0 }));
-    assert_eq!(fec.decode_all(&[(0, &a), (9, &b)]), Err(ShareOutOfRange { shnum: 9, n: 4 }));
-    assert_eq!(fec.decode_all(&[(0, &a), (3, &short)]), Err(UnequalLengths { expected: 8, got: 7 }));
+    assert_eq!(
+        fec.decode_all(&[(0, &a), (0, &b)]),
+        Err(DuplicateShare { shnum: 0 })
+    );
+    assert_eq!(
+        fec.decode_all(&[(0, &a), (9, &b)]),
+        Err(ShareOutOfRange { shnum: 9, n: 4 })
+    );
+    assert_eq!(
+        fec.decode_all(&[(0, &a), (3, &short)]),
+        Err(UnequalLengths {
+            expected: 8,
+            got: 7
+        })
+    );
     let mut x = [0u8; 8];
-    assert!(matches!(fec.decode(&[(0, &a), (3, &b)], &mut [&mut x[..]]), Err(WrongCount { .. })));
+    assert!(matches!(
+        fec.decode(&[(0, &a), (3, &b)], &mut [&mut x[..]]),
+        Err(WrongCount { .. })
+    ));
     let (mut y, mut z) = ([0u8; 8], [0u8; 9]);
     assert_eq!(
         fec.decode(&[(0, &a), (3, &b)], &mut [&mut y[..], &mut z[..]]),
-        Err(UnequalLengths { expected: 8, got: 9 })
+        Err(UnequalLengths {
+            expected: 8,
+            got: 9
+        })
     );
 }
 

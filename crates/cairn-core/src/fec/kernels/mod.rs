@@ -72,9 +72,9 @@ impl Kernel {
     /// The fastest kernel this CPU can run.
     ///
     /// Measured on the development machine (AMD EPYC Zen 4, 1 MiB segments,
-    /// see `bench/fec/run.sh`), GFNI on 512-bit vectors is the fastest, then
-    /// GFNI on 256-bit vectors, AVX2, SSSE3, scalar; the figures are in the
-    /// comments of the kernels in `x86.rs`.
+    /// `bench/fec/run.sh --kernels`), GFNI on 512-bit vectors is the fastest,
+    /// then GFNI on 256-bit vectors, AVX2, SSSE3, scalar, on every shape; the
+    /// figures are in `x86.rs`.
     pub fn best() -> Kernel {
         Self::ALL
             .into_iter()
@@ -111,7 +111,7 @@ pub(crate) fn dot(kernel: Kernel, coefs: &[u8], srcs: &[&[u8]], dsts: &mut [&mut
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if kernel != Kernel::Scalar && x86::is_available(kernel) {
+    if kernel != Kernel::Scalar {
         x86::dot(kernel, coefs, srcs, dsts);
         return;
     }
@@ -196,16 +196,26 @@ mod tests {
     fn all_kernels_agree_on_edge_shapes() {
         let kernels = Kernel::available();
         // Lengths around the vector widths and the chunk sizes.
-        let lens = [1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1000, 4097, 9000];
+        let lens = [
+            1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1000, 4097, 9000,
+        ];
         for &(k, m) in &[(1, 1), (1, 7), (3, 7), (5, 17), (13, 2), (71, 9)] {
             for &len in &lens {
                 let srcs: Vec<Vec<u8>> = (0..k)
-                    .map(|c| (0..len).map(|i| (i * 31 + c * 17 + (i >> 3)) as u8).collect())
+                    .map(|c| {
+                        (0..len)
+                            .map(|i| (i * 31 + c * 17 + (i >> 3)) as u8)
+                            .collect()
+                    })
                     .collect();
                 let coefs: Vec<u8> = (0..k * m).map(|i| (i * 97 + 3) as u8).collect();
                 let want = reference(&coefs, &srcs, m);
                 for &kern in &kernels {
-                    assert_eq!(run(kern, &coefs, &srcs, m, 0), want, "{kern:?} k={k} m={m} len={len}");
+                    assert_eq!(
+                        run(kern, &coefs, &srcs, m, 0),
+                        want,
+                        "{kern:?} k={k} m={m} len={len}"
+                    );
                 }
             }
         }
@@ -214,7 +224,9 @@ mod tests {
     #[test]
     fn special_coefficients() {
         // 0 and 1 coefficients, and every coefficient once.
-        let srcs: Vec<Vec<u8>> = (0..256).map(|c| (0..70).map(|i| (i * 7 + c) as u8).collect()).collect();
+        let srcs: Vec<Vec<u8>> = (0..256)
+            .map(|c| (0..70).map(|i| (i * 7 + c) as u8).collect())
+            .collect();
         let mut coefs: Vec<u8> = (0..=255u8).collect();
         coefs.extend(std::iter::repeat_n(0u8, 256));
         coefs.extend(std::iter::repeat_n(1u8, 256));
