@@ -10,14 +10,8 @@ use core::fmt;
 use super::{ReadKey, StorageIndex, WriteKey};
 use crate::{base32, hashutil};
 
-/// The on-grid format of a mutable file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MutableFormat {
-    /// SDMF (share version byte 0), caps `URI:SSK*`.
-    Sdmf,
-    /// MDMF (share version byte 1), caps `URI:MDMF*`.
-    Mdmf,
-}
+/// The on-grid format of a mutable file (one definition, shared with the share layouts).
+pub use crate::mutable::MutableFormat;
 
 fn readkey_of(wk: &WriteKey) -> ReadKey {
     ReadKey::new(hashutil::ssk_readkey_hash(wk.as_bytes()))
