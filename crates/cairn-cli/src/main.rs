@@ -1,6 +1,7 @@
 //! The `cairn` command.
 
 mod input;
+mod node;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,18 @@ struct Cli {
 enum Command {
     /// Print the capability Tahoe-LAFS 1.20 would give this content (offline; no grid needed).
     Cap(CapArgs),
+    /// Create a storage node directory (Tahoe's layout: tahoe.cfg, private/, storage/).
+    CreateNode(node::CreateNodeArgs),
+    /// Run the node in DIR in the foreground until SIGTERM or Ctrl-C.
+    Run {
+        /// The node directory.
+        dir: PathBuf,
+    },
+    /// Storage node tools.
+    Storage {
+        #[command(subcommand)]
+        command: node::StorageCommand,
+    },
     /// Debugging tools.
     Debug {
         #[command(subcommand)]
@@ -77,11 +90,14 @@ struct CapArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Cap(args) => cap_command(args),
-        Command::Debug { command: DebugCommand::DumpCap { cap } } => dump_cap_command(&cap),
+        Command::Cap(args) => cap_command(args).map(|()| ExitCode::SUCCESS),
+        Command::Debug { command: DebugCommand::DumpCap { cap } } => dump_cap_command(&cap).map(|()| ExitCode::SUCCESS),
+        Command::CreateNode(args) => node::create_node(args).map(|()| ExitCode::SUCCESS),
+        Command::Run { dir } => node::run(&dir).map(|()| ExitCode::SUCCESS),
+        Command::Storage { command } => node::storage(command),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("cairn: error: {e:#}");
             ExitCode::FAILURE

@@ -21,3 +21,4 @@ pub mod hashtree;
 pub mod hashutil;
 pub mod mutable;
 pub mod netstring;
+pub mod storage;

@@ -1,0 +1,123 @@
+//! `cairn create-node`, `cairn run`, `cairn storage announcement`, `cairn storage audit`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use cairn_storage::config::NodeConfig;
+use cairn_storage::identity::NodeIdentity;
+use cairn_storage::server::{self, CreateNodeOptions};
+
+#[derive(clap::Args)]
+pub struct CreateNodeArgs {
+    /// Hostname or IP address clients use to reach this node (goes into the NURL).
+    #[arg(long)]
+    pub hostname: String,
+    /// TCP port to listen on (0: pick a free one now).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Address to listen on (default: the hostname if it is an IP address, else all).
+    #[arg(long)]
+    pub listen_address: Option<std::net::IpAddr>,
+    /// Nickname shown to clients.
+    #[arg(long, default_value = "")]
+    pub nickname: String,
+    /// `[storage] reserved_space`: free space to leave on the disk.
+    #[arg(long, default_value = "1G")]
+    pub reserved_space: String,
+    /// The node directory to create.
+    pub dir: PathBuf,
+}
+
+#[derive(clap::Subcommand)]
+pub enum StorageCommand {
+    /// Print this node's entry for a Tahoe client's private/servers.yaml (paste it under `storage:`).
+    Announcement {
+        /// The node directory.
+        dir: PathBuf,
+    },
+    /// Recount shares, leases and reservations from the files and compare with the lease database.
+    Audit {
+        /// The node directory (or its storage directory).
+        dir: PathBuf,
+        /// Repair the differences found.
+        #[arg(long)]
+        fix: bool,
+    },
+}
+
+pub fn create_node(args: CreateNodeArgs) -> Result<()> {
+    let opts = CreateNodeOptions {
+        hostname: args.hostname,
+        port: args.port,
+        listen: args.listen_address,
+        nickname: args.nickname,
+        reserved_space: args.reserved_space,
+    };
+    let (config, identity) = server::create_node(&args.dir, &opts)?;
+    println!("Node created in {}", args.dir.display());
+    for n in identity.nurls(&config.hints) {
+        println!("NURL: {n}");
+    }
+    println!("Start it with: cairn run {}", args.dir.display());
+    Ok(())
+}
+
+pub fn run(dir: &Path) -> Result<()> {
+    init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let stop = async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        };
+        server::run_node(dir, stop).await
+    })?;
+    // Don't wait for blocking tasks (a slow disk) past the shutdown deadline.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}
+
+pub fn storage(cmd: StorageCommand) -> Result<ExitCode> {
+    match cmd {
+        StorageCommand::Announcement { dir } => {
+            let config = NodeConfig::load(&dir).with_context(|| format!("{} is not a node directory", dir.display()))?;
+            let identity = NodeIdentity::load_or_create(&config)?;
+            println!("{}", identity.announcement_yaml(&config.nickname, &config.hints));
+            Ok(ExitCode::SUCCESS)
+        }
+        StorageCommand::Audit { dir, fix } => {
+            let storage_dir = match NodeConfig::load(&dir) {
+                Ok(c) => c.storage_dir,
+                Err(_) => cairn_storage::leasedb::resolve_storage_dir(&dir),
+            };
+            let now = cairn_storage::http::now_secs();
+            let report = cairn_storage::leasedb::audit_storage_dir(&storage_dir, fix, now)?;
+            print!("{report}");
+            Ok(ExitCode::from(report.exit_code().clamp(0, 255) as u8))
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,18 @@
+//! cairn-storage: a Tahoe-LAFS 1.20 compatible storage server.
+//!
+//! The byte formats (share containers, leases, the HTTP protocol's messages) live in
+//! `cairn_core::storage`; this crate does the I/O: files, SQLite, sockets, TLS, time.
+//!
+//! - [`config`]: `tahoe.cfg` as Tahoe reads it, and cairn's limits
+//! - [`identity`]: TLS certificate, tubid, SPKI hash, swissnum, NURLs, server id, announcement
+//! - [`store`]: the share directories: uploads, durable renames, atomic mutable writes
+//! - [`leasedb`]: the lease database (accounting, reconcile, audit, GC)
+//! - [`http`]: the HTTP storage protocol endpoints
+//! - [`server`]: node creation, the run loop, shutdown, background crawler and GC
+
+pub mod config;
+pub mod identity;
+pub mod leasedb;
+pub mod store;
+pub mod http;
+pub mod server;
