@@ -29,3 +29,29 @@ for c in load("mutable_shares.json").get("cases", []):
         b = base64.b64decode(sh)
         if len(b) < 200_000:
             put("mutable_share_parse", b)
+
+# Share containers as Tahoe's StorageServer wrote them.
+def walk_files(obj):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in ("files_after", "files") and isinstance(v, dict):
+                for f in v.values():
+                    if isinstance(f, str):
+                        yield bytes.fromhex(f)
+            else:
+                yield from walk_files(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from walk_files(v)
+
+for name, target in (("immutable.json", "immutable_container_parse"), ("mutable.json", "mutable_container_parse")):
+    d = load(os.path.join("containers", name))
+    for i, b in enumerate(walk_files(d)):
+        if i >= 40:
+            break
+        if len(b) < 200_000:
+            put(target, b)
+
+# GBS request bodies, as Tahoe's client encodes them (CBOR; sets are tag 258).
+put("gbs_request_parse", bytes.fromhex("a26d73686172652d6e756d62657273d90102830001026e616c6c6f63617465642d73697a65190400"))
+put("gbs_request_parse", b"bytes=0-99")

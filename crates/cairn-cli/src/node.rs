@@ -16,7 +16,7 @@ pub struct CreateNodeArgs {
     /// TCP port to listen on (0: pick a free one now).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
-    /// Address to listen on (default: the hostname if it is an IP address, else all).
+    /// Address to listen on (default: the hostname if it is an IP address, else the address it resolves to).
     #[arg(long)]
     pub listen_address: Option<std::net::IpAddr>,
     /// Nickname shown to clients.

@@ -37,7 +37,7 @@ pub enum IdentityError {
     },
     #[error("{path}: {reason}")]
     Bad { path: PathBuf, reason: String },
-    #[error("making the TLS certificate: {0}")]
+    #[error("TLS certificate (private/node.pem): {0}")]
     Cert(String),
 }
 
@@ -207,14 +207,22 @@ impl NodeIdentity {
     }
 
     /// The TLS server configuration: this certificate alone, no client authentication.
+    ///
+    /// The certificate is served through a fixed resolver rather than `with_single_cert`,
+    /// because Tahoe's Foolscap certificates are X.509 **version 1**, which rustls' key/cert
+    /// consistency check refuses; clients pin the SPKI hash and never look at the version.
     pub fn tls_server_config(&self) -> Result<rustls::ServerConfig, IdentityError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let signing_key = provider
+            .key_provider
+            .load_private_key(self.key_der.clone_key())
+            .map_err(|e| IdentityError::Cert(format!("loading the private key of private/node.pem: {e}")))?;
+        let certified = Arc::new(rustls::sign::CertifiedKey::new(vec![self.cert_der.clone()], signing_key));
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| IdentityError::Cert(e.to_string()))?
             .with_no_client_auth()
-            .with_single_cert(vec![self.cert_der.clone()], self.key_der.clone_key())
-            .map_err(|e| IdentityError::Cert(e.to_string()))?;
+            .with_cert_resolver(Arc::new(FixedCert(certified)));
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(cfg)
     }
@@ -231,6 +239,16 @@ impl NodeIdentity {
             yaml_quote(nickname),
             yaml_quote(&self.permutation_seed_base32),
         )
+    }
+}
+
+/// Serves one certificate to every client (Tahoe's clients send no SNI).
+#[derive(Debug)]
+struct FixedCert(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for FixedCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
     }
 }
 

@@ -45,10 +45,31 @@ pub enum ServerError {
 pub struct CreateNodeOptions {
     pub hostname: String,
     pub port: u16,
-    /// Address to listen on; by default the hostname if it is an IP address, else 0.0.0.0.
+    /// Address to listen on; by default the hostname if it is an IP address, else the
+    /// address it resolves to.
     pub listen: Option<IpAddr>,
     pub nickname: String,
     pub reserved_space: String,
+}
+
+/// The address a node created for `hostname` listens on: the hostname itself if it is an
+/// IP address, else what it resolves to here. Never the wildcard address: a node listens
+/// only on the host it is created for.
+fn resolve_listen_address(hostname: &str) -> Result<IpAddr, ServerError> {
+    if let Ok(ip) = hostname.parse() {
+        return Ok(ip);
+    }
+    use std::net::ToSocketAddrs;
+    let resolved = (hostname, 0u16).to_socket_addrs().map_err(|source| ServerError::Io {
+        what: format!("resolving --hostname {hostname} (pass --listen-address to choose the address)"),
+        source,
+    })?;
+    let mut addrs: Vec<IpAddr> = resolved.map(|a| a.ip()).collect();
+    addrs.sort_by_key(|a| !a.is_ipv4()); // prefer IPv4, as Tahoe's tcp: endpoints do
+    addrs
+        .into_iter()
+        .next()
+        .ok_or_else(|| ServerError::Other(format!("--hostname {hostname} resolves to no address; pass --listen-address")))
 }
 
 /// Create a node directory as `tahoe create-node` would (tahoe.cfg, private/, identity,
@@ -62,7 +83,7 @@ pub fn create_node(dir: &Path, opts: &CreateNodeOptions) -> Result<(NodeConfig, 
     std::fs::create_dir_all(dir).map_err(|source| ServerError::Io { what: dir.display().to_string(), source })?;
     let listen = match opts.listen {
         Some(a) => a,
-        None => opts.hostname.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        None => resolve_listen_address(&opts.hostname)?,
     };
     let port = if opts.port == 0 {
         // Pick a free port now, as Tahoe does at creation.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_core::storage::gbs::{self, b64};
 use cairn_storage::config::NodeConfig;
-use cairn_storage::identity::{cert_spki_hash, NodeIdentity};
+use cairn_storage::identity::{cert_spki_hash, spki_from_cert, NodeIdentity};
 use cairn_storage::server::{self, CreateNodeOptions, RunningServer, ServerOptions};
 use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Method, Request, StatusCode};
@@ -41,11 +41,12 @@ impl ServerCertVerifier for SpkiPin {
     }
     fn verify_tls12_signature(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        // The client speaks TLS 1.3 only (see `Client::new`).
+        Err(rustls::Error::General("TLS 1.2 is not offered".into()))
     }
     fn verify_tls13_signature(
         &self,
@@ -53,7 +54,15 @@ impl ServerCertVerifier for SpkiPin {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        // Verify against the pinned key itself, not a parsed certificate: Tahoe's
+        // certificates are X.509 version 1, which webpki refuses to parse.
+        let spki = spki_from_cert(cert.as_ref()).ok_or_else(|| rustls::Error::General("no SPKI in certificate".into()))?;
+        rustls::crypto::verify_tls13_signature_with_raw_key(
+            message,
+            &rustls::pki_types::SubjectPublicKeyInfoDer::from(spki),
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
@@ -79,7 +88,7 @@ impl Client {
     pub fn new(addr: SocketAddr, spki_hash: &str, swissnum: &str) -> Client {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(SpkiPin { expected: spki_hash.to_string(), provider }))
