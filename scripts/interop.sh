@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Interop tests against real Tahoe-LAFS 1.20: Tahoe client nodes over cairn storage servers
-# (immutable, SDMF, MDMF, leases, mixed grids) and cairn serving directories written by real
-# Tahoe storage nodes.  Every scenario also runs with real Tahoe storage servers as a control.
+# (immutable, SDMF, MDMF, leases, mixed grids), cairn serving directories written by real
+# Tahoe storage nodes, and real Tahoe storage nodes serving the shares cairn wrote.  Every
+# scenario also runs with real Tahoe storage servers as a control.
 #   bash scripts/interop.sh                      # everything; last line: "N passed, N failed"
 #   bash scripts/interop.sh -k cairn/mdmf        # only matching tests (args go to tests/interop/run.py)
 #   INTEROP_BACKENDS=cairn bash scripts/interop.sh   # skip the Tahoe-only control runs

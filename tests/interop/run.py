@@ -10,8 +10,9 @@ Each scenario runs once per backend:
   cairn/...  the storage servers under test are cairn nodes (`cairn run`); the clients are
              always real Tahoe-LAFS 1.20 client nodes driven through their web API
 
-Scenarios: immutable, sdmf, mdmf, lease, mixed (2 servers under test + 2 Tahoe servers) and
-reverse (real Tahoe storage nodes write shares, then the backend serves their directories).
+Scenarios: immutable, sdmf, mdmf, lease, restart, mixed (2 servers under test + 2 Tahoe
+servers), reverse (real Tahoe storage nodes write shares, then the backend serves their
+directories) and forward (the backend writes shares, then real Tahoe storage nodes serve them).
 The last line printed is `N passed, N failed`.  Node directories and logs stay in the work
 directory when anything fails.
 """
@@ -543,6 +544,219 @@ def t_reverse(suite, kind):
         log("`cairn storage announcement` on the Tahoe node dirs matches Tahoe's announcements")
 
 
+def mutable_seqnums(servers, si):
+    """{(node name, shnum): (share version byte, seqnum)} read from mutable containers: the
+    share data starts after the 468-byte container header with >BQ (0 = SDMF, 1 = MDMF)."""
+    out = {}
+    for s in servers:
+        for shnum, path in s.shares(si).items():
+            with open(path, "rb") as f:
+                f.seek(468)
+                head = f.read(9)
+            check(len(head) == 9, "mutable share %d on %s: no share data after the header" % (shnum, s.label))
+            out[(s.name, shnum)] = H.struct.unpack(">BQ", head)
+    return out
+
+
+def check_seqnum(servers, si, version, seqnum, what):
+    got = mutable_seqnums(servers, si)
+    check(len(got) >= H.SHARES_TOTAL, "%s: only %d shares on disk" % (what, len(got)))
+    bad = {k: v for k, v in got.items() if v != (version, seqnum)}
+    check(not bad, "%s: expected share version %d seqnum %d in every share, got %s"
+          % (what, version, seqnum, sorted(bad.items())))
+
+
+class ServeTahoeNode(H.TahoeStorageNode):
+    """A real Tahoe storage node run on a directory another backend wrote; its `tahoe run`
+    output goes to the work dir, not into the node directory it serves."""
+
+    def __init__(self, h, name, node_dir, port, logfile):
+        super().__init__(h, name, node_dir, port)
+        self._logfile = logfile
+
+    @property
+    def logfile(self):
+        return self._logfile
+
+
+# identity of a storage node: with these a Tahoe node has the same server id (node.privkey,
+# node.pubkey), TLS key and so tubid / NURL SPKI hash (node.pem), swissnum (storage.furl) and
+# permutation seed.  The tubid is the "lease seed" the client derives mutable write enablers
+# and lease renew secrets from: a node without it could read the shares but not modify them
+# (BadWriteEnablerError "The write enabler was recorded by nodeid ...").
+IDENTITY_FILES = ("private/node.pem", "private/node.privkey", "node.pubkey", "private/storage.furl",
+                  "permutation-seed")
+
+
+def t_forward(suite, kind):
+    """The backend writes an immutable multi-segment, an SDMF and an MDMF file (mutable ones
+    modified once: seqnum 2); its servers are stopped and real Tahoe storage nodes serve those
+    share files (on the backend's node directories if `tahoe run` accepts them, else on fresh
+    Tahoe node dirs that take over the share trees); the Tahoe client reads, verifies,
+    modifies and leases everything."""
+    h = suite.h
+    servers = [h.new_storage(kind, "fwd-%s-s%d" % (kind, i)) for i in range(4)]
+    suite.touched.extend(servers)
+    g = h.build_grid("fwd-%s" % kind, servers)
+    suite.touched.append(g.client)
+    c = g.client
+    files = {}
+    for label, size, fmt in (("immutable 2 MiB+4321", 2 * MiB + 4321, None), ("SDMF", 40000, "SDMF"),
+                             ("MDMF", 450000, "MDMF")):
+        data = os.urandom(size)
+        cap = timed("upload %s to %s" % (label, kind), c.upload, data, fmt)
+        info = c.info(cap)
+        files[label] = {"data": data, "cap": cap, "ro": info.get("ro_uri") or cap, "fmt": fmt,
+                        "si": storage_index(c, cap)}
+    sd, md, imm = files["SDMF"], files["MDMF"], files["immutable 2 MiB+4321"]
+    check(imm["cap"].startswith("URI:CHK:"), "immutable upload gave %s" % H.short(imm["cap"]))
+    sd["data"] = os.urandom(55000)
+    timed("overwrite SDMF (seqnum 2) on %s" % kind, c.overwrite, sd["cap"], sd["data"])
+    patch = os.urandom(140000)
+    timed("MDMF in-place update across segments (seqnum 2) on %s" % kind, c.update, md["cap"], 120000, patch)
+    md["data"] = md["data"][:120000] + patch + md["data"][260000:]
+    for label, f in files.items():
+        assert_same(c.download(f["cap"]), f["data"], "%s on %s" % (label, kind))
+        check_shares_on(servers, f["si"], "%s (written by %s)" % (label, kind), mutable=f["fmt"] is not None)
+    check_seqnum(servers, sd["si"], 0, 2, "SDMF written by %s" % kind)
+    check_seqnum(servers, md["si"], 1, 2, "MDMF written by %s" % kind)
+    if kind == "cairn":
+        cairn_audit(h, servers, "before handing the shares to Tahoe")
+
+    old_ids = list(c.servers)
+    codes, slowest = set(), 0.0
+    for s in servers:
+        rc, took = s.stop(timeout=15)
+        check(took <= 5.5, "%s took %.1fs to exit after SIGTERM (the limit is 5 s)" % (s.label, took))
+        codes.add(rc)
+        slowest = max(slowest, took)
+    for s in servers:
+        s.wait_port_free()
+    log("stopped the 4 %s servers: exited within %.2fs of SIGTERM (exit codes %s)" % (kind, slowest, sorted(codes)))
+    c.wait_disconnected(old_ids, timeout=30)
+
+    # 1. real Tahoe directly on the backend's node directory (same keys, same port)
+    def tahoe_on(s, node_dir, suffix):
+        return ServeTahoeNode(h, "%s-%s" % (s.name, suffix), node_dir, s.port,
+                              os.path.join(h.workdir, "%s-%s-tahoe-run.log" % (s.name, suffix)))
+
+    t0 = time.monotonic()
+    probe = tahoe_on(servers[0], servers[0].dir, "tahoe")
+    suite.touched.append(probe)
+    probe.start()
+    up = H.wait_until("`tahoe run` on %s to listen or exit" % servers[0].dir,
+                      lambda: "exited" if probe.proc.poll() is not None else
+                      ("up" if H.port_accepts(probe.port) else None), 60, interval=0.2)
+    if up == "up":
+        repl = [probe] + [tahoe_on(s, s.dir, "tahoe") for s in servers[1:]]
+        suite.touched.extend(repl[1:])
+        for r in repl[1:]:
+            r.start()
+        for r in repl:
+            r.wait_ready()
+        mode = "direct"
+        sid_of = {id(s): sid for sid, s in c.servers.items()}
+        c.servers = {sid_of[id(s)]: r for s, r in zip(servers, repl)}
+        c.wait_connected(timeout=60)
+        log("Tahoe-on-%s-dir: YES: `tahoe run` serves the %s node directories as they are (same ports, keys, "
+            "servers.yaml); client reconnected (%.2fs)" % (kind, kind, time.monotonic() - t0))
+    else:
+        rc = probe.proc.returncode
+        why = [l for l in (H.tail(probe.logfile, 10) or "").splitlines() if l.strip() and not l.startswith("===")]
+        tacs = [n for n in os.listdir(servers[0].dir) if n.endswith(".tac")]
+        hint = ""
+        if any("not a recognizable node directory" in l for l in why) and not tacs:
+            hint = (" (`tahoe run` identifies a node directory by a tahoe-client.tac or tahoe-introducer.tac "
+                    "file, which `tahoe create-node` writes and this directory lacks)")
+        log("Tahoe-on-%s-dir: NO: `tahoe run %s` exited with code %s: %s%s"
+            % (kind, servers[0].dir, rc, " | ".join(why[-3:]) or "(no output)", hint))
+        probe.proc = None
+        # 2. fallback: fresh Tahoe node dirs on the same ports take over the share trees
+        #    (moved) and the node identity (copied; see IDENTITY_FILES), servers.yaml rewritten
+        repl = [H.TahoeStorageNode(h, "fwd-%s-t%d" % (kind, i), h.node_dir("fwd-%s-t%d" % (kind, i)), s.port)
+                for i, s in enumerate(servers)]
+        suite.touched.extend(repl)
+        h.create(repl)
+        for s, r in zip(servers, repl):
+            for rel in IDENTITY_FILES:
+                shutil.copy2(os.path.join(s.dir, rel), os.path.join(r.dir, rel))
+            os.makedirs(os.path.join(r.dir, "storage"), exist_ok=True)
+            shutil.rmtree(os.path.join(r.dir, "storage", "shares"), ignore_errors=True)
+            os.rename(os.path.join(s.dir, "storage", "shares"), os.path.join(r.dir, "storage", "shares"))
+        for r in repl:
+            r.start()
+        for r in repl:
+            r.wait_ready()
+        entries = [(r,) + tuple(r.announcement()) for r in repl]
+        same = sorted(old_ids) == sorted(sid for _, sid, _ in entries)
+        c.stop()
+        H.wait_until("web port %d of %s to be released" % (c.web_port, c.name),
+                     lambda: H.port_is_free(c.web_port), 15)
+        c.set_servers(entries)
+        c.start()
+        c.wait_web()
+        c.wait_connected(timeout=60)
+        mode = "fallback"
+        log("fallback: 4 fresh Tahoe node dirs on the same ports hold the moved %s share trees and copies of "
+            "the node identity files; servers.yaml "
+            "rewritten (server ids %s), client restarted and connected (%.2fs)"
+            % (kind, "unchanged" if same else "CHANGED", time.monotonic() - t0))
+    check_loopback_only(repl)
+
+    # everything the backend wrote, read and verified by Tahoe's own storage server code
+    for label, f in files.items():
+        assert_same(timed("download %s (Tahoe serving %s's shares)" % (label, kind), c.download, f["cap"]),
+                    f["data"], label)
+        if f["ro"] != f["cap"]:
+            assert_same(c.download(f["ro"]), f["data"], label + " via readcap")
+    check_ranged(c, imm["cap"], imm["data"], 900000, 1700000, "immutable")
+    for label, f in files.items():
+        check_healthy(timed("check --verify of %s" % label, c.check_file, f["cap"], verify=True),
+                      "verify %s (written by %s, served by Tahoe)" % (label, kind))
+
+    # modify both mutable files again (seqnum 3): write enablers recorded by the backend
+    v3 = os.urandom(30000)
+    timed("overwrite SDMF (seqnum 3) through Tahoe", c.overwrite, sd["cap"], v3)
+    assert_same(c.download(sd["cap"]), v3, "SDMF after overwrite through Tahoe")
+    assert_same(c.download(sd["ro"]), v3, "SDMF after overwrite through Tahoe, via readcap")
+    patch = os.urandom(100000)
+    timed("MDMF in-place update (seqnum 3) through Tahoe", c.update, md["cap"], 300000, patch)
+    want = md["data"][:300000] + patch + md["data"][400000:]
+    assert_same(c.download(md["cap"]), want, "MDMF after in-place update through Tahoe")
+    assert_same(c.download(md["ro"]), want, "MDMF after in-place update through Tahoe, via readcap")
+    check_seqnum(repl, sd["si"], 0, 3, "SDMF after the Tahoe-served update")
+    check_seqnum(repl, md["si"], 1, 3, "MDMF after the Tahoe-served update")
+
+    # add a lease: the renew secrets the backend recorded must match, so Tahoe renews them
+    before = {label: lease_snapshot(repl, f["si"]) for label, f in files.items()}
+    time.sleep(2.2)  # expirations have a resolution of one second
+    for label, f in files.items():
+        check_healthy(timed("check --add-lease of %s" % label, c.check_file, f["cap"], add_lease=True),
+                      "%s check --add-lease" % label)
+    problems = []
+    for label, snap in before.items():
+        after = lease_snapshot(repl, files[label]["si"])
+        moved = []
+        for k, exps in snap.items():
+            a = after.get(k)
+            if not a or not exps:
+                problems.append("%s share %s: leases %s before, %s after" % (label, k, exps, a))
+                continue
+            if max(a) < max(exps) + 2:
+                problems.append("%s share %s: lease expiration %s -> %s (not renewed)" % (label, k, exps, a))
+            if len(a) != len(exps):
+                problems.append("%s share %s: %d lease(s) before, %d after (renew secret of the lease the "
+                                "backend recorded does not match)" % (label, k, len(exps), len(a)))
+            moved.append(max(a) - max(exps))
+        log("%s: lease renewed by Tahoe, expiration +%s s on %d shares" % (label, sorted(set(moved)), len(moved)))
+    check(not problems, "\n".join(problems))
+
+    for r in repl:
+        rc, took = r.stop(timeout=15)
+        check(took < 15, "%s took %.1fs to stop" % (r.label, took))
+    log("Tahoe served what %s wrote (%s mode); Tahoe servers stopped" % (kind, mode))
+
+
 SCENARIOS = [
     ("immutable", t_immutable),
     ("sdmf", t_sdmf),
@@ -551,6 +765,7 @@ SCENARIOS = [
     ("restart", t_restart),
     ("mixed", t_mixed),
     ("reverse", t_reverse),
+    ("forward", t_forward),
 ]
 
 

@@ -25,7 +25,7 @@ use cairn_core::storage::container::{
     MUTABLE_DATA_OFFSET,
 };
 use cairn_core::storage::gbs::{self, ByteRange, GbsError, ReadAnswer, Secrets};
-use cairn_core::storage::rtw::{self, RtwContext, RtwSecrets};
+use cairn_core::storage::rtw::{RtwContext, RtwSecrets};
 
 use crate::config::Limits;
 use crate::leasedb::{self, AccountId, Lease, LeaseDb, ShareKey};
@@ -785,7 +785,6 @@ async fn read_test_write(State(st): St, UrlPath(si): UrlPath<String>, headers: H
     let raw = read_cbor_body(&headers, body, limit, st.limits.body_idle_timeout).await?;
     let req = gbs::RtwRequest::parse(&raw)?;
     drop(raw);
-    let req = to_rtw_request(req);
     let rtw_secrets = RtwSecrets { write_enabler: we, lease_renew: renew, lease_cancel: cancel };
     let st2 = st.clone();
     let result = blocking(move || -> Result<store::RtwResult, HttpError> {
@@ -816,30 +815,6 @@ async fn read_test_write(State(st): St, UrlPath(si): UrlPath<String>, headers: H
             .collect::<BTreeMap<_, _>>(),
     };
     Ok(cbor(StatusCode::OK, resp.encode()))
-}
-
-fn to_rtw_request(req: gbs::RtwRequest) -> rtw::RtwRequest {
-    rtw::RtwRequest {
-        test_write_vectors: req
-            .test_write_vectors
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    u16::from(k),
-                    rtw::TestWriteVectors {
-                        test: v
-                            .test
-                            .into_iter()
-                            .map(|t| rtw::TestVector { offset: t.offset, size: t.size, specimen: t.specimen })
-                            .collect(),
-                        write: v.write.into_iter().map(|w| rtw::WriteVector { offset: w.offset, data: w.data }).collect(),
-                        new_length: v.new_length,
-                    },
-                )
-            })
-            .collect(),
-        read_vector: req.read_vector.into_iter().map(|r| rtw::ReadVector { offset: r.offset, size: r.size }).collect(),
-    }
 }
 
 async fn corrupt_immutable(

@@ -52,6 +52,13 @@ pub struct CreateNodeOptions {
     pub reserved_space: String,
 }
 
+/// Tahoe's node-directory marker, with the text `tahoe create-node` writes into it.
+const TAHOE_CLIENT_TAC: &str = "tahoe-client.tac";
+const TAHOE_CLIENT_TAC_TEXT: &str = "\nimport sys\n\
+print(\"Nodes created by Tahoe-LAFS v1.11.0 or later cannot be run by\")\n\
+print(\"releases of Tahoe-LAFS before v1.10.0.\")\n\
+sys.exit(1)\n";
+
 /// The address a node created for `hostname` listens on: the hostname itself if it is an
 /// IP address, else what it resolves to here. Never the wildcard address: a node listens
 /// only on the host it is created for.
@@ -100,6 +107,9 @@ pub fn create_node(dir: &Path, opts: &CreateNodeOptions) -> Result<(NodeConfig, 
     std::fs::create_dir_all(dir.join("private"))
         .map_err(|source| ServerError::Io { what: "private/".into(), source })?;
     identity::write_replace(&dir.join("private").join("README"), readme.as_bytes(), 0o600)?;
+    // Tahoe recognises a node directory by this marker (`tahoe run` refuses a directory
+    // without a `*client*.tac`); with it, a Tahoe node can take over a cairn node directory.
+    identity::write_replace(&dir.join(TAHOE_CLIENT_TAC), TAHOE_CLIENT_TAC_TEXT.as_bytes(), 0o644)?;
     let config = NodeConfig::load(dir)?;
     std::fs::create_dir_all(&config.storage_dir)
         .map_err(|source| ServerError::Io { what: config.storage_dir.display().to_string(), source })?;

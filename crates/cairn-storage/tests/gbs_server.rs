@@ -157,7 +157,7 @@ async fn immutable_upload_in_pieces_and_reads() {
 
 fn rtw_body(shnum: u8, tests: Vec<TestVector>, writes: Vec<WriteVector>, new_length: Option<u64>, reads: &[(u64, u64)]) -> Vec<u8> {
     let mut r = RtwRequest::default();
-    r.test_write_vectors.insert(shnum, TestWriteVectors { test: tests, write: writes, new_length });
+    r.test_write_vectors.insert(shnum.into(), TestWriteVectors { test: tests, write: writes, new_length });
     r.read_vector = reads.iter().map(|&(offset, size)| gbs::ReadVector { offset, size }).collect();
     r.encode()
 }

@@ -484,42 +484,8 @@ pub struct CorruptRequest {
     pub reason: String,
 }
 
-/// One test vector: the share's bytes `[offset, offset+size)` must equal `specimen`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestVector {
-    pub offset: u64,
-    pub size: u64,
-    pub specimen: Vec<u8>,
-}
-
-/// One write: `data` at `offset`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WriteVector {
-    pub offset: u64,
-    pub data: Vec<u8>,
-}
-
-/// Test, writes and new length for one share.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TestWriteVectors {
-    pub test: Vec<TestVector>,
-    pub write: Vec<WriteVector>,
-    pub new_length: Option<u64>,
-}
-
-/// One read: `size` bytes at `offset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadVector {
-    pub offset: u64,
-    pub size: u64,
-}
-
-/// `POST /storage/v1/mutable/:si/read-test-write`
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RtwRequest {
-    pub test_write_vectors: BTreeMap<ShareNumber, TestWriteVectors>,
-    pub read_vector: Vec<ReadVector>,
-}
+// The read-test-write request is the same value the test-and-write semantics take.
+pub use super::rtw::{ReadVector, RtwRequest, TestVector, TestWriteVectors, WriteVector};
 
 impl AllocateRequest {
     /// Parse and validate (`allocate_buckets` schema; share numbers ≤ 255).
@@ -625,7 +591,7 @@ impl RtwRequest {
                 other => Some(expect_uint(other, "new-length")?),
             };
             if test_write_vectors
-                .insert(shnum, TestWriteVectors { test: tests, write: writes, new_length })
+                .insert(u16::from(shnum), TestWriteVectors { test: tests, write: writes, new_length })
                 .is_some()
             {
                 return Err(bad("test-write-vectors: duplicate share number"));
