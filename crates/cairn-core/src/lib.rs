@@ -21,4 +21,6 @@ pub mod hashtree;
 pub mod hashutil;
 pub mod mutable;
 pub mod netstring;
+pub mod placement;
+pub mod permute;
 pub mod storage;

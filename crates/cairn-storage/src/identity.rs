@@ -18,7 +18,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use base64::Engine;
 use cairn_core::base32;
 use rand::RngCore;
 use rustls::pki_types::pem::PemObject;
@@ -277,72 +276,8 @@ pub fn make_node_pem() -> Result<String, IdentityError> {
     Ok(format!("{}{}", cert.pem(), key_pair.serialize_pem()))
 }
 
-/// urlsafe-b64(SHA-256(spki)), unpadded (`get_spki_hash`).
-pub fn spki_hash_of(spki_der: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(spki_der))
-}
-
-/// The SPKI hash of a DER certificate.
-pub fn cert_spki_hash(cert_der: &[u8]) -> Option<String> {
-    spki_from_cert(cert_der).map(spki_hash_of)
-}
-
-/// Find the DER `SubjectPublicKeyInfo` inside a DER X.509 certificate.
-pub fn spki_from_cert(cert: &[u8]) -> Option<&[u8]> {
-    // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
-    //   serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ... } ... }
-    let (tag, cert_body, _) = der_item(cert)?;
-    if tag != 0x30 {
-        return None;
-    }
-    let (tag, tbs, _) = der_item(cert_body)?;
-    if tag != 0x30 {
-        return None;
-    }
-    let mut rest = tbs;
-    let (tag, _, next) = der_item_full(rest)?;
-    if tag == 0xa0 {
-        rest = next;
-    }
-    // serialNumber, signature, issuer, validity, subject
-    for _ in 0..5 {
-        let (_, _, next) = der_item_full(rest)?;
-        rest = next;
-    }
-    let (tag, whole, _) = der_item_full(rest)?;
-    (tag == 0x30).then_some(whole)
-}
-
-/// (tag, contents, rest)
-fn der_item(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let tag = *input.first()?;
-    let first = *input.get(1)? as usize;
-    let (len, hdr) = if first < 0x80 {
-        (first, 2)
-    } else {
-        let n = first & 0x7f;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = len << 8 | *input.get(2 + i)? as usize;
-        }
-        (len, 2 + n)
-    };
-    let end = hdr.checked_add(len)?;
-    if end > input.len() {
-        return None;
-    }
-    Some((tag, &input[hdr..end], &input[end..]))
-}
-
-/// (tag, whole encoding incl. header, rest)
-fn der_item_full(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (tag, _, rest) = der_item(input)?;
-    let used = input.len() - rest.len();
-    Some((tag, &input[..used], rest))
-}
+// SPKI extraction and hashing are pure and shared with the client.
+pub use cairn_core::storage::gbs_client_support::{cert_spki_hash, spki_from_cert, spki_hash_of};
 
 /// `pb://TUBID@HINTS/SWISSNUM` → (tubid, hints, swissnum).
 pub fn parse_furl(furl: &str) -> Option<(String, String, String)> {

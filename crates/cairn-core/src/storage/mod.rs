@@ -4,4 +4,5 @@
 
 pub mod container;
 pub mod gbs;
+pub mod gbs_client_support;
 pub mod rtw;
