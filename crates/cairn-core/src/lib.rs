@@ -11,6 +11,9 @@
 //! - [`cap`]: one type per capability kind
 //! - [`chk`]: immutable files (parameters, UEB, share layouts, streaming encoder, verifying decoder)
 //! - [`mutable`]: SDMF/MDMF keys, signatures and share layouts
+//! - [`permute`], [`placement`]: Tahoe's per-file server order and share placement
+//! - [`storage`]: share containers and leases on disk, mutable test-and-write semantics,
+//!   the HTTP storage protocol's messages
 
 pub mod base32;
 pub mod cap;
