@@ -249,6 +249,42 @@ def immutable_vectors(tmp):
         "final_decoded": {"0": immutable_decoded(p)},
     })
 
+    # Lease cancellation as the lease crawler does it (expirer.py process_share ->
+    # ShareFile.cancel_lease(cancel_secret)): two leases, the first one cancelled; the
+    # second is moved down, the count rewritten and the file truncated.
+    ss, clock = make_server(tmp, "imm-cancel", T0)
+    sidx = si("immutable-cancel")
+    data = bytes((i * 11 + 5) % 256 for i in range(50))
+    r1, c1 = secret("renew", "imm-cancel-1"), secret("cancel", "imm-cancel-1")
+    r2, c2 = secret("renew", "imm-cancel-2"), secret("cancel", "imm-cancel-2")
+    already, writers = ss.allocate_buckets(sidx, r1, c1, {0}, len(data))
+    writers[0].write(0, data)
+    writers[0].close()
+    steps = [{
+        "op": "allocate_write_close",
+        "now": T0,
+        "allocated_size": len(data),
+        "renew_secret": h(r1), "cancel_secret": h(c1),
+        "owner_num": 0,
+        "writes": {"0": [[0, h(data)]]},
+        "files_after": files_of(ss, sidx),
+    }]
+    set_time(clock, T0 + 1000)
+    ss.add_lease(sidx, r2, c2)
+    steps.append({"op": "add_lease", "now": T0 + 1000, "renew_secret": h(r2),
+                  "cancel_secret": h(c2), "owner_num": 1, "files_after": files_of(ss, sidx)})
+    bdir = bucket_dir(ss, sidx)
+    freed = ShareFile(os.path.join(bdir, "0")).cancel_lease(c1)
+    steps.append({"op": "cancel_lease", "cancel_secret": h(c1), "shares": ["0"],
+                  "space_freed": freed, "files_after": files_of(ss, sidx)})
+    vecs.append({
+        "name": "v2-cancel-lease",
+        "storage_index": h(sidx),
+        "nodeid": h(NODEID),
+        "steps": steps,
+        "final_decoded": {"0": immutable_decoded(os.path.join(bdir, "0"))},
+    })
+
     # Saturated max-size field: a >= 2^32 allocation is only a header here
     # (the file is sparse in Tahoe; we record the 12-byte header Tahoe writes).
     headers = []
@@ -398,6 +434,26 @@ def mutable_vectors(tmp):
     s.rtw(T0, bad_we, R[0], C[0], {0: ([], [], None)}, [],
           note="mismatch: the error names the nodeid that recorded the write enabler")
     scenarios.append({"name": "v1-container", "storage_index": h(sidx), "nodeid": h(NODEID),
+                      "steps": s.steps, "final_decoded": s.decoded()})
+
+    # Scenario 4: lease cancellation as the lease crawler does it (expirer.py
+    # process_share -> MutableShareFile.cancel_lease(cancel_secret)): six leases (four
+    # header slots, two extra), cancel one in a header slot and one extra lease (each
+    # record is blanked in place, nothing is compacted), then a new lease fills the
+    # first blanked slot.
+    ss, clock = make_server(tmp, "mut4", T0)
+    sidx = si("mutable-4")
+    s = Rtw(ss, clock, sidx)
+    s.rtw(T0, we, R[0], C[0], {0: ([], [(0, b"cancel me not")], None)}, [], note="create")
+    for i in range(1, 6):
+        s.add_lease(T0 + 100 * i, R[i], C[i])
+    bdir = bucket_dir(ss, sidx)
+    for i in (1, 5):
+        freed = MutableShareFile(os.path.join(bdir, "0")).cancel_lease(C[i])
+        s.steps.append({"op": "cancel_lease", "cancel_secret": h(C[i]), "shares": ["0"],
+                        "space_freed": freed, "files_after": files_of(ss, sidx)})
+    s.add_lease(T0 + 1000, R[6], C[6], note="fills the first blanked slot")
+    scenarios.append({"name": "cancel-lease", "storage_index": h(sidx), "nodeid": h(NODEID),
                       "steps": s.steps, "final_decoded": s.decoded()})
 
     empty = {

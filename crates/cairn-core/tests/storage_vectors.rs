@@ -107,6 +107,39 @@ fn mutable_add_or_renew(file: &mut Vec<u8>, g: &LeaseGrant) -> LeaseUpdate {
     upd
 }
 
+/// Tahoe's `ShareFile.cancel_lease(cancel_secret)` on one immutable container file
+/// (as the lease crawler calls it): returns the bytes freed.
+fn immutable_cancel(file: &mut Vec<u8>, cancel: &[u8; 32]) -> u64 {
+    let header = ImmutableContainerHeader::parse(file).unwrap();
+    let layout = header.layout(file.len() as u64).unwrap();
+    let (lo, ll) = layout.leases_range();
+    let leases =
+        parse_immutable_leases(header.version, &file[lo as usize..(lo + ll) as usize]).unwrap();
+    let r = immutable_remove_leases(&layout, &leases, |_, l| l.cancel_secret.matches(cancel));
+    assert!(r.removed > 0);
+    assert!(r.ops.iter().any(|o| matches!(o, FileOp::Truncate { .. })));
+    let before = file.len() as u64;
+    apply_file_ops(file, &r.ops);
+    assert_eq!(file.len() as u64, r.new_file_size);
+    let c = ImmutableContainer::parse(file).unwrap();
+    assert_eq!(c.leases, r.leases_after);
+    before - r.new_file_size
+}
+
+/// Tahoe's `MutableShareFile.cancel_lease(cancel_secret)` on one mutable container file.
+fn mutable_cancel(file: &mut Vec<u8>, cancel: &[u8; 32]) -> u64 {
+    let c = MutableContainer::parse(file).unwrap();
+    let mut leases = c.leases.clone();
+    let (n, ops) = leases.cancel(c.header.extra_lease_offset, |_, l| {
+        l.cancel_secret.matches(cancel)
+    });
+    assert!(n > 0);
+    let before = file.len() as u64;
+    apply_file_ops(file, &ops);
+    assert_eq!(MutableContainer::parse(file).unwrap().leases, leases);
+    before - file.len() as u64
+}
+
 #[test]
 fn immutable_vectors_replay() {
     let v = load("immutable.json");
@@ -188,6 +221,14 @@ fn immutable_vectors_replay() {
                         if step["op"] == "renew_lease" {
                             assert!(!matches!(upd, LeaseUpdate::Added { .. }), "{ctx}");
                         }
+                    }
+                }
+                "cancel_lease" => {
+                    let cancel: [u8; 32] = arr(&step["cancel_secret"]);
+                    for shnum in step["shares"].as_array().unwrap() {
+                        let f = model.get_mut(shnum.as_str().unwrap()).unwrap();
+                        let freed = immutable_cancel(f, &cancel);
+                        assert_eq!(freed, u(&step["space_freed"]), "{ctx}");
                     }
                 }
                 "file" => {
@@ -347,6 +388,14 @@ fn mutable_vectors_replay() {
                     let g = grant(step, nodeid);
                     for f in model.values_mut() {
                         mutable_add_or_renew(f, &g);
+                    }
+                }
+                "cancel_lease" => {
+                    let cancel: [u8; 32] = arr(&step["cancel_secret"]);
+                    for shnum in step["shares"].as_array().unwrap() {
+                        let f = model.get_mut(shnum.as_str().unwrap()).unwrap();
+                        let freed = mutable_cancel(f, &cancel);
+                        assert_eq!(freed, u(&step["space_freed"]), "{ctx}");
                     }
                 }
                 "rtw" => {

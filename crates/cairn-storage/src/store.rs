@@ -452,27 +452,7 @@ impl Store {
     /// Replace `path` by (a copy of it, or `initial`) with `ops` applied: write the copy in
     /// the scratch directory, `fsync` it, rename it over `path`, `fsync` the directory.
     fn rewrite_atomically(&self, path: &Path, initial: Option<&[u8]>, ops: &[FileOp<'_>]) -> Result<()> {
-        let tmp = self.tmp_dir.join(format!("{:016x}", rand::random::<u64>()));
-        let result = (|| {
-            match initial {
-                Some(bytes) => fs::write(&tmp, bytes).map_err(ioe(&tmp))?,
-                None => {
-                    fs::copy(path, &tmp).map_err(ioe(path))?;
-                }
-            }
-            let f = OpenOptions::new().read(true).write(true).open(&tmp).map_err(ioe(&tmp))?;
-            apply_ops(&f, &tmp, ops)?;
-            f.sync_all().map_err(ioe(&tmp))?;
-            fs::rename(&tmp, path).map_err(ioe(path))?;
-            if let Some(dir) = path.parent() {
-                sync_dir(dir)?;
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        rewrite_atomically_in(&self.tmp_dir, path, initial, ops)
     }
 
     /// Write a corruption advisory as Tahoe does (`corruption-advisories/<time>--<si>-<shnum>`).
@@ -485,6 +465,36 @@ impl Store {
         let path = self.advisories_dir.join(name);
         fs::write(&path, report).map_err(ioe(&path))
     }
+}
+
+/// [`Store`]'s atomic rewrite, for callers that hold the share-mutation lock but no
+/// `Store` (garbage collection): copy `path` (or write `initial`) into `tmp_dir` (the
+/// storage directory's [`TMP_DIR`], created if missing), apply `ops` (including
+/// truncations), `fsync`, rename over `path`, `fsync` the directory. A crash leaves the
+/// old file or the new one.
+pub fn rewrite_atomically_in(tmp_dir: &Path, path: &Path, initial: Option<&[u8]>, ops: &[FileOp<'_>]) -> Result<()> {
+    fs::create_dir_all(tmp_dir).map_err(ioe(tmp_dir))?;
+    let tmp = tmp_dir.join(format!("{:016x}", rand::random::<u64>()));
+    let result = (|| {
+        match initial {
+            Some(bytes) => fs::write(&tmp, bytes).map_err(ioe(&tmp))?,
+            None => {
+                fs::copy(path, &tmp).map_err(ioe(path))?;
+            }
+        }
+        let f = OpenOptions::new().read(true).write(true).open(&tmp).map_err(ioe(&tmp))?;
+        apply_ops(&f, &tmp, ops)?;
+        f.sync_all().map_err(ioe(&tmp))?;
+        fs::rename(&tmp, path).map_err(ioe(path))?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn lease_err(path: &Path, e: LeaseError) -> StoreError {
@@ -547,6 +557,9 @@ pub fn apply_ops(file: &File, path: &Path, ops: &[FileOp<'_>]) -> Result<()> {
                     file.set_len(end).map_err(ioe(path))?;
                 }
             }
+            // Callers sync after the whole list (or apply it to a scratch copy that is
+            // synced before it replaces the share), as for the other ops.
+            FileOp::Truncate { len } => file.set_len(*len).map_err(ioe(path))?,
         }
     }
     Ok(())

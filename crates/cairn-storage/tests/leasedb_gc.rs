@@ -338,3 +338,61 @@ fn disabled_policy_deletes_nothing_and_stale_database_never_deletes_a_live_share
     assert_eq!(report.stale_rows, vec![ks[1]]);
     assert!(audit(&dir, &mut db, false).unwrap().is_clean());
 }
+
+#[test]
+fn surviving_shares_lose_their_expired_leases_in_file_and_database() {
+    use cairn_core::storage::container::{ImmutableContainer, MutableContainer, MutableLeases};
+    let (_t, dir) = tempdir();
+    let mut db = LeaseDb::open(&dir.join("leasedb.sqlite"), 0).unwrap();
+    let old = (NOW - 40 * DAY + 31 * DAY) as u32; // granted 40 days ago: expired
+    let fresh = (NOW - 5 * DAY + 31 * DAY) as u32; // granted 5 days ago: live
+    let (ki, km) = (key(5, 0), key(6, 0));
+    // The expired lease comes first, so the live one has to move down.
+    let imm_size = put_immutable(
+        &dir,
+        &ki,
+        100,
+        &[record(0, 1, old, false), record(1, 2, fresh, false)],
+    );
+    let mut_size = put_mutable(&dir, &km, 100, &[(1, 3, old), (2, 4, fresh)]);
+    audit(&dir, &mut db, true).unwrap();
+    let before = db.totals().unwrap();
+    let p = policy(ExpirationMode::Age {
+        override_lease_duration: Some(30 * DAY),
+    });
+    let report = collect_garbage(&dir, &mut db, &p, NOW).unwrap();
+    assert!(report.removed.is_empty());
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.trimmed, vec![ki, km]);
+    assert_eq!(report.cancelled_leases, 2);
+    // Immutable: one 72-byte record gone, file truncated, count 1.
+    assert_eq!(report.freed_bytes, 72);
+    let bytes = std::fs::read(ki.share_path(&dir)).unwrap();
+    assert_eq!(bytes.len() as u64, imm_size - 72);
+    let c = ImmutableContainer::parse(&bytes).unwrap();
+    assert_eq!(c.leases, vec![record(1, 2, fresh, false)]);
+    assert_eq!(c.header.num_leases, 1);
+    assert_eq!(c.data, vec![0xab; 100]);
+    assert_eq!(db.leases(&ki).unwrap(), vec![lease(1, 2, fresh)]);
+    assert_eq!(db.share(&ki).unwrap(), Some((ShareKind::Immutable, imm_size - 72)));
+    // Mutable: the slot is blanked as Tahoe's cancel_lease does; size unchanged.
+    let bytes = std::fs::read(km.share_path(&dir)).unwrap();
+    assert_eq!(bytes.len() as u64, mut_size);
+    let c = MutableContainer::parse(&bytes).unwrap();
+    let live: Vec<_> = c.leases.live().map(|(i, r)| (i, *r)).collect();
+    assert_eq!(live, vec![(1, record(2, 4, fresh, true))]);
+    assert_eq!(
+        c.leases.records[0],
+        MutableLeases::cancelled_record(c.leases.form)
+    );
+    assert_eq!(db.leases(&km).unwrap(), vec![lease(2, 4, fresh)]);
+    // Totals follow the disk; the database agrees with the files.
+    let after = db.totals().unwrap();
+    assert_eq!(after.share_bytes, before.share_bytes - report.freed_bytes);
+    assert!(audit(&dir, &mut db, false).unwrap().is_clean());
+    assert!(db.check_counters().unwrap().is_empty());
+    // A second pass has nothing left to do.
+    let again = collect_garbage(&dir, &mut db, &p, NOW).unwrap();
+    assert_eq!(again.cancelled_leases, 0);
+    assert!(again.trimmed.is_empty() && again.removed.is_empty());
+}

@@ -21,8 +21,11 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::params;
 
-use super::shareinfo::read_share_info;
+use cairn_core::storage::container::{immutable_remove_leases, FileOp};
+
+use super::shareinfo::{read_share_records, ShareRecords};
 use super::{si_from_blob, LeaseDb, Result, ShareKey, ShareKind, DEFAULT_RENEWAL_TIME};
+use crate::store::{rewrite_atomically_in, TMP_DIR};
 
 /// `expire.mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -339,6 +342,46 @@ impl LeaseDb {
         Ok(out)
     }
 
+    /// Shares of a type the policy covers with at least one expired lease (whether or not
+    /// all are): the shares a GC pass deletes or cancels leases from. Ignores
+    /// `policy.enabled`.
+    pub fn shares_with_expired_leases(
+        &self,
+        policy: &ExpirationPolicy,
+        now: u64,
+    ) -> Result<Vec<ShareKey>> {
+        let mut kinds = Vec::new();
+        if policy.immutable {
+            kinds.push("immutable");
+        }
+        if policy.mutable {
+            kinds.push("mutable");
+        }
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (mult, bound) = policy.threshold(now);
+        let bound = bound.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        let mut stmt = self.conn.prepare(
+            "SELECT s.si, s.shnum FROM shares AS s
+             WHERE s.kind IN (?1, ?2)
+               AND EXISTS (SELECT 1 FROM leases AS l
+                           WHERE l.si = s.si AND l.shnum = s.shnum
+                             AND ?3 * l.expiration < ?4)
+             ORDER BY s.si, s.shnum",
+        )?;
+        let k2 = kinds.get(1).copied().unwrap_or(kinds[0]);
+        let rows = stmt.query_map(params![kinds[0], k2, mult as i64, bound], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (si, shnum) = r?;
+            out.push(ShareKey::new(si_from_blob(si)?, shnum as u16));
+        }
+        Ok(out)
+    }
+
     /// Shares with no lease records at all (never deleted by GC; reported).
     pub fn leaseless_shares(&self) -> Result<Vec<ShareKey>> {
         let mut stmt = self.conn.prepare(
@@ -368,6 +411,11 @@ pub struct GcReport {
     /// Shares the database thought expired but whose file holds a live lease: the
     /// database was refreshed from the file and the share kept.
     pub refreshed: Vec<ShareKey>,
+    /// Shares kept (they hold a live lease) whose expired leases were cancelled: removed
+    /// from the container file (Tahoe's `cancel_lease`) and from the database.
+    pub trimmed: Vec<ShareKey>,
+    /// Number of expired leases cancelled on kept shares.
+    pub cancelled_leases: usize,
     /// Shares with no lease records (kept, as Tahoe keeps them).
     pub leaseless: usize,
     /// Files that could not be read or removed (kept), with the reason.
@@ -391,6 +439,14 @@ impl fmt::Display for GcReport {
         }
         for s in &self.stale_rows {
             writeln!(f, "  dropped database row for missing file {s}")?;
+        }
+        if self.cancelled_leases > 0 {
+            writeln!(
+                f,
+                "  cancelled {} expired leases on {} kept shares",
+                self.cancelled_leases,
+                self.trimmed.len()
+            )?;
         }
         for s in &self.refreshed {
             writeln!(
@@ -417,9 +473,16 @@ impl fmt::Display for GcReport {
 /// emptied mutable buckets; prefix directories stay, the crawler walks them), and its
 /// rows, which returns its space to the totals and account usage.
 ///
-/// The database only nominates candidates: before deleting, each file's own leases are
-/// read and re-checked, so a lease the database missed (a crash between a file write and
-/// the database update) keeps the share alive and refreshes the database.
+/// A share that keeps a live lease has its expired leases cancelled, as Tahoe's crawler
+/// does (`process_share` → `cancel_lease` for each expired lease): an immutable container
+/// loses the records and is truncated, a mutable one has them blanked in place. The file is
+/// rewritten atomically (a copy in `STORAGE/cairn-tmp/`, `fsync`, rename), then the
+/// database gets the new size and exactly the remaining leases. Bytes a truncation frees
+/// count in [`GcReport::freed_bytes`].
+///
+/// The database only nominates candidates: before changing anything, each file's own
+/// leases are read and re-checked, so a lease the database missed (a crash between a file
+/// write and the database update) keeps the share alive and refreshes the database.
 /// Call with the lock that serialises share mutations held (see the docs).
 pub fn collect_garbage(
     storage_dir: &Path,
@@ -431,13 +494,19 @@ pub fn collect_garbage(
     if !policy.enabled {
         return Ok(report);
     }
-    for cand in db.expired_shares(policy, now)? {
-        let path = cand.share.share_path(storage_dir);
-        let info = match read_share_info(&path) {
-            Ok(info) => info,
+    let all_expired_in_db: std::collections::BTreeSet<ShareKey> = db
+        .expired_shares(policy, now)?
+        .into_iter()
+        .map(|e| e.share)
+        .collect();
+    let tmp_dir = storage_dir.join(TMP_DIR);
+    for share in db.shares_with_expired_leases(policy, now)? {
+        let path = share.share_path(storage_dir);
+        let (kind, size, records) = match read_share_records(&path) {
+            Ok(r) => r,
             Err(e) if e.is_not_found() => {
-                db.remove_share(&cand.share)?;
-                report.stale_rows.push(cand.share);
+                db.remove_share(&share)?;
+                report.stale_rows.push(share);
                 continue;
             }
             Err(e) => {
@@ -445,35 +514,71 @@ pub fn collect_garbage(
                 continue;
             }
         };
-        let all_expired = !info.leases.is_empty()
-            && info
-                .leases
-                .iter()
-                .all(|l| policy.lease_expired(info.kind, l.expiration, now));
-        if !all_expired {
-            db.add_share(&cand.share, info.kind, info.size)?;
-            db.set_leases(&cand.share, &info.leases)?;
-            report.refreshed.push(cand.share);
+        let leases = records.db_leases();
+        let expired = |exp: u32| policy.lease_expired(kind, u64::from(exp), now);
+        let any_live = leases.iter().any(|l| !policy.lease_expired(kind, l.expiration, now));
+        if !leases.is_empty() && !any_live {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    report.errors.push((path, e.to_string()));
+                    continue;
+                }
+            }
+            if let Some(bucket) = path.parent() {
+                // Fails (harmlessly) if other shares remain.
+                let _ = std::fs::remove_dir(bucket);
+            }
+            db.remove_share(&share)?;
+            report.freed_bytes += size;
+            report.removed.push(ExpiredShare { share, kind, size });
             continue;
         }
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
+        if all_expired_in_db.contains(&share) {
+            report.refreshed.push(share);
+        }
+        // Kept: cancel its expired leases in the file, then record what is left.
+        let (cancelled, ops, new_size) = match records {
+            ShareRecords::Immutable { layout, leases } => {
+                let r = immutable_remove_leases(&layout, &leases, |_, l| {
+                    expired(l.expiration_secs)
+                });
+                (r.removed, r.ops, r.new_file_size)
+            }
+            ShareRecords::Mutable { header, mut leases } => {
+                let (n, ops) = leases.cancel(header.extra_lease_offset, |_, l| {
+                    expired(l.expiration_secs)
+                });
+                (n, ops, size)
+            }
+        };
+        if cancelled > 0 {
+            match rewrite_share(&tmp_dir, &path, &ops) {
+                Ok(()) => {
+                    report.freed_bytes += size.saturating_sub(new_size);
+                    report.cancelled_leases += cancelled;
+                    report.trimmed.push(share);
+                }
+                Err(e) => {
+                    report.errors.push((path.clone(), e));
+                }
+            }
+        }
+        // The database follows the file as it now is (re-read: exact, and also right if
+        // the rewrite failed).
+        let (final_size, leases) = match read_share_records(&path) {
+            Ok((_, s, r)) => (s, r.db_leases()),
+            Err(e) => {
                 report.errors.push((path, e.to_string()));
                 continue;
             }
-        }
-        if let Some(bucket) = path.parent() {
-            // Fails (harmlessly) if other shares remain.
-            let _ = std::fs::remove_dir(bucket);
-        }
-        db.remove_share(&cand.share)?;
-        report.freed_bytes += info.size;
-        report.removed.push(ExpiredShare {
-            share: cand.share,
-            kind: info.kind,
-            size: info.size,
-        });
+        };
+        db.add_share(&share, kind, final_size)?;
+        db.set_leases(&share, &leases)?;
     }
     report.leaseless = db.leaseless_shares()?.len();
     Ok(report)
+}
+
+fn rewrite_share(tmp_dir: &Path, path: &Path, ops: &[FileOp<'_>]) -> std::result::Result<(), String> {
+    rewrite_atomically_in(tmp_dir, path, None, ops).map_err(|e| e.to_string())
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use cairn_core::storage::container::{
     hash_lease_secret, is_mutable_container, parse_immutable_leases, ContainerError,
-    ImmutableContainerHeader, LeaseRecord, LeaseSecret, MutableContainerHeader, MutableLeases,
+    ImmutableContainerHeader, ImmutableLayout, LeaseRecord, LeaseSecret, MutableContainerHeader, MutableLeases,
     IMMUTABLE_HEADER_SIZE, MUTABLE_DATA_OFFSET, MUTABLE_HEADER_SIZE,
 };
 
@@ -92,9 +92,21 @@ fn read_at(f: &mut File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, 
     Ok(buf)
 }
 
-/// Read a share file's kind, size and leases (Tahoe's `get_share_file`: a file that starts
-/// with a mutable container magic is mutable, anything else is tried as immutable).
-pub fn read_share_info(path: &Path) -> Result<ShareInfo, ShareInfoError> {
+/// The lease records of a share file, as stored (for code that rewrites them).
+#[derive(Clone, Debug)]
+pub enum ShareRecords {
+    Immutable {
+        layout: ImmutableLayout,
+        leases: Vec<LeaseRecord>,
+    },
+    Mutable {
+        header: MutableContainerHeader,
+        leases: MutableLeases,
+    },
+}
+
+/// Reads a share file's kind, size on disk and lease records.
+pub fn read_share_records(path: &Path) -> Result<(ShareKind, u64, ShareRecords), ShareInfoError> {
     let io = |source| ShareInfoError::Io {
         path: path.to_path_buf(),
         source,
@@ -141,12 +153,7 @@ pub fn read_share_info(path: &Path) -> Result<ShareInfo, ShareInfoError> {
         let block = read_at(&mut f, path, off, len)?;
         let leases =
             MutableLeases::parse(header.version.secret_form(), &slots, &block).map_err(corrupt)?;
-        let leases = leases.live().map(|(_, r)| Lease::from_record(r)).collect();
-        Ok(ShareInfo {
-            kind: ShareKind::Mutable,
-            size,
-            leases: normalize_leases(leases),
-        })
+        Ok((ShareKind::Mutable, size, ShareRecords::Mutable { header, leases }))
     } else {
         let header = ImmutableContainerHeader::parse(
             &head[..head.len().min(IMMUTABLE_HEADER_SIZE as usize)],
@@ -159,11 +166,32 @@ pub fn read_share_info(path: &Path) -> Result<ShareInfo, ShareInfoError> {
         }
         let bytes = read_at(&mut f, path, off, len)?;
         let leases = parse_immutable_leases(header.version, &bytes).map_err(corrupt)?;
-        let leases = leases.iter().map(Lease::from_record).collect();
-        Ok(ShareInfo {
-            kind: ShareKind::Immutable,
-            size,
-            leases: normalize_leases(leases),
-        })
+        Ok((ShareKind::Immutable, size, ShareRecords::Immutable { layout, leases }))
     }
+}
+
+impl ShareRecords {
+    /// The live leases, as the database records them.
+    pub fn db_leases(&self) -> Vec<Lease> {
+        let leases = match self {
+            ShareRecords::Immutable { leases, .. } => {
+                leases.iter().map(Lease::from_record).collect()
+            }
+            ShareRecords::Mutable { leases, .. } => {
+                leases.live().map(|(_, r)| Lease::from_record(r)).collect()
+            }
+        };
+        normalize_leases(leases)
+    }
+}
+
+/// Read a share file's kind, size and leases (Tahoe's `get_share_file`: a file that starts
+/// with a mutable container magic is mutable, anything else is tried as immutable).
+pub fn read_share_info(path: &Path) -> Result<ShareInfo, ShareInfoError> {
+    let (kind, size, records) = read_share_records(path)?;
+    Ok(ShareInfo {
+        kind,
+        size,
+        leases: records.db_leases(),
+    })
 }

@@ -246,6 +246,76 @@ pub fn immutable_lease_update_ops(
     }
 }
 
+/// The result of removing leases from an immutable container
+/// ([`immutable_remove_leases`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImmutableLeaseRemoval {
+    /// The leases left, in their original order.
+    pub leases_after: Vec<LeaseRecord>,
+    /// How many records were removed.
+    pub removed: usize,
+    /// The file size after the change (`lease_offset + 72·remaining`).
+    pub new_file_size: u64,
+    /// The changes, in order: the compacted records, the new count, the truncation.
+    /// Empty if nothing was removed.
+    pub ops: Vec<FileOp<'static>>,
+}
+
+/// Removes the lease records whose index satisfies `remove` (Tahoe's
+/// `ShareFile.cancel_lease`, as the lease crawler drives it: the remaining records are
+/// rewritten from index 0 in their original order, then the count (`_write_num_leases`),
+/// then the file is truncated after the last one (`_truncate_leases`)). If no lease
+/// remains Tahoe then unlinks the file; that is the caller's decision.
+///
+/// `layout` must be the layout the `leases` were read with.
+pub fn immutable_remove_leases(
+    layout: &ImmutableLayout,
+    leases: &[LeaseRecord],
+    mut remove: impl FnMut(usize, &LeaseRecord) -> bool,
+) -> ImmutableLeaseRemoval {
+    let mut first_removed = None;
+    let mut leases_after = Vec::with_capacity(leases.len());
+    for (i, l) in leases.iter().enumerate() {
+        if remove(i, l) {
+            first_removed.get_or_insert(i);
+        } else {
+            leases_after.push(*l);
+        }
+    }
+    let removed = leases.len() - leases_after.len();
+    let after = ImmutableLayout {
+        num_leases: leases_after.len() as u32,
+        data_len: layout.data_len,
+    };
+    let mut ops = Vec::new();
+    if let Some(first) = first_removed {
+        // Records before the first removed one are already in place.
+        let moved: Vec<u8> = leases_after[first..]
+            .iter()
+            .flat_map(|l| l.to_immutable_bytes())
+            .collect();
+        if !moved.is_empty() {
+            ops.push(FileOp::Write {
+                offset: layout.lease_record_offset(first as u32),
+                data: Cow::Owned(moved),
+            });
+        }
+        ops.push(FileOp::Write {
+            offset: IMMUTABLE_LEASE_COUNT_OFFSET,
+            data: Cow::Owned(after.num_leases.to_be_bytes().to_vec()),
+        });
+        ops.push(FileOp::Truncate {
+            len: after.file_size(),
+        });
+    }
+    ImmutableLeaseRemoval {
+        leases_after,
+        removed,
+        new_file_size: after.file_size(),
+        ops,
+    }
+}
+
 /// A whole immutable container in memory (small shares, tests, fuzzing, tooling).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImmutableContainer {

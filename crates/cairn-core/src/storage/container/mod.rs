@@ -28,6 +28,9 @@ pub enum FileOp<'a> {
     /// Write `len` zero bytes at `offset` (never materialise this as one buffer: `len` can
     /// be as large as the share size limit).
     Zero { offset: u64, len: u64 },
+    /// Set the file size to `len` (`ftruncate`; Tahoe's `f.truncate(len)`). Bytes past
+    /// `len` are discarded; a larger `len` extends with zeros.
+    Truncate { len: u64 },
 }
 
 impl FileOp<'_> {
@@ -36,6 +39,7 @@ impl FileOp<'_> {
         match self {
             FileOp::Write { offset, data } => offset.saturating_add(data.len() as u64),
             FileOp::Zero { offset, len } => offset.saturating_add(*len),
+            FileOp::Truncate { len } => *len,
         }
     }
 
@@ -47,6 +51,7 @@ impl FileOp<'_> {
                 data: Cow::Owned(data.into_owned()),
             },
             FileOp::Zero { offset, len } => FileOp::Zero { offset, len },
+            FileOp::Truncate { len } => FileOp::Truncate { len },
         }
     }
 }
@@ -83,6 +88,10 @@ pub enum ContainerError {
 /// file, so only use it with sizes you have bounded).
 pub fn apply_file_ops(file: &mut Vec<u8>, ops: &[FileOp<'_>]) {
     for op in ops {
+        if let FileOp::Truncate { len } = op {
+            file.resize(*len as usize, 0);
+            continue;
+        }
         let end = op.end() as usize;
         if file.len() < end {
             file.resize(end, 0);
@@ -96,6 +105,7 @@ pub fn apply_file_ops(file: &mut Vec<u8>, ops: &[FileOp<'_>]) {
                 let o = *offset as usize;
                 file[o..o + *len as usize].fill(0);
             }
+            FileOp::Truncate { .. } => unreachable!("handled above"),
         }
     }
 }

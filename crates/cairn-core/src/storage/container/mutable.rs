@@ -380,6 +380,45 @@ impl MutableLeases {
         })
     }
 
+    /// The record Tahoe writes over a cancelled lease (`MutableShareFile.cancel_lease`'s
+    /// `blank_lease`: owner 0, expiration 0, zero secrets, zero nodeid). It goes through
+    /// the container's serializer, so in a v2 container the stored secrets are
+    /// `blake2b(32 zero bytes)`, not zeros (unlike the slots of a new container).
+    pub fn cancelled_record(form: SecretForm) -> LeaseRecord {
+        LeaseRecord {
+            owner_num: 0,
+            renew_secret: super::lease::LeaseSecret::store(form, &[0u8; 32]),
+            cancel_secret: super::lease::LeaseSecret::store(form, &[0u8; 32]),
+            expiration_secs: 0,
+            nodeid: Some([0u8; 20]),
+        }
+    }
+
+    /// Cancels the live leases whose index satisfies `remove` (Tahoe's
+    /// `MutableShareFile.cancel_lease`): each record is overwritten in place with
+    /// [`MutableLeases::cancelled_record`]; nothing is compacted or truncated
+    /// (`_pack_leases` is a no-op), so the extra-lease count and file size stay. Returns
+    /// the number of leases cancelled and the writes (in record order). If no live lease
+    /// remains Tahoe then unlinks the file; that is the caller's decision.
+    pub fn cancel(
+        &mut self,
+        extra_lease_offset: u64,
+        mut remove: impl FnMut(usize, &LeaseRecord) -> bool,
+    ) -> (usize, Vec<FileOp<'static>>) {
+        let blank = Self::cancelled_record(self.form);
+        let mut ops = Vec::new();
+        for (i, r) in self.records.iter_mut().enumerate() {
+            if r.owner_num != 0 && remove(i, r) {
+                *r = blank;
+                ops.push(FileOp::Write {
+                    offset: Self::record_offset(i, extra_lease_offset),
+                    data: Cow::Owned(blank.to_mutable_bytes().to_vec()),
+                });
+            }
+        }
+        (ops.len(), ops)
+    }
+
     /// File offset of record `index` given the container's extra-lease offset.
     pub fn record_offset(index: usize, extra_lease_offset: u64) -> u64 {
         if index < MUTABLE_LEASE_SLOTS {
