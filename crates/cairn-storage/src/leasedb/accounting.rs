@@ -658,44 +658,31 @@ impl LeaseDb {
             usage_from_row,
         )?;
         let mut per: std::collections::BTreeMap<AccountId, Usage> = Default::default();
-        {
-            let mut stmt = self.conn.prepare(
-                "SELECT held.account, count(*), coalesce(sum(s.size), 0)
-                 FROM (SELECT DISTINCT si, shnum, account FROM leases) AS held
-                 JOIN shares AS s ON s.si = held.si AND s.shnum = held.shnum
-                 GROUP BY held.account",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?;
-            for r in rows {
-                let (a, n, b) = r?;
-                let u = per.entry(AccountId(a as u32)).or_default();
-                u.shares = n as u64;
-                u.share_bytes = b as u64;
-            }
-            let mut stmt = self.conn.prepare(
-                "SELECT account, count(*), coalesce(sum(bytes), 0) FROM reservations GROUP BY account",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?;
-            for r in rows {
-                let (a, n, b) = r?;
-                let u = per.entry(AccountId(a as u32)).or_default();
-                u.reservations = n as u64;
-                u.reserved_bytes = b as u64;
-            }
+        let held = "SELECT held.account, count(*), coalesce(sum(s.size), 0)
+                    FROM (SELECT DISTINCT si, shnum, account FROM leases) AS held
+                    JOIN shares AS s ON s.si = held.si AND s.shnum = held.shnum
+                    GROUP BY held.account";
+        for (account, n, bytes) in self.per_account_counts(held)? {
+            let u = per.entry(account).or_default();
+            u.shares = n;
+            u.share_bytes = bytes;
+        }
+        let reserved = "SELECT account, count(*), coalesce(sum(bytes), 0) FROM reservations GROUP BY account";
+        for (account, n, bytes) in self.per_account_counts(reserved)? {
+            let u = per.entry(account).or_default();
+            u.reservations = n;
+            u.reserved_bytes = bytes;
         }
         Ok((totals, per.into_iter().collect()))
+    }
+
+    /// Rows of `(account, count, bytes)` from a `GROUP BY account` query.
+    fn per_account_counts(&self, sql: &str) -> Result<Vec<(AccountId, u64, u64)>> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map([], |r| {
+            Ok((AccountId(r.get::<_, i64>(0)? as u32), r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     /// Compare the maintained counters with [`LeaseDb::recount`]; returns one line per
