@@ -18,6 +18,7 @@
 pub mod base32;
 pub mod cap;
 pub mod chk;
+pub mod client;
 pub mod crypto;
 pub mod fec;
 pub mod hashtree;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod grid;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

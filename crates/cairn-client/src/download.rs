@@ -1,0 +1,1 @@
+//! CHK download driver (to be written).

@@ -1,0 +1,1 @@
+//! CHK upload driver (to be written).

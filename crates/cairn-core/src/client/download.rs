@@ -1,0 +1,1 @@
+//! CHK download state machine (to be written).

@@ -1,0 +1,1 @@
+//! CHK upload state machine (to be written).
