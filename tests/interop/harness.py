@@ -571,10 +571,11 @@ class TahoeClient:
         return "\n".join(parts) or "(no log files)"
 
     def create_args(self):
+        k, happy, n = self.h.shares
         return [TAHOE, "create-client", "-n", self.name,
                 "--webport", "tcp:%d:interface=%s" % (self.web_port, LOOPBACK),
-                "--shares-needed", str(SHARES_NEEDED), "--shares-happy", str(SHARES_HAPPY),
-                "--shares-total", str(SHARES_TOTAL), self.dir]
+                "--shares-needed", str(k), "--shares-happy", str(happy),
+                "--shares-total", str(n), self.dir]
 
     def after_create(self):
         # one convergence secret for every client of the run: the same file then gives the
@@ -721,6 +722,61 @@ class TahoeClient:
         return json.loads(r.body)
 
 
+class CairnClient(TahoeClient):
+    """A cairn client node (`cairn create-client` + `cairn run`): the same web API as a
+    Tahoe client node, so every TahoeClient method works on it."""
+
+    kind = "cairn"
+
+    @property
+    def label(self):
+        return "%s (cairn client, web port %d)" % (self.name, self.web_port)
+
+    @property
+    def logfile(self):
+        return os.path.join(self.dir, "cairn-run.log")
+
+    def log_paths(self):
+        return [self.logfile]
+
+    def create_args(self):
+        return [self.h.cairn_bin(), "create-client", "--webport",
+                "tcp:%d:interface=%s" % (self.web_port, LOOPBACK), self.dir]
+
+    def after_create(self):
+        set_client_shares(self.dir, self.h.shares)
+        TahoeClient.after_create(self)
+
+    def start(self):
+        check(port_is_free(self.web_port), "web port %d for %s is already in use" % (self.web_port, self.name))
+        self.proc = self.h.procs.start(self.name, [self.h.cairn_bin(), "run", self.dir], self.logfile,
+                                       cwd=self.dir, marker=self.dir,
+                                       env=dict(os.environ, RUST_BACKTRACE="1"))
+
+
+def set_client_shares(node_dir, shares):
+    """Write [client] shares.needed/happy/total into a node's tahoe.cfg (text edit)."""
+    cfg = os.path.join(node_dir, "tahoe.cfg")
+    lines = open(cfg).read().splitlines()
+    keys = dict(zip(("shares.needed", "shares.happy", "shares.total"), map(str, shares)))
+    out, section, done = [], None, False
+    for line in lines:
+        st = line.strip()
+        if st.startswith("[") and st.endswith("]"):
+            if section == "client" and not done:
+                out.extend("%s = %s" % kv for kv in keys.items())
+                done = True
+            section = st[1:-1].strip()
+        elif section == "client" and st.split("=")[0].strip() in keys:
+            continue
+        out.append(line)
+    if not done:
+        if section != "client":
+            out.append("[client]")
+        out.extend("%s = %s" % kv for kv in keys.items())
+    open(cfg, "w").write("\n".join(out) + "\n")
+
+
 def short(cap):
     return cap if len(cap) < 40 else cap[:24] + "..." + cap[-8:]
 
@@ -763,6 +819,8 @@ class Harness:
         self.ports = Ports()
         self.names = set()
         self.convergence = os.urandom(32)
+        # shares.needed / happy / total of every client made from now on
+        self.shares = (SHARES_NEEDED, SHARES_HAPPY, SHARES_TOTAL)
 
     def cairn_bin(self):
         if not self._cairn or not os.access(self._cairn, os.X_OK):
@@ -778,8 +836,9 @@ class Harness:
         cls = {"tahoe": TahoeStorageNode, "cairn": CairnStorageNode}[kind]
         return cls(self, name, self.node_dir(name), self.ports.take())
 
-    def new_client(self, name):
-        return TahoeClient(self, name, self.node_dir(name), self.ports.take())
+    def new_client(self, name, kind="tahoe"):
+        cls = {"tahoe": TahoeClient, "cairn": CairnClient}[kind]
+        return cls(self, name, self.node_dir(name), self.ports.take())
 
     def create(self, nodes):
         """Create node directories (several at a time)."""
@@ -794,10 +853,10 @@ class Harness:
         for s in servers:
             s.wait_ready()
 
-    def build_grid(self, name, servers, client_name=None, start_servers=True):
-        """Create (if needed) and start `servers`, then a new client over them; wait until
-        the client is connected to all of them."""
-        client = self.new_client(client_name or name + "-client")
+    def build_grid(self, name, servers, client_name=None, start_servers=True, client_kind="tahoe"):
+        """Create (if needed) and start `servers`, then a new client (Tahoe's or cairn's)
+        over them; wait until the client is connected to all of them."""
+        client = self.new_client(client_name or name + "-client", client_kind)
         fresh = [s for s in servers if not os.path.exists(os.path.join(s.dir, "tahoe.cfg"))]
         self.create(fresh + [client])
         if start_servers:

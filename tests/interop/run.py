@@ -12,7 +12,10 @@ Each scenario runs once per backend:
 
 Scenarios: immutable, sdmf, mdmf, lease, restart, mixed (2 servers under test + 2 Tahoe
 servers), reverse (real Tahoe storage nodes write shares, then the backend serves their
-directories) and forward (the backend writes shares, then real Tahoe storage nodes serve them).
+directories), forward (the backend writes shares, then real Tahoe storage nodes serve them)
+and client (the cairn grid client node, `cairn run` of a `cairn create-client` directory, next
+to a Tahoe client node on the same servers: each downloads what the other uploaded, byte for
+byte, with equal caps; ranged reads and `?t=json` compared with Tahoe's).
 The last line printed is `N passed, N failed`.  Node directories and logs stay in the work
 directory when anything fails.
 """
@@ -89,6 +92,20 @@ class Suite:
             check_loopback_only(g.nodes())
             return g
         g = self.fixture(GRID4 % (kind, kind), build)
+        self.touched.extend(g.nodes())
+        return g
+
+    def cairn_client(self, kind):
+        """A cairn client node over the 4 servers of grid4(kind) (same convergence secret
+        as the Tahoe client there)."""
+        def build():
+            g4 = self.grid4(kind)
+            g = self.h.build_grid("cairnclient-%s" % kind, g4.servers, client_name="cairnclient-%s" % kind,
+                                  client_kind="cairn")
+            self.touched.append(g.client)
+            check_loopback_only([g.client])
+            return g
+        g = self.fixture("cairn client over grid %s4" % kind, build)
         self.touched.extend(g.nodes())
         return g
 
@@ -757,6 +774,48 @@ def t_forward(suite, kind):
     log("Tahoe served what %s wrote (%s mode); Tahoe servers stopped" % (kind, mode))
 
 
+def t_client(suite, kind):
+    """The cairn client node against `kind` storage servers, side by side with a Tahoe
+    client over the same servers: files either one uploaded download with the other, byte
+    for byte, and the same data gives the same cap from both (shared convergence secret,
+    same parameters)."""
+    tahoe = suite.grid4(kind)
+    cairn = suite.cairn_client(kind)
+    tc, cc = tahoe.client, cairn.client
+    # Tahoe uploads, cairn downloads (LIT, one segment, several segments, ranges)
+    for label, size in (("LIT file", 40), ("1 KiB file", 1024), ("multi-segment 1 MiB+7 file", MiB + 7)):
+        data = os.urandom(size)
+        cap = timed("Tahoe client uploads %s" % label, tc.upload, data)
+        got = timed("cairn client downloads it", cc.download, cap)
+        assert_same(got, data, "cairn download of Tahoe-uploaded %s" % label)
+        if size > 300000:
+            check_ranged(cc, cap, data, 131000, 400000, "cairn client, Tahoe-uploaded " + label)
+            check_ranged(cc, cap, data, size - 10, size - 1, "cairn client, Tahoe-uploaded " + label)
+            ti, ci = tc.info(cap), cc.info(cap)
+            for key in ("ro_uri", "verify_uri", "size", "mutable", "format"):
+                check(ti.get(key) == ci.get(key), "t=json %s: Tahoe %r, cairn %r" % (key, ti.get(key), ci.get(key)))
+    # cairn uploads, Tahoe downloads; the same data uploaded by Tahoe gives the same cap
+    for label, size in (("1 KiB file", 1024), ("multi-segment 2 MiB+3 file", 2 * MiB + 3)):
+        data = os.urandom(size)
+        cap = timed("cairn client uploads %s" % label, cc.upload, data)
+        check(cap.startswith("URI:CHK:"), "cairn upload of %s gave %s" % (label, H.short(cap)))
+        si = storage_index(tc, cap)
+        check_shares_on(tahoe.servers, si, "cairn upload of %s" % label, mutable=False)
+        got = timed("Tahoe client downloads it", tc.download, cap)
+        assert_same(got, data, "Tahoe download of cairn-uploaded %s" % label)
+        cap_t = timed("Tahoe client uploads the same data", tc.upload, data)
+        check(cap_t == cap, "same data, same secret: Tahoe's cap %s, cairn's %s" % (H.short(cap_t), H.short(cap)))
+        check_healthy(tc.check_file(cap, verify=True), "Tahoe verify of cairn-uploaded %s" % label)
+    # the other direction of dedupe: cairn re-uploads what Tahoe stored
+    data = os.urandom(300000)
+    cap_t = tc.upload(data)
+    cap_c = timed("cairn client re-uploads a file Tahoe stored", cc.upload, data)
+    check(cap_c == cap_t, "cairn's cap %s differs from Tahoe's %s" % (H.short(cap_c), H.short(cap_t)))
+    st = cc.status_json()
+    check(st is not None and len(st.get("servers", [])) == len(tahoe.servers),
+          "cairn /?t=json lists %s servers, expected %d" % (len((st or {}).get("servers", [])), len(tahoe.servers)))
+
+
 SCENARIOS = [
     ("immutable", t_immutable),
     ("sdmf", t_sdmf),
@@ -766,6 +825,7 @@ SCENARIOS = [
     ("mixed", t_mixed),
     ("reverse", t_reverse),
     ("forward", t_forward),
+    ("client", t_client),
 ]
 
 

@@ -1,7 +1,12 @@
 //! The `cairn` command.
 
+mod get;
+mod grid;
+mod http;
 mod input;
 mod node;
+mod put;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,10 +23,16 @@ use std::io::IsTerminal;
 use input::Content;
 
 #[derive(Parser)]
-#[command(name = "cairn", version, about = "A Tahoe-LAFS compatible storage grid")]
+#[command(
+    name = "cairn",
+    version,
+    about = "A Tahoe-LAFS compatible storage grid"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    gateway: http::NodeArgs,
 }
 
 #[derive(Subcommand)]
@@ -30,7 +41,9 @@ enum Command {
     Cap(CapArgs),
     /// Create a storage node directory (Tahoe's layout: tahoe.cfg, private/, storage/).
     CreateNode(node::CreateNodeArgs),
-    /// Run the node in DIR in the foreground until SIGTERM or Ctrl-C.
+    /// Create a client node directory (no storage; a web gateway on --webport).
+    CreateClient(node::CreateClientArgs),
+    /// Run the node in DIR (storage server, web gateway) in the foreground until SIGTERM or Ctrl-C.
     Run {
         /// The node directory.
         dir: PathBuf,
@@ -39,6 +52,15 @@ enum Command {
     Storage {
         #[command(subcommand)]
         command: node::StorageCommand,
+    },
+    /// Upload a file (or stdin) through the node's gateway; prints the cap as the last line.
+    Put(put::PutArgs),
+    /// Download a file through the node's gateway, to OUT or stdout.
+    Get(get::GetArgs),
+    /// A local grid on 127.0.0.1 (N storage nodes and a client node), for trying cairn and for tests.
+    Grid {
+        #[command(subcommand)]
+        command: grid::GridCommand,
     },
     /// Debugging tools.
     Debug {
@@ -91,10 +113,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Cap(args) => cap_command(args).map(|()| ExitCode::SUCCESS),
-        Command::Debug { command: DebugCommand::DumpCap { cap } } => dump_cap_command(&cap).map(|()| ExitCode::SUCCESS),
+        Command::Debug {
+            command: DebugCommand::DumpCap { cap },
+        } => dump_cap_command(&cap).map(|()| ExitCode::SUCCESS),
         Command::CreateNode(args) => node::create_node(args).map(|()| ExitCode::SUCCESS),
+        Command::CreateClient(args) => node::create_client(args).map(|()| ExitCode::SUCCESS),
         Command::Run { dir } => node::run(&dir).map(|()| ExitCode::SUCCESS),
         Command::Storage { command } => node::storage(command),
+        Command::Put(args) => put::run(args, &cli.gateway),
+        Command::Get(args) => get::run(args, &cli.gateway),
+        Command::Grid { command } => grid::run(command),
     };
     match result {
         Ok(code) => code,
@@ -126,15 +154,27 @@ fn cap_command(args: CapArgs) -> Result<()> {
 
 fn mutable_cap(args: &CapArgs) -> Result<String> {
     if args.total > 255 {
-        bail!("--total {}: mutable files hold at most 255 shares", args.total);
+        bail!(
+            "--total {}: mutable files hold at most 255 shares",
+            args.total
+        );
     }
-    let path = args.key.as_ref().context("sdmf and mdmf caps are derived from a key: pass --key PEM_FILE")?;
-    if let Some(file) = args.file.as_deref().filter(|f| *f != std::path::Path::new("-")) {
+    let path = args
+        .key
+        .as_ref()
+        .context("sdmf and mdmf caps are derived from a key: pass --key PEM_FILE")?;
+    if let Some(file) = args
+        .file
+        .as_deref()
+        .filter(|f| *f != std::path::Path::new("-"))
+    {
         // The content does not change a mutable cap, but a typo should not pass silently.
         std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
     }
-    let pem = std::fs::read_to_string(path).with_context(|| format!("cannot read key {}", path.display()))?;
-    let key = SigningKey::from_pem(&pem).with_context(|| format!("{} is not a usable RSA-2048 private key", path.display()))?;
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key {}", path.display()))?;
+    let key = SigningKey::from_pem(&pem)
+        .with_context(|| format!("{} is not a usable RSA-2048 private key", path.display()))?;
     let writekey = cairn_core::hashutil::ssk_writekey_hash(key.pkcs8_der());
     let fingerprint = key.verifying_key().fingerprint();
     Ok(match args.format {
@@ -151,7 +191,12 @@ fn chk_cap(args: &CapArgs) -> Result<String> {
     if args.segment_size == 0 {
         bail!("--segment-size must be at least 1");
     }
-    let params = EncodingParams { needed: args.needed, happy: 1, total: args.total, max_segment_size: args.segment_size };
+    let params = EncodingParams {
+        needed: args.needed,
+        happy: 1,
+        total: args.total,
+        max_segment_size: args.segment_size,
+    };
     let mut content = Content::open(args.file.as_deref())?;
     let size = content.size();
     if size <= chk::LIT_SIZE_THRESHOLD {
@@ -186,8 +231,14 @@ fn chk_cap(args: &CapArgs) -> Result<String> {
 
 fn decode_b64(s: &str) -> Result<Vec<u8>> {
     let s = s.trim();
-    let engines = [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::STANDARD_NO_PAD];
-    let url = [&base64::engine::general_purpose::URL_SAFE, &base64::engine::general_purpose::URL_SAFE_NO_PAD];
+    let engines = [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+    ];
+    let url = [
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
     engines
         .iter()
         .chain(url.iter())
@@ -207,8 +258,10 @@ impl Progress {
         }
         let bar = ProgressBar::new(total);
         bar.set_style(
-            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         Progress(Some(bar))
     }

@@ -1,4 +1,5 @@
-//! `cairn create-node`, `cairn run`, `cairn storage announcement`, `cairn storage audit`.
+//! `cairn create-node`, `cairn create-client`, `cairn run`, `cairn storage announcement`,
+//! `cairn storage audit`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use cairn_storage::config::NodeConfig;
 use cairn_storage::identity::NodeIdentity;
-use cairn_storage::server::{self, CreateNodeOptions};
+use cairn_storage::server::CreateNodeOptions;
 
 #[derive(clap::Args)]
 pub struct CreateNodeArgs {
@@ -25,6 +26,33 @@ pub struct CreateNodeArgs {
     /// `[storage] reserved_space`: free space to leave on the disk.
     #[arg(long, default_value = "1G")]
     pub reserved_space: String,
+    /// The web gateway's endpoint (`[node] web.port`), e.g. `tcp:3456:interface=127.0.0.1`;
+    /// `none` for no gateway. Default: a free port on 127.0.0.1, chosen now.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub webport: Option<String>,
+    /// The node directory to create.
+    pub dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct CreateClientArgs {
+    /// The web gateway's endpoint (`[node] web.port`), e.g. `tcp:3456:interface=127.0.0.1`;
+    /// `none` for no gateway. Default: a free port on 127.0.0.1, chosen now (so nodes made on
+    /// one machine do not collide).
+    #[arg(long, short = 'p', value_name = "ENDPOINT")]
+    pub webport: Option<String>,
+    /// Nickname of this node.
+    #[arg(long, short = 'n', default_value = "")]
+    pub nickname: String,
+    /// `[client] shares.needed`: shares needed to read a file (k).
+    #[arg(long, value_name = "K")]
+    pub shares_needed: Option<u16>,
+    /// `[client] shares.happy`: servers an upload must place shares on.
+    #[arg(long, value_name = "H")]
+    pub shares_happy: Option<u16>,
+    /// `[client] shares.total`: shares made per file (N).
+    #[arg(long, value_name = "N")]
+    pub shares_total: Option<u16>,
     /// The node directory to create.
     pub dir: PathBuf,
 }
@@ -54,36 +82,75 @@ pub fn create_node(args: CreateNodeArgs) -> Result<()> {
         nickname: args.nickname,
         reserved_space: args.reserved_space,
     };
-    let (config, identity) = server::create_node(&args.dir, &opts)?;
+    let (config, identity) = cairn_node::create_node(&args.dir, &opts, args.webport.as_deref())?;
     println!("Node created in {}", args.dir.display());
-    for n in identity.nurls(&config.hints) {
+    for n in identity.nurls(&config.node.hints) {
         println!("NURL: {n}");
+    }
+    if let Some(w) = &config.web_port {
+        println!("Web gateway: {} (web.port = {})", web_url_hint(w), w.spec);
     }
     println!("Start it with: cairn run {}", args.dir.display());
     Ok(())
 }
 
+pub fn create_client(args: CreateClientArgs) -> Result<()> {
+    let opts = cairn_node::CreateClientOptions {
+        webport: args.webport,
+        nickname: args.nickname,
+        shares_needed: args.shares_needed,
+        shares_happy: args.shares_happy,
+        shares_total: args.shares_total,
+    };
+    let config = cairn_node::create_client(&args.dir, &opts)?;
+    println!("Node created in {}", args.dir.display());
+    match &config.web_port {
+        Some(w) => println!("Web gateway: {} (web.port = {})", web_url_hint(w), w.spec),
+        None => println!("No web gateway (web.port is empty)."),
+    }
+    println!(
+        "Storage servers go in {} (Tahoe's format; `cairn storage announcement DIR` prints a server's entry).",
+        config.private_path("servers.yaml").display()
+    );
+    println!("Start it with: cairn run {}", args.dir.display());
+    Ok(())
+}
+
+/// The URL the gateway will have (a `tcp:0` port is only known once it runs).
+fn web_url_hint(w: &cairn_node::WebPort) -> String {
+    if w.listener.port == 0 {
+        "a free port chosen at each start (see DIR/node.url)".into()
+    } else {
+        cairn_node::node::web_url_for(std::net::SocketAddr::new(
+            w.listener.interface,
+            w.listener.port,
+        ))
+    }
+}
+
 pub fn run(dir: &Path) -> Result<()> {
     init_logging();
+    cairn_node::memory::limit_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
         let stop = async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = term.recv() => {},
                 _ = tokio::signal::ctrl_c() => {},
             }
         };
-        server::run_node(dir, stop).await
+        cairn_node::run(dir, stop).await
     })?;
     // Don't wait for blocking tasks (a slow disk) past the shutdown deadline.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -93,9 +160,13 @@ pub fn run(dir: &Path) -> Result<()> {
 pub fn storage(cmd: StorageCommand) -> Result<ExitCode> {
     match cmd {
         StorageCommand::Announcement { dir } => {
-            let config = NodeConfig::load(&dir).with_context(|| format!("{} is not a node directory", dir.display()))?;
+            let config = NodeConfig::load(&dir)
+                .with_context(|| format!("{} is not a node directory", dir.display()))?;
             let identity = NodeIdentity::load_or_create(&config)?;
-            println!("{}", identity.announcement_yaml(&config.nickname, &config.hints));
+            println!(
+                "{}",
+                identity.announcement_yaml(&config.nickname, &config.hints)
+            );
             Ok(ExitCode::SUCCESS)
         }
         StorageCommand::Audit { dir, fix } => {

@@ -1,1 +1,434 @@
-//! CHK download driver (to be written).
+//! CHK download driver: runs [`cairn_core::client::download::DownloadMachine`] against the
+//! grid.
+//!
+//! One task owns the machine. Requests go out concurrently (one Tokio task each, aborted
+//! when the machine cancels them); block verification and segment decoding run on
+//! blocking threads, at most [`DownloadOptions::cpu_workers`] at once, while the next
+//! blocks are already on their way; plaintext goes to the sink in file order through a
+//! small bounded channel, so memory stays bounded by a few block runs whatever the file
+//! size. Servers are scored in the grid's health record: failed requests by their fault,
+//! corrupt shares (and the server is told, as Tahoe's downloader does) and stalls.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_core::cap::ChkReadCap;
+use cairn_core::client::download::{
+    Action, DownloadConfig, DownloadMachine, DownloadStats, Event, Millis, ProblemKind, RequestId,
+    ServerInfo,
+};
+use cairn_core::storage::gbs::MAX_REASON_LEN;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::grid::{Grid, Problem, ServerEntry};
+use crate::upload::{Phase, Progress, ProgressFn};
+
+pub use cairn_core::client::download::DownloadError as MachineError;
+
+/// How a download behaves. The defaults suit a LAN or loopback grid.
+#[derive(Debug, Clone)]
+pub struct DownloadOptions {
+    /// A request unanswered for this long is abandoned, its server reported as stalling,
+    /// and another share holder takes over.
+    pub stall_timeout: Duration,
+    /// Target size of one block read (consecutive blocks of one share).
+    pub read_batch_bytes: u64,
+    /// Block reads kept in flight ahead of the output, per share, in units of
+    /// `read_batch_bytes`.
+    pub pipeline_batches: u64,
+    /// Share-list queries outstanding at once (Tahoe: 10).
+    pub max_outstanding_lists: usize,
+    /// Blocking threads used for hashing and decoding (0: the number of CPUs).
+    pub cpu_workers: usize,
+    /// Tell servers whose shares fail verification (`advise_corrupt`), as Tahoe does.
+    pub advise_corrupt: bool,
+}
+
+impl Default for DownloadOptions {
+    fn default() -> Self {
+        let c = DownloadConfig::default();
+        DownloadOptions {
+            stall_timeout: Duration::from_millis(c.stall_timeout),
+            read_batch_bytes: c.read_batch_bytes,
+            pipeline_batches: c.pipeline_batches,
+            max_outstanding_lists: c.max_outstanding_lists,
+            cpu_workers: 0,
+            advise_corrupt: true,
+        }
+    }
+}
+
+/// A server reported during a download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerProblem {
+    /// [`ServerEntry::name`].
+    pub server: String,
+    /// Tahoe's server id (`v0-...`).
+    pub server_id: String,
+    pub shnum: Option<u16>,
+    pub kind: ProblemKind,
+    pub reason: String,
+}
+
+/// What a download did.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadReport {
+    /// Plaintext bytes written.
+    pub bytes: u64,
+    /// Servers that delivered verified blocks ([`ServerEntry::name`]).
+    pub servers_used: Vec<String>,
+    /// One line per problem: server, share, kind, reason.
+    pub problems: Vec<String>,
+    /// Shares dropped while in use (a replacement was then sought).
+    pub switches: u32,
+    /// The problems, structured.
+    pub reports: Vec<ServerProblem>,
+    /// Request counts and sizes (segments read, blocks requested, ...).
+    pub stats: DownloadStats,
+}
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// Not enough shares, a bad cap, an inconsistent file.
+    #[error("{0}")]
+    Grid(#[from] MachineError),
+    /// Writing the plaintext failed.
+    #[error("writing the downloaded data: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// (The contract's `Phase` has no download phase; transfer progress is reported under
+/// this one.)
+const TRANSFER_PHASE: Phase = Phase::Uploading;
+
+/// Download `range` (clamped to the file) of the CHK file `cap` from `grid` into `sink`.
+pub async fn download(
+    grid: &Grid,
+    cap: &ChkReadCap,
+    range: Range<u64>,
+    sink: &mut (dyn AsyncWrite + Unpin + Send),
+    opts: &DownloadOptions,
+    progress: Option<ProgressFn>,
+) -> Result<DownloadReport, DownloadError> {
+    let si = cap.storage_index().0;
+    let servers = grid.permuted(&si);
+    let infos = servers
+        .iter()
+        .map(|s| ServerInfo {
+            name: s.name(),
+            score: s.health().score,
+        })
+        .collect::<Vec<_>>();
+    let defaults = DownloadConfig::default();
+    let cfg = DownloadConfig {
+        stall_timeout: opts.stall_timeout.as_millis().min(u64::MAX as u128) as u64,
+        max_outstanding_lists: opts.max_outstanding_lists,
+        read_batch_bytes: opts.read_batch_bytes,
+        pipeline_batches: opts.pipeline_batches,
+        ..defaults
+    };
+    let mut machine: DownloadMachine<Bytes> = DownloadMachine::new(cap, infos, range, cfg)?;
+    let total = {
+        let r = machine.range();
+        r.end - r.start
+    };
+    let workers = match opts.cpu_workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(8);
+
+    let report_progress = |phase, done| {
+        if let Some(p) = &progress {
+            p(Progress { phase, done, total });
+        }
+    };
+    report_progress(Phase::Locating, 0);
+
+    let driver = Driver {
+        si,
+        servers,
+        start: Instant::now(),
+        tasks: TaskSet::default(),
+        cpu: Arc::new(Semaphore::new(workers.max(1))),
+        advise_corrupt: opts.advise_corrupt,
+        reported_ok: HashSet::new(),
+    };
+    let run = driver.run(&mut machine, out_tx);
+    let write = async {
+        let mut written = 0u64;
+        let mut failed = None;
+        while let Some(buf) = out_rx.recv().await {
+            if let Err(e) = sink.write_all(&buf).await {
+                failed = Some(e);
+                break;
+            }
+            written += buf.len() as u64;
+            report_progress(TRANSFER_PHASE, written);
+        }
+        drop(out_rx);
+        if failed.is_none() {
+            if let Err(e) = sink.flush().await {
+                failed = Some(e);
+            }
+        }
+        (written, failed)
+    };
+    let (result, (written, write_err)) = tokio::join!(run, write);
+    if let Some(e) = write_err {
+        return Err(DownloadError::Io(e));
+    }
+    result?;
+    report_progress(Phase::Done, written);
+    let servers = grid.permuted(&si);
+    let reports: Vec<ServerProblem> = machine
+        .problems()
+        .iter()
+        .map(|p| ServerProblem {
+            server: servers[p.server].name(),
+            server_id: servers[p.server].info.server_id.clone(),
+            shnum: p.shnum,
+            kind: p.kind,
+            reason: p.reason.clone(),
+        })
+        .collect();
+    Ok(DownloadReport {
+        bytes: written,
+        servers_used: machine
+            .servers_used()
+            .into_iter()
+            .map(|i| servers[i].name())
+            .collect(),
+        problems: reports.iter().map(problem_line).collect(),
+        switches: machine.stats().switches,
+        reports,
+        stats: machine.stats().clone(),
+    })
+}
+
+fn problem_line(p: &ServerProblem) -> String {
+    let kind = match p.kind {
+        ProblemKind::Error => "error",
+        ProblemKind::Corrupt => "corrupt share",
+        ProblemKind::Stall => "stalled",
+    };
+    match p.shnum {
+        Some(n) => format!("server {} share {n}: {kind}: {}", p.server, p.reason),
+        None => format!("server {}: {kind}: {}", p.server, p.reason),
+    }
+}
+
+/// Network tasks in flight, aborted when cancelled or when the download ends (also when
+/// its future is dropped).
+#[derive(Default)]
+struct TaskSet(HashMap<RequestId, AbortHandle>);
+
+impl TaskSet {
+    fn abort(&mut self, id: RequestId) {
+        if let Some(h) = self.0.remove(&id) {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for TaskSet {
+    fn drop(&mut self) {
+        for (_, h) in self.0.drain() {
+            h.abort();
+        }
+    }
+}
+
+struct Driver {
+    si: [u8; 16],
+    servers: Vec<Arc<ServerEntry>>,
+    start: Instant,
+    tasks: TaskSet,
+    cpu: Arc<Semaphore>,
+    advise_corrupt: bool,
+    reported_ok: HashSet<usize>,
+}
+
+type Tx = mpsc::UnboundedSender<Event<Bytes>>;
+
+impl Driver {
+    fn now(&self) -> Millis {
+        self.start.elapsed().as_millis() as Millis
+    }
+
+    async fn run(
+        mut self,
+        m: &mut DownloadMachine<Bytes>,
+        out: mpsc::Sender<Vec<u8>>,
+    ) -> Result<(), MachineError> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Event<Bytes>>();
+        let mut actions = m.start(self.now());
+        loop {
+            for a in std::mem::take(&mut actions) {
+                match a {
+                    Action::Finished(r) => return r,
+                    Action::Output { data, .. } => {
+                        if out.send(data).await.is_err() {
+                            // the writer failed; its error is returned by the caller
+                            return Ok(());
+                        }
+                    }
+                    other => self.execute(other, &tx),
+                }
+            }
+            let deadline = m
+                .next_deadline()
+                .map(|d| self.start + Duration::from_millis(d));
+            let fallback = Instant::now() + Duration::from_secs(1);
+            let wake = deadline.map_or(fallback, |d| d.min(fallback));
+            let ev = tokio::select! {
+                biased;
+                ev = rx.recv() => ev.expect("the driver holds a sender"),
+                _ = tokio::time::sleep_until(wake) => Event::Tick,
+            };
+            if let Event::Listed { id, .. } | Event::Read { id, .. } | Event::Failed { id, .. } =
+                &ev
+            {
+                self.tasks.0.remove(id);
+            }
+            actions = m.handle(ev, self.now());
+        }
+    }
+
+    fn execute(&mut self, a: Action<Bytes>, tx: &Tx) {
+        match a {
+            Action::ListShares { id, server } => {
+                let entry = self.servers[server].clone();
+                let first = self.reported_ok.insert(server);
+                let (si, tx) = (self.si, tx.clone());
+                let h = tokio::spawn(async move {
+                    let ev = match entry.client.list_immutable_shares(&si).await {
+                        Ok(set) => {
+                            if first {
+                                entry.report_ok();
+                            }
+                            Event::Listed {
+                                id,
+                                shares: set.into_iter().map(u16::from).collect(),
+                            }
+                        }
+                        Err(e) => {
+                            entry.report(Problem::Error(e.fault()), e.to_string());
+                            Event::Failed {
+                                id,
+                                reason: e.to_string(),
+                            }
+                        }
+                    };
+                    let _ = tx.send(ev);
+                });
+                self.tasks.0.insert(id, h.abort_handle());
+            }
+            Action::Read {
+                id,
+                server,
+                shnum,
+                offset,
+                len,
+                ..
+            } => {
+                let entry = self.servers[server].clone();
+                let (si, tx) = (self.si, tx.clone());
+                let h = tokio::spawn(async move {
+                    let ev = match u8::try_from(shnum) {
+                        Err(_) => Event::Failed {
+                            id,
+                            reason: format!("share number {shnum} out of range"),
+                        },
+                        Ok(sh) => match entry.client.read_immutable(&si, sh, offset, len).await {
+                            Ok(data) => Event::Read { id, data },
+                            Err(e) => {
+                                entry.report(Problem::Error(e.fault()), e.to_string());
+                                Event::Failed {
+                                    id,
+                                    reason: e.to_string(),
+                                }
+                            }
+                        },
+                    };
+                    let _ = tx.send(ev);
+                });
+                self.tasks.0.insert(id, h.abort_handle());
+            }
+            Action::Cancel { id } => self.tasks.abort(id),
+            Action::Verify(job) => {
+                if job.len() <= 16 * 1024 {
+                    let _ = tx.send(Event::Verified(job.run()));
+                } else {
+                    self.cpu_job(tx, move || Event::Verified(job.run()));
+                }
+            }
+            Action::Decode(job) => self.cpu_job(tx, move || Event::Decoded(job.run())),
+            Action::Report(p) => {
+                let entry = &self.servers[p.server];
+                match p.kind {
+                    // the request's task scored it with the error's fault
+                    ProblemKind::Error => {}
+                    ProblemKind::Stall => entry.report(Problem::Stall, p.reason.clone()),
+                    ProblemKind::Corrupt => {
+                        entry.report(
+                            Problem::Corrupt,
+                            format!("share {}: {}", p.shnum.unwrap_or(0), p.reason),
+                        );
+                        if let (true, Some(sh)) = (
+                            self.advise_corrupt,
+                            p.shnum.and_then(|s| u8::try_from(s).ok()),
+                        ) {
+                            let entry = entry.clone();
+                            let si = self.si;
+                            let mut reason = p.reason.clone();
+                            if reason.len() > MAX_REASON_LEN {
+                                let mut cut = MAX_REASON_LEN;
+                                while !reason.is_char_boundary(cut) {
+                                    cut -= 1;
+                                }
+                                reason.truncate(cut);
+                            }
+                            // fire and forget, as Tahoe's downloader does
+                            tokio::spawn(async move {
+                                if let Err(e) = entry
+                                    .client
+                                    .advise_corrupt_immutable(&si, sh, &reason)
+                                    .await
+                                {
+                                    tracing::debug!(server = %entry.name(), "advise_corrupt failed: {e}");
+                                }
+                            });
+                        }
+                    }
+                }
+            }
+            Action::Output { .. } | Action::Finished(_) => unreachable!("handled by run"),
+        }
+    }
+
+    fn cpu_job(&self, tx: &Tx, f: impl FnOnce() -> Event<Bytes> + Send + 'static) {
+        let (tx, cpu) = (tx.clone(), self.cpu.clone());
+        tokio::spawn(async move {
+            let Ok(permit) = cpu.acquire_owned().await else {
+                return;
+            };
+            if let Ok(ev) = tokio::task::spawn_blocking(move || {
+                let ev = f();
+                drop(permit);
+                ev
+            })
+            .await
+            {
+                let _ = tx.send(ev);
+            }
+        });
+    }
+}

@@ -22,12 +22,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use cairn_core::storage::gbs::{
-    self, AllocateRequest, AllocateResponse, ByteRange, CorruptRequest, RtwRequest, RtwResponse, Secrets,
-    ShareNumber, VersionResponse, CBOR_MIME_TYPE,
+    self, AllocateRequest, AllocateResponse, ByteRange, CorruptRequest, RtwRequest, RtwResponse,
+    Secrets, ShareNumber, VersionResponse, CBOR_MIME_TYPE,
 };
 use cairn_core::storage::gbs_client_support::{
-    check_read_response, error_body_text, is_cbor_content_type, spki_from_cert, spki_hash_of, Nurl, NurlScheme,
-    ReadBody,
+    check_read_response, error_body_text, is_cbor_content_type, spki_from_cert, spki_hash_of, Nurl,
+    NurlScheme, ReadBody,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -59,17 +59,26 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_retries: 2, initial_backoff: Duration::from_millis(250), max_backoff: Duration::from_secs(2) }
+        RetryPolicy {
+            max_retries: 2,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(2),
+        }
     }
 }
 
 impl RetryPolicy {
     pub fn none() -> Self {
-        RetryPolicy { max_retries: 0, ..Default::default() }
+        RetryPolicy {
+            max_retries: 0,
+            ..Default::default()
+        }
     }
 
     fn backoff(&self, retry: u32) -> Duration {
-        let base = self.initial_backoff.saturating_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX));
+        let base = self
+            .initial_backoff
+            .saturating_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX));
         let base = base.min(self.max_backoff);
         // up to +25 % jitter so that many clients do not retry in lockstep
         let jitter = base.mul_f64(rand::random::<f64>() * 0.25);
@@ -134,11 +143,19 @@ pub enum GbsClientError {
     #[error("storage server {server}: no complete answer within {after:?}")]
     Timeout { server: String, after: Duration },
     #[error("storage server {server}: TLS certificate does not match the NURL's pin (expected SPKI hash {expected}, got {got})")]
-    PinMismatch { server: String, expected: String, got: String },
+    PinMismatch {
+        server: String,
+        expected: String,
+        got: String,
+    },
     #[error("storage server {server}: TLS handshake failed: {message}")]
     Tls { server: String, message: String },
     #[error("storage server {server}: HTTP {status}: {message}")]
-    Status { server: String, status: u16, message: String },
+    Status {
+        server: String,
+        status: u16,
+        message: String,
+    },
     #[error("storage server {server}: malformed response: {message}")]
     Malformed { server: String, message: String },
     #[error("storage server {server}: response body larger than {limit} bytes")]
@@ -154,9 +171,9 @@ impl GbsClientError {
         match self {
             GbsClientError::Network { .. } | GbsClientError::Timeout { .. } => Fault::Network,
             GbsClientError::PinMismatch { .. } => Fault::Identity,
-            GbsClientError::Tls { .. } | GbsClientError::Malformed { .. } | GbsClientError::TooLarge { .. } => {
-                Fault::Server
-            }
+            GbsClientError::Tls { .. }
+            | GbsClientError::Malformed { .. }
+            | GbsClientError::TooLarge { .. } => Fault::Server,
             GbsClientError::Status { status, .. } => match status {
                 500..=599 => Fault::Server,
                 400 | 406 | 413 | 415 | 416 => Fault::Client,
@@ -176,8 +193,10 @@ impl GbsClientError {
 
     /// Worth retrying an idempotent request: network failures, timeouts, 502/503/504.
     pub fn is_transient(&self) -> bool {
-        matches!(self, GbsClientError::Network { .. } | GbsClientError::Timeout { .. })
-            || matches!(self.status(), Some(502..=504))
+        matches!(
+            self,
+            GbsClientError::Network { .. } | GbsClientError::Timeout { .. }
+        ) || matches!(self.status(), Some(502..=504))
     }
 
     /// 404: no such share / upload / storage index.
@@ -255,7 +274,9 @@ struct Inner {
 
 impl std::fmt::Debug for GbsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GbsClient").field("server", &self.inner.server).finish_non_exhaustive()
+        f.debug_struct("GbsClient")
+            .field("server", &self.inner.server)
+            .finish_non_exhaustive()
     }
 }
 
@@ -283,7 +304,10 @@ impl GbsClient {
     /// not here. `pb+tor` NURLs are refused (no Tor support yet).
     pub fn new(nurl: &Nurl, opts: ClientOptions) -> Result<GbsClient, GbsClientError> {
         if nurl.scheme == NurlScheme::Tor {
-            return Err(GbsClientError::Unsupported(format!("Tor NURLs (pb+tor://…@{})", nurl.authority())));
+            return Err(GbsClientError::Unsupported(format!(
+                "Tor NURLs (pb+tor://…@{})",
+                nurl.authority()
+            )));
         }
         let server = nurl.authority();
         let host_header = HeaderValue::from_str(&server)
@@ -293,7 +317,10 @@ impl GbsClient {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| GbsClientError::Unsupported(format!("TLS setup: {e}")))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SpkiPin { expected: nurl.spki_hash.clone(), provider }))
+            .with_custom_certificate_verifier(Arc::new(SpkiPin {
+                expected: nurl.spki_hash.clone(),
+                provider,
+            }))
             .with_no_client_auth();
         tls.enable_sni = false;
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -312,7 +339,15 @@ impl GbsClient {
         let auth = HeaderValue::from_str(&gbs::authorization_header(nurl.swissnum.as_bytes()))
             .map_err(|e| GbsClientError::InvalidRequest(format!("swissnum: {e}")))?;
         Ok(GbsClient {
-            inner: Arc::new(Inner { connector, idle: Mutex::new(Vec::new()), host_header, server, auth, opts, counters }),
+            inner: Arc::new(Inner {
+                connector,
+                idle: Mutex::new(Vec::new()),
+                host_header,
+                server,
+                auth,
+                opts,
+                counters,
+            }),
         })
     }
 
@@ -345,15 +380,30 @@ impl GbsClient {
 
     /// `GET /storage/v1/version`.
     pub async fn version(&self) -> Result<VersionResponse, GbsClientError> {
-        let body = self.cbor(Req::get("/storage/v1/version".into()), &[200]).await?;
+        let body = self
+            .cbor(Req::get("/storage/v1/version".into()), &[200])
+            .await?;
         VersionResponse::parse(&body).map_err(|e| self.malformed(format!("version: {e}")))
     }
 
     /// `PUT /storage/v1/lease/:si`: add a lease, or renew the one with this renew secret.
     /// 204 → Ok; 404 (no shares at all) is an error (Tahoe's storage client ignores it).
-    pub async fn add_or_renew_lease(&self, si: &[u8; 16], lease: &LeaseSecrets) -> Result<(), GbsClientError> {
-        let secrets = Secrets { lease_renew: Some(lease.renew), lease_cancel: Some(lease.cancel), ..Default::default() };
-        let req = Req::new(Method::PUT, format!("/storage/v1/lease/{}", si_str(si)), false).secrets(&secrets);
+    pub async fn add_or_renew_lease(
+        &self,
+        si: &[u8; 16],
+        lease: &LeaseSecrets,
+    ) -> Result<(), GbsClientError> {
+        let secrets = Secrets {
+            lease_renew: Some(lease.renew),
+            lease_cancel: Some(lease.cancel),
+            ..Default::default()
+        };
+        let req = Req::new(
+            Method::PUT,
+            format!("/storage/v1/lease/{}", si_str(si)),
+            false,
+        )
+        .secrets(&secrets);
         self.send(req, Expect::Empty(&[204])).await.map(|_| ())
     }
 
@@ -378,10 +428,18 @@ impl GbsClient {
             upload: Some(upload_secret.to_vec()),
             ..Default::default()
         };
-        let body = AllocateRequest { share_numbers: share_numbers.clone(), allocated_size }.encode();
-        let req = Req::new(Method::POST, format!("/storage/v1/immutable/{}", si_str(si)), false)
-            .secrets(&secrets)
-            .cbor(body);
+        let body = AllocateRequest {
+            share_numbers: share_numbers.clone(),
+            allocated_size,
+        }
+        .encode();
+        let req = Req::new(
+            Method::POST,
+            format!("/storage/v1/immutable/{}", si_str(si)),
+            false,
+        )
+        .secrets(&secrets)
+        .cbor(body);
         let body = self.cbor(req, &[200]).await?;
         AllocateResponse::parse(&body).map_err(|e| self.malformed(format!("allocate: {e}")))
     }
@@ -405,13 +463,24 @@ impl GbsClient {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| GbsClientError::InvalidRequest("write past 2^64".into()))?;
-        let secrets = Secrets { upload: Some(upload_secret.to_vec()), ..Default::default() };
-        let mut req = Req::new(Method::PATCH, format!("/storage/v1/immutable/{}/{shnum}", si_str(si)), false)
-            .secrets(&secrets)
-            .header(hyper::header::CONTENT_RANGE, gbs::content_range_header(ByteRange { start: offset, end }));
+        let secrets = Secrets {
+            upload: Some(upload_secret.to_vec()),
+            ..Default::default()
+        };
+        let mut req = Req::new(
+            Method::PATCH,
+            format!("/storage/v1/immutable/{}/{shnum}", si_str(si)),
+            false,
+        )
+        .secrets(&secrets)
+        .header(
+            hyper::header::CONTENT_RANGE,
+            gbs::content_range_header(ByteRange { start: offset, end }),
+        );
         req.body = data;
         let (status, body) = self.send(req, Expect::Cbor(&[200, 201])).await?;
-        let required = gbs::parse_required_ranges(&body).map_err(|e| self.malformed(format!("write: {e}")))?;
+        let required =
+            gbs::parse_required_ranges(&body).map_err(|e| self.malformed(format!("write: {e}")))?;
         let finished = status == 201;
         if finished && !required.is_empty() {
             return Err(self.malformed("write: 201 (complete) but ranges still required".into()));
@@ -420,27 +489,54 @@ impl GbsClient {
     }
 
     /// `PUT /storage/v1/immutable/:si/:shnum/abort`.
-    pub async fn abort_upload(&self, si: &[u8; 16], shnum: ShareNumber, upload_secret: &[u8]) -> Result<(), GbsClientError> {
+    pub async fn abort_upload(
+        &self,
+        si: &[u8; 16],
+        shnum: ShareNumber,
+        upload_secret: &[u8],
+    ) -> Result<(), GbsClientError> {
         check_upload_secret(upload_secret)?;
-        let secrets = Secrets { upload: Some(upload_secret.to_vec()), ..Default::default() };
-        let req = Req::new(Method::PUT, format!("/storage/v1/immutable/{}/{shnum}/abort", si_str(si)), false)
-            .secrets(&secrets);
+        let secrets = Secrets {
+            upload: Some(upload_secret.to_vec()),
+            ..Default::default()
+        };
+        let req = Req::new(
+            Method::PUT,
+            format!("/storage/v1/immutable/{}/{shnum}/abort", si_str(si)),
+            false,
+        )
+        .secrets(&secrets);
         self.send(req, Expect::Empty(&[200])).await.map(|_| ())
     }
 
     /// `GET /storage/v1/immutable/:si/shares`: the finished shares (empty for an unknown SI).
-    pub async fn list_immutable_shares(&self, si: &[u8; 16]) -> Result<BTreeSet<ShareNumber>, GbsClientError> {
+    pub async fn list_immutable_shares(
+        &self,
+        si: &[u8; 16],
+    ) -> Result<BTreeSet<ShareNumber>, GbsClientError> {
         self.list_shares("immutable", si).await
     }
 
     /// `GET /storage/v1/immutable/:si/:shnum` with `Range`: up to `length` bytes at
     /// `offset` (fewer at the end of the share, none past it).
-    pub async fn read_immutable(&self, si: &[u8; 16], shnum: ShareNumber, offset: u64, length: u64) -> Result<Bytes, GbsClientError> {
-        self.read_share("immutable", si, shnum, offset, length).await
+    pub async fn read_immutable(
+        &self,
+        si: &[u8; 16],
+        shnum: ShareNumber,
+        offset: u64,
+        length: u64,
+    ) -> Result<Bytes, GbsClientError> {
+        self.read_share("immutable", si, shnum, offset, length)
+            .await
     }
 
     /// `POST /storage/v1/immutable/:si/:shnum/corrupt`.
-    pub async fn advise_corrupt_immutable(&self, si: &[u8; 16], shnum: ShareNumber, reason: &str) -> Result<(), GbsClientError> {
+    pub async fn advise_corrupt_immutable(
+        &self,
+        si: &[u8; 16],
+        shnum: ShareNumber,
+        reason: &str,
+    ) -> Result<(), GbsClientError> {
         self.advise_corrupt("immutable", si, shnum, reason).await
     }
 
@@ -457,10 +553,15 @@ impl GbsClient {
         request: &RtwRequest,
     ) -> Result<RtwResponse, GbsClientError> {
         if write_enabler.is_empty() || write_enabler.len() > gbs::MAX_SECRET_LEN {
-            return Err(GbsClientError::InvalidRequest("write enabler must be 1..=1024 bytes".into()));
+            return Err(GbsClientError::InvalidRequest(
+                "write enabler must be 1..=1024 bytes".into(),
+            ));
         }
         if request.read_vector.len() > gbs::MAX_READ_VECTORS
-            || request.test_write_vectors.values().any(|t| t.test.len() > gbs::MAX_TEST_VECTORS)
+            || request
+                .test_write_vectors
+                .values()
+                .any(|t| t.test.len() > gbs::MAX_TEST_VECTORS)
         {
             return Err(GbsClientError::InvalidRequest(format!(
                 "at most {} read vectors and {} test vectors per share",
@@ -474,36 +575,70 @@ impl GbsClient {
             lease_cancel: Some(lease.cancel),
             ..Default::default()
         };
-        let req = Req::new(Method::POST, format!("/storage/v1/mutable/{}/read-test-write", si_str(si)), false)
-            .secrets(&secrets)
-            .cbor(request.encode());
+        let req = Req::new(
+            Method::POST,
+            format!("/storage/v1/mutable/{}/read-test-write", si_str(si)),
+            false,
+        )
+        .secrets(&secrets)
+        .cbor(request.encode());
         let body = self.cbor(req, &[200]).await?;
         RtwResponse::parse(&body).map_err(|e| self.malformed(format!("read-test-write: {e}")))
     }
 
     /// `GET /storage/v1/mutable/:si/shares`.
-    pub async fn list_mutable_shares(&self, si: &[u8; 16]) -> Result<BTreeSet<ShareNumber>, GbsClientError> {
+    pub async fn list_mutable_shares(
+        &self,
+        si: &[u8; 16],
+    ) -> Result<BTreeSet<ShareNumber>, GbsClientError> {
         self.list_shares("mutable", si).await
     }
 
     /// `GET /storage/v1/mutable/:si/:shnum` with `Range`.
-    pub async fn read_mutable(&self, si: &[u8; 16], shnum: ShareNumber, offset: u64, length: u64) -> Result<Bytes, GbsClientError> {
+    pub async fn read_mutable(
+        &self,
+        si: &[u8; 16],
+        shnum: ShareNumber,
+        offset: u64,
+        length: u64,
+    ) -> Result<Bytes, GbsClientError> {
         self.read_share("mutable", si, shnum, offset, length).await
     }
 
     /// `POST /storage/v1/mutable/:si/:shnum/corrupt`.
-    pub async fn advise_corrupt_mutable(&self, si: &[u8; 16], shnum: ShareNumber, reason: &str) -> Result<(), GbsClientError> {
+    pub async fn advise_corrupt_mutable(
+        &self,
+        si: &[u8; 16],
+        shnum: ShareNumber,
+        reason: &str,
+    ) -> Result<(), GbsClientError> {
         self.advise_corrupt("mutable", si, shnum, reason).await
     }
 
     // ---------------------------------------------------------------------------------
 
-    async fn list_shares(&self, kind: &str, si: &[u8; 16]) -> Result<BTreeSet<ShareNumber>, GbsClientError> {
-        let body = self.cbor(Req::get(format!("/storage/v1/{kind}/{}/shares", si_str(si))), &[200]).await?;
+    async fn list_shares(
+        &self,
+        kind: &str,
+        si: &[u8; 16],
+    ) -> Result<BTreeSet<ShareNumber>, GbsClientError> {
+        let body = self
+            .cbor(
+                Req::get(format!("/storage/v1/{kind}/{}/shares", si_str(si))),
+                &[200],
+            )
+            .await?;
         gbs::parse_share_set(&body).map_err(|e| self.malformed(format!("list shares: {e}")))
     }
 
-    async fn read_share(&self, kind: &str, si: &[u8; 16], shnum: ShareNumber, offset: u64, length: u64) -> Result<Bytes, GbsClientError> {
+    async fn read_share(
+        &self,
+        kind: &str,
+        si: &[u8; 16],
+        shnum: ShareNumber,
+        offset: u64,
+        length: u64,
+    ) -> Result<Bytes, GbsClientError> {
         if length == 0 {
             return Ok(Bytes::new());
         }
@@ -518,16 +653,35 @@ impl GbsClient {
             )));
         }
         let range = ByteRange { start: offset, end };
-        let req = Req::get(format!("/storage/v1/{kind}/{}/{shnum}", si_str(si))).header(hyper::header::RANGE, gbs::range_header(range));
+        let req = Req::get(format!("/storage/v1/{kind}/{}/{shnum}", si_str(si)))
+            .header(hyper::header::RANGE, gbs::range_header(range));
         self.send(req, Expect::Read(range)).await.map(|(_, b)| b)
     }
 
-    async fn advise_corrupt(&self, kind: &str, si: &[u8; 16], shnum: ShareNumber, reason: &str) -> Result<(), GbsClientError> {
+    async fn advise_corrupt(
+        &self,
+        kind: &str,
+        si: &[u8; 16],
+        shnum: ShareNumber,
+        reason: &str,
+    ) -> Result<(), GbsClientError> {
         if reason.is_empty() || reason.len() > gbs::MAX_REASON_LEN {
-            return Err(GbsClientError::InvalidRequest(format!("reason must be 1..={} bytes", gbs::MAX_REASON_LEN)));
+            return Err(GbsClientError::InvalidRequest(format!(
+                "reason must be 1..={} bytes",
+                gbs::MAX_REASON_LEN
+            )));
         }
-        let req = Req::new(Method::POST, format!("/storage/v1/{kind}/{}/{shnum}/corrupt", si_str(si)), false)
-            .cbor(CorruptRequest { reason: reason.to_string() }.encode());
+        let req = Req::new(
+            Method::POST,
+            format!("/storage/v1/{kind}/{}/{shnum}/corrupt", si_str(si)),
+            false,
+        )
+        .cbor(
+            CorruptRequest {
+                reason: reason.to_string(),
+            }
+            .encode(),
+        );
         self.send(req, Expect::Empty(&[200])).await.map(|_| ())
     }
 
@@ -536,7 +690,10 @@ impl GbsClient {
     }
 
     fn malformed(&self, message: String) -> GbsClientError {
-        GbsClientError::Malformed { server: self.inner.server.clone(), message }
+        GbsClientError::Malformed {
+            server: self.inner.server.clone(),
+            message,
+        }
     }
 
     /// Send with retries (idempotent requests only).
@@ -564,13 +721,18 @@ impl GbsClient {
             Ok(Ok((result, mut sender))) => {
                 // The whole body was read: once the connection is ready for another request
                 // (at once, normally), keep it; after `Connection: close`, drop it.
-                if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), sender.ready()).await {
+                if let Ok(Ok(())) =
+                    tokio::time::timeout(Duration::from_secs(1), sender.ready()).await
+                {
                     self.checkin(sender);
                 }
                 result
             }
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(GbsClientError::Timeout { server: inner.server.clone(), after }),
+            Err(_) => Err(GbsClientError::Timeout {
+                server: inner.server.clone(),
+                after,
+            }),
         }
     }
 
@@ -621,11 +783,21 @@ impl GbsClient {
                 m if m.is_empty() => status.canonical_reason().unwrap_or("").to_string(),
                 m => m,
             };
-            let e = GbsClientError::Status { server: inner.server.clone(), status: status.as_u16(), message };
-            return if complete { Ok((Err(e), sender)) } else { Err(e) };
+            let e = GbsClientError::Status {
+                server: inner.server.clone(),
+                status: status.as_u16(),
+                message,
+            };
+            return if complete {
+                Ok((Err(e), sender))
+            } else {
+                Err(e)
+            };
         }
         let code = status.as_u16();
-        let result = self.check_body(expect, code, status, &headers, &mut body).await?;
+        let result = self
+            .check_body(expect, code, status, &headers, &mut body)
+            .await?;
         Ok((Ok(result), sender))
     }
 
@@ -643,7 +815,11 @@ impl GbsClient {
                 if !ok.contains(&code) {
                     return Err(self.malformed(format!("unexpected status {status}")));
                 }
-                if !is_cbor_content_type(headers.get(hyper::header::CONTENT_TYPE).map(|v| v.as_bytes())) {
+                if !is_cbor_content_type(
+                    headers
+                        .get(hyper::header::CONTENT_TYPE)
+                        .map(|v| v.as_bytes()),
+                ) {
                     return Err(self.malformed(format!(
                         "Content-Type {:?}, expected {CBOR_MIME_TYPE}",
                         headers.get(hyper::header::CONTENT_TYPE)
@@ -658,27 +834,41 @@ impl GbsClient {
                     return Err(self.malformed(format!("unexpected status {status}")));
                 }
                 // Drain a small body so the connection can be reused; ignore its content.
-                let _ = self.read_limited(body, headers, inner.opts.max_error_body).await?;
+                let _ = self
+                    .read_limited(body, headers, inner.opts.max_error_body)
+                    .await?;
                 Ok((code, Bytes::new()))
             }
             Expect::Read(range) => {
                 let want = check_read_response(
                     *range,
                     code,
-                    headers.get(hyper::header::CONTENT_TYPE).map(|v| v.as_bytes()),
-                    headers.get(hyper::header::CONTENT_RANGE).map(|v| v.as_bytes()),
+                    headers
+                        .get(hyper::header::CONTENT_TYPE)
+                        .map(|v| v.as_bytes()),
+                    headers
+                        .get(hyper::header::CONTENT_RANGE)
+                        .map(|v| v.as_bytes()),
                 )
                 .map_err(|m| self.malformed(m))?;
                 let n = match want {
                     ReadBody::Empty => 0,
                     ReadBody::Exactly(n) => n as usize,
                 };
-                let b = self.read_limited(body, headers, n).await.map_err(|e| match e {
-                    GbsClientError::TooLarge { .. } => self.malformed(format!("share read: body longer than Content-Range ({n} bytes)")),
-                    other => other,
-                })?;
+                let b = self
+                    .read_limited(body, headers, n)
+                    .await
+                    .map_err(|e| match e {
+                        GbsClientError::TooLarge { .. } => self.malformed(format!(
+                            "share read: body longer than Content-Range ({n} bytes)"
+                        )),
+                        other => other,
+                    })?;
                 if b.len() != n {
-                    return Err(self.malformed(format!("share read: body has {} bytes, Content-Range says {n}", b.len())));
+                    return Err(self.malformed(format!(
+                        "share read: body has {} bytes, Content-Range says {n}",
+                        b.len()
+                    )));
                 }
                 Ok((code, b))
             }
@@ -686,8 +876,16 @@ impl GbsClient {
     }
 
     /// Read a whole body of at most `limit` bytes.
-    async fn read_limited(&self, body: &mut Incoming, headers: &HeaderMap, limit: usize) -> Result<Bytes, GbsClientError> {
-        let too_large = || GbsClientError::TooLarge { server: self.inner.server.clone(), limit };
+    async fn read_limited(
+        &self,
+        body: &mut Incoming,
+        headers: &HeaderMap,
+        limit: usize,
+    ) -> Result<Bytes, GbsClientError> {
+        let too_large = || GbsClientError::TooLarge {
+            server: self.inner.server.clone(),
+            limit,
+        };
         if let Some(len) = headers.get(hyper::header::CONTENT_LENGTH) {
             let len: u64 = len
                 .to_str()
@@ -714,9 +912,16 @@ impl GbsClient {
     fn connect_error(&self, c: ConnectError) -> GbsClientError {
         let server = self.inner.server.clone();
         match c {
-            ConnectError::Network(m) => GbsClientError::Network { server, message: format!("connect: {m}") },
+            ConnectError::Network(m) => GbsClientError::Network {
+                server,
+                message: format!("connect: {m}"),
+            },
             ConnectError::Timeout(d) => GbsClientError::Timeout { server, after: d },
-            ConnectError::Pin { expected, got } => GbsClientError::PinMismatch { server, expected, got },
+            ConnectError::Pin { expected, got } => GbsClientError::PinMismatch {
+                server,
+                expected,
+                got,
+            },
             ConnectError::Tls(m) => GbsClientError::Tls { server, message: m },
         }
     }
@@ -727,14 +932,22 @@ impl GbsClient {
         loop {
             let popped = inner.idle.lock().expect("pool lock").pop();
             match popped {
-                Some((s, since)) if !s.is_closed() && s.is_ready() && since.elapsed() < inner.opts.idle_timeout => {
+                Some((s, since))
+                    if !s.is_closed()
+                        && s.is_ready()
+                        && since.elapsed() < inner.opts.idle_timeout =>
+                {
                     return Ok((s, true));
                 }
                 Some(_) => continue, // closed or stale: drop it (its connection task ends)
                 None => break,
             }
         }
-        let s = inner.connector.connect().await.map_err(|c| self.connect_error(c))?;
+        let s = inner
+            .connector
+            .connect()
+            .await
+            .map_err(|c| self.connect_error(c))?;
         Ok((s, false))
     }
 
@@ -753,7 +966,10 @@ impl GbsClient {
             message = format!("{message}: {s}");
         }
         if e.is_parse() || e.is_parse_status() {
-            GbsClientError::Malformed { server, message: format!("HTTP: {message}") }
+            GbsClientError::Malformed {
+                server,
+                message: format!("HTTP: {message}"),
+            }
         } else {
             GbsClientError::Network { server, message }
         }
@@ -766,7 +982,9 @@ fn si_str(si: &[u8; 16]) -> String {
 
 fn check_upload_secret(s: &[u8]) -> Result<(), GbsClientError> {
     if s.is_empty() || s.len() > gbs::MAX_SECRET_LEN {
-        return Err(GbsClientError::InvalidRequest("upload secret must be 1..=1024 bytes".into()));
+        return Err(GbsClientError::InvalidRequest(
+            "upload secret must be 1..=1024 bytes".into(),
+        ));
     }
     Ok(())
 }
@@ -776,7 +994,9 @@ fn check_upload_secret(s: &[u8]) -> Result<(), GbsClientError> {
 async fn read_prefix(body: &mut Incoming, limit: usize) -> (Vec<u8>, bool) {
     let mut buf = Vec::new();
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { return (buf, false) };
+        let Ok(frame) = frame else {
+            return (buf, false);
+        };
         if let Ok(data) = frame.into_data() {
             let room = limit - buf.len();
             if data.len() > room {
@@ -791,7 +1011,14 @@ async fn read_prefix(body: &mut Incoming, limit: usize) -> (Vec<u8>, bool) {
 
 impl Req {
     fn new(method: Method, path: String, idempotent: bool) -> Req {
-        Req { method, path, headers: Vec::new(), body: Bytes::new(), cbor_body: false, idempotent }
+        Req {
+            method,
+            path,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            cbor_body: false,
+            idempotent,
+        }
     }
     fn get(path: String) -> Req {
         Req::new(Method::GET, path, true)
@@ -802,7 +1029,8 @@ impl Req {
     }
     fn secrets(mut self, s: &Secrets) -> Req {
         for v in s.header_values() {
-            self.headers.push((HeaderName::from_static("x-tahoe-authorization"), v));
+            self.headers
+                .push((HeaderName::from_static("x-tahoe-authorization"), v));
         }
         self
     }
@@ -848,12 +1076,19 @@ impl ServerCertVerifier for SpkiPin {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let got = spki_from_cert(end_entity.as_ref()).map(spki_hash_of);
         match got {
-            Some(h) if cairn_core::storage::gbs::constant_time_eq(h.as_bytes(), self.expected.as_bytes()) => {
+            Some(h)
+                if cairn_core::storage::gbs::constant_time_eq(
+                    h.as_bytes(),
+                    self.expected.as_bytes(),
+                ) =>
+            {
                 Ok(ServerCertVerified::assertion())
             }
-            other => Err(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
-                PinMismatchDetail { got: other.unwrap_or_else(|| "<no SubjectPublicKeyInfo>".into()) },
-            ))))),
+            other => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(PinMismatchDetail {
+                    got: other.unwrap_or_else(|| "<no SubjectPublicKeyInfo>".into()),
+                })),
+            ))),
         }
     }
 
@@ -873,7 +1108,8 @@ impl ServerCertVerifier for SpkiPin {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         // Against the (pinned) key itself: webpki refuses Tahoe's X.509 v1 certificates.
-        let spki = spki_from_cert(cert.as_ref()).ok_or_else(|| rustls::Error::General("no SPKI in certificate".into()))?;
+        let spki = spki_from_cert(cert.as_ref())
+            .ok_or_else(|| rustls::Error::General("no SPKI in certificate".into()))?;
         rustls::crypto::verify_tls13_signature_with_raw_key(
             message,
             &rustls::pki_types::SubjectPublicKeyInfoDer::from(spki),
@@ -883,7 +1119,9 @@ impl ServerCertVerifier for SpkiPin {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -900,7 +1138,9 @@ impl std::fmt::Display for ConnectError {
         match self {
             ConnectError::Network(m) => write!(f, "connect: {m}"),
             ConnectError::Timeout(d) => write!(f, "connect: timed out after {d:?}"),
-            ConnectError::Pin { expected, got } => write!(f, "SPKI pin mismatch: expected {expected}, got {got}"),
+            ConnectError::Pin { expected, got } => {
+                write!(f, "SPKI pin mismatch: expected {expected}, got {got}")
+            }
             ConnectError::Tls(m) => write!(f, "TLS: {m}"),
         }
     }
@@ -932,24 +1172,36 @@ impl PinnedConnector {
                 .map_err(|e| ConnectError::Network(e.to_string()))?;
             let _ = tcp.set_nodelay(true);
             self.counters.connections.fetch_add(1, Ordering::Relaxed);
-            let tls = self.tls.connect(self.server_name.clone(), tcp).await.map_err(|e| tls_error(e, &self.expected))?;
-            let (sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tls))
+            let tls = self
+                .tls
+                .connect(self.server_name.clone(), tcp)
                 .await
-                .map_err(|e| ConnectError::Network(format!("HTTP handshake: {e}")))?;
+                .map_err(|e| tls_error(e, &self.expected))?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tls))
+                    .await
+                    .map_err(|e| ConnectError::Network(format!("HTTP handshake: {e}")))?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });
             Ok(sender)
         };
-        tokio::time::timeout(t, work).await.map_err(|_| ConnectError::Timeout(t))?
+        tokio::time::timeout(t, work)
+            .await
+            .map_err(|_| ConnectError::Timeout(t))?
     }
 }
 
 fn tls_error(e: std::io::Error, expected: &str) -> ConnectError {
     if let Some(inner) = e.get_ref() {
-        if let Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) = inner.downcast_ref::<rustls::Error>() {
+        if let Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) =
+            inner.downcast_ref::<rustls::Error>()
+        {
             if let Some(d) = other.0.downcast_ref::<PinMismatchDetail>() {
-                return ConnectError::Pin { expected: expected.to_string(), got: d.got.clone() };
+                return ConnectError::Pin {
+                    expected: expected.to_string(),
+                    got: d.got.clone(),
+                };
             }
         }
         if inner.downcast_ref::<rustls::Error>().is_some() {
@@ -971,21 +1223,36 @@ mod tests {
 
     #[test]
     fn faults() {
-        let s = |status| GbsClientError::Status { server: "h:1".into(), status, message: String::new() };
+        let s = |status| GbsClientError::Status {
+            server: "h:1".into(),
+            status,
+            message: String::new(),
+        };
         assert_eq!(s(500).fault(), Fault::Server);
         assert_eq!(s(400).fault(), Fault::Client);
         assert_eq!(s(409).fault(), Fault::Refused);
         assert!(s(503).is_transient() && !s(500).is_transient() && !s(404).is_transient());
         assert!(s(401).is_bad_write_enabler() && s(404).is_not_found());
-        let p = GbsClientError::PinMismatch { server: "h:1".into(), expected: "a".into(), got: "b".into() };
+        let p = GbsClientError::PinMismatch {
+            server: "h:1".into(),
+            expected: "a".into(),
+            got: "b".into(),
+        };
         assert_eq!(p.fault(), Fault::Identity);
         assert!(!p.is_transient());
     }
 
     #[test]
     fn backoff_bounded() {
-        let p = RetryPolicy { max_retries: 10, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(1) };
-        assert!(p.backoff(0) >= Duration::from_millis(100) && p.backoff(0) <= Duration::from_millis(125));
+        let p = RetryPolicy {
+            max_retries: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+        };
+        assert!(
+            p.backoff(0) >= Duration::from_millis(100)
+                && p.backoff(0) <= Duration::from_millis(125)
+        );
         assert!(p.backoff(40) <= Duration::from_secs(1));
     }
 }

@@ -66,13 +66,19 @@ pub struct ServerEntry {
 
 impl std::fmt::Debug for ServerEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerEntry").field("index", &self.index).field("server_id", &self.info.server_id).finish()
+        f.debug_struct("ServerEntry")
+            .field("index", &self.index)
+            .field("server_id", &self.info.server_id)
+            .finish()
     }
 }
 
 impl ServerEntry {
     pub fn health(&self) -> ServerHealth {
-        self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A short name for messages: Tahoe's 8-character id and `host:port`.
@@ -120,7 +126,10 @@ impl ServerEntry {
         let r = self.client.version().await;
         self.report_result(&r);
         if let Ok(v) = &r {
-            self.health.lock().unwrap_or_else(|e| e.into_inner()).version = Some(v.clone());
+            self.health
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .version = Some(v.clone());
         }
         r
     }
@@ -135,7 +144,10 @@ pub struct Grid {
 impl Grid {
     /// Servers with a usable (non-Tor) NURL become entries; the others are skipped with a
     /// warning (returned so callers can show them).
-    pub fn new(servers: Vec<StaticServer>, opts: ClientOptions) -> (Grid, Vec<(StaticServer, GbsClientError)>) {
+    pub fn new(
+        servers: Vec<StaticServer>,
+        opts: ClientOptions,
+    ) -> (Grid, Vec<(StaticServer, GbsClientError)>) {
         let mut entries = Vec::new();
         let mut skipped = Vec::new();
         for info in servers {
@@ -158,12 +170,18 @@ impl Grid {
                     health: Mutex::new(ServerHealth::default()),
                 })),
                 None => {
-                    let e = last_err.unwrap_or_else(|| GbsClientError::Unsupported("no NURL".into()));
+                    let e =
+                        last_err.unwrap_or_else(|| GbsClientError::Unsupported("no NURL".into()));
                     skipped.push((info, e));
                 }
             }
         }
-        (Grid { servers: Arc::new(entries) }, skipped)
+        (
+            Grid {
+                servers: Arc::new(entries),
+            },
+            skipped,
+        )
     }
 
     pub fn servers(&self) -> &[Arc<ServerEntry>] {
@@ -173,7 +191,11 @@ impl Grid {
     /// Servers in Tahoe's order for this storage index (the order both implementations
     /// place and look for shares in).
     pub fn permuted(&self, storage_index: &[u8]) -> Vec<Arc<ServerEntry>> {
-        let seeds: Vec<&[u8]> = self.servers.iter().map(|s| s.info.permutation_seed.as_slice()).collect();
+        let seeds: Vec<&[u8]> = self
+            .servers
+            .iter()
+            .map(|s| s.info.permutation_seed.as_slice())
+            .collect();
         cairn_core::permute::permuted_indices(storage_index, &seeds)
             .into_iter()
             .map(|i| self.servers[i].clone())
@@ -216,9 +238,11 @@ impl Grid {
                     .collect();
                 let probes: Vec<_> = targets
                     .into_iter()
-                    .map(|s| tokio::spawn(async move {
-                        let _ = s.probe().await;
-                    }))
+                    .map(|s| {
+                        tokio::spawn(async move {
+                            let _ = s.probe().await;
+                        })
+                    })
                     .collect();
                 for p in probes {
                     let _ = p.await;

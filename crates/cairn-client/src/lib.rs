@@ -16,6 +16,8 @@ pub mod grid;
 pub mod servers;
 pub mod upload;
 
-pub use gbs_client::{ClientOptions, ClientStats, Fault, GbsClient, GbsClientError, RetryPolicy, WriteResult};
+pub use gbs_client::{
+    ClientOptions, ClientStats, Fault, GbsClient, GbsClientError, RetryPolicy, WriteResult,
+};
 pub use grid::{Grid, Problem, ServerEntry, ServerHealth};
 pub use servers::{parse_servers_yaml, ServersFile, StaticServer};

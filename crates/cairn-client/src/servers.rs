@@ -66,15 +66,27 @@ impl StaticServer {
 
     /// Tahoe's short name: 8 characters of the id after `v0-`.
     pub fn short_name(&self) -> &str {
-        let s = self.server_id.strip_prefix("v0-").unwrap_or(&self.server_id);
+        let s = self
+            .server_id
+            .strip_prefix("v0-")
+            .unwrap_or(&self.server_id);
         s.get(..8).unwrap_or(s)
     }
 
     /// Order servers for the file with this storage index, as Tahoe 1.20 does
     /// (`get_servers_for_psi`; `peers.preferred` has no effect in Tahoe 1.20).
-    pub fn permuted<'a>(storage_index: &[u8], servers: &'a [StaticServer]) -> Vec<&'a StaticServer> {
-        let seeds: Vec<&[u8]> = servers.iter().map(|s| s.permutation_seed.as_slice()).collect();
-        cairn_core::permute::permuted_indices(storage_index, &seeds).into_iter().map(|i| &servers[i]).collect()
+    pub fn permuted<'a>(
+        storage_index: &[u8],
+        servers: &'a [StaticServer],
+    ) -> Vec<&'a StaticServer> {
+        let seeds: Vec<&[u8]> = servers
+            .iter()
+            .map(|s| s.permutation_seed.as_slice())
+            .collect();
+        cairn_core::permute::permuted_indices(storage_index, &seeds)
+            .into_iter()
+            .map(|i| &servers[i])
+            .collect()
     }
 }
 
@@ -135,21 +147,41 @@ pub enum ServersYamlError {
 /// Parse the text of a `servers.yaml`. An empty document or one without `storage:` has no
 /// servers.
 pub fn parse_servers_yaml(text: &str) -> Result<ServersFile, ServersYamlError> {
-    let doc: Value = if text.trim().is_empty() { Value::Null } else { serde_yaml_ng::from_str(text)? };
+    let doc: Value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_yaml_ng::from_str(text)?
+    };
     let storage = match doc {
         Value::Null => return Ok(ServersFile::default()),
         Value::Mapping(mut m) => match m.remove("storage") {
             None => return Ok(ServersFile::default()),
             Some(Value::Mapping(s)) => s,
-            Some(other) => return Err(ServersYamlError::Shape(format!("`storage` must be a mapping, not {}", kind(&other)))),
+            Some(other) => {
+                return Err(ServersYamlError::Shape(format!(
+                    "`storage` must be a mapping, not {}",
+                    kind(&other)
+                )))
+            }
         },
-        other => return Err(ServersYamlError::Shape(format!("top level must be a mapping, not {}", kind(&other)))),
+        other => {
+            return Err(ServersYamlError::Shape(format!(
+                "top level must be a mapping, not {}",
+                kind(&other)
+            )))
+        }
     };
     let mut out = ServersFile::default();
     for (key, entry) in storage {
         let Value::String(server_id) = key else {
-            let text = serde_yaml_ng::to_string(&key).unwrap_or_default().trim().to_string();
-            out.skipped.push(SkippedServer { server_id: text, reason: AnnouncementError::ServerIdNotString });
+            let text = serde_yaml_ng::to_string(&key)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            out.skipped.push(SkippedServer {
+                server_id: text,
+                reason: AnnouncementError::ServerIdNotString,
+            });
             continue;
         };
         let ann = match entry {
@@ -175,7 +207,10 @@ pub fn load_servers_yaml(path: &Path) -> Result<ServersFile, ServersYamlError> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse_servers_yaml(&text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ServersFile::default()),
-        Err(source) => Err(ServersYamlError::Io { path: path.display().to_string(), source }),
+        Err(source) => Err(ServersYamlError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
     }
 }
 
@@ -192,7 +227,10 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// One announcement (`_parse_announcement` plus the NURL list).
-pub fn parse_announcement(server_id: &str, ann: &serde_yaml_ng::Mapping) -> Result<StaticServer, AnnouncementError> {
+pub fn parse_announcement(
+    server_id: &str,
+    ann: &serde_yaml_ng::Mapping,
+) -> Result<StaticServer, AnnouncementError> {
     let furl = match ann.get("anonymous-storage-FURL") {
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(AnnouncementError::BadFurl("<not a string>".into())),
@@ -208,7 +246,10 @@ pub fn parse_announcement(server_id: &str, ann: &serde_yaml_ng::Mapping) -> Resu
     let nickname = match ann.get("nickname") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
-        Some(other) => serde_yaml_ng::to_string(other).unwrap_or_default().trim().to_string(),
+        Some(other) => serde_yaml_ng::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     };
     let mut nurls = Vec::new();
     let mut invalid_nurls = Vec::new();
@@ -216,7 +257,9 @@ pub fn parse_announcement(server_id: &str, ann: &serde_yaml_ng::Mapping) -> Resu
         None | Some(Value::Null) => {}
         Some(Value::Sequence(items)) => {
             for it in items {
-                let Value::String(text) = it else { return Err(AnnouncementError::BadNurlList) };
+                let Value::String(text) = it else {
+                    return Err(AnnouncementError::BadNurlList);
+                };
                 match Nurl::parse(text) {
                     Ok(n) => nurls.push(n),
                     Err(e) => invalid_nurls.push((text.clone(), e)),
@@ -228,30 +271,50 @@ pub fn parse_announcement(server_id: &str, ann: &serde_yaml_ng::Mapping) -> Resu
     if nurls.is_empty() {
         return Err(AnnouncementError::NoNurls);
     }
-    Ok(StaticServer { server_id: server_id.to_string(), nickname, furl, nurls, invalid_nurls, tubid, permutation_seed })
+    Ok(StaticServer {
+        server_id: server_id.to_string(),
+        nickname,
+        furl,
+        nurls,
+        invalid_nurls,
+        tubid,
+        permutation_seed,
+    })
 }
 
 /// The tubid of a FURL (`re.match(br'pb://(\w+)@', furl)`, lower-cased, `base32.a2b`).
 pub fn tubid_from_furl(furl: &str) -> Result<[u8; 20], AnnouncementError> {
-    let rest = furl.strip_prefix("pb://").ok_or_else(|| AnnouncementError::BadFurl(furl.to_string()))?;
-    let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    let rest = furl
+        .strip_prefix("pb://")
+        .ok_or_else(|| AnnouncementError::BadFurl(furl.to_string()))?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
     if end == 0 || !rest[end..].starts_with('@') {
         return Err(AnnouncementError::BadFurl(furl.to_string()));
     }
     let text = rest[..end].to_ascii_lowercase();
-    let bytes = base32::decode_tahoe_lenient(&text).map_err(|_| AnnouncementError::BadTubid(text.clone()))?;
-    bytes.try_into().map_err(|_| AnnouncementError::BadTubid(text))
+    let bytes = base32::decode_tahoe_lenient(&text)
+        .map_err(|_| AnnouncementError::BadTubid(text.clone()))?;
+    bytes
+        .try_into()
+        .map_err(|_| AnnouncementError::BadTubid(text))
 }
 
 /// The permutation seed (`_parse_announcement`): the announced `permutation-seed-base32`,
 /// else the key bytes of a `v0-` server id, else SHA-256(server id).
-pub fn permutation_seed(server_id: &str, announced_b32: Option<&str>) -> Result<Vec<u8>, AnnouncementError> {
+pub fn permutation_seed(
+    server_id: &str,
+    announced_b32: Option<&str>,
+) -> Result<Vec<u8>, AnnouncementError> {
     if let Some(s) = announced_b32 {
-        return base32::decode_tahoe_lenient(s).map_err(|_| AnnouncementError::BadSeed(s.to_string()));
+        return base32::decode_tahoe_lenient(s)
+            .map_err(|_| AnnouncementError::BadSeed(s.to_string()));
     }
     if let Some(key) = server_id.strip_prefix("v0-") {
         if key.len() == 52 && key.bytes().all(|c| c.is_ascii_alphanumeric()) {
-            return base32::decode_tahoe_lenient(key).map_err(|_| AnnouncementError::BadServerIdKey(server_id.to_string()));
+            return base32::decode_tahoe_lenient(key)
+                .map_err(|_| AnnouncementError::BadServerIdKey(server_id.to_string()));
         }
     }
     Ok(Sha256::digest(server_id.as_bytes()).to_vec())
@@ -264,13 +327,22 @@ mod tests {
     #[test]
     fn seeds_and_tubids() {
         let key = "a".repeat(52);
-        assert_eq!(permutation_seed(&format!("v0-{key}"), None).unwrap(), vec![0u8; 32]);
-        assert_eq!(permutation_seed("v0-short", None).unwrap(), Sha256::digest(b"v0-short").to_vec());
+        assert_eq!(
+            permutation_seed(&format!("v0-{key}"), None).unwrap(),
+            vec![0u8; 32]
+        );
+        assert_eq!(
+            permutation_seed("v0-short", None).unwrap(),
+            Sha256::digest(b"v0-short").to_vec()
+        );
         assert_eq!(permutation_seed("x", Some("")).unwrap(), Vec::<u8>::new());
         assert!(permutation_seed("x", Some("ABC")).is_err());
         assert!(permutation_seed(&format!("v0-{}", "A".repeat(52)), None).is_err());
         let t = "a".repeat(32);
-        assert_eq!(tubid_from_furl(&format!("pb://{}@tcp:h:1/s", t.to_uppercase())).unwrap(), [0u8; 20]);
+        assert_eq!(
+            tubid_from_furl(&format!("pb://{}@tcp:h:1/s", t.to_uppercase())).unwrap(),
+            [0u8; 20]
+        );
         assert!(tubid_from_furl("pb://@tcp:h:1/s").is_err());
         assert!(tubid_from_furl("pb://abc").is_err());
         assert!(tubid_from_furl(&format!("pb://{}@x", "a".repeat(30))).is_err());

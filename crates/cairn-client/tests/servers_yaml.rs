@@ -13,7 +13,10 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn announcement_from_cairn_storage_parses_and_connects() {
     let node = Node::start_fresh().await;
-    let hints = vec![LocationHint::Tcp { host: "127.0.0.1".into(), port: node.addr.port() }];
+    let hints = vec![LocationHint::Tcp {
+        host: "127.0.0.1".into(),
+        port: node.addr.port(),
+    }];
     let line = node.identity.announcement_yaml(&node.nickname, &hints);
     let text = format!("# pasted from `cairn storage announcement`\nstorage:\n  {line}\n");
     let file = parse_servers_yaml(&text).unwrap();
@@ -24,9 +27,15 @@ async fn announcement_from_cairn_storage_parses_and_connects() {
     assert_eq!(s.nickname, node.nickname);
     assert_eq!(s.tubid, node.identity.tubid);
     assert_eq!(s.lease_seed(), &node.identity.tubid);
-    assert_eq!(s.permutation_seed, base32::decode(&node.identity.permutation_seed_base32).unwrap());
+    assert_eq!(
+        s.permutation_seed,
+        base32::decode(&node.identity.permutation_seed_base32).unwrap()
+    );
     // a fresh server's seed is the ASCII text of its key (Tahoe's quirk)
-    assert_eq!(s.permutation_seed, node.identity.server_id.as_bytes()[3..].to_vec());
+    assert_eq!(
+        s.permutation_seed,
+        node.identity.server_id.as_bytes()[3..].to_vec()
+    );
     assert_eq!(s.nurls.len(), 1);
     assert_eq!(s.nurls[0].spki_hash, node.identity.spki_hash);
     let c = GbsClient::new(&s.nurls[0], fast_options()).unwrap();
@@ -75,13 +84,19 @@ fn tahoe_format() {
     let ids: Vec<&str> = f.servers.iter().map(|s| s.server_id.as_str()).collect();
     assert_eq!(
         ids,
-        ["v0-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "v0-cnuetxo5pwwmrxnxxgtpkhxrhuxyzo6w2asxdjlvajpkx2lfhpaq"]
+        [
+            "v0-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "v0-cnuetxo5pwwmrxnxxgtpkhxrhuxyzo6w2asxdjlvajpkx2lfhpaq"
+        ]
     );
     let alice = &f.servers[1];
     assert_eq!(alice.nickname, "alice");
     assert_eq!(alice.short_name(), "cnuetxo5");
     // upper-case tubid accepted (Tahoe lower-cases it)
-    assert_eq!(alice.tubid.to_vec(), base32::decode("yq4fa6sowp5exln2udpq3t2zmtaklxs6").unwrap());
+    assert_eq!(
+        alice.tubid.to_vec(),
+        base32::decode("yq4fa6sowp5exln2udpq3t2zmtaklxs6").unwrap()
+    );
     assert_eq!(alice.nurls.len(), 2);
     assert_eq!(alice.nurls[0].host, "10.0.0.2");
     assert_eq!(alice.nurls[1].scheme, NurlScheme::Tor);
@@ -90,7 +105,11 @@ fn tahoe_format() {
     // no permutation-seed-base32 and a v0- id: the 32 key bytes
     assert_eq!(f.servers[0].permutation_seed, vec![0u8; 32]);
 
-    let skipped: Vec<(&str, &AnnouncementError)> = f.skipped.iter().map(|s| (s.server_id.as_str(), &s.reason)).collect();
+    let skipped: Vec<(&str, &AnnouncementError)> = f
+        .skipped
+        .iter()
+        .map(|s| (s.server_id.as_str(), &s.reason))
+        .collect();
     assert_eq!(
         skipped,
         vec![
@@ -106,11 +125,19 @@ fn tahoe_format() {
     assert!(parse_servers_yaml("other: 1\n").unwrap().servers.is_empty());
     assert!(parse_servers_yaml("storage: [1]\n").is_err());
     assert!(parse_servers_yaml("storage: {a: [}\n").is_err());
-    assert!(cairn_client::servers::load_servers_yaml(std::path::Path::new("/nonexistent/servers.yaml")).unwrap().servers.is_empty());
+    assert!(
+        cairn_client::servers::load_servers_yaml(std::path::Path::new("/nonexistent/servers.yaml"))
+            .unwrap()
+            .servers
+            .is_empty()
+    );
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// Announcements from `vectors/permute/permute.json`, rendered as a servers.yaml (block
@@ -125,7 +152,10 @@ fn seeds_and_orders_match_tahoe() {
     for case in v["cases"].as_array().unwrap() {
         let mut yaml = String::from("storage:\n");
         for s in case["servers"].as_array().unwrap() {
-            yaml.push_str(&format!("  {}:\n    ann:\n", s["server_id"].as_str().unwrap()));
+            yaml.push_str(&format!(
+                "  {}:\n    ann:\n",
+                s["server_id"].as_str().unwrap()
+            ));
             for (k, val) in s["ann"].as_object().unwrap() {
                 match val {
                     serde_json::Value::String(t) => yaml.push_str(&format!("      {k}: {t}\n")),
@@ -140,23 +170,47 @@ fn seeds_and_orders_match_tahoe() {
             }
             if s["ann"].get("anonymous-storage-NURLs").is_none() {
                 // cairn needs a NURL; it does not change the seeds
-                yaml.push_str(&format!("      anonymous-storage-NURLs: [\"{dummy_nurl}\"]\n"));
+                yaml.push_str(&format!(
+                    "      anonymous-storage-NURLs: [\"{dummy_nurl}\"]\n"
+                ));
             }
         }
         let f = parse_servers_yaml(&yaml).unwrap();
         assert!(f.skipped.is_empty(), "{:?}", f.skipped);
         for s in case["servers"].as_array().unwrap() {
-            let got = f.servers.iter().find(|x| x.server_id == s["server_id"].as_str().unwrap()).unwrap();
-            assert_eq!(got.permutation_seed, hex(s["permutation_seed"].as_str().unwrap()), "{}", got.server_id);
-            assert_eq!(got.lease_seed().to_vec(), hex(s["lease_seed"].as_str().unwrap()), "{}", got.server_id);
+            let got = f
+                .servers
+                .iter()
+                .find(|x| x.server_id == s["server_id"].as_str().unwrap())
+                .unwrap();
+            assert_eq!(
+                got.permutation_seed,
+                hex(s["permutation_seed"].as_str().unwrap()),
+                "{}",
+                got.server_id
+            );
+            assert_eq!(
+                got.lease_seed().to_vec(),
+                hex(s["lease_seed"].as_str().unwrap()),
+                "{}",
+                got.server_id
+            );
         }
         if !case["preferred_effective"].as_array().unwrap().is_empty() {
             continue;
         }
         for si_case in case["storage_indexes"].as_array().unwrap() {
             let si = base32::decode(si_case["storage_index"].as_str().unwrap()).unwrap();
-            let want: Vec<&str> = si_case["order"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
-            let got: Vec<&str> = StaticServer::permuted(&si, &f.servers).iter().map(|s| s.server_id.as_str()).collect();
+            let want: Vec<&str> = si_case["order"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap())
+                .collect();
+            let got: Vec<&str> = StaticServer::permuted(&si, &f.servers)
+                .iter()
+                .map(|s| s.server_id.as_str())
+                .collect();
             assert_eq!(got, want);
             orders += 1;
         }

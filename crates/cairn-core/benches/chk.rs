@@ -92,7 +92,11 @@ fn summary() {
     let sha_mbps = SIZE as f64 / sha.as_secs_f64() / MB;
     let limit = sha_mbps * SIZE as f64 / work as f64;
     let enc_mbps = SIZE as f64 / t.as_secs_f64() / MB;
-    println!("CHK encode, 3-of-10, 1 MiB max segment (segsize {}), {} MiB input:", g.segment_size, SIZE >> 20);
+    println!(
+        "CHK encode, 3-of-10, 1 MiB max segment (segsize {}), {} MiB input:",
+        g.segment_size,
+        SIZE >> 20
+    );
     println!("  raw SHA-256 (sha2, 1 MiB updates):   {sha_mbps:8.1} MB/s");
     println!(
         "  SHA-256 bytes required / plaintext:  {:8.3}  (3 + N*ceil(size/k)/size)",
@@ -100,7 +104,10 @@ fn summary() {
     );
     println!("  limit = SHA-256 speed / that:        {limit:8.1} MB/s");
     println!("  measured encode (key pass + encode): {enc_mbps:8.1} MB/s");
-    println!("  ratio:                               {:8.1} %", 100.0 * enc_mbps / limit);
+    println!(
+        "  ratio:                               {:8.1} %",
+        100.0 * enc_mbps / limit
+    );
 }
 
 fn criterion_groups(c: &mut Criterion) {
@@ -108,10 +115,14 @@ fn criterion_groups(c: &mut Criterion) {
     let mut g = c.benchmark_group("chk");
     g.throughput(Throughput::Bytes(input.len() as u64));
     g.sample_size(10);
-    g.bench_function("sha256/16MiB", |b| b.iter(|| black_box(Sha256::digest(&input))));
+    g.bench_function("sha256/16MiB", |b| {
+        b.iter(|| black_box(Sha256::digest(&input)))
+    });
     for (k, n) in [(3u16, 10u16), (1, 1), (71, 255)] {
         let params = EncodingParams::new(k, k, n, 1 << 20).unwrap();
-        g.bench_function(format!("encode/{k}-of-{n}/16MiB"), |b| b.iter(|| encode(&params, &input)));
+        g.bench_function(format!("encode/{k}-of-{n}/16MiB"), |b| {
+            b.iter(|| encode(&params, &input))
+        });
     }
     g.finish();
 }

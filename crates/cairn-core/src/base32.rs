@@ -134,9 +134,15 @@ mod tests {
     fn rejects_noncanonical_and_uppercase() {
         assert_eq!(encode(b"\xff"), "74");
         assert_eq!(decode("75"), Err(Base32Error::NonCanonical));
-        assert!(matches!(decode("7A"), Err(Base32Error::BadChar { pos: 1, .. })));
+        assert!(matches!(
+            decode("7A"),
+            Err(Base32Error::BadChar { pos: 1, .. })
+        ));
         assert!(matches!(decode("a"), Err(Base32Error::BadLength(1))));
-        assert!(matches!(decode("é1"), Err(Base32Error::BadLength(_) | Base32Error::BadChar { .. })));
+        assert!(matches!(
+            decode("é1"),
+            Err(Base32Error::BadLength(_) | Base32Error::BadChar { .. })
+        ));
     }
 
     proptest! {

@@ -13,13 +13,17 @@ pub struct AesCtr {
 impl AesCtr {
     /// Keystream for `key` starting at byte 0 (zero IV).
     pub fn new(key: &[u8; 16]) -> Self {
-        AesCtr { inner: Aes128Ctr::new(key.into(), &[0u8; 16].into()) }
+        AesCtr {
+            inner: Aes128Ctr::new(key.into(), &[0u8; 16].into()),
+        }
     }
 
     /// Keystream with an explicit initial counter block (Tahoe's formats always use
     /// zero; kept for the known-answer tests of counter wrap-around).
     pub fn with_iv(key: &[u8; 16], iv: &[u8; 16]) -> Self {
-        AesCtr { inner: Aes128Ctr::new(key.into(), iv.into()) }
+        AesCtr {
+            inner: Aes128Ctr::new(key.into(), iv.into()),
+        }
     }
 
     /// Keystream for `key` starting at byte `offset` of the stream.

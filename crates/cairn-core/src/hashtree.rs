@@ -110,7 +110,10 @@ impl HashTree {
 
     /// `(index, hash)` pairs for [`Self::needed_hashes`].
     pub fn chain(&self, leaf: usize, include_leaf: bool) -> Vec<(usize, Hash)> {
-        self.needed_hashes(leaf, include_leaf).into_iter().map(|i| (i, self.nodes[i])).collect()
+        self.needed_hashes(leaf, include_leaf)
+            .into_iter()
+            .map(|i| (i, self.nodes[i]))
+            .collect()
     }
 }
 
@@ -118,7 +121,11 @@ impl HashTree {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum HashTreeError {
     #[error("hash mismatch at node {index} of {len}{}", leaf_note(*index, *first_leaf))]
-    BadHash { index: usize, len: usize, first_leaf: usize },
+    BadHash {
+        index: usize,
+        len: usize,
+        first_leaf: usize,
+    },
     #[error("not enough hashes to validate node {index} (missing node {missing})")]
     NotEnoughHashes { index: usize, missing: usize },
     #[error("hash index {index} out of range for a tree of {len} nodes")]
@@ -145,7 +152,10 @@ pub struct IncompleteHashTree {
 impl IncompleteHashTree {
     pub fn new(num_leaves: usize) -> Self {
         let len = tree_len(num_leaves);
-        IncompleteHashTree { nodes: vec![None; len], first_leaf: roundup_pow2(num_leaves) - 1 }
+        IncompleteHashTree {
+            nodes: vec![None; len],
+            first_leaf: roundup_pow2(num_leaves) - 1,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -199,9 +209,11 @@ impl IncompleteHashTree {
             }
             let known = self.nodes[i].or_else(|| new.get(&i).copied());
             match known {
-                Some(k) if k != h => {
-                    Err(HashTreeError::BadHash { index: i, len, first_leaf: self.first_leaf })
-                }
+                Some(k) if k != h => Err(HashTreeError::BadHash {
+                    index: i,
+                    len,
+                    first_leaf: self.first_leaf,
+                }),
                 Some(_) => Ok(()),
                 None => {
                     new.insert(i, h);
@@ -213,7 +225,7 @@ impl IncompleteHashTree {
             add(&mut new, i, *h)?;
         }
         for (&l, h) in leaves {
-            let i = self.first_leaf.checked_add(l).unwrap_or(usize::MAX);
+            let i = self.first_leaf.saturating_add(l);
             add(&mut new, i, *h)?;
         }
         // Check every new node against its parent, deepest first (children have
@@ -222,7 +234,10 @@ impl IncompleteHashTree {
         while let Some(i) = pending.pop_last() {
             let s = sibling(i);
             let lookup = |j: usize| self.nodes[j].or_else(|| new.get(&j).copied());
-            let sib = lookup(s).ok_or(HashTreeError::NotEnoughHashes { index: i, missing: s })?;
+            let sib = lookup(s).ok_or(HashTreeError::NotEnoughHashes {
+                index: i,
+                missing: s,
+            })?;
             let me = lookup(i).expect("pending nodes are known");
             let (l, r) = if i % 2 == 1 { (me, sib) } else { (sib, me) };
             let computed = pair_hash(&l, &r);
@@ -230,7 +245,11 @@ impl IncompleteHashTree {
             match lookup(p) {
                 Some(existing) if existing != computed => {
                     // The parent is trusted (or checked later); the child side is wrong.
-                    return Err(HashTreeError::BadHash { index: i, len, first_leaf: self.first_leaf });
+                    return Err(HashTreeError::BadHash {
+                        index: i,
+                        len,
+                        first_leaf: self.first_leaf,
+                    });
                 }
                 Some(_) => {
                     if self.nodes[s].is_none() {
@@ -248,11 +267,17 @@ impl IncompleteHashTree {
             }
         }
         if self.nodes[0].is_none() && !new.contains_key(&0) {
-            return Err(HashTreeError::NotEnoughHashes { index: 0, missing: 0 });
+            return Err(HashTreeError::NotEnoughHashes {
+                index: 0,
+                missing: 0,
+            });
         }
         if new.contains_key(&0) && self.nodes[0].is_none() && !hashes.contains_key(&0) {
             // The root was computed, not given: nothing trusted anchors these hashes.
-            return Err(HashTreeError::NotEnoughHashes { index: 0, missing: 0 });
+            return Err(HashTreeError::NotEnoughHashes {
+                index: 0,
+                missing: 0,
+            });
         }
         for (i, h) in new {
             self.nodes[i] = Some(h);
@@ -266,7 +291,9 @@ mod tests {
     use super::*;
 
     fn leaves(n: usize) -> Vec<Hash> {
-        (0..n).map(|i| tagged_hash(b"tag", i.to_string().as_bytes())).collect()
+        (0..n)
+            .map(|i| tagged_hash(b"tag", i.to_string().as_bytes()))
+            .collect()
     }
 
     #[test]
@@ -276,8 +303,14 @@ mod tests {
         assert_eq!(HashTree::new(&one).root(), one[0]);
         assert_eq!(HashTree::new(&leaves(3)).nodes().len(), 7);
         assert_eq!(HashTree::new(&leaves(3)).nodes()[6], empty_leaf_hash(3));
-        assert_eq!(HashTree::new(&leaves(8)).needed_hashes(0, false), BTreeSet::from([2, 4, 8]));
-        assert_eq!(HashTree::new(&leaves(8)).needed_hashes(0, true), BTreeSet::from([2, 4, 7, 8]));
+        assert_eq!(
+            HashTree::new(&leaves(8)).needed_hashes(0, false),
+            BTreeSet::from([2, 4, 8])
+        );
+        assert_eq!(
+            HashTree::new(&leaves(8)).needed_hashes(0, true),
+            BTreeSet::from([2, 4, 7, 8])
+        );
     }
 
     #[test]
@@ -288,8 +321,11 @@ mod tests {
                 let mut it = IncompleteHashTree::new(n);
                 it.set_root(t.root()).unwrap();
                 let chain: BTreeMap<_, _> = t.chain(leaf, false).into_iter().collect();
-                it.set_hashes(&chain, &BTreeMap::from([(leaf, t.nodes()[t.num_leaf_slots() - 1 + leaf])]))
-                    .unwrap();
+                it.set_hashes(
+                    &chain,
+                    &BTreeMap::from([(leaf, t.nodes()[t.num_leaf_slots() - 1 + leaf])]),
+                )
+                .unwrap();
                 assert!(it.needed_hashes(leaf, true).is_empty());
             }
         }
@@ -302,8 +338,14 @@ mod tests {
         it.set_root(t.root()).unwrap();
         let chain: BTreeMap<_, _> = t.chain(2, false).into_iter().collect();
         let bad_leaf = BTreeMap::from([(2, [0u8; 32])]);
-        assert!(matches!(it.set_hashes(&chain, &bad_leaf), Err(HashTreeError::BadHash { .. })));
-        assert!(it.needed_hashes(2, true).len() == 4, "nothing kept after a failure");
+        assert!(matches!(
+            it.set_hashes(&chain, &bad_leaf),
+            Err(HashTreeError::BadHash { .. })
+        ));
+        assert!(
+            it.needed_hashes(2, true).len() == 4,
+            "nothing kept after a failure"
+        );
         let mut bad_chain = chain.clone();
         let k = *bad_chain.keys().next().unwrap();
         bad_chain.insert(k, [1u8; 32]);
@@ -311,7 +353,10 @@ mod tests {
         assert!(it.set_hashes(&bad_chain, &good_leaf).is_err());
         let mut short = chain.clone();
         short.pop_first();
-        assert!(matches!(it.set_hashes(&short, &good_leaf), Err(HashTreeError::NotEnoughHashes { .. })));
+        assert!(matches!(
+            it.set_hashes(&short, &good_leaf),
+            Err(HashTreeError::NotEnoughHashes { .. })
+        ));
         assert!(matches!(
             it.set_hashes(&BTreeMap::from([(99, [0; 32])]), &BTreeMap::new()),
             Err(HashTreeError::OutOfRange { .. })

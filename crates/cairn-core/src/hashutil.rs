@@ -125,13 +125,24 @@ pub fn tagged_pair_hash16(tag: &[u8], a: &[u8], b: &[u8]) -> [u8; 16] {
 pub fn tahoe_hmac(key: &[u8], data: &[u8]) -> Hash {
     let ikey: Vec<u8> = key.iter().map(|b| b ^ 0x36).collect();
     let okey: Vec<u8> = key.iter().map(|b| b ^ 0x5c).collect();
-    let h1 = Sha256::new().chain_update(&ikey).chain_update(data).finalize();
-    Sha256::new().chain_update(&okey).chain_update(h1).finalize().into()
+    let h1 = Sha256::new()
+        .chain_update(&ikey)
+        .chain_update(data)
+        .finalize();
+    Sha256::new()
+        .chain_update(&okey)
+        .chain_update(h1)
+        .finalize()
+        .into()
 }
 
 /// `permute_server_hash`: plain SHA-1(peer_selection_index || seed), orders servers per file.
 pub fn permute_server_hash(peer_selection_index: &[u8], seed: &[u8]) -> [u8; 20] {
-    Sha1::new().chain_update(peer_selection_index).chain_update(seed).finalize().into()
+    Sha1::new()
+        .chain_update(peer_selection_index)
+        .chain_update(seed)
+        .finalize()
+        .into()
 }
 
 // ---- immutable files ----
@@ -201,7 +212,12 @@ pub fn convergence_hasher(
     segment_size: u64,
     convergence_secret: &[u8],
 ) -> Result<TaggedHasher, ConvergenceParamsError> {
-    Ok(TaggedHasher::new(&convergence_tag(k, n, segment_size, convergence_secret)?))
+    Ok(TaggedHasher::new(&convergence_tag(
+        k,
+        n,
+        segment_size,
+        convergence_secret,
+    )?))
 }
 
 // ---- leases ----

@@ -25,6 +25,7 @@ pub mod hashtree;
 pub mod hashutil;
 pub mod mutable;
 pub mod netstring;
-pub mod placement;
 pub mod permute;
+pub mod placement;
+pub mod sha256mb;
 pub mod storage;

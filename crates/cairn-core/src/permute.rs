@@ -61,7 +61,10 @@ pub fn permuted_indices_with_preferred<S: AsRef<[u8]>>(
 pub fn permute<T>(storage_index: &[u8], items: Vec<T>, seed: impl Fn(&T) -> &[u8]) -> Vec<T> {
     let order = permuted_indices(storage_index, &items.iter().map(&seed).collect::<Vec<_>>());
     let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
-    order.into_iter().map(|i| slots[i].take().expect("each index once")).collect()
+    order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each index once"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -69,7 +72,10 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     /// Orders computed by Tahoe 1.20's `StorageFarmBroker.get_servers_for_psi`.
@@ -81,26 +87,53 @@ mod tests {
         let mut checked = 0;
         for case in v["cases"].as_array().unwrap() {
             let servers = case["servers"].as_array().unwrap();
-            let ids: Vec<&str> = servers.iter().map(|s| s["server_id"].as_str().unwrap()).collect();
-            let seeds: Vec<Vec<u8>> = servers.iter().map(|s| hex(s["permutation_seed"].as_str().unwrap())).collect();
-            let effective: Vec<&str> =
-                case["preferred_effective"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+            let ids: Vec<&str> = servers
+                .iter()
+                .map(|s| s["server_id"].as_str().unwrap())
+                .collect();
+            let seeds: Vec<Vec<u8>> = servers
+                .iter()
+                .map(|s| hex(s["permutation_seed"].as_str().unwrap()))
+                .collect();
+            let effective: Vec<&str> = case["preferred_effective"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect();
             let preferred: Vec<bool> = ids.iter().map(|id| effective.contains(id)).collect();
             for si_case in case["storage_indexes"].as_array().unwrap() {
                 let si = crate::base32::decode(si_case["storage_index"].as_str().unwrap()).unwrap();
-                let want: Vec<&str> = si_case["order"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+                let want: Vec<&str> = si_case["order"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap())
+                    .collect();
                 for (id, seed) in ids.iter().zip(&seeds) {
                     let h = si_case["permute_hashes"][*id].as_str().unwrap();
                     assert_eq!(permute_server_hash(&si, seed).to_vec(), hex(h));
                 }
-                let got: Vec<&str> =
-                    permuted_indices_with_preferred(&si, &seeds, &preferred).into_iter().map(|i| ids[i]).collect();
+                let got: Vec<&str> = permuted_indices_with_preferred(&si, &seeds, &preferred)
+                    .into_iter()
+                    .map(|i| ids[i])
+                    .collect();
                 assert_eq!(got, want);
                 if effective.is_empty() {
-                    let got: Vec<&str> = permuted_indices(&si, &seeds).into_iter().map(|i| ids[i]).collect();
+                    let got: Vec<&str> = permuted_indices(&si, &seeds)
+                        .into_iter()
+                        .map(|i| ids[i])
+                        .collect();
                     assert_eq!(got, want);
-                    let items: Vec<(&str, &[u8])> = ids.iter().copied().zip(seeds.iter().map(|s| s.as_slice())).collect();
-                    let got: Vec<&str> = permute(&si, items, |t| t.1).into_iter().map(|t| t.0).collect();
+                    let items: Vec<(&str, &[u8])> = ids
+                        .iter()
+                        .copied()
+                        .zip(seeds.iter().map(|s| s.as_slice()))
+                        .collect();
+                    let got: Vec<&str> = permute(&si, items, |t| t.1)
+                        .into_iter()
+                        .map(|t| t.0)
+                        .collect();
                     assert_eq!(got, want);
                 }
                 checked += 1;
@@ -113,7 +146,10 @@ mod tests {
     fn equal_seeds_keep_input_order() {
         let seeds = [b"same".as_slice(), b"same", b"same"];
         assert_eq!(permuted_indices(b"0123456789abcdef", &seeds), vec![0, 1, 2]);
-        assert_eq!(permuted_indices_with_preferred(b"si", &seeds, &[false, true]), vec![1, 0, 2]);
+        assert_eq!(
+            permuted_indices_with_preferred(b"si", &seeds, &[false, true]),
+            vec![1, 0, 2]
+        );
         assert!(permuted_indices::<&[u8]>(b"si", &[]).is_empty());
     }
 }

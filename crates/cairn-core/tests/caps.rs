@@ -870,23 +870,22 @@ fn arb_cap() -> impl Strategy<Value = Cap> {
         arb_chk().prop_map(|c| Cap::ChkDirVerify(ChkDirCap::new(c).verifier())),
         (k16, fp).prop_map(|(k, f)| Cap::SdmfWrite(SdmfWriteCap::new(k, f))),
         (k16, fp).prop_map(|(k, f)| Cap::SdmfRead(SdmfReadCap::new(k, f))),
-        (k16, fp)
-            .prop_map(|(k, f)| Cap::SdmfVerify(SdmfVerifyCap::new(StorageIndex(k), f))),
+        (k16, fp).prop_map(|(k, f)| Cap::SdmfVerify(SdmfVerifyCap::new(StorageIndex(k), f))),
         (k16, fp).prop_map(|(k, f)| Cap::MdmfWrite(MdmfWriteCap::new(k, f))),
         (k16, fp).prop_map(|(k, f)| Cap::MdmfRead(MdmfReadCap::new(k, f))),
-        (k16, fp)
-            .prop_map(|(k, f)| Cap::MdmfVerify(MdmfVerifyCap::new(StorageIndex(k), f))),
+        (k16, fp).prop_map(|(k, f)| Cap::MdmfVerify(MdmfVerifyCap::new(StorageIndex(k), f))),
         (k16, fp)
             .prop_map(|(k, f)| Cap::SdmfDirWrite(SdmfDirWriteCap::new(SdmfWriteCap::new(k, f)))),
-        (k16, fp)
-            .prop_map(|(k, f)| Cap::SdmfDirRead(SdmfDirReadCap::new(SdmfReadCap::new(k, f)))),
-        (k16, fp).prop_map(|(k, f)| Cap::SdmfDirVerify(SdmfDirVerifyCap::new(
-            SdmfVerifyCap::new(StorageIndex(k), f)
-        ))),
+        (k16, fp).prop_map(|(k, f)| Cap::SdmfDirRead(SdmfDirReadCap::new(SdmfReadCap::new(k, f)))),
+        (k16, fp).prop_map(
+            |(k, f)| Cap::SdmfDirVerify(SdmfDirVerifyCap::new(SdmfVerifyCap::new(
+                StorageIndex(k),
+                f
+            )))
+        ),
         (k16, fp)
             .prop_map(|(k, f)| Cap::MdmfDirWrite(MdmfDirWriteCap::new(MdmfWriteCap::new(k, f)))),
-        (k16, fp)
-            .prop_map(|(k, f)| Cap::MdmfDirRead(MdmfDirReadCap::new(MdmfReadCap::new(k, f)))),
+        (k16, fp).prop_map(|(k, f)| Cap::MdmfDirRead(MdmfDirReadCap::new(MdmfReadCap::new(k, f)))),
         (k16, fp).prop_map(
             |(k, f)| Cap::MdmfDirVerify(MdmfDirVerifyCap::new(MdmfVerifyCap::new(
                 StorageIndex(k),

@@ -1,7 +1,9 @@
 //! Property tests for CHK: round trips, corruption detection naming the right share,
 //! and robustness against truncated or garbage input.
 
-use cairn_core::chk::{self, ChkCapInfo, ChkError, DecodeError, EncodingParams, LayoutVersion, ShareLayout, Ueb};
+use cairn_core::chk::{
+    self, ChkCapInfo, ChkError, DecodeError, EncodingParams, LayoutVersion, ShareLayout, Ueb,
+};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -15,8 +17,16 @@ struct Case {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (1u16..=8, 0u16..=6, 1u64..=3000, any::<[u8; 16]>(), 1usize..=9000, any::<u64>(), any::<bool>()).prop_map(
-        |(k, extra, max_seg, key, size, seed, v2)| {
+    (
+        1u16..=8,
+        0u16..=6,
+        1u64..=3000,
+        any::<[u8; 16]>(),
+        1usize..=9000,
+        any::<u64>(),
+        any::<bool>(),
+    )
+        .prop_map(|(k, extra, max_seg, key, size, seed, v2)| {
             let mut x = seed | 1;
             let data = (0..size)
                 .map(|_| {
@@ -26,14 +36,24 @@ fn case() -> impl Strategy<Value = Case> {
                     x as u8
                 })
                 .collect();
-            Case { k, n: k + extra, max_seg, key, data, v2 }
-        },
-    )
+            Case {
+                k,
+                n: k + extra,
+                max_seg,
+                key,
+                data,
+                v2,
+            }
+        })
 }
 
 fn encode(c: &Case) -> chk::EncodedFile {
     let params = EncodingParams::new(c.k, c.k, c.n, c.max_seg).unwrap();
-    let layout = if c.v2 { LayoutVersion::V2 } else { LayoutVersion::V1 };
+    let layout = if c.v2 {
+        LayoutVersion::V2
+    } else {
+        LayoutVersion::V1
+    };
     chk::encode_file(&params, c.key, &c.data, Some(layout)).unwrap()
 }
 
@@ -47,7 +67,12 @@ fn protected(share: &[u8]) -> Vec<std::ops::Range<usize>> {
         LayoutVersion::V2 => (4..20, 0x44),
     };
     let o = l.offsets;
-    vec![0..ignored_hdr.start, ignored_hdr.end..hl, hl..o.plaintext_hash_tree as usize, o.crypttext_hash_tree as usize..share.len()]
+    vec![
+        0..ignored_hdr.start,
+        ignored_hdr.end..hl,
+        hl..o.plaintext_hash_tree as usize,
+        o.crypttext_hash_tree as usize..share.len(),
+    ]
 }
 
 proptest! {
@@ -155,7 +180,10 @@ fn ueb_with_hostile_values_is_refused_or_bounded() {
         share_root_hash: [0; 32],
     };
     assert!(u.validate(3, 10, u64::MAX).is_err() || u.validate(3, 10, u64::MAX).is_ok());
-    assert!(u.validate(2, 10, 100).is_err(), "segment size not a multiple of k");
+    assert!(
+        u.validate(2, 10, 100).is_err(),
+        "segment size not a multiple of k"
+    );
     let bytes = u.to_bytes();
     assert_eq!(Ueb::parse(&bytes).unwrap(), u);
 }
@@ -165,17 +193,32 @@ fn streaming_api_misuse_is_an_error() {
     let params = EncodingParams::new(3, 3, 10, 100).unwrap();
     let mut enc = chk::ChkEncoder::new(&params, [1; 16], 250).unwrap();
     assert_eq!(enc.geometry().segment_size, 102);
-    assert!(matches!(enc.push_segment(&[0; 101]), Err(ChkError::WrongSegmentLength { .. })));
+    assert!(matches!(
+        enc.push_segment(&[0; 101]),
+        Err(ChkError::WrongSegmentLength { .. })
+    ));
     enc.push_segment(&[0; 102]).unwrap();
-    assert!(matches!(enc.finish(), Err(ChkError::MissingSegments { pushed: 1, expected: 3 })));
+    assert!(matches!(
+        enc.finish(),
+        Err(ChkError::MissingSegments {
+            pushed: 1,
+            expected: 3
+        })
+    ));
     let mut enc = chk::ChkEncoder::new(&params, [1; 16], 250).unwrap();
     for len in [102, 102, 46] {
         assert_eq!(enc.next_segment_len(), Some(len));
         let out = enc.push_segment(&vec![7; len]).unwrap();
         assert_eq!(out.blocks().count(), 10);
     }
-    assert!(matches!(enc.push_segment(&[0; 1]), Err(ChkError::TooManySegments { .. })));
-    assert!(chk::ConvergentKeyHasher::new(&params, 10, b"s").unwrap().finish().is_err());
+    assert!(matches!(
+        enc.push_segment(&[0; 1]),
+        Err(ChkError::TooManySegments { .. })
+    ));
+    assert!(chk::ConvergentKeyHasher::new(&params, 10, b"s")
+        .unwrap()
+        .finish()
+        .is_err());
     assert!(EncodingParams::new(0, 0, 10, 1).is_err());
     assert!(EncodingParams::new(3, 7, 257, 1).is_err());
 }
@@ -183,7 +226,16 @@ fn streaming_api_misuse_is_an_error() {
 #[test]
 fn lit_threshold() {
     let p = EncodingParams::default();
-    assert!(matches!(chk::encode_convergent(&p, b"s", &[1; 55]).unwrap(), chk::Immutable::Lit(_)));
-    assert!(matches!(chk::encode_convergent(&p, b"s", &[1; 56]).unwrap(), chk::Immutable::Chk(_)));
-    assert_eq!(chk::encode_convergent(&p, b"s", b"").unwrap().cap_string(), "URI:LIT:");
+    assert!(matches!(
+        chk::encode_convergent(&p, b"s", &[1; 55]).unwrap(),
+        chk::Immutable::Lit(_)
+    ));
+    assert!(matches!(
+        chk::encode_convergent(&p, b"s", &[1; 56]).unwrap(),
+        chk::Immutable::Chk(_)
+    ));
+    assert_eq!(
+        chk::encode_convergent(&p, b"s", b"").unwrap().cap_string(),
+        "URI:LIT:"
+    );
 }

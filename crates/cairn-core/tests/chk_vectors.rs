@@ -3,7 +3,9 @@
 //! (complete share bytes, layouts v1 and v2).
 
 use base64::Engine;
-use cairn_core::chk::{self, ChkCapInfo, EncodingParams, Immutable, LayoutVersion, ShareLayout, Ueb};
+use cairn_core::chk::{
+    self, ChkCapInfo, EncodingParams, Immutable, LayoutVersion, ShareLayout, Ueb,
+};
 use cairn_core::hashutil::storage_index_hash;
 use serde::Deserialize;
 
@@ -45,7 +47,10 @@ fn b64(s: &str) -> Vec<u8> {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn stretch(seed: &[u8], size: u64) -> Vec<u8> {
@@ -81,8 +86,14 @@ fn cap_of(c: &CapCase) -> (String, Option<String>) {
     }
     let t = enc.finish().unwrap();
     assert_eq!(t.read_cap().to_string(), t.read_cap_string());
-    assert_eq!(t.verify_cap().to_string(), t.cap_info().verify_cap_string(&storage_index_hash(&key)));
-    (t.read_cap_string(), Some(t.cap_info().verify_cap_string(&storage_index_hash(&key))))
+    assert_eq!(
+        t.verify_cap().to_string(),
+        t.cap_info().verify_cap_string(&storage_index_hash(&key))
+    );
+    (
+        t.read_cap_string(),
+        Some(t.cap_info().verify_cap_string(&storage_index_hash(&key))),
+    )
 }
 
 fn run_caps(filter: impl Fn(&CapCase) -> bool) -> usize {
@@ -90,9 +101,20 @@ fn run_caps(filter: impl Fn(&CapCase) -> bool) -> usize {
     let mut n = 0;
     for c in cases.iter().filter(|c| filter(c)) {
         let (cap, vcap) = cap_of(c);
-        assert_eq!(cap, c.cap, "k={} n={} S={} size={}", c.k, c.n, c.max_segment_size, c.size);
+        assert_eq!(
+            cap, c.cap,
+            "k={} n={} S={} size={}",
+            c.k, c.n, c.max_segment_size, c.size
+        );
         if let (Some(v), Some(_)) = (vcap, &c.verifycap) {
-            assert_eq!(Some(v), c.verifycap, "verifycap k={} n={} size={}", c.k, c.n, c.size);
+            assert_eq!(
+                Some(v),
+                c.verifycap,
+                "verifycap k={} n={} size={}",
+                c.k,
+                c.n,
+                c.size
+            );
         }
         n += 1;
     }
@@ -123,7 +145,10 @@ fn chk_caps_big_wide() {
 }
 
 fn case_shares(c: &ShareCase) -> Vec<(u16, Vec<u8>)> {
-    c.shares.iter().map(|(k, v)| (k.parse().unwrap(), b64(v))).collect()
+    c.shares
+        .iter()
+        .map(|(k, v)| (k.parse().unwrap(), b64(v)))
+        .collect()
 }
 
 fn k_subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
@@ -148,11 +173,18 @@ fn chk_shares_byte_for_byte_and_decode() {
     let cases: Vec<ShareCase> = load("chk_shares.json");
     assert!(!cases.is_empty());
     for c in &cases {
-        let what = format!("{:?} k={} n={} size={} v{}", c.note, c.k, c.n, c.size, c.layout_version);
+        let what = format!(
+            "{:?} k={} n={} size={} v{}",
+            c.note, c.k, c.n, c.size, c.layout_version
+        );
         let params = EncodingParams::new(c.k, c.k.min(c.n), c.n, c.max_segment_size).unwrap();
         let data = stretch(&b64(&c.seed_b64), c.size);
         let key = chk::convergent_key(&params, &b64(&c.convergence_b64), &data).unwrap();
-        let layout = if c.layout_version == 1 { LayoutVersion::V1 } else { LayoutVersion::V2 };
+        let layout = if c.layout_version == 1 {
+            LayoutVersion::V1
+        } else {
+            LayoutVersion::V2
+        };
         let f = chk::encode_file(&params, key, &data, Some(layout)).unwrap();
         assert_eq!(f.read_cap_string(), c.cap, "{what}");
         assert_eq!(f.trailer.ueb_bytes, hex(&c.ueb_hex), "{what}");
@@ -181,11 +213,24 @@ fn chk_shares_byte_for_byte_and_decode() {
         } else {
             let n = c.n as usize;
             let k = c.k as usize;
-            vec![(0..k).collect(), (n - k..n).collect(), (0..n).step_by(2).take(k).chain((1..n).step_by(2)).take(k).collect()]
+            vec![
+                (0..k).collect(),
+                (n - k..n).collect(),
+                (0..n)
+                    .step_by(2)
+                    .take(k)
+                    .chain((1..n).step_by(2))
+                    .take(k)
+                    .collect(),
+            ]
         };
         for sub in subsets {
-            let chosen: Vec<(u16, &[u8])> = sub.iter().map(|&i| (theirs[i].0, &theirs[i].1[..])).collect();
-            let got = chk::decode(&info, Some(key), &chosen).unwrap_or_else(|e| panic!("{what} {sub:?}: {e}"));
+            let chosen: Vec<(u16, &[u8])> = sub
+                .iter()
+                .map(|&i| (theirs[i].0, &theirs[i].1[..]))
+                .collect();
+            let got = chk::decode(&info, Some(key), &chosen)
+                .unwrap_or_else(|e| panic!("{what} {sub:?}: {e}"));
             assert!(got == data, "{what}: subset {sub:?} decodes wrong");
         }
     }
@@ -199,7 +244,11 @@ fn python_set_order_of_share_hash_chains() {
     let c = cases.iter().find(|c| c.n == 255).expect("a 255-share case");
     let mut unsorted = 0;
     for (_, bytes) in case_shares(c) {
-        let idx: Vec<u16> = ShareLayout::parse(&bytes).unwrap().share_hash_entries().map(|(i, _)| i).collect();
+        let idx: Vec<u16> = ShareLayout::parse(&bytes)
+            .unwrap()
+            .share_hash_entries()
+            .map(|(i, _)| i)
+            .collect();
         let mut s = idx.clone();
         s.sort();
         unsorted += (s != idx) as usize;

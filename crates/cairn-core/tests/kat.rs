@@ -15,11 +15,16 @@ fn kat() -> Value {
 
 fn hex(v: &Value) -> Vec<u8> {
     let s = v.as_str().expect("hex string");
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn cases<'a>(k: &'a Value, name: &str) -> &'a Vec<Value> {
-    let v = k[name].as_array().unwrap_or_else(|| panic!("kat.json has no {name}"));
+    let v = k[name]
+        .as_array()
+        .unwrap_or_else(|| panic!("kat.json has no {name}"));
     assert!(!v.is_empty(), "{name} is empty");
     v
 }
@@ -35,7 +40,10 @@ fn truncated(h: [u8; 32], t: &Value) -> Vec<u8> {
 fn tagged_hashes() {
     let k = kat();
     for c in cases(&k, "tagged_hash") {
-        let got = truncated(hashutil::tagged_hash(&hex(&c["tag"]), &hex(&c["value"])), &c["truncate"]);
+        let got = truncated(
+            hashutil::tagged_hash(&hex(&c["tag"]), &hex(&c["value"])),
+            &c["truncate"],
+        );
         assert_eq!(got, hex(&c["out"]), "{c}");
     }
     for c in cases(&k, "tagged_pair_hash") {
@@ -51,12 +59,17 @@ fn tagged_hashes() {
 fn tahoe_hmac() {
     let k = kat();
     for c in cases(&k, "hmac") {
-        assert_eq!(hashutil::tahoe_hmac(&hex(&c["key"]), &hex(&c["data"])).to_vec(), hex(&c["out"]), "{c}");
+        assert_eq!(
+            hashutil::tahoe_hmac(&hex(&c["key"]), &hex(&c["data"])).to_vec(),
+            hex(&c["out"]),
+            "{c}"
+        );
     }
 }
 
 fn arr<const N: usize>(v: &[u8]) -> [u8; N] {
-    v.try_into().unwrap_or_else(|_| panic!("expected {N} bytes, got {}", v.len()))
+    v.try_into()
+        .unwrap_or_else(|_| panic!("expected {N} bytes, got {}", v.len()))
 }
 
 #[test]
@@ -69,10 +82,16 @@ fn every_derivation() {
         let a: Vec<Vec<u8>> = c["args"].as_array().unwrap().iter().map(hex).collect();
         let ints: Vec<u64> = c["int_args"]
             .as_array()
-            .map(|v| v.iter().map(|x| x.as_str().unwrap().parse().unwrap()).collect())
+            .map(|v| {
+                v.iter()
+                    .map(|x| x.as_str().unwrap().parse().unwrap())
+                    .collect()
+            })
             .unwrap_or_default();
         let got: Vec<u8> = match f {
-            "storage_index_hash" if a[0].len() == 16 => hashutil::storage_index_hash(&arr(&a[0])).to_vec(),
+            "storage_index_hash" if a[0].len() == 16 => {
+                hashutil::storage_index_hash(&arr(&a[0])).to_vec()
+            }
             "storage_index_hash" => hashutil::tagged_hash16(tags::STORAGE_INDEX, &a[0]).to_vec(),
             "block_hash" => hashutil::block_hash(&a[0]).to_vec(),
             "uri_extension_hash" => hashutil::uri_extension_hash(&a[0]).to_vec(),
@@ -82,7 +101,13 @@ fn every_derivation() {
             "plaintext_segment_hash" => hashutil::plaintext_segment_hash(&a[0]).to_vec(),
             "backupdb_dirhash" => hashutil::backupdb_dirhash(&a[0]).to_vec(),
             "convergence_hash" => {
-                let mut h = hashutil::convergence_hasher(ints[0] as usize, ints[1] as usize, ints[2], &a[1]).unwrap();
+                let mut h = hashutil::convergence_hasher(
+                    ints[0] as usize,
+                    ints[1] as usize,
+                    ints[2],
+                    &a[1],
+                )
+                .unwrap();
                 h.update(&a[0]);
                 h.finish_truncated::<16>().to_vec()
             }
@@ -90,13 +115,19 @@ fn every_derivation() {
             "my_cancel_secret_hash" => hashutil::my_cancel_secret_hash(&a[0]).to_vec(),
             "file_renewal_secret_hash" => hashutil::file_renewal_secret_hash(&a[0], &a[1]).to_vec(),
             "file_cancel_secret_hash" => hashutil::file_cancel_secret_hash(&a[0], &a[1]).to_vec(),
-            "bucket_renewal_secret_hash" => hashutil::bucket_renewal_secret_hash(&a[0], &arr(&a[1])).to_vec(),
-            "bucket_cancel_secret_hash" => hashutil::bucket_cancel_secret_hash(&a[0], &arr(&a[1])).to_vec(),
+            "bucket_renewal_secret_hash" => {
+                hashutil::bucket_renewal_secret_hash(&a[0], &arr(&a[1])).to_vec()
+            }
+            "bucket_cancel_secret_hash" => {
+                hashutil::bucket_cancel_secret_hash(&a[0], &arr(&a[1])).to_vec()
+            }
             "hmac" => hashutil::tahoe_hmac(&a[0], &a[1]).to_vec(),
             "mutable_rwcap_key_hash" => hashutil::mutable_rwcap_key_hash(&a[0], &a[1]).to_vec(),
             "mutable_rwcap_salt_hash" => hashutil::mutable_rwcap_salt_hash(&a[0]).to_vec(),
             "ssk_writekey_hash" => hashutil::ssk_writekey_hash(&a[0]).to_vec(),
-            "ssk_write_enabler_master_hash" => hashutil::ssk_write_enabler_master_hash(&a[0]).to_vec(),
+            "ssk_write_enabler_master_hash" => {
+                hashutil::ssk_write_enabler_master_hash(&a[0]).to_vec()
+            }
             "ssk_readkey_hash" => hashutil::ssk_readkey_hash(&a[0]).to_vec(),
             "ssk_storage_index_hash" => hashutil::ssk_storage_index_hash(&a[0]).to_vec(),
             "ssk_write_enabler_hash" => hashutil::ssk_write_enabler_hash(&a[0], &a[1]).to_vec(),
@@ -109,20 +140,38 @@ fn every_derivation() {
         };
         assert_eq!(got, hex(&c["out"]), "{c}");
     }
-    assert!(fns_seen.len() >= 28, "expected every hashutil derivation, saw {fns_seen:?}");
+    assert!(
+        fns_seen.len() >= 28,
+        "expected every hashutil derivation, saw {fns_seen:?}"
+    );
 }
 
 #[test]
 fn convergence_tags_and_errors() {
     let k = kat();
     for c in cases(&k, "convergence_hasher_tag") {
-        let i: Vec<u64> = c["int_args"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().parse().unwrap()).collect();
-        let tag = hashutil::convergence_tag(i[0] as usize, i[1] as usize, i[2], &hex(&c["convergence"])).unwrap();
+        let i: Vec<u64> = c["int_args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().parse().unwrap())
+            .collect();
+        let tag =
+            hashutil::convergence_tag(i[0] as usize, i[1] as usize, i[2], &hex(&c["convergence"]))
+                .unwrap();
         assert_eq!(tag, hex(&c["tag"]), "{c}");
     }
     for c in cases(&k, "derivation_errors") {
-        let i: Vec<u64> = c["int_args"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().parse().unwrap()).collect();
-        assert!(hashutil::convergence_tag(i[0] as usize, i[1] as usize, i[2], b"").is_err(), "{c}");
+        let i: Vec<u64> = c["int_args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().parse().unwrap())
+            .collect();
+        assert!(
+            hashutil::convergence_tag(i[0] as usize, i[1] as usize, i[2], b"").is_err(),
+            "{c}"
+        );
     }
 }
 
@@ -148,7 +197,10 @@ fn tag_strings() {
         ("MUTABLE_READKEY_TAG", tags::MUTABLE_READKEY),
         ("MUTABLE_STORAGEINDEX_TAG", tags::MUTABLE_STORAGEINDEX),
         ("MUTABLE_WRITEKEY_TAG", tags::MUTABLE_WRITEKEY),
-        ("MUTABLE_WRITE_ENABLER_MASTER_TAG", tags::MUTABLE_WRITE_ENABLER_MASTER),
+        (
+            "MUTABLE_WRITE_ENABLER_MASTER_TAG",
+            tags::MUTABLE_WRITE_ENABLER_MASTER,
+        ),
         ("MUTABLE_WRITE_ENABLER_TAG", tags::MUTABLE_WRITE_ENABLER),
         ("PLAINTEXT_SEGMENT_TAG", tags::PLAINTEXT_SEGMENT),
         ("PLAINTEXT_TAG", tags::PLAINTEXT),
@@ -157,12 +209,27 @@ fn tag_strings() {
     ];
     let theirs = k["tags"].as_object().unwrap();
     for (name, value) in theirs {
-        let mine = ours.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no constant for Tahoe's {name}"));
+        let mine = ours
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no constant for Tahoe's {name}"));
         assert_eq!(mine.1, value.as_str().unwrap().as_bytes(), "{name}");
     }
     assert_eq!(theirs.len(), ours.len());
-    assert_eq!(k["other_tags"]["hashtree.empty_leaf_hash"].as_str().unwrap().as_bytes(), tags::MERKLE_EMPTY_LEAF);
-    assert_eq!(k["other_tags"]["hashtree.pair_hash"].as_str().unwrap().as_bytes(), tags::MERKLE_INTERNAL_NODE);
+    assert_eq!(
+        k["other_tags"]["hashtree.empty_leaf_hash"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+        tags::MERKLE_EMPTY_LEAF
+    );
+    assert_eq!(
+        k["other_tags"]["hashtree.pair_hash"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+        tags::MERKLE_INTERNAL_NODE
+    );
 }
 
 #[test]
@@ -172,12 +239,18 @@ fn base32_matches_tahoe() {
         let text = c["text"].as_str().unwrap();
         assert_eq!(base32::encode(&hex(&c["bytes"])), text);
         assert_eq!(base32::decode(text).unwrap(), hex(&c["bytes"]));
-        assert_eq!(base32::decode_tahoe_lenient(text).unwrap(), hex(&c["bytes"]));
+        assert_eq!(
+            base32::decode_tahoe_lenient(text).unwrap(),
+            hex(&c["bytes"])
+        );
     }
     for c in cases(&k, "base32_invalid") {
         let text = c.as_str().unwrap();
         assert!(base32::decode(text).is_err(), "{text:?} accepted");
-        assert!(base32::decode_tahoe_lenient(text).is_err(), "{text:?} accepted by lenient decoding");
+        assert!(
+            base32::decode_tahoe_lenient(text).is_err(),
+            "{text:?} accepted by lenient decoding"
+        );
     }
     for c in cases(&k, "base32_valid_edge") {
         let text = c.as_str().unwrap();
@@ -186,9 +259,16 @@ fn base32_matches_tahoe() {
     // Tahoe's a2b accepts one non-canonical bit; cap fields (strict regexes) do not.
     for c in cases(&k, "base32_noncanonical_accepted") {
         let text = c["text"].as_str().unwrap();
-        assert_eq!(base32::decode_tahoe_lenient(text).unwrap(), hex(&c["bytes"]), "{c}");
+        assert_eq!(
+            base32::decode_tahoe_lenient(text).unwrap(),
+            hex(&c["bytes"]),
+            "{c}"
+        );
         assert!(base32::decode(text).is_err(), "{text:?} is not canonical");
-        assert_eq!(base32::encode(&hex(&c["bytes"])), c["canonical_text"].as_str().unwrap());
+        assert_eq!(
+            base32::encode(&hex(&c["bytes"])),
+            c["canonical_text"].as_str().unwrap()
+        );
     }
 }
 
@@ -204,18 +284,39 @@ fn netstrings() {
 fn hash_trees() {
     let k = kat();
     for c in cases(&k, "empty_leaf_hash") {
-        assert_eq!(hashtree::empty_leaf_hash(c["i"].as_u64().unwrap() as usize).to_vec(), hex(&c["out"]));
+        assert_eq!(
+            hashtree::empty_leaf_hash(c["i"].as_u64().unwrap() as usize).to_vec(),
+            hex(&c["out"])
+        );
     }
     for c in cases(&k, "hashtree") {
-        let leaves: Vec<[u8; 32]> = c["leaves"].as_array().unwrap().iter().map(|h| arr(&hex(h))).collect();
+        let leaves: Vec<[u8; 32]> = c["leaves"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| arr(&hex(h)))
+            .collect();
         let tree = hashtree::HashTree::new(&leaves);
         let nodes: Vec<Vec<u8>> = c["nodes"].as_array().unwrap().iter().map(hex).collect();
-        assert_eq!(tree.nodes().iter().map(|n| n.to_vec()).collect::<Vec<_>>(), nodes, "{} leaves", leaves.len());
+        assert_eq!(
+            tree.nodes().iter().map(|n| n.to_vec()).collect::<Vec<_>>(),
+            nodes,
+            "{} leaves",
+            leaves.len()
+        );
         for n in c["needed"].as_array().unwrap() {
-            let want: BTreeSet<usize> =
-                n["indices"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect();
+            let want: BTreeSet<usize> = n["indices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_u64().unwrap() as usize)
+                .collect();
             let leaf = n["leaf"].as_u64().unwrap() as usize;
-            assert_eq!(tree.needed_hashes(leaf, n["include_leaf"].as_bool().unwrap()), want, "{n}");
+            assert_eq!(
+                tree.needed_hashes(leaf, n["include_leaf"].as_bool().unwrap()),
+                want,
+                "{n}"
+            );
         }
     }
 }
@@ -225,13 +326,20 @@ fn aes_ctr() {
     let k = kat();
     let mut checked = 0;
     // Tahoe's formats only use AES-128; the AES-256 answers in the file are not ours to match.
-    for c in cases(&k, "aes_ctr").iter().filter(|c| hex(&c["key"]).len() == 16) {
+    for c in cases(&k, "aes_ctr")
+        .iter()
+        .filter(|c| hex(&c["key"]).len() == 16)
+    {
         let (key, iv) = (arr(&hex(&c["key"])), arr(&hex(&c["iv"])));
         let mut data = hex(&c["plaintext"]);
         crypto::AesCtr::with_iv(&key, &iv).apply(&mut data);
         assert_eq!(data, hex(&c["ciphertext"]), "{c}");
         if iv == [0u8; 16] {
-            assert_eq!(crypto::aes_ctr(&key, &hex(&c["plaintext"])), hex(&c["ciphertext"]), "{c}");
+            assert_eq!(
+                crypto::aes_ctr(&key, &hex(&c["plaintext"])),
+                hex(&c["ciphertext"]),
+                "{c}"
+            );
         }
         checked += 1;
     }

@@ -26,9 +26,18 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{path}:{line}: {reason}")]
-    Syntax { path: PathBuf, line: usize, reason: String },
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
     #[error("[{section}] {key} = {value:?}: {reason}")]
-    Bad { section: String, key: String, value: String, reason: String },
+    Bad {
+        section: String,
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -87,21 +96,29 @@ impl Ini {
                     reason: "key outside any [section]".into(),
                 });
             };
-            let pos = trimmed.find(['=', ':']).ok_or_else(|| ConfigError::Syntax {
-                path: path.into(),
-                line: line_no,
-                reason: format!("expected `key = value`, got {trimmed:?}"),
-            })?;
+            let pos = trimmed
+                .find(['=', ':'])
+                .ok_or_else(|| ConfigError::Syntax {
+                    path: path.into(),
+                    line: line_no,
+                    reason: format!("expected `key = value`, got {trimmed:?}"),
+                })?;
             let key = trimmed[..pos].trim().to_ascii_lowercase();
             let value = trimmed[pos + 1..].trim().to_string();
-            ini.sections.entry(sec.clone()).or_default().insert(key.clone(), value);
+            ini.sections
+                .entry(sec.clone())
+                .or_default()
+                .insert(key.clone(), value);
             last_key = Some(key);
         }
         Ok(ini)
     }
 
     pub fn get(&self, section: &str, key: &str) -> Option<&str> {
-        self.sections.get(section)?.get(&key.to_ascii_lowercase()).map(|s| s.as_str())
+        self.sections
+            .get(section)?
+            .get(&key.to_ascii_lowercase())
+            .map(|s| s.as_str())
     }
 
     /// Like [`Ini::get`], with an empty value treated as unset.
@@ -147,7 +164,9 @@ pub fn parse_abbreviated_size(s: &str) -> Result<Option<u64>, String> {
     if digits_end == 0 {
         return Err(format!("unparseable value {s}"));
     }
-    let number: u64 = up[..digits_end].parse().map_err(|_| format!("unparseable value {s}"))?;
+    let number: u64 = up[..digits_end]
+        .parse()
+        .map_err(|_| format!("unparseable value {s}"))?;
     let mut suffix = &up[digits_end..];
     if let Some(x) = suffix.strip_suffix('B') {
         suffix = x;
@@ -167,8 +186,13 @@ pub fn parse_abbreviated_size(s: &str) -> Result<Option<u64>, String> {
         _ => return Err(format!("unparseable value {s}")),
     };
     let base: u64 = if binary { 1024 } else { 1000 };
-    let mult = base.checked_pow(exp).ok_or_else(|| format!("value too large {s}"))?;
-    number.checked_mul(mult).map(Some).ok_or_else(|| format!("value too large {s}"))
+    let mult = base
+        .checked_pow(exp)
+        .ok_or_else(|| format!("value too large {s}"))?;
+    number
+        .checked_mul(mult)
+        .map(Some)
+        .ok_or_else(|| format!("value too large {s}"))
 }
 
 /// Where the node listens: from `[node] tub.port` (Twisted endpoint strings, comma separated:
@@ -182,8 +206,14 @@ pub struct Listener {
 /// One `tub.location` hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocationHint {
-    Tcp { host: String, port: u16 },
-    Tor { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Tor {
+        host: String,
+        port: u16,
+    },
     /// i2p or anything else: kept in the FURL, no NURL (as Tahoe).
     Other(String),
 }
@@ -193,11 +223,17 @@ impl LocationHint {
         let parts: Vec<&str> = hint.split(':').collect();
         match parts.as_slice() {
             ["tcp", host, port] => match port.parse() {
-                Ok(port) => LocationHint::Tcp { host: host.to_string(), port },
+                Ok(port) => LocationHint::Tcp {
+                    host: host.to_string(),
+                    port,
+                },
                 Err(_) => LocationHint::Other(hint.into()),
             },
             ["tor", host, port] => match port.parse() {
-                Ok(port) => LocationHint::Tor { host: host.to_string(), port },
+                Ok(port) => LocationHint::Tor {
+                    host: host.to_string(),
+                    port,
+                },
                 Err(_) => LocationHint::Other(hint.into()),
             },
             _ => LocationHint::Other(hint.into()),
@@ -279,8 +315,10 @@ impl NodeConfig {
     /// Read `basedir/tahoe.cfg`.
     pub fn load(basedir: &Path) -> Result<NodeConfig, ConfigError> {
         let path = basedir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| ConfigError::Io { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let ini = Ini::parse(&text, &path)?;
         NodeConfig::from_ini(basedir, ini)
     }
@@ -299,9 +337,7 @@ impl NodeConfig {
             if ep == "disabled" {
                 continue;
             }
-            listeners.push(
-                parse_endpoint(ep).map_err(|r| bad("node", "tub.port", &tub_port, r))?,
-            );
+            listeners.push(parse_endpoint(ep).map_err(|r| bad("node", "tub.port", &tub_port, r))?);
         }
         let location = ini.get("node", "tub.location").unwrap_or("").to_string();
         let mut hints = Vec::new();
@@ -343,10 +379,9 @@ impl NodeConfig {
             }
             None => basedir.join("storage"),
         };
-        let expiration = ExpirationPolicy::from_config(|k| {
-            ini.get("storage", k).map(|s| s.to_string())
-        })
-        .map_err(|e| ConfigError::Other(e.to_string()))?;
+        let expiration =
+            ExpirationPolicy::from_config(|k| ini.get("storage", k).map(|s| s.to_string()))
+                .map_err(|e| ConfigError::Other(e.to_string()))?;
 
         let mut limits = Limits::default();
         let size = |key: &str, default: u64| -> Result<u64, ConfigError> {
@@ -360,7 +395,10 @@ impl NodeConfig {
         let count = |key: &str, default: usize| -> Result<usize, ConfigError> {
             match ini.get_nonempty("cairn", key) {
                 None => Ok(default),
-                Some(v) => v.trim().parse().map_err(|_| bad("cairn", key, v, "not a number".into())),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("cairn", key, v, "not a number".into())),
             }
         };
         let secs = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
@@ -371,21 +409,32 @@ impl NodeConfig {
                     .and_then(|s| u64::try_from(s).ok())
                     .or_else(|| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs)
-                    .ok_or_else(|| bad("cairn", key, v, "not a duration (e.g. `30 minutes`, `90`)".into())),
+                    .ok_or_else(|| {
+                        bad(
+                            "cairn",
+                            key,
+                            v,
+                            "not a duration (e.g. `30 minutes`, `90`)".into(),
+                        )
+                    }),
             }
         };
         limits.max_immutable_share_size = size("max_share_size", limits.max_immutable_share_size)?;
-        limits.max_mutable_share_size = size("max_mutable_share_size", limits.max_mutable_share_size)?;
-        limits.max_concurrent_uploads = count("max_concurrent_uploads", limits.max_concurrent_uploads)?;
+        limits.max_mutable_share_size =
+            size("max_mutable_share_size", limits.max_mutable_share_size)?;
+        limits.max_concurrent_uploads =
+            count("max_concurrent_uploads", limits.max_concurrent_uploads)?;
         limits.max_rtw_body_size = size("max_rtw_body_size", limits.max_rtw_body_size)?;
         limits.max_patch_body_size = size("max_patch_body_size", limits.max_patch_body_size)?;
         limits.max_connections = count("max_connections", limits.max_connections)?;
-        limits.max_connections_per_ip = count("max_connections_per_ip", limits.max_connections_per_ip)?;
+        limits.max_connections_per_ip =
+            count("max_connections_per_ip", limits.max_connections_per_ip)?;
         limits.upload_timeout = secs("upload_timeout", limits.upload_timeout)?;
         limits.header_timeout = secs("header_timeout", limits.header_timeout)?;
         limits.body_idle_timeout = secs("body_idle_timeout", limits.body_idle_timeout)?;
         limits.crawl_interval = secs("crawl_interval", limits.crawl_interval)?;
-        limits.crawl_prefixes_per_step = count("crawl_prefixes_per_step", limits.crawl_prefixes_per_step)?;
+        limits.crawl_prefixes_per_step =
+            count("crawl_prefixes_per_step", limits.crawl_prefixes_per_step)?;
 
         Ok(NodeConfig {
             basedir: basedir.to_path_buf(),
@@ -427,7 +476,11 @@ pub fn parse_endpoint(ep: &str) -> Result<Listener, String> {
         "tcp" => (None, rest),
         // A bare number is Twisted's old `PORT` shorthand.
         k if !k.is_empty() && k.bytes().all(|c| c.is_ascii_digit()) => (Some(k), rest),
-        _ => return Err(format!("unsupported listener {ep:?} (cairn listens on tcp only)")),
+        _ => {
+            return Err(format!(
+                "unsupported listener {ep:?} (cairn listens on tcp only)"
+            ))
+        }
     };
     let mut port: Option<u16> = port_s.and_then(|p| p.parse().ok());
     let mut interface: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -454,12 +507,22 @@ pub fn parse_endpoint(ep: &str) -> Result<Listener, String> {
 
 /// The text of a new `tahoe.cfg`, as `tahoe create-node --hostname H --port P` writes it, but
 /// listening only on the given interface.
-pub fn new_config_text(nickname: &str, hostname: &str, listen: IpAddr, port: u16, reserved: &str) -> String {
+pub fn new_config_text(
+    nickname: &str,
+    hostname: &str,
+    listen: IpAddr,
+    port: u16,
+    reserved: &str,
+) -> String {
     let iface = match listen {
         IpAddr::V6(v6) => format!("{v6}").replace(':', "\\:"),
         IpAddr::V4(v4) => v4.to_string(),
     };
-    let location_host = if hostname.contains(':') { format!("[{hostname}]") } else { hostname.to_string() };
+    let location_host = if hostname.contains(':') {
+        format!("[{hostname}]")
+    } else {
+        hostname.to_string()
+    };
     format!(
         "# -*- mode: conf; coding: utf-8 -*-\n\
          \n\
@@ -519,7 +582,10 @@ mod tests {
     fn endpoints() {
         assert_eq!(
             parse_endpoint("tcp:3457:interface=127.0.0.1").unwrap(),
-            Listener { interface: "127.0.0.1".parse().unwrap(), port: 3457 }
+            Listener {
+                interface: "127.0.0.1".parse().unwrap(),
+                port: 3457
+            }
         );
         assert_eq!(parse_endpoint("tcp:3457").unwrap().port, 3457);
         assert!(parse_endpoint("tor:3457").is_err());
@@ -530,12 +596,28 @@ mod tests {
         let text = new_config_text("n", "127.0.0.1", "127.0.0.1".parse().unwrap(), 1234, "1G");
         let ini = Ini::parse(&text, Path::new("x")).unwrap();
         let c = NodeConfig::from_ini(Path::new("/node"), ini).unwrap();
-        assert_eq!(c.listeners, vec![Listener { interface: "127.0.0.1".parse().unwrap(), port: 1234 }]);
-        assert_eq!(c.hints, vec![LocationHint::Tcp { host: "127.0.0.1".into(), port: 1234 }]);
+        assert_eq!(
+            c.listeners,
+            vec![Listener {
+                interface: "127.0.0.1".parse().unwrap(),
+                port: 1234
+            }]
+        );
+        assert_eq!(
+            c.hints,
+            vec![LocationHint::Tcp {
+                host: "127.0.0.1".into(),
+                port: 1234
+            }]
+        );
         assert_eq!(c.reserved_space, 1_000_000_000);
         assert_eq!(c.storage_dir, PathBuf::from("/node/storage"));
         assert!(c.storage_enabled);
-        let ini = Ini::parse("[node]\nNick: a\n  b\n[storage]\nenabled=false\n", Path::new("x")).unwrap();
+        let ini = Ini::parse(
+            "[node]\nNick: a\n  b\n[storage]\nenabled=false\n",
+            Path::new("x"),
+        )
+        .unwrap();
         assert_eq!(ini.get("node", "nick"), Some("a\nb"));
         assert!(!ini.get_bool("storage", "enabled", true).unwrap());
     }

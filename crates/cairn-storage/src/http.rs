@@ -104,12 +104,18 @@ impl RangeSet {
         let mut pos = 0;
         for &(a, b) in &self.0 {
             if a > pos {
-                out.push(ByteRange { start: pos, end: a.min(size) });
+                out.push(ByteRange {
+                    start: pos,
+                    end: a.min(size),
+                });
             }
             pos = pos.max(b);
         }
         if pos < size {
-            out.push(ByteRange { start: pos, end: size });
+            out.push(ByteRange {
+                start: pos,
+                end: size,
+            });
         }
         out.retain(|r| r.start < r.end);
         out
@@ -118,7 +124,10 @@ impl RangeSet {
 
 /// Seconds since the epoch.
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl ServerState {
@@ -138,7 +147,10 @@ impl ServerState {
             limits,
             reserved_space,
             readonly,
-            app_version: format!("cairn/{} (Tahoe-LAFS 1.20 compatible)", env!("CARGO_PKG_VERSION")),
+            app_version: format!(
+                "cairn/{} (Tahoe-LAFS 1.20 compatible)",
+                env!("CARGO_PKG_VERSION")
+            ),
             uploads: Mutex::new(HashMap::new()),
         }
     }
@@ -147,7 +159,9 @@ impl ServerState {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_uploads(&self) -> std::sync::MutexGuard<'_, HashMap<(StorageIndex, u16), Arc<UploadSlot>>> {
+    fn lock_uploads(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(StorageIndex, u16), Arc<UploadSlot>>> {
         self.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -216,12 +230,20 @@ impl ServerState {
         let idle: Vec<_> = self
             .lock_uploads()
             .iter()
-            .filter(|(_, s)| s.last_activity.lock().map(|t| t.elapsed() > timeout).unwrap_or(false))
+            .filter(|(_, s)| {
+                s.last_activity
+                    .lock()
+                    .map(|t| t.elapsed() > timeout)
+                    .unwrap_or(false)
+            })
             .map(|(k, _)| *k)
             .collect();
         let mut n = 0;
         for (si, shnum) in idle {
-            tracing::info!("upload {}/{shnum} idle for {timeout:?}: aborting", si.to_base32());
+            tracing::info!(
+                "upload {}/{shnum} idle for {timeout:?}: aborting",
+                si.to_base32()
+            );
             if self.abort_upload(si, shnum).await {
                 n += 1;
             }
@@ -261,20 +283,29 @@ pub struct HttpError {
 
 impl HttpError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        HttpError { status, message: message.into() }
+        HttpError {
+            status,
+            message: message.into(),
+        }
     }
     fn not_found() -> Self {
         HttpError::new(StatusCode::NOT_FOUND, "")
     }
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {e}");
-        HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}"))
+        HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {e}"),
+        )
     }
 }
 
 impl From<GbsError> for HttpError {
     fn from(e: GbsError) -> Self {
-        HttpError::new(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string())
+        HttpError::new(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            e.to_string(),
+        )
     }
 }
 
@@ -292,7 +323,12 @@ impl From<StoreError> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (self.status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.message).into_response()
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.message,
+        )
+            .into_response()
     }
 }
 
@@ -312,11 +348,15 @@ fn empty(status: StatusCode) -> Response {
 // Request checks
 
 fn parse_si(s: &str) -> Result<StorageIndex, HttpError> {
-    gbs::parse_storage_index(s).map(StorageIndex).ok_or_else(HttpError::not_found)
+    gbs::parse_storage_index(s)
+        .map(StorageIndex)
+        .ok_or_else(HttpError::not_found)
 }
 
 fn parse_shnum(s: &str) -> Result<u16, HttpError> {
-    gbs::parse_share_number(s).map(u16::from).ok_or_else(HttpError::not_found)
+    gbs::parse_share_number(s)
+        .map(u16::from)
+        .ok_or_else(HttpError::not_found)
 }
 
 fn first(headers: &HeaderMap, name: header::HeaderName) -> Option<&[u8]> {
@@ -324,9 +364,17 @@ fn first(headers: &HeaderMap, name: header::HeaderName) -> Option<&[u8]> {
 }
 
 /// `Authorization` then the exact secret set.
-fn authorize(st: &ServerState, headers: &HeaderMap, required: &[gbs::SecretKind]) -> Result<Secrets, HttpError> {
+fn authorize(
+    st: &ServerState,
+    headers: &HeaderMap,
+    required: &[gbs::SecretKind],
+) -> Result<Secrets, HttpError> {
     gbs::check_authorization(first(headers, header::AUTHORIZATION), &st.swissnum)?;
-    let values: Vec<&[u8]> = headers.get_all("x-tahoe-authorization").iter().map(|v| v.as_bytes()).collect();
+    let values: Vec<&[u8]> = headers
+        .get_all("x-tahoe-authorization")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
     Ok(gbs::parse_secrets(&values, required)?)
 }
 
@@ -335,23 +383,50 @@ fn check_accept(headers: &HeaderMap) -> Result<(), HttpError> {
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Read a CBOR request body of at most `limit` bytes (415 / 413 / 408 / 400).
-async fn read_cbor_body(headers: &HeaderMap, body: Body, limit: u64, idle: Duration) -> Result<Vec<u8>, HttpError> {
+async fn read_cbor_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+    idle: Duration,
+) -> Result<Vec<u8>, HttpError> {
     gbs::check_content_type(first(headers, header::CONTENT_TYPE))?;
-    let too_large = || HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body larger than {limit} bytes"));
+    let too_large = || {
+        HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {limit} bytes"),
+        )
+    };
     if content_length(headers).is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     let mut stream = body.into_data_stream();
-    let mut buf = Vec::with_capacity(content_length(headers).unwrap_or(0).min(limit).min(1 << 20) as usize);
+    let mut buf =
+        Vec::with_capacity(content_length(headers).unwrap_or(0).min(limit).min(1 << 20) as usize);
     loop {
         match tokio::time::timeout(idle, stream.next()).await {
-            Err(_) => return Err(HttpError::new(StatusCode::REQUEST_TIMEOUT, "request body stalled")),
+            Err(_) => {
+                return Err(HttpError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body stalled",
+                ))
+            }
             Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(HttpError::new(StatusCode::BAD_REQUEST, format!("reading body: {e}"))),
+            Ok(Some(Err(e))) => {
+                return Err(HttpError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading body: {e}"),
+                ))
+            }
             Ok(Some(Ok(chunk))) => {
                 if buf.len() as u64 + chunk.len() as u64 > limit {
                     return Err(too_large());
@@ -363,8 +438,12 @@ async fn read_cbor_body(headers: &HeaderMap, body: Body, limit: u64, idle: Durat
     Ok(buf)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, HttpError> {
-    tokio::task::spawn_blocking(f).await.map_err(HttpError::internal)
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HttpError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(HttpError::internal)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -376,14 +455,26 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/storage/v1/version", get(version))
         .route("/storage/v1/immutable/{si}", post(allocate))
         .route("/storage/v1/immutable/{si}/shares", get(list_immutable))
-        .route("/storage/v1/immutable/{si}/{shnum}", get(read_immutable).patch(write_immutable))
+        .route(
+            "/storage/v1/immutable/{si}/{shnum}",
+            get(read_immutable).patch(write_immutable),
+        )
         .route("/storage/v1/immutable/{si}/{shnum}/abort", put(abort))
-        .route("/storage/v1/immutable/{si}/{shnum}/corrupt", post(corrupt_immutable))
+        .route(
+            "/storage/v1/immutable/{si}/{shnum}/corrupt",
+            post(corrupt_immutable),
+        )
         .route("/storage/v1/lease/{si}", put(add_lease))
-        .route("/storage/v1/mutable/{si}/read-test-write", post(read_test_write))
+        .route(
+            "/storage/v1/mutable/{si}/read-test-write",
+            post(read_test_write),
+        )
         .route("/storage/v1/mutable/{si}/shares", get(list_mutable))
         .route("/storage/v1/mutable/{si}/{shnum}", get(read_mutable))
-        .route("/storage/v1/mutable/{si}/{shnum}/corrupt", post(corrupt_mutable))
+        .route(
+            "/storage/v1/mutable/{si}/{shnum}/corrupt",
+            post(corrupt_mutable),
+        )
         .fallback(|| async { empty(StatusCode::NOT_FOUND) })
         .with_state(state)
 }
@@ -404,16 +495,31 @@ async fn version(State(st): St, headers: HeaderMap) -> HResult {
     Ok(cbor(StatusCode::OK, v.encode()))
 }
 
-async fn allocate(State(st): St, UrlPath(si): UrlPath<String>, headers: HeaderMap, body: Body) -> HResult {
+async fn allocate(
+    State(st): St,
+    UrlPath(si): UrlPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> HResult {
     let si = parse_si(&si)?;
     let secrets = authorize(&st, &headers, gbs::SECRETS_ALLOCATE)?;
     check_accept(&headers)?;
-    let raw = read_cbor_body(&headers, body, gbs::MAX_ALLOCATE_BODY as u64, st.limits.body_idle_timeout).await?;
+    let raw = read_cbor_body(
+        &headers,
+        body,
+        gbs::MAX_ALLOCATE_BODY as u64,
+        st.limits.body_idle_timeout,
+    )
+    .await?;
     let req = gbs::AllocateRequest::parse(&raw)?;
     if req.allocated_size == 0 {
-        return Err(HttpError::new(StatusCode::BAD_REQUEST, "allocated-size must be at least 1"));
+        return Err(HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "allocated-size must be at least 1",
+        ));
     }
-    let (renew, cancel, upload) = match (secrets.lease_renew, secrets.lease_cancel, secrets.upload) {
+    let (renew, cancel, upload) = match (secrets.lease_renew, secrets.lease_cancel, secrets.upload)
+    {
         (Some(r), Some(c), Some(u)) => (r, c, u),
         _ => return Err(HttpError::new(StatusCode::BAD_REQUEST, "missing secrets")),
     };
@@ -425,7 +531,11 @@ async fn allocate(State(st): St, UrlPath(si): UrlPath<String>, headers: HeaderMa
         let mut db = st.lock_db();
         let mut resp = gbs::AllocateResponse::default();
         let existing = st.store.list_share_numbers(&si.0)?;
-        let disk = if st.readonly { 0 } else { store::disk_available(&st.store.shares_dir, st.reserved_space).unwrap_or(0) };
+        let disk = if st.readonly {
+            0
+        } else {
+            store::disk_available(&st.store.shares_dir, st.reserved_space).unwrap_or(0)
+        };
         let grant = LeaseGrant {
             owner_num: ALLOCATE_LEASE_OWNER,
             renew_secret: renew,
@@ -435,7 +545,10 @@ async fn allocate(State(st): St, UrlPath(si): UrlPath<String>, headers: HeaderMa
         };
         // Renew (or add) our lease on every share already held, and report them all.
         for &shnum in &existing {
-            match st.store.add_or_renew_lease(&si.0, shnum, &grant, Some(disk)) {
+            match st
+                .store
+                .add_or_renew_lease(&si.0, shnum, &grant, Some(disk))
+            {
                 Ok(_) => st.sync_share_in_db(&mut db, &si, shnum),
                 Err(e) => tracing::warn!("allocate: lease on {}/{shnum}: {e}", si.to_base32()),
             }
@@ -455,7 +568,9 @@ async fn allocate(State(st): St, UrlPath(si): UrlPath<String>, headers: HeaderMa
             if existing.contains(&shnum) {
                 continue;
             }
-            if req.allocated_size > st.limits.max_immutable_share_size || remaining < req.allocated_size {
+            if req.allocated_size > st.limits.max_immutable_share_size
+                || remaining < req.allocated_size
+            {
                 continue;
             }
             {
@@ -466,7 +581,11 @@ async fn allocate(State(st): St, UrlPath(si): UrlPath<String>, headers: HeaderMa
             }
             let key = ShareKey::new(si, shnum);
             match db.reserve(
-                &leasedb::Upload { share: key, account: AccountId(ALLOCATE_LEASE_OWNER), bytes: req.allocated_size },
+                &leasedb::Upload {
+                    share: key,
+                    account: AccountId(ALLOCATE_LEASE_OWNER),
+                    bytes: req.allocated_size,
+                },
                 now,
             ) {
                 Ok(_) => {}
@@ -475,20 +594,27 @@ async fn allocate(State(st): St, UrlPath(si): UrlPath<String>, headers: HeaderMa
                     continue;
                 }
             }
-            let file = match st.store.create_incoming(&si.0, shnum, req.allocated_size, &lease_record) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::warn!("allocate {key}: {e}");
-                    let _ = db.release(&key);
-                    continue;
-                }
-            };
+            let file =
+                match st
+                    .store
+                    .create_incoming(&si.0, shnum, req.allocated_size, &lease_record)
+                {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::warn!("allocate {key}: {e}");
+                        let _ = db.release(&key);
+                        continue;
+                    }
+                };
             let slot = Arc::new(UploadSlot {
                 secret: upload.clone(),
                 allocated: req.allocated_size,
                 lease: db_lease,
                 last_activity: Mutex::new(Instant::now()),
-                state: tokio::sync::Mutex::new(UploadState { file: Some(Arc::new(file)), written: RangeSet::default() }),
+                state: tokio::sync::Mutex::new(UploadState {
+                    file: Some(Arc::new(file)),
+                    written: RangeSet::default(),
+                }),
             });
             st.lock_uploads().insert((si, shnum), slot);
             remaining -= req.allocated_size;
@@ -500,10 +626,22 @@ async fn allocate(State(st): St, UrlPath(si): UrlPath<String>, headers: HeaderMa
     Ok(cbor(StatusCode::OK, resp.encode()))
 }
 
-fn upload_slot(st: &ServerState, si: StorageIndex, shnum: u16, secret: &[u8]) -> Result<Arc<UploadSlot>, HttpError> {
-    let slot = st.lock_uploads().get(&(si, shnum)).cloned().ok_or_else(HttpError::not_found)?;
+fn upload_slot(
+    st: &ServerState,
+    si: StorageIndex,
+    shnum: u16,
+    secret: &[u8],
+) -> Result<Arc<UploadSlot>, HttpError> {
+    let slot = st
+        .lock_uploads()
+        .get(&(si, shnum))
+        .cloned()
+        .ok_or_else(HttpError::not_found)?;
     if !gbs::constant_time_eq(&slot.secret, secret) {
-        return Err(HttpError::new(StatusCode::UNAUTHORIZED, "wrong upload secret"));
+        return Err(HttpError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong upload secret",
+        ));
     }
     Ok(slot)
 }
@@ -527,19 +665,30 @@ async fn write_immutable(
     if range.end > slot.allocated {
         return Err(HttpError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
-            format!("write of bytes {}..{} exceeds the allocated size {}", range.start, range.end, slot.allocated),
+            format!(
+                "write of bytes {}..{} exceeds the allocated size {}",
+                range.start, range.end, slot.allocated
+            ),
         ));
     }
     if range.len() > st.limits.max_patch_body_size {
-        return Err(HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "PATCH body too large"));
+        return Err(HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PATCH body too large",
+        ));
     }
     if let Some(cl) = content_length(&headers) {
         if cl != range.len() {
-            return Err(HttpError::new(StatusCode::BAD_REQUEST, "Content-Length differs from the Content-Range length"));
+            return Err(HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "Content-Length differs from the Content-Range length",
+            ));
         }
     }
     let mut state = slot.state.lock().await;
-    let Some(file) = state.file.clone() else { return Err(HttpError::not_found()) };
+    let Some(file) = state.file.clone() else {
+        return Err(HttpError::not_found());
+    };
     let written = state.written.clone();
     let mut stream = body.into_data_stream();
     let mut pos = range.start;
@@ -548,15 +697,28 @@ async fn write_immutable(
     loop {
         let next = tokio::time::timeout(idle, stream.next()).await;
         let chunk = match next {
-            Err(_) => return Err(HttpError::new(StatusCode::REQUEST_TIMEOUT, "request body stalled")),
-            Ok(Some(Err(e))) => return Err(HttpError::new(StatusCode::BAD_REQUEST, format!("reading body: {e}"))),
+            Err(_) => {
+                return Err(HttpError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body stalled",
+                ))
+            }
+            Ok(Some(Err(e))) => {
+                return Err(HttpError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading body: {e}"),
+                ))
+            }
             Ok(Some(Ok(c))) => Some(c),
             Ok(None) => None,
         };
         let done = chunk.is_none();
         if let Some(c) = chunk {
             if pos + buf.len() as u64 + c.len() as u64 > range.end {
-                return Err(HttpError::new(StatusCode::BAD_REQUEST, "body longer than the Content-Range"));
+                return Err(HttpError::new(
+                    StatusCode::BAD_REQUEST,
+                    "body longer than the Content-Range",
+                ));
             }
             buf.extend_from_slice(&c);
         }
@@ -572,7 +734,10 @@ async fn write_immutable(
         }
     }
     if pos != range.end {
-        return Err(HttpError::new(StatusCode::BAD_REQUEST, "body shorter than the Content-Range"));
+        return Err(HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "body shorter than the Content-Range",
+        ));
     }
     state.written.insert(range.start, range.end);
     if let Ok(mut t) = slot.last_activity.lock() {
@@ -613,7 +778,8 @@ fn write_piece(file: &File, written: &RangeSet, at: u64, data: &[u8]) -> Result<
     let overlaps = written.overlaps(at, end);
     for &(a, b) in &overlaps {
         let mut have = vec![0u8; (b - a) as usize];
-        file.read_exact_at(&mut have, IMMUTABLE_DATA_OFFSET + a).map_err(HttpError::internal)?;
+        file.read_exact_at(&mut have, IMMUTABLE_DATA_OFFSET + a)
+            .map_err(HttpError::internal)?;
         if have[..] != data[(a - at) as usize..(b - at) as usize] {
             return Err(HttpError::new(
                 StatusCode::CONFLICT,
@@ -624,15 +790,22 @@ fn write_piece(file: &File, written: &RangeSet, at: u64, data: &[u8]) -> Result<
     let mut pos = at;
     for &(a, b) in overlaps.iter().chain(std::iter::once(&(end, end))) {
         if a > pos {
-            file.write_all_at(&data[(pos - at) as usize..(a - at) as usize], IMMUTABLE_DATA_OFFSET + pos)
-                .map_err(HttpError::internal)?;
+            file.write_all_at(
+                &data[(pos - at) as usize..(a - at) as usize],
+                IMMUTABLE_DATA_OFFSET + pos,
+            )
+            .map_err(HttpError::internal)?;
         }
         pos = pos.max(b);
     }
     Ok(())
 }
 
-async fn abort(State(st): St, UrlPath((si, shnum)): UrlPath<(String, String)>, headers: HeaderMap) -> HResult {
+async fn abort(
+    State(st): St,
+    UrlPath((si, shnum)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> HResult {
     let si = parse_si(&si)?;
     let shnum = parse_shnum(&shnum)?;
     let secrets = authorize(&st, &headers, gbs::SECRETS_UPLOAD)?;
@@ -646,7 +819,10 @@ async fn abort(State(st): St, UrlPath((si, shnum)): UrlPath<(String, String)>, h
             let st2 = st.clone();
             let finished = blocking(move || st2.store.share_path(&si.0, shnum).exists()).await?;
             if finished {
-                Err(HttpError::new(StatusCode::METHOD_NOT_ALLOWED, "the upload is already complete"))
+                Err(HttpError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "the upload is already complete",
+                ))
             } else {
                 Err(e)
             }
@@ -655,7 +831,11 @@ async fn abort(State(st): St, UrlPath((si, shnum)): UrlPath<(String, String)>, h
     }
 }
 
-async fn list_immutable(State(st): St, UrlPath(si): UrlPath<String>, headers: HeaderMap) -> HResult {
+async fn list_immutable(
+    State(st): St,
+    UrlPath(si): UrlPath<String>,
+    headers: HeaderMap,
+) -> HResult {
     list_shares(st, si, headers).await
 }
 
@@ -669,38 +849,67 @@ async fn list_shares(st: Arc<ServerState>, si: String, headers: HeaderMap) -> HR
     check_accept(&headers)?;
     let st2 = st.clone();
     let shares = blocking(move || st2.store.list_share_numbers(&si.0)).await??;
-    let set: BTreeSet<u8> = shares.into_iter().filter_map(|s| u8::try_from(s).ok()).collect();
+    let set: BTreeSet<u8> = shares
+        .into_iter()
+        .filter_map(|s| u8::try_from(s).ok())
+        .collect();
     Ok(cbor(StatusCode::OK, gbs::encode_share_set(&set)))
 }
 
-async fn read_immutable(State(st): St, UrlPath((si, shnum)): UrlPath<(String, String)>, headers: HeaderMap) -> HResult {
+async fn read_immutable(
+    State(st): St,
+    UrlPath((si, shnum)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> HResult {
     let si = parse_si(&si)?;
     let shnum = parse_shnum(&shnum)?;
     authorize(&st, &headers, gbs::SECRETS_NONE)?;
     let st2 = st.clone();
     let share = blocking(move || st2.store.open_immutable(&si.0, shnum)).await??;
-    let Some(share) = share else { return Err(HttpError::not_found()) };
+    let Some(share) = share else {
+        return Err(HttpError::not_found());
+    };
     ranged_read(&headers, share.file, IMMUTABLE_DATA_OFFSET, share.data_len)
 }
 
-async fn read_mutable(State(st): St, UrlPath((si, shnum)): UrlPath<(String, String)>, headers: HeaderMap) -> HResult {
+async fn read_mutable(
+    State(st): St,
+    UrlPath((si, shnum)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> HResult {
     let si = parse_si(&si)?;
     let shnum = parse_shnum(&shnum)?;
     authorize(&st, &headers, gbs::SECRETS_NONE)?;
     let st2 = st.clone();
     let share = blocking(move || st2.store.open_mutable(&si.0, shnum)).await??;
-    let Some(share) = share else { return Err(HttpError::not_found()) };
-    ranged_read(&headers, share.file, MUTABLE_DATA_OFFSET, share.header.data_length)
+    let Some(share) = share else {
+        return Err(HttpError::not_found());
+    };
+    ranged_read(
+        &headers,
+        share.file,
+        MUTABLE_DATA_OFFSET,
+        share.header.data_length,
+    )
 }
 
 /// `read_range`: no Range → 200 with all the data; `bytes=a-b` → 206 (clipped) or 204.
 fn ranged_read(headers: &HeaderMap, file: File, data_offset: u64, data_len: u64) -> HResult {
     let (status, r) = match headers.get(header::RANGE) {
-        None => (StatusCode::OK, ByteRange { start: 0, end: data_len }),
+        None => (
+            StatusCode::OK,
+            ByteRange {
+                start: 0,
+                end: data_len,
+            },
+        ),
         Some(v) => match gbs::clip_range(gbs::parse_range(v.as_bytes())?, data_len) {
             ReadAnswer::NoContent => {
                 let mut resp = empty(StatusCode::NO_CONTENT);
-                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
                 return Ok(resp);
             }
             ReadAnswer::Partial(r) => (StatusCode::PARTIAL_CONTENT, r),
@@ -714,7 +923,10 @@ fn ranged_read(headers: &HeaderMap, file: File, data_offset: u64, data_len: u64)
         }
         let n = (r.end - pos).min(PIECE);
         let f = file.clone();
-        let res = tokio::task::spawn_blocking(move || store::read_share_data(&f, data_offset, data_len, pos, n)).await;
+        let res = tokio::task::spawn_blocking(move || {
+            store::read_share_data(&f, data_offset, data_len, pos, n)
+        })
+        .await;
         let item: Result<Bytes, std::io::Error> = match res {
             Ok(Ok(v)) if v.len() as u64 == n => Ok(Bytes::from(v)),
             Ok(Ok(_)) => Err(std::io::Error::other("share shrank while reading")),
@@ -726,7 +938,10 @@ fn ranged_read(headers: &HeaderMap, file: File, data_offset: u64, data_len: u64)
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
     if status == StatusCode::PARTIAL_CONTENT {
         if let Ok(v) = HeaderValue::from_str(&gbs::content_range_header(r)) {
@@ -758,9 +973,14 @@ async fn add_lease(State(st): St, UrlPath(si): UrlPath<String>, headers: HeaderM
             expiration_secs: expiration,
             nodeid: st.nodeid,
         };
-        let avail = if st.readonly { 0 } else { store::disk_available(&st.store.shares_dir, st.reserved_space).unwrap_or(0) };
+        let avail = if st.readonly {
+            0
+        } else {
+            store::disk_available(&st.store.shares_dir, st.reserved_space).unwrap_or(0)
+        };
         for shnum in shares {
-            st.store.add_or_renew_lease(&si.0, shnum, &grant, Some(avail))?;
+            st.store
+                .add_or_renew_lease(&si.0, shnum, &grant, Some(avail))?;
             st.sync_share_in_db(&mut db, &si, shnum);
         }
         Ok(())
@@ -769,7 +989,12 @@ async fn add_lease(State(st): St, UrlPath(si): UrlPath<String>, headers: HeaderM
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-async fn read_test_write(State(st): St, UrlPath(si): UrlPath<String>, headers: HeaderMap, body: Body) -> HResult {
+async fn read_test_write(
+    State(st): St,
+    UrlPath(si): UrlPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> HResult {
     let si = parse_si(&si)?;
     let secrets = authorize(&st, &headers, gbs::SECRETS_RTW)?;
     check_accept(&headers)?;
@@ -785,16 +1010,26 @@ async fn read_test_write(State(st): St, UrlPath(si): UrlPath<String>, headers: H
     let raw = read_cbor_body(&headers, body, limit, st.limits.body_idle_timeout).await?;
     let req = gbs::RtwRequest::parse(&raw)?;
     drop(raw);
-    let rtw_secrets = RtwSecrets { write_enabler: we, lease_renew: renew, lease_cancel: cancel };
+    let rtw_secrets = RtwSecrets {
+        write_enabler: we,
+        lease_renew: renew,
+        lease_cancel: cancel,
+    };
     let st2 = st.clone();
     let result = blocking(move || -> Result<store::RtwResult, HttpError> {
         let st = st2;
         let mut db = st.lock_db();
-        let avail = if st.readonly { 0 } else { store::disk_available(&st.store.shares_dir, st.reserved_space).unwrap_or(0) };
+        let avail = if st.readonly {
+            0
+        } else {
+            store::disk_available(&st.store.shares_dir, st.reserved_space).unwrap_or(0)
+        };
         let avail = avail.saturating_sub(st.uploads_in_progress().1);
         let mut ctx = RtwContext::new(st.nodeid, now_secs(), Some(avail));
         ctx.max_share_size = st.limits.max_mutable_share_size;
-        let res = st.store.read_test_write(&si.0, &req, &rtw_secrets, &ctx, Some(avail))?;
+        let res = st
+            .store
+            .read_test_write(&si.0, &req, &rtw_secrets, &ctx, Some(avail))?;
         for &shnum in &res.written {
             st.sync_share_in_db(&mut db, &si, shnum);
         }
@@ -835,7 +1070,14 @@ async fn corrupt_mutable(
     corrupt(st, si, shnum, headers, body, "mutable").await
 }
 
-async fn corrupt(st: Arc<ServerState>, si: String, shnum: String, headers: HeaderMap, body: Body, kind: &'static str) -> HResult {
+async fn corrupt(
+    st: Arc<ServerState>,
+    si: String,
+    shnum: String,
+    headers: HeaderMap,
+    body: Body,
+    kind: &'static str,
+) -> HResult {
     let si = parse_si(&si)?;
     let shnum = parse_shnum(&shnum)?;
     authorize(&st, &headers, gbs::SECRETS_NONE)?;
@@ -851,13 +1093,24 @@ async fn corrupt(st: Arc<ServerState>, si: String, shnum: String, headers: Heade
     if !exists {
         return Err(HttpError::not_found());
     }
-    let raw = read_cbor_body(&headers, body, gbs::MAX_CORRUPT_BODY as u64, st.limits.body_idle_timeout).await?;
+    let raw = read_cbor_body(
+        &headers,
+        body,
+        gbs::MAX_CORRUPT_BODY as u64,
+        st.limits.body_idle_timeout,
+    )
+    .await?;
     let req = gbs::CorruptRequest::parse(&raw)?;
-    tracing::warn!("client claims corruption in ({kind}) {}-{shnum}: {}", si.to_base32(), req.reason);
+    tracing::warn!(
+        "client claims corruption in ({kind}) {}-{shnum}: {}",
+        si.to_base32(),
+        req.reason
+    );
     let st2 = st.clone();
     blocking(move || {
         if st2.available_space() > 64 * 1024 {
-            st2.store.write_corruption_report(kind, &si.0, shnum, &req.reason, &iso_utc_now())
+            st2.store
+                .write_corruption_report(kind, &si.0, shnum, &req.reason, &iso_utc_now())
         } else {
             Ok(())
         }
@@ -868,7 +1121,9 @@ async fn corrupt(st: Arc<ServerState>, si: String, shnum: String, headers: Heade
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffff` in UTC (Tahoe's `iso_utc(sep="T")`).
 pub fn iso_utc_now() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = d.as_secs();
     let days = (secs / 86400) as i64;
     let rem = secs % 86400;
@@ -901,7 +1156,14 @@ mod tests {
         let mut r = RangeSet::default();
         r.insert(10, 20);
         r.insert(30, 40);
-        assert_eq!(r.missing(50), vec![ByteRange { start: 0, end: 10 }, ByteRange { start: 20, end: 30 }, ByteRange { start: 40, end: 50 }]);
+        assert_eq!(
+            r.missing(50),
+            vec![
+                ByteRange { start: 0, end: 10 },
+                ByteRange { start: 20, end: 30 },
+                ByteRange { start: 40, end: 50 }
+            ]
+        );
         r.insert(15, 35);
         assert_eq!(r.0, vec![(10, 40)]);
         assert_eq!(r.overlaps(0, 12), vec![(10, 12)]);

@@ -41,7 +41,10 @@ pub enum IdentityError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
-    move |source| IdentityError::Io { path: path.to_path_buf(), source }
+    move |source| IdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Everything a storage node presents to clients.
@@ -134,7 +137,9 @@ impl NodeIdentity {
         // Storage FURL (its swissnum is the HTTP swissnum).
         let furl_path = private.join("storage.furl");
         let tubid_b32 = base32::encode(&tubid);
-        let existing = fs::read_to_string(&furl_path).ok().map(|s| s.trim().to_string());
+        let existing = fs::read_to_string(&furl_path)
+            .ok()
+            .map(|s| s.trim().to_string());
         let swissnum = match existing.as_deref().and_then(parse_furl) {
             Some((t, _, swiss)) => {
                 if t != tubid_b32 {
@@ -200,7 +205,10 @@ impl NodeIdentity {
                 } else {
                     host.clone()
                 };
-                format!("{scheme}://{}@{host}:{port}/{}#v=1", self.spki_hash, self.swissnum)
+                format!(
+                    "{scheme}://{}@{host}:{port}/{}#v=1",
+                    self.spki_hash, self.swissnum
+                )
             })
             .collect()
     }
@@ -215,8 +223,13 @@ impl NodeIdentity {
         let signing_key = provider
             .key_provider
             .load_private_key(self.key_der.clone_key())
-            .map_err(|e| IdentityError::Cert(format!("loading the private key of private/node.pem: {e}")))?;
-        let certified = Arc::new(rustls::sign::CertifiedKey::new(vec![self.cert_der.clone()], signing_key));
+            .map_err(|e| {
+                IdentityError::Cert(format!("loading the private key of private/node.pem: {e}"))
+            })?;
+        let certified = Arc::new(rustls::sign::CertifiedKey::new(
+            vec![self.cert_der.clone()],
+            signing_key,
+        ));
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| IdentityError::Cert(e.to_string()))?
@@ -246,7 +259,10 @@ impl NodeIdentity {
 struct FixedCert(Arc<rustls::sign::CertifiedKey>);
 
 impl rustls::server::ResolvesServerCert for FixedCert {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         Some(self.0.clone())
     }
 }
@@ -293,7 +309,9 @@ pub fn parse_furl(furl: &str) -> Option<(String, String, String)> {
 /// Does the storage directory already hold shares (`StorageServer.have_shares`)?
 fn have_shares(storage_dir: &Path) -> bool {
     match fs::read_dir(storage_dir.join("shares")) {
-        Ok(rd) => rd.filter_map(|e| e.ok()).any(|e| e.file_name() != "incoming"),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name() != "incoming"),
         Err(_) => false,
     }
 }
@@ -306,7 +324,9 @@ pub fn yaml_quote(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -334,7 +354,9 @@ pub fn write_replace(path: &Path, data: &[u8], mode: u32) -> Result<(), Identity
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     ));
     {
         let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
@@ -361,14 +383,19 @@ mod tests {
         let spki = spki_from_cert(cert.as_ref()).unwrap();
         // RSA SPKI: SEQUENCE { SEQUENCE { rsaEncryption OID ...
         assert_eq!(spki[0], 0x30);
-        assert!(spki.windows(9).any(|w| w == [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]));
+        assert!(spki
+            .windows(9)
+            .any(|w| w == [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]));
         assert_eq!(spki_hash_of(spki).len(), 43);
     }
 
     #[test]
     fn furl_parse() {
         let (t, h, s) = parse_furl("pb://abc@tcp:h:1,tcp:g:2/swiss").unwrap();
-        assert_eq!((t.as_str(), h.as_str(), s.as_str()), ("abc", "tcp:h:1,tcp:g:2", "swiss"));
+        assert_eq!(
+            (t.as_str(), h.as_str(), s.as_str()),
+            ("abc", "tcp:h:1,tcp:g:2", "swiss")
+        );
         assert!(parse_furl("http://x").is_none());
     }
 }

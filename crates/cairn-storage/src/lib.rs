@@ -11,8 +11,8 @@
 //! - [`server`]: node creation, the run loop, shutdown, background crawler and GC
 
 pub mod config;
+pub mod http;
 pub mod identity;
 pub mod leasedb;
-pub mod store;
-pub mod http;
 pub mod server;
+pub mod store;

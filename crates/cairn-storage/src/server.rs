@@ -67,52 +67,93 @@ fn resolve_listen_address(hostname: &str) -> Result<IpAddr, ServerError> {
         return Ok(ip);
     }
     use std::net::ToSocketAddrs;
-    let resolved = (hostname, 0u16).to_socket_addrs().map_err(|source| ServerError::Io {
-        what: format!("resolving --hostname {hostname} (pass --listen-address to choose the address)"),
-        source,
-    })?;
+    let resolved = (hostname, 0u16)
+        .to_socket_addrs()
+        .map_err(|source| ServerError::Io {
+            what: format!(
+                "resolving --hostname {hostname} (pass --listen-address to choose the address)"
+            ),
+            source,
+        })?;
     let mut addrs: Vec<IpAddr> = resolved.map(|a| a.ip()).collect();
     addrs.sort_by_key(|a| !a.is_ipv4()); // prefer IPv4, as Tahoe's tcp: endpoints do
-    addrs
-        .into_iter()
-        .next()
-        .ok_or_else(|| ServerError::Other(format!("--hostname {hostname} resolves to no address; pass --listen-address")))
+    addrs.into_iter().next().ok_or_else(|| {
+        ServerError::Other(format!(
+            "--hostname {hostname} resolves to no address; pass --listen-address"
+        ))
+    })
 }
 
 /// Create a node directory as `tahoe create-node` would (tahoe.cfg, private/, identity,
 /// storage/), listening only on the given address. Refuses a directory that already has a
 /// tahoe.cfg. Returns the loaded config and identity.
-pub fn create_node(dir: &Path, opts: &CreateNodeOptions) -> Result<(NodeConfig, NodeIdentity), ServerError> {
+pub fn create_node(
+    dir: &Path,
+    opts: &CreateNodeOptions,
+) -> Result<(NodeConfig, NodeIdentity), ServerError> {
     let cfg_path = dir.join(config::CONFIG_FILE);
     if cfg_path.exists() {
-        return Err(ServerError::Other(format!("{} already exists; not overwriting a node", cfg_path.display())));
+        return Err(ServerError::Other(format!(
+            "{} already exists; not overwriting a node",
+            cfg_path.display()
+        )));
     }
-    std::fs::create_dir_all(dir).map_err(|source| ServerError::Io { what: dir.display().to_string(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| ServerError::Io {
+        what: dir.display().to_string(),
+        source,
+    })?;
     let listen = match opts.listen {
         Some(a) => a,
         None => resolve_listen_address(&opts.hostname)?,
     };
     let port = if opts.port == 0 {
         // Pick a free port now, as Tahoe does at creation.
-        let l = std::net::TcpListener::bind(SocketAddr::new(listen, 0))
-            .map_err(|source| ServerError::Io { what: format!("finding a free port on {listen}"), source })?;
-        l.local_addr().map_err(|source| ServerError::Io { what: "local address".into(), source })?.port()
+        let l = std::net::TcpListener::bind(SocketAddr::new(listen, 0)).map_err(|source| {
+            ServerError::Io {
+                what: format!("finding a free port on {listen}"),
+                source,
+            }
+        })?;
+        l.local_addr()
+            .map_err(|source| ServerError::Io {
+                what: "local address".into(),
+                source,
+            })?
+            .port()
     } else {
         opts.port
     };
-    let text = config::new_config_text(&opts.nickname, &opts.hostname, listen, port, &opts.reserved_space);
+    let text = config::new_config_text(
+        &opts.nickname,
+        &opts.hostname,
+        listen,
+        port,
+        &opts.reserved_space,
+    );
     identity::write_replace(&cfg_path, text.as_bytes(), 0o644)?;
     let readme = "This directory contains files which contain private data for the node.\n\
                   Do not share them with anyone.\n";
-    std::fs::create_dir_all(dir.join("private"))
-        .map_err(|source| ServerError::Io { what: "private/".into(), source })?;
-    identity::write_replace(&dir.join("private").join("README"), readme.as_bytes(), 0o600)?;
+    std::fs::create_dir_all(dir.join("private")).map_err(|source| ServerError::Io {
+        what: "private/".into(),
+        source,
+    })?;
+    identity::write_replace(
+        &dir.join("private").join("README"),
+        readme.as_bytes(),
+        0o600,
+    )?;
     // Tahoe recognises a node directory by this marker (`tahoe run` refuses a directory
     // without a `*client*.tac`); with it, a Tahoe node can take over a cairn node directory.
-    identity::write_replace(&dir.join(TAHOE_CLIENT_TAC), TAHOE_CLIENT_TAC_TEXT.as_bytes(), 0o644)?;
+    identity::write_replace(
+        &dir.join(TAHOE_CLIENT_TAC),
+        TAHOE_CLIENT_TAC_TEXT.as_bytes(),
+        0o644,
+    )?;
     let config = NodeConfig::load(dir)?;
-    std::fs::create_dir_all(&config.storage_dir)
-        .map_err(|source| ServerError::Io { what: config.storage_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&config.storage_dir).map_err(|source| ServerError::Io {
+        what: config.storage_dir.display().to_string(),
+        source,
+    })?;
     let identity = NodeIdentity::load_or_create(&config)?;
     write_announcement(&config, &identity)?;
     Ok((config, identity))
@@ -120,8 +161,15 @@ pub fn create_node(dir: &Path, opts: &CreateNodeOptions) -> Result<(NodeConfig, 
 
 /// Write `DIR/storage-announcement.yaml` (what `cairn storage announcement` prints).
 pub fn write_announcement(config: &NodeConfig, identity: &NodeIdentity) -> Result<(), ServerError> {
-    let text = format!("{}\n", identity.announcement_yaml(&config.nickname, &config.hints));
-    identity::write_replace(&identity::announcement_file(&config.basedir), text.as_bytes(), 0o644)?;
+    let text = format!(
+        "{}\n",
+        identity.announcement_yaml(&config.nickname, &config.hints)
+    );
+    identity::write_replace(
+        &identity::announcement_file(&config.basedir),
+        text.as_bytes(),
+        0o644,
+    )?;
     Ok(())
 }
 
@@ -139,13 +187,22 @@ pub struct ServerOptions {
 }
 
 impl ServerOptions {
-    pub fn from_node(config: &NodeConfig, identity: &NodeIdentity) -> Result<ServerOptions, ServerError> {
+    pub fn from_node(
+        config: &NodeConfig,
+        identity: &NodeIdentity,
+    ) -> Result<ServerOptions, ServerError> {
         if config.listeners.is_empty() {
-            return Err(ServerError::Other("[node] tub.port has no tcp listener".into()));
+            return Err(ServerError::Other(
+                "[node] tub.port has no tcp listener".into(),
+            ));
         }
         Ok(ServerOptions {
             storage_dir: config.storage_dir.clone(),
-            listen: config.listeners.iter().map(|l| SocketAddr::new(l.interface, l.port)).collect(),
+            listen: config
+                .listeners
+                .iter()
+                .map(|l| SocketAddr::new(l.interface, l.port))
+                .collect(),
             tls: identity.tls_server_config()?,
             swissnum: identity.swissnum.as_bytes().to_vec(),
             nodeid: identity.tubid,
@@ -171,23 +228,31 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let now = now_secs();
     let storage_dir = opts.storage_dir.clone();
     let nodeid = opts.nodeid;
-    let (store, db) = tokio::task::spawn_blocking(move || -> Result<(Store, LeaseDb), ServerError> {
-        let store = Store::open(&storage_dir, nodeid)?;
-        let (mut db, rebuilt) = LeaseDb::open_or_rebuild(&storage_dir, now)?;
-        if let Some(found) = rebuilt {
-            tracing::info!("lease database rebuilt from {} share files", found.len());
-        }
-        let report = leasedb::startup_recovery(&storage_dir, &mut db)?;
-        tracing::info!("{report}");
-        store.remove_empty_incoming_dirs();
-        Ok((store, db))
-    })
-    .await
-    .map_err(|e| ServerError::Other(e.to_string()))??;
+    let (store, db) =
+        tokio::task::spawn_blocking(move || -> Result<(Store, LeaseDb), ServerError> {
+            let store = Store::open(&storage_dir, nodeid)?;
+            let (mut db, rebuilt) = LeaseDb::open_or_rebuild(&storage_dir, now)?;
+            if let Some(found) = rebuilt {
+                tracing::info!("lease database rebuilt from {} share files", found.len());
+            }
+            let report = leasedb::startup_recovery(&storage_dir, &mut db)?;
+            tracing::info!("{report}");
+            store.remove_empty_incoming_dirs();
+            Ok((store, db))
+        })
+        .await
+        .map_err(|e| ServerError::Other(e.to_string()))??;
     for w in opts.expiration.warnings() {
         tracing::warn!("{w}");
     }
-    let state = Arc::new(ServerState::new(store, db, opts.swissnum, opts.limits.clone(), opts.reserved_space, opts.readonly));
+    let state = Arc::new(ServerState::new(
+        store,
+        db,
+        opts.swissnum,
+        opts.limits.clone(),
+        opts.reserved_space,
+        opts.readonly,
+    ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut local_addrs = Vec::new();
@@ -198,8 +263,14 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     for addr in &opts.listen {
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| ServerError::Io { what: format!("listening on {addr}"), source })?;
-        local_addrs.push(listener.local_addr().map_err(|source| ServerError::Io { what: "local address".into(), source })?);
+            .map_err(|source| ServerError::Io {
+                what: format!("listening on {addr}"),
+                source,
+            })?;
+        local_addrs.push(listener.local_addr().map_err(|source| ServerError::Io {
+            what: "local address".into(),
+            source,
+        })?);
         tasks.spawn(accept_loop(
             listener,
             tls.clone(),
@@ -210,8 +281,17 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             shutdown_rx.clone(),
         ));
     }
-    tasks.spawn(background(state.clone(), opts.expiration, shutdown_rx.clone()));
-    Ok(RunningServer { state, local_addrs, shutdown_tx, tasks })
+    tasks.spawn(background(
+        state.clone(),
+        opts.expiration,
+        shutdown_rx.clone(),
+    ));
+    Ok(RunningServer {
+        state,
+        local_addrs,
+        shutdown_tx,
+        tasks,
+    })
 }
 
 impl RunningServer {
@@ -290,7 +370,10 @@ async fn accept_loop(
         let mut shutdown = shutdown.clone();
         conns.spawn(async move {
             let _permit = permit;
-            let _guard = IpGuard { map: per_ip, ip: peer.ip() };
+            let _guard = IpGuard {
+                map: per_ip,
+                ip: peer.ip(),
+            };
             let stream = match tokio::time::timeout(limits.header_timeout, tls.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -301,7 +384,10 @@ async fn accept_loop(
             };
             let service = TowerToHyperService::new(app);
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .keep_alive(true);
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
@@ -341,11 +427,17 @@ impl Drop for IpGuard {
 
 /// Upload-timeout sweeper, lease-database crawler, and garbage collection after each full
 /// crawl cycle (and at most hourly) when `expire.enabled`.
-async fn background(state: Arc<ServerState>, policy: ExpirationPolicy, mut shutdown: watch::Receiver<bool>) {
+async fn background(
+    state: Arc<ServerState>,
+    policy: ExpirationPolicy,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let crawler = leasedb::Crawler::new(&state.store.storage_dir);
-    let sweep_every = (state.limits.upload_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let sweep_every = (state.limits.upload_timeout / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(60));
     let mut sweep = tokio::time::interval(sweep_every);
-    let mut crawl = tokio::time::interval(state.limits.crawl_interval.max(Duration::from_millis(100)));
+    let mut crawl =
+        tokio::time::interval(state.limits.crawl_interval.max(Duration::from_millis(100)));
     let mut gc = tokio::time::interval(Duration::from_secs(3600));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     crawl.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -407,10 +499,15 @@ async fn run_gc(state: &Arc<ServerState>, policy: &ExpirationPolicy) {
 
 /// `cairn run DIR`: load the node, start, print where it is, serve until `stop` resolves,
 /// then shut down within the grace period.
-pub async fn run_node(dir: &Path, stop: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+pub async fn run_node(
+    dir: &Path,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
     let config = NodeConfig::load(dir)?;
     if !config.storage_enabled {
-        return Err(ServerError::Other("[storage] enabled = false: this node serves no storage".into()));
+        return Err(ServerError::Other(
+            "[storage] enabled = false: this node serves no storage".into(),
+        ));
     }
     let identity = NodeIdentity::load_or_create(&config)?;
     write_announcement(&config, &identity)?;
@@ -423,7 +520,10 @@ pub async fn run_node(dir: &Path, stop: impl std::future::Future<Output = ()>) -
         println!("NURL: {n}");
     }
     println!("server id: {}", identity.server_id);
-    println!("servers.yaml entry: {}", identity::announcement_file(dir).display());
+    println!(
+        "servers.yaml entry: {}",
+        identity::announcement_file(dir).display()
+    );
     stop.await;
     tracing::info!("shutting down");
     let aborted = server.shutdown(Duration::from_secs(2)).await;

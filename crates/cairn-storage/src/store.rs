@@ -25,7 +25,9 @@ use cairn_core::storage::container::{
     IMMUTABLE_DATA_OFFSET, IMMUTABLE_HEADER_SIZE, MUTABLE_DATA_OFFSET, MUTABLE_HEADER_SIZE,
     MUTABLE_LEASE_SIZE,
 };
-use cairn_core::storage::rtw::{self, ExistingShare, RtwContext, RtwRequest, RtwSecrets, ShareAction, ShareNum};
+use cairn_core::storage::rtw::{
+    self, ExistingShare, RtwContext, RtwRequest, RtwSecrets, ShareAction, ShareNum,
+};
 
 /// Scratch directory for mutable-share copies (emptied at startup).
 pub const TMP_DIR: &str = "cairn-tmp";
@@ -55,7 +57,10 @@ pub enum StoreError {
 }
 
 fn ioe(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -128,7 +133,10 @@ impl Store {
 
     pub fn incoming_path(&self, si: &[u8; 16], shnum: ShareNum) -> PathBuf {
         let s = cairn_core::base32::encode(si);
-        self.incoming_dir.join(&s[..2]).join(&s).join(shnum.to_string())
+        self.incoming_dir
+            .join(&s[..2])
+            .join(&s)
+            .join(shnum.to_string())
     }
 
     /// Share numbers present for a storage index: file names matching `^[0-9]+$` (Tahoe's
@@ -138,10 +146,18 @@ impl Store {
         let mut out = BTreeSet::new();
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => {
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.kind() == io::ErrorKind::NotADirectory =>
+            {
                 return Ok(out)
             }
-            Err(e) => return Err(StoreError::Io { path: dir, source: e }),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: dir,
+                    source: e,
+                })
+            }
         };
         for e in rd {
             let e = e.map_err(ioe(&dir))?;
@@ -174,8 +190,14 @@ impl Store {
             Ok(h) => h,
             Err(_) => return Ok(None),
         };
-        let layout = header.layout(size).map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
-        Ok(Some(ImmutableShare { file, data_len: clip_data_len(&header, layout.data_len) }))
+        let layout = header.layout(size).map_err(|source| StoreError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Some(ImmutableShare {
+            file,
+            data_len: clip_data_len(&header, layout.data_len),
+        }))
     }
 
     /// Open a mutable share (`None` if absent or not a mutable container).
@@ -191,15 +213,20 @@ impl Store {
         if !c::is_mutable_container(&hdr[..n]) {
             return Ok(None);
         }
-        let header = MutableContainerHeader::parse(&hdr[..n])
-            .map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
+        let header =
+            MutableContainerHeader::parse(&hdr[..n]).map_err(|source| StoreError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
         Ok(Some(MutableShare { file, header }))
     }
 
     /// Remove the empty `incoming/<pp>/<si>` directories a crash left (after recovery has
     /// deleted the partial files).
     pub fn remove_empty_incoming_dirs(&self) {
-        let Ok(rd) = fs::read_dir(&self.incoming_dir) else { return };
+        let Ok(rd) = fs::read_dir(&self.incoming_dir) else {
+            return;
+        };
         for pp in rd.flatten() {
             if let Ok(sis) = fs::read_dir(pp.path()) {
                 for si in sis.flatten() {
@@ -214,7 +241,13 @@ impl Store {
 
     /// Create `incoming/<pp>/<si>/<shnum>`: a v2 header, the (sparse) data area and the
     /// allocation lease at its end, as Tahoe's `BucketWriter` does.
-    pub fn create_incoming(&self, si: &[u8; 16], shnum: ShareNum, allocated: u64, lease: &LeaseRecord) -> Result<File> {
+    pub fn create_incoming(
+        &self,
+        si: &[u8; 16],
+        shnum: ShareNum,
+        allocated: u64,
+        lease: &LeaseRecord,
+    ) -> Result<File> {
         let path = self.incoming_path(si, shnum);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(ioe(parent))?;
@@ -227,11 +260,13 @@ impl Store {
             .map_err(ioe(&path))?;
         let mut header = ImmutableContainerHeader::for_new_share(ImmutableVersion::V2, allocated);
         header.num_leases = 1;
-        file.write_all_at(&header.to_bytes(), 0).map_err(ioe(&path))?;
+        file.write_all_at(&header.to_bytes(), 0)
+            .map_err(ioe(&path))?;
         let lease_off = IMMUTABLE_DATA_OFFSET
             .checked_add(allocated)
             .ok_or_else(|| StoreError::TooLarge("allocated size overflows".into()))?;
-        file.write_all_at(&lease.to_immutable_bytes(), lease_off).map_err(ioe(&path))?;
+        file.write_all_at(&lease.to_immutable_bytes(), lease_off)
+            .map_err(ioe(&path))?;
         Ok(file)
     }
 
@@ -282,15 +317,24 @@ impl Store {
         available: Option<u64>,
     ) -> Result<bool> {
         let path = self.share_path(si, shnum);
-        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(ioe(&path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(ioe(&path))?;
         let size = file.metadata().map_err(ioe(&path))?.len();
         let mut hdr = [0u8; MUTABLE_HEADER_SIZE as usize];
         let n = read_up_to(&file, 0, &mut hdr).map_err(ioe(&path))?;
-        let corrupt = |source| StoreError::Corrupt { path: path.clone(), source };
+        let corrupt = |source| StoreError::Corrupt {
+            path: path.clone(),
+            source,
+        };
         if c::is_mutable_container(&hdr[..n]) {
             let header = MutableContainerHeader::parse(&hdr[..n]).map_err(corrupt)?;
             let mut leases = read_mutable_leases(&file, &path, &header, size)?;
-            let upd = leases.add_or_renew(grant, available).map_err(|e| lease_err(&path, e))?;
+            let upd = leases
+                .add_or_renew(grant, available)
+                .map_err(|e| lease_err(&path, e))?;
             let ops = leases.update_ops(header.extra_lease_offset, upd);
             let appended = matches!(upd, LeaseUpdate::Added { index } if index >= c::MUTABLE_LEASE_SLOTS
                 && index + 1 == leases.records.len());
@@ -319,12 +363,14 @@ impl Store {
             let extra = (layout.data_len - clipped) / c::IMMUTABLE_LEASE_SIZE as u64;
             let mut fixed = header;
             fixed.num_leases = header.num_leases.saturating_add(extra as u32);
-            file.write_all_at(&fixed.to_bytes(), 0).map_err(ioe(&path))?;
+            file.write_all_at(&fixed.to_bytes(), 0)
+                .map_err(ioe(&path))?;
             file.sync_data().map_err(ioe(&path))?;
             return self.add_or_renew_lease(si, shnum, grant, available);
         }
         let (lo, llen) = layout.leases_range();
-        let mut buf = vec![0u8; usize::try_from(llen).map_err(|_| corrupt(ContainerError::Overflow))?];
+        let mut buf =
+            vec![0u8; usize::try_from(llen).map_err(|_| corrupt(ContainerError::Overflow))?];
         file.read_exact_at(&mut buf, lo).map_err(ioe(&path))?;
         let mut leases = c::parse_immutable_leases(header.version, &buf).map_err(corrupt)?;
         let upd = c::add_or_renew(&mut leases, header.version.secret_form(), grant, available)
@@ -365,14 +411,19 @@ impl Store {
                     cairn_core::base32::encode(si)
                 )));
             }
-            let header = MutableContainerHeader::parse(&hdr[..n])
-                .map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
+            let header =
+                MutableContainerHeader::parse(&hdr[..n]).map_err(|source| StoreError::Corrupt {
+                    path: path.clone(),
+                    source,
+                })?;
             let leases = read_mutable_leases(&file, &path, &header, size)?;
             existing.insert(shnum, ExistingShare { header, leases });
             files.insert(shnum, (file, size));
         }
         let outcome = rtw::evaluate(&existing, request, secrets, ctx, |shnum, off, len| {
-            let (file, _) = files.get(&shnum).ok_or_else(|| io::Error::other("share vanished"))?;
+            let (file, _) = files
+                .get(&shnum)
+                .ok_or_else(|| io::Error::other("share vanished"))?;
             let mut buf = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
             file.read_exact_at(&mut buf, MUTABLE_DATA_OFFSET + off)?;
             Ok::<_, io::Error>(buf)
@@ -381,14 +432,25 @@ impl Store {
             rtw::RtwError::BadWriteEnabler { shnum, source } => {
                 StoreError::BadWriteEnabler(format!("share {shnum}: {source}"))
             }
-            rtw::RtwError::Container { shnum, source } => StoreError::TooLarge(format!("share {shnum}: {source}")),
+            rtw::RtwError::Container { shnum, source } => {
+                StoreError::TooLarge(format!("share {shnum}: {source}"))
+            }
             rtw::RtwError::Lease { shnum, source } => match source {
-                LeaseError::NoSpace { .. } => StoreError::NoSpace(format!("share {shnum}: {source}")),
+                LeaseError::NoSpace { .. } => {
+                    StoreError::NoSpace(format!("share {shnum}: {source}"))
+                }
                 other => StoreError::TooLarge(format!("share {shnum}: {other}")),
             },
-            rtw::RtwError::Read { shnum, source } => StoreError::Io { path: self.share_path(si, shnum), source },
+            rtw::RtwError::Read { shnum, source } => StoreError::Io {
+                path: self.share_path(si, shnum),
+                source,
+            },
         })?;
-        let mut result = RtwResult { success: outcome.success, read_data: outcome.read_data, ..Default::default() };
+        let mut result = RtwResult {
+            success: outcome.success,
+            read_data: outcome.read_data,
+            ..Default::default()
+        };
         if !outcome.success {
             return Ok(result);
         }
@@ -407,7 +469,9 @@ impl Store {
                 growth = growth.saturating_add(ops_end.max(base).saturating_sub(old));
             }
             if growth > avail {
-                return Err(StoreError::NoSpace(format!("the write needs {growth} more bytes, {avail} available")));
+                return Err(StoreError::NoSpace(format!(
+                    "the write needs {growth} more bytes, {avail} available"
+                )));
             }
         }
         drop(files);
@@ -451,12 +515,24 @@ impl Store {
 
     /// Replace `path` by (a copy of it, or `initial`) with `ops` applied: write the copy in
     /// the scratch directory, `fsync` it, rename it over `path`, `fsync` the directory.
-    fn rewrite_atomically(&self, path: &Path, initial: Option<&[u8]>, ops: &[FileOp<'_>]) -> Result<()> {
+    fn rewrite_atomically(
+        &self,
+        path: &Path,
+        initial: Option<&[u8]>,
+        ops: &[FileOp<'_>],
+    ) -> Result<()> {
         rewrite_atomically_in(&self.tmp_dir, path, initial, ops)
     }
 
     /// Write a corruption advisory as Tahoe does (`corruption-advisories/<time>--<si>-<shnum>`).
-    pub fn write_corruption_report(&self, kind: &str, si: &[u8; 16], shnum: ShareNum, reason: &str, now_iso: &str) -> Result<()> {
+    pub fn write_corruption_report(
+        &self,
+        kind: &str,
+        si: &[u8; 16],
+        shnum: ShareNum,
+        reason: &str,
+        now_iso: &str,
+    ) -> Result<()> {
         let si_s = cairn_core::base32::encode(si);
         let report = format!(
             "report: Share Corruption\ntype: {kind}\nstorage_index: {si_s}\nshare_number: {shnum}\n{reason}\n"
@@ -472,7 +548,12 @@ impl Store {
 /// storage directory's [`TMP_DIR`], created if missing), apply `ops` (including
 /// truncations), `fsync`, rename over `path`, `fsync` the directory. A crash leaves the
 /// old file or the new one.
-pub fn rewrite_atomically_in(tmp_dir: &Path, path: &Path, initial: Option<&[u8]>, ops: &[FileOp<'_>]) -> Result<()> {
+pub fn rewrite_atomically_in(
+    tmp_dir: &Path,
+    path: &Path,
+    initial: Option<&[u8]>,
+    ops: &[FileOp<'_>],
+) -> Result<()> {
     fs::create_dir_all(tmp_dir).map_err(ioe(tmp_dir))?;
     let tmp = tmp_dir.join(format!("{:016x}", rand::random::<u64>()));
     let result = (|| {
@@ -482,7 +563,11 @@ pub fn rewrite_atomically_in(tmp_dir: &Path, path: &Path, initial: Option<&[u8]>
                 fs::copy(path, &tmp).map_err(ioe(path))?;
             }
         }
-        let f = OpenOptions::new().read(true).write(true).open(&tmp).map_err(ioe(&tmp))?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&tmp)
+            .map_err(ioe(&tmp))?;
         apply_ops(&f, &tmp, ops)?;
         f.sync_all().map_err(ioe(&tmp))?;
         fs::rename(&tmp, path).map_err(ioe(path))?;
@@ -516,16 +601,30 @@ fn clip_data_len(header: &ImmutableContainerHeader, data_len: u64) -> u64 {
     data_len
 }
 
-fn read_mutable_leases(file: &File, path: &Path, header: &MutableContainerHeader, size: u64) -> Result<MutableLeases> {
-    let corrupt = |source| StoreError::Corrupt { path: path.to_path_buf(), source };
+fn read_mutable_leases(
+    file: &File,
+    path: &Path,
+    header: &MutableContainerHeader,
+    size: u64,
+) -> Result<MutableLeases> {
+    let corrupt = |source| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut slots = vec![0u8; (MUTABLE_DATA_OFFSET - MUTABLE_HEADER_SIZE) as usize];
-    file.read_exact_at(&mut slots, MUTABLE_HEADER_SIZE).map_err(ioe(path))?;
+    file.read_exact_at(&mut slots, MUTABLE_HEADER_SIZE)
+        .map_err(ioe(path))?;
     let mut cnt = [0u8; 4];
-    file.read_exact_at(&mut cnt, header.extra_lease_offset).map_err(ioe(path))?;
+    file.read_exact_at(&mut cnt, header.extra_lease_offset)
+        .map_err(ioe(path))?;
     let count = u32::from_be_bytes(cnt);
-    let (off, len) = header.extra_lease_block_range(count, size).map_err(corrupt)?;
+    let (off, len) = header
+        .extra_lease_block_range(count, size)
+        .map_err(corrupt)?;
     if len > 4 + (MUTABLE_LEASE_SIZE as u64) * 1_000_000 {
-        return Err(corrupt(ContainerError::Inconsistent("absurd number of extra leases")));
+        return Err(corrupt(ContainerError::Inconsistent(
+            "absurd number of extra leases",
+        )));
     }
     let mut block = vec![0u8; len as usize];
     file.read_exact_at(&mut block, off).map_err(ioe(path))?;
@@ -540,7 +639,9 @@ fn ops_end(ops: &[FileOp<'_>]) -> u64 {
 pub fn apply_ops(file: &File, path: &Path, ops: &[FileOp<'_>]) -> Result<()> {
     for op in ops {
         match op {
-            FileOp::Write { offset, data } => file.write_all_at(data, *offset).map_err(ioe(path))?,
+            FileOp::Write { offset, data } => {
+                file.write_all_at(data, *offset).map_err(ioe(path))?
+            }
             FileOp::Zero { offset, len } => {
                 let size = file.metadata().map_err(ioe(path))?.len();
                 let end = offset.saturating_add(*len);
@@ -614,7 +715,13 @@ pub fn disk_available(path: &Path, reserved_space: u64) -> Option<u64> {
 
 /// Data bytes of a share readable at `[offset, offset+len)`, clipped to `data_len`, from a
 /// container whose data starts at `data_offset`.
-pub fn read_share_data(file: &File, data_offset: u64, data_len: u64, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+pub fn read_share_data(
+    file: &File,
+    data_offset: u64,
+    data_len: u64,
+    offset: u64,
+    len: u64,
+) -> io::Result<Vec<u8>> {
     let avail = data_len.saturating_sub(offset);
     let n = len.min(avail);
     let n = usize::try_from(n).map_err(io::Error::other)?;

@@ -24,16 +24,25 @@ const IMM_LEN: u64 = 64 * 1024;
 /// Not a test of its own: the child process entry point.
 #[test]
 fn crash_child_server() {
-    let Some(dir) = std::env::var_os(CHILD_ENV) else { return };
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        cairn_storage::server::run_node(std::path::Path::new(&dir), std::future::pending()).await.unwrap();
+        cairn_storage::server::run_node(std::path::Path::new(&dir), std::future::pending())
+            .await
+            .unwrap();
     });
 }
 
 fn spawn_child(dir: &std::path::Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child_server", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_child_server",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -43,7 +52,10 @@ fn spawn_child(dir: &std::path::Path) -> Child {
 
 async fn wait_ready(c: &Client) {
     for _ in 0..400 {
-        if let Ok(r) = c.try_raw(Method::GET, "/storage/v1/version", &[], vec![], false).await {
+        if let Ok(r) = c
+            .try_raw(Method::GET, "/storage/v1/version", &[], vec![], false)
+            .await
+        {
             if r.status == StatusCode::OK {
                 return;
             }
@@ -54,7 +66,9 @@ async fn wait_ready(c: &Client) {
 }
 
 fn imm_data(si: &[u8; 16]) -> Vec<u8> {
-    (0..IMM_LEN).map(|i| si[(i % 16) as usize] ^ (i as u8)).collect()
+    (0..IMM_LEN)
+        .map(|i| si[(i % 16) as usize] ^ (i as u8))
+        .collect()
 }
 
 fn imm_si(round: u32, k: u32) -> [u8; 16] {
@@ -68,9 +82,24 @@ fn imm_si(round: u32, k: u32) -> [u8; 16] {
 /// One immutable upload in 4 PATCHes; returns true if it completed.
 async fn upload(c: &Client, si: [u8; 16]) -> bool {
     let data = imm_data(&si);
-    let req = gbs::AllocateRequest { share_numbers: [0].into(), allocated_size: IMM_LEN };
-    let p = format!("/storage/v1/immutable/{}", gbs::storage_index_to_string(&si));
-    let Ok(r) = c.try_raw(Method::POST, &p, &alloc_secrets(&[1; 32], &[2; 32], b"up"), req.encode(), false).await else {
+    let req = gbs::AllocateRequest {
+        share_numbers: [0].into(),
+        allocated_size: IMM_LEN,
+    };
+    let p = format!(
+        "/storage/v1/immutable/{}",
+        gbs::storage_index_to_string(&si)
+    );
+    let Ok(r) = c
+        .try_raw(
+            Method::POST,
+            &p,
+            &alloc_secrets(&[1; 32], &[2; 32], b"up"),
+            req.encode(),
+            false,
+        )
+        .await
+    else {
         return false;
     };
     if r.status != StatusCode::OK {
@@ -78,10 +107,19 @@ async fn upload(c: &Client, si: [u8; 16]) -> bool {
     }
     let q = IMM_LEN / 4;
     for i in 0..4 {
-        let range = ByteRange { start: i * q, end: (i + 1) * q };
-        let h = vec![secret("upload-secret", b"up"), ("content-range".into(), gbs::content_range_header(range))];
+        let range = ByteRange {
+            start: i * q,
+            end: (i + 1) * q,
+        };
+        let h = vec![
+            secret("upload-secret", b"up"),
+            ("content-range".into(), gbs::content_range_header(range)),
+        ];
         let body = data[range.start as usize..range.end as usize].to_vec();
-        match c.try_raw(Method::PATCH, &format!("{p}/0"), &h, body, false).await {
+        match c
+            .try_raw(Method::PATCH, &format!("{p}/0"), &h, body, false)
+            .await
+        {
             Ok(r) if r.status == StatusCode::CREATED => return true,
             Ok(r) if r.status == StatusCode::OK => {}
             _ => return false,
@@ -93,8 +131,21 @@ async fn upload(c: &Client, si: [u8; 16]) -> bool {
 /// Overwrite the mutable share with version `v` (every byte = v); true if acknowledged.
 async fn overwrite(c: &Client, v: u8) -> bool {
     let mut req = RtwRequest::default();
-    req.test_write_vectors.insert(0, TestWriteVectors { test: vec![], write: vec![WriteVector { offset: 0, data: vec![v; MUT_LEN] }], new_length: None });
-    let p = format!("/storage/v1/mutable/{}/read-test-write", gbs::storage_index_to_string(&MUT_SI));
+    req.test_write_vectors.insert(
+        0,
+        TestWriteVectors {
+            test: vec![],
+            write: vec![WriteVector {
+                offset: 0,
+                data: vec![v; MUT_LEN],
+            }],
+            new_length: None,
+        },
+    );
+    let p = format!(
+        "/storage/v1/mutable/{}/read-test-write",
+        gbs::storage_index_to_string(&MUT_SI)
+    );
     matches!(c.try_raw(Method::POST, &p, &rtw_secrets(&[9; 32], &[1; 32], &[2; 32]), req.encode(), false).await,
         Ok(r) if r.status == StatusCode::OK)
 }
@@ -104,7 +155,10 @@ async fn kill_9_leaves_every_share_old_or_new() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    let seed: u64 = std::env::var("CAIRN_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let seed: u64 = std::env::var("CAIRN_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
     println!("crash test seed: {seed} (replay with CAIRN_CRASH_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -162,15 +216,33 @@ async fn kill_9_leaves_every_share_old_or_new() {
         let mut child = spawn_child(dir.path());
         wait_ready(&c).await;
         let incoming = storage.join("shares/incoming");
-        assert_eq!(std::fs::read_dir(&incoming).unwrap().count(), 0, "seed {seed}: partial uploads left");
+        assert_eq!(
+            std::fs::read_dir(&incoming).unwrap().count(),
+            0,
+            "seed {seed}: partial uploads left"
+        );
         {
-            let db = cairn_storage::leasedb::LeaseDb::open(&storage.join("leasedb.sqlite"), 0).unwrap();
-            assert_eq!(db.reserved_bytes().unwrap(), 0, "seed {seed}: reservations survived a crash");
+            let db =
+                cairn_storage::leasedb::LeaseDb::open(&storage.join("leasedb.sqlite"), 0).unwrap();
+            assert_eq!(
+                db.reserved_bytes().unwrap(),
+                0,
+                "seed {seed}: reservations survived a crash"
+            );
         }
         // Immutable: every acknowledged upload is there, intact; any share present is intact.
         for si in &completed {
-            let r = c.get(&format!("/storage/v1/immutable/{}/0", gbs::storage_index_to_string(si))).await;
-            assert_eq!(r.status, StatusCode::OK, "seed {seed}: acknowledged upload lost");
+            let r = c
+                .get(&format!(
+                    "/storage/v1/immutable/{}/0",
+                    gbs::storage_index_to_string(si)
+                ))
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::OK,
+                "seed {seed}: acknowledged upload lost"
+            );
             assert_eq!(r.body, imm_data(si), "seed {seed}: torn immutable share");
         }
         for e in walk_shares(&storage) {
@@ -178,26 +250,51 @@ async fn kill_9_leaves_every_share_old_or_new() {
             if si == MUT_SI {
                 continue;
             }
-            assert_eq!(bytes.len() as u64, 12 + IMM_LEN + 72, "seed {seed}: torn container");
-            assert_eq!(&bytes[12..12 + IMM_LEN as usize], &imm_data(&si)[..], "seed {seed}: torn data");
+            assert_eq!(
+                bytes.len() as u64,
+                12 + IMM_LEN + 72,
+                "seed {seed}: torn container"
+            );
+            assert_eq!(
+                &bytes[12..12 + IMM_LEN as usize],
+                &imm_data(&si)[..],
+                "seed {seed}: torn data"
+            );
         }
         // Mutable: all bytes of one version, no older than the last acknowledged one.
-        let r = c.get(&format!("/storage/v1/mutable/{}/0", gbs::storage_index_to_string(&MUT_SI))).await;
+        let r = c
+            .get(&format!(
+                "/storage/v1/mutable/{}/0",
+                gbs::storage_index_to_string(&MUT_SI)
+            ))
+            .await;
         if acked_version == 0 && r.status == StatusCode::NOT_FOUND {
             // never written successfully; fine
         } else {
             assert_eq!(r.status, StatusCode::OK, "seed {seed}");
             assert_eq!(r.body.len(), MUT_LEN, "seed {seed}: torn mutable share");
             let v = r.body[0];
-            assert!(r.body.iter().all(|&b| b == v), "seed {seed}: mixed versions in a mutable share");
-            assert!(v == acked_version || v == attempted_max, "seed {seed}: version {v}, acked {acked_version}, last tried {attempted_max}");
+            assert!(
+                r.body.iter().all(|&b| b == v),
+                "seed {seed}: mixed versions in a mutable share"
+            );
+            assert!(
+                v == acked_version || v == attempted_max,
+                "seed {seed}: version {v}, acked {acked_version}, last tried {attempted_max}"
+            );
             acked_version = v;
         }
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    println!("{} uploads completed, mutable share at version {acked_version}", completed.len());
-    assert!(!completed.is_empty() || acked_version > 0, "the workload made some progress");
+    println!(
+        "{} uploads completed, mutable share at version {acked_version}",
+        completed.len()
+    );
+    assert!(
+        !completed.is_empty() || acked_version > 0,
+        "the workload made some progress"
+    );
 }
 
 fn walk_shares(storage: &std::path::Path) -> Vec<([u8; 16], Vec<u8>)> {

@@ -374,7 +374,10 @@ fn surviving_shares_lose_their_expired_leases_in_file_and_database() {
     assert_eq!(c.header.num_leases, 1);
     assert_eq!(c.data, vec![0xab; 100]);
     assert_eq!(db.leases(&ki).unwrap(), vec![lease(1, 2, fresh)]);
-    assert_eq!(db.share(&ki).unwrap(), Some((ShareKind::Immutable, imm_size - 72)));
+    assert_eq!(
+        db.share(&ki).unwrap(),
+        Some((ShareKind::Immutable, imm_size - 72))
+    );
     // Mutable: the slot is blanked as Tahoe's cancel_lease does; size unchanged.
     let bytes = std::fs::read(km.share_path(&dir)).unwrap();
     assert_eq!(bytes.len() as u64, mut_size);

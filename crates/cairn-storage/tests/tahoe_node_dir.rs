@@ -37,25 +37,47 @@ fn fixture() -> (tempfile::TempDir, NodeConfig, NodeIdentity) {
 #[test]
 fn keeps_tahoes_identity() {
     let (dir, _config, identity) = fixture();
-    let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap().trim().to_string();
-    assert_eq!(cairn_core::base32::encode(&identity.tubid), read("my_nodeid"));
+    let read = |p: &str| {
+        std::fs::read_to_string(dir.path().join(p))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        cairn_core::base32::encode(&identity.tubid),
+        read("my_nodeid")
+    );
     assert_eq!(identity.storage_furl, read("private/storage.furl"));
     assert!(read("private/storage.furl").ends_with(&format!("/{}", identity.swissnum)));
     assert_eq!(format!("pub-{}", identity.server_id), read("node.pubkey"));
     assert_eq!(identity.permutation_seed_base32, read("permutation-seed"));
     // Nothing of Tahoe's was rewritten.
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vectors/tahoe-node/private/node.pem");
-    assert_eq!(std::fs::read(src).unwrap(), std::fs::read(dir.path().join("private/node.pem")).unwrap());
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vectors/tahoe-node/private/node.pem");
+    assert_eq!(
+        std::fs::read(src).unwrap(),
+        std::fs::read(dir.path().join("private/node.pem")).unwrap()
+    );
 }
 
 #[tokio::test]
 async fn serves_tls_with_tahoes_version_1_certificate() {
     let (_dir, config, identity) = fixture();
-    let mut opts = ServerOptions::from_node(&config, &identity).expect("server options from Tahoe's node dir");
+    let mut opts =
+        ServerOptions::from_node(&config, &identity).expect("server options from Tahoe's node dir");
     opts.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    let running = server::start(opts).await.expect("a server on Tahoe's certificate starts");
-    let client = Client::new(running.local_addrs[0], &identity.spki_hash, &identity.swissnum);
+    let running = server::start(opts)
+        .await
+        .expect("a server on Tahoe's certificate starts");
+    let client = Client::new(
+        running.local_addrs[0],
+        &identity.spki_hash,
+        &identity.swissnum,
+    );
     let resp = client.get("/storage/v1/version").await;
-    assert_eq!(resp.status, 200, "version over TLS pinned to Tahoe's certificate");
+    assert_eq!(
+        resp.status, 200,
+        "version over TLS pinned to Tahoe's certificate"
+    );
     running.shutdown(std::time::Duration::from_secs(5)).await;
 }

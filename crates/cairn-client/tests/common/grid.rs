@@ -25,8 +25,14 @@ pub struct TestGrid {
 
 /// The `StaticServer` a client would read from servers.yaml for this identity at `addr`.
 pub fn static_server(identity: &NodeIdentity, nickname: &str, addr: SocketAddr) -> StaticServer {
-    let hint = LocationHint::Tcp { host: addr.ip().to_string(), port: addr.port() };
-    let yaml = format!("storage:\n  {}\n", identity.announcement_yaml(nickname, &[hint]));
+    let hint = LocationHint::Tcp {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    };
+    let yaml = format!(
+        "storage:\n  {}\n",
+        identity.announcement_yaml(nickname, &[hint])
+    );
     let mut f = parse_servers_yaml(&yaml).expect("announcement parses");
     assert!(f.skipped.is_empty(), "{:?}", f.skipped);
     f.servers.remove(0)
@@ -43,10 +49,18 @@ impl TestGrid {
             node.nickname = format!("server{i}");
             announcements.push(static_server(&node.identity, &node.nickname, node.addr));
             let config = cairn_storage::config::NodeConfig::load(node.dir.path()).unwrap();
-            saved.push((node.addr, node.dir.path().to_path_buf(), config.storage_dir.clone()));
+            saved.push((
+                node.addr,
+                node.dir.path().to_path_buf(),
+                config.storage_dir.clone(),
+            ));
             nodes.push(Some(node));
         }
-        TestGrid { nodes, announcements, saved }
+        TestGrid {
+            nodes,
+            announcements,
+            saved,
+        }
     }
 
     /// A client over every server, with short timeouts.
@@ -63,7 +77,9 @@ impl TestGrid {
     /// Stop server `i` (in-flight uploads aborted, port closed).
     pub async fn stop(&mut self, i: usize) {
         if let Some(node) = self.nodes[i].take() {
-            node.server.shutdown(std::time::Duration::from_millis(100)).await;
+            node.server
+                .shutdown(std::time::Duration::from_millis(100))
+                .await;
             // keep the directory alive for restarts
             std::mem::forget(node.dir);
         }
@@ -79,7 +95,13 @@ impl TestGrid {
         sopts.listen = vec![addr];
         let server = server::start(sopts).await.expect("restart");
         let dir = tempfile::TempDir::new().unwrap(); // placeholder owner; real dir was forgotten
-        self.nodes[i] = Some(Node { dir, identity, nickname: format!("server{i}"), server, addr });
+        self.nodes[i] = Some(Node {
+            dir,
+            identity,
+            nickname: format!("server{i}"),
+            server,
+            addr,
+        });
     }
 
     /// The share files server `i` holds for `storage_index`: `(shnum, path)`.
@@ -100,6 +122,13 @@ impl TestGrid {
 
     /// Which servers hold which shares of `storage_index`.
     pub fn share_map(&self, storage_index: &[u8; 16]) -> Vec<Vec<u16>> {
-        (0..self.saved.len()).map(|i| self.share_files(i, storage_index).into_iter().map(|(n, _)| n).collect()).collect()
+        (0..self.saved.len())
+            .map(|i| {
+                self.share_files(i, storage_index)
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect()
+            })
+            .collect()
     }
 }

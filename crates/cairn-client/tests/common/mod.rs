@@ -4,6 +4,9 @@
 #![allow(dead_code)]
 
 pub mod grid;
+pub mod place;
+pub mod proxy;
+pub mod upload_util;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -87,7 +90,13 @@ impl Node {
         sopts.listen = vec!["127.0.0.1:0".parse().unwrap()];
         let server = server::start(sopts).await.expect("start");
         let addr = server.local_addrs[0];
-        Node { dir, identity, nickname: config.nickname.clone(), server, addr }
+        Node {
+            dir,
+            identity,
+            nickname: config.nickname.clone(),
+            server,
+            addr,
+        }
     }
 
     pub fn nurl_for(&self, addr: SocketAddr) -> Nurl {
@@ -104,7 +113,11 @@ impl Node {
 }
 
 pub fn nurl(identity: &NodeIdentity, addr: SocketAddr) -> Nurl {
-    Nurl::parse(&format!("pb://{}@{}/{}#v=1", identity.spki_hash, addr, identity.swissnum)).unwrap()
+    Nurl::parse(&format!(
+        "pb://{}@{}/{}#v=1",
+        identity.spki_hash, addr, identity.swissnum
+    ))
+    .unwrap()
 }
 
 /// Short timeouts so failing tests fail fast.
@@ -112,7 +125,11 @@ pub fn fast_options() -> ClientOptions {
     ClientOptions {
         request_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(5),
-        retry: RetryPolicy { max_retries: 2, initial_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(50) },
+        retry: RetryPolicy {
+            max_retries: 2,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+        },
         ..ClientOptions::default()
     }
 }
@@ -165,7 +182,9 @@ pub async fn fake_server(identity: &NodeIdentity, response: Vec<u8>) -> SocketAd
             let acceptor = acceptor.clone();
             let response = response.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(s).await else { return };
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 // read the head (and ignore any body: the tests send bodiless requests)

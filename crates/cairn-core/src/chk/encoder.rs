@@ -3,7 +3,8 @@
 use crate::crypto::AesCtr;
 use crate::fec::Fec;
 use crate::hashtree::HashTree;
-use crate::hashutil::{tags, Hash, TaggedHasher, KEY_LEN};
+use crate::hashutil::{tags, Hash, KEY_LEN};
+use crate::sha256mb::TaggedLanes;
 
 use super::layout::share_hash_chain;
 use super::params::{ChkGeometry, EncodingParams, LayoutVersion, ShareOffsets};
@@ -12,7 +13,9 @@ use super::{ChkCapInfo, ChkError};
 
 /// Bytes encrypted and hashed per inner-loop step (stays in L1/L2 between the passes).
 const CHUNK: usize = 16 * 1024;
-/// Columns per erasure-coding call (the check blocks of one chunk are hashed while hot).
+/// Columns per erasure-coding call: the check blocks of one column chunk are hashed
+/// while hot, together with the same columns of the data blocks, all `N` blocks side by
+/// side on the multi-buffer SHA-256 ([`crate::sha256mb`]).
 const FEC_CHUNK: usize = 8 * 1024;
 
 /// The blocks of one segment, borrowed from the encoder until the next `push_segment`.
@@ -113,10 +116,13 @@ pub struct ChkEncoder {
     aes: AesCtr,
     fec: Fec,
     next_segment: u64,
-    crypttext: TaggedHasher,
-    seg_proto: TaggedHasher,
-    block_proto: TaggedHasher,
-    block_hashers: Vec<TaggedHasher>,
+    /// Every hash over segment data, side by side (see [`crate::sha256mb`]): lane
+    /// `shnum < N` is that share's block of the current segment, lane `N` the current
+    /// segment's crypttext, lane `N + 1` the whole file's crypttext. Lanes `0..=N`
+    /// restart at every segment.
+    hashers: TaggedLanes,
+    /// `0..=N`: the lanes finished at the end of every segment.
+    segment_lanes: Vec<usize>,
     segment_hashes: Vec<Hash>,
     /// `[shnum][segnum]`
     block_hashes: Vec<Vec<Hash>>,
@@ -126,7 +132,11 @@ pub struct ChkEncoder {
 
 impl ChkEncoder {
     /// Encoder for a file of `file_size` bytes (>= 1) under `key`, with Tahoe's layout choice.
-    pub fn new(params: &EncodingParams, key: [u8; KEY_LEN], file_size: u64) -> Result<Self, ChkError> {
+    pub fn new(
+        params: &EncodingParams,
+        key: [u8; KEY_LEN],
+        file_size: u64,
+    ) -> Result<Self, ChkError> {
         let geom = ChkGeometry::new(params, file_size)?;
         Self::with_layout(params, key, file_size, geom.default_layout())
     }
@@ -149,7 +159,6 @@ impl ChkEncoder {
         let seg_len = block_size.checked_mul(k).ok_or(ChkError::TooLarge)?;
         let check_len = block_size.checked_mul(n - k).ok_or(ChkError::TooLarge)?;
         let nseg = usize::try_from(geom.num_segments).map_err(|_| ChkError::TooLarge)?;
-        let block_proto = TaggedHasher::new(tags::BLOCK);
         Ok(ChkEncoder {
             geom,
             layout,
@@ -158,10 +167,14 @@ impl ChkEncoder {
             aes: AesCtr::new(&key),
             fec: Fec::new(k, n).map_err(ChkError::Fec)?,
             next_segment: 0,
-            crypttext: TaggedHasher::new(tags::CIPHERTEXT),
-            seg_proto: TaggedHasher::new(tags::CIPHERTEXT_SEGMENT),
-            block_hashers: vec![block_proto.clone(); n],
-            block_proto,
+            hashers: TaggedLanes::with_tags(
+                &[
+                    &vec![tags::BLOCK; n][..],
+                    &[tags::CIPHERTEXT_SEGMENT, tags::CIPHERTEXT],
+                ]
+                .concat(),
+            ),
+            segment_lanes: (0..=n).collect(),
             segment_hashes: Vec::with_capacity(nseg.min(1 << 20)),
             block_hashes: vec![Vec::with_capacity(nseg.min(1 << 20)); n],
             seg_buf: vec![0; seg_len],
@@ -183,12 +196,16 @@ impl ChkEncoder {
 
     /// The share header (same bytes for every share), known before any segment.
     pub fn header(&self) -> Vec<u8> {
-        self.geom.header(self.layout).expect("layout checked in constructor")
+        self.geom
+            .header(self.layout)
+            .expect("layout checked in constructor")
     }
 
     /// Bytes each share will have in total.
     pub fn allocated_size(&self) -> u64 {
-        self.geom.allocated_size(self.layout).expect("checked in constructor")
+        self.geom
+            .allocated_size(self.layout)
+            .expect("checked in constructor")
     }
 
     /// Index of the segment the next `push_segment` expects.
@@ -198,7 +215,8 @@ impl ChkEncoder {
 
     /// Plaintext length the next `push_segment` expects (`None` when all were pushed).
     pub fn next_segment_len(&self) -> Option<usize> {
-        (self.next_segment < self.geom.num_segments).then(|| self.geom.segment_len(self.next_segment) as usize)
+        (self.next_segment < self.geom.num_segments)
+            .then(|| self.geom.segment_len(self.next_segment) as usize)
     }
 
     /// Encrypt, hash, pad and erasure-code one segment (exactly
@@ -206,11 +224,17 @@ impl ChkEncoder {
     pub fn push_segment(&mut self, plaintext: &[u8]) -> Result<SegmentOutput<'_>, ChkError> {
         let segnum = self.next_segment;
         if segnum >= self.geom.num_segments {
-            return Err(ChkError::TooManySegments { num_segments: self.geom.num_segments });
+            return Err(ChkError::TooManySegments {
+                num_segments: self.geom.num_segments,
+            });
         }
         let want = self.geom.segment_len(segnum) as usize;
         if plaintext.len() != want {
-            return Err(ChkError::WrongSegmentLength { segment: segnum, expected: want as u64, got: plaintext.len() as u64 });
+            return Err(ChkError::WrongSegmentLength {
+                segment: segnum,
+                expected: want as u64,
+                got: plaintext.len() as u64,
+            });
         }
         let k = self.geom.needed as usize;
         let n = self.geom.total as usize;
@@ -218,41 +242,38 @@ impl ChkEncoder {
         let padded = bl * k;
         let buf = &mut self.seg_buf[..padded];
         buf[want..].fill(0);
-        let mut seg_hasher = self.seg_proto.clone();
-        // Pass 1, one cache-hot chunk at a time: copy + encrypt, then segment hash, flat
-        // crypttext hash and the hash of the data block the chunk belongs to.
-        let mut pos = 0;
-        while pos < padded {
-            let piece = pos / bl;
-            let mut end = (pos + CHUNK).min((piece + 1) * bl);
-            if pos < want {
-                end = end.min(want);
-                let c = &mut buf[pos..end];
-                c.copy_from_slice(&plaintext[pos..end]);
-                self.aes.apply(c);
-                seg_hasher.update(c);
-                self.crypttext.update(c);
-            }
-            self.block_hashers[piece].update(&buf[pos..end]);
-            pos = end;
+        // Pass 1: copy + encrypt, one cache-hot chunk at a time.
+        for (c, p) in buf[..want].chunks_mut(CHUNK).zip(plaintext.chunks(CHUNK)) {
+            c.copy_from_slice(p);
+            self.aes.apply(c);
         }
-        self.segment_hashes.push(seg_hasher.finish());
-        // Pass 2: check blocks column chunk by column chunk, hashed while hot.
+        // Pass 2, column chunk by column chunk: the check blocks, then every hash at once
+        // while the check columns are hot: the same columns of all N blocks, and the next
+        // `k` columns' worth of crypttext for the segment and the flat hash (so these two
+        // serial streams share kernel calls with the blocks for a third of their length).
         let checks = &mut self.check_buf[..bl * (n - k)];
         let mut c = 0;
         while c < bl {
             let w = FEC_CHUNK.min(bl - c);
             let pieces: Vec<&[u8]> = (0..k).map(|i| &buf[i * bl + c..i * bl + c + w]).collect();
-            let mut outs: Vec<(usize, &mut [u8])> =
-                checks.chunks_exact_mut(bl).enumerate().map(|(r, o)| (k + r, &mut o[c..c + w])).collect();
+            let mut outs: Vec<(usize, &mut [u8])> = checks
+                .chunks_exact_mut(bl)
+                .enumerate()
+                .map(|(r, o)| (k + r, &mut o[c..c + w]))
+                .collect();
             self.fec.encode(&pieces, &mut outs).map_err(ChkError::Fec)?;
-            for (shnum, o) in outs {
-                self.block_hashers[shnum].update(o);
-            }
+            let crypttext = &buf[(k * c).min(want)..(k * (c + w)).min(want)];
+            let mut lanes = pieces;
+            lanes.extend(outs.iter().map(|(_, o)| &o[..]));
+            lanes.extend([crypttext, crypttext]);
+            self.hashers.update_lanes(&lanes);
             c += w;
         }
-        for (h, list) in self.block_hashers.iter_mut().zip(self.block_hashes.iter_mut()) {
-            list.push(std::mem::replace(h, self.block_proto.clone()).finish());
+        let mut hashes = self.hashers.finish_reset_lanes(&self.segment_lanes);
+        self.segment_hashes
+            .push(hashes.pop().expect("segment lane"));
+        for (h, list) in hashes.into_iter().zip(self.block_hashes.iter_mut()) {
+            list.push(h);
         }
         self.next_segment += 1;
         Ok(SegmentOutput {
@@ -268,16 +289,25 @@ impl ChkEncoder {
     /// Build the hash trees and the UEB and return every share's remaining bytes.
     pub fn finish(self) -> Result<EncodedTrailer, ChkError> {
         if self.next_segment != self.geom.num_segments {
-            return Err(ChkError::MissingSegments { pushed: self.next_segment, expected: self.geom.num_segments });
+            return Err(ChkError::MissingSegments {
+                pushed: self.next_segment,
+                expected: self.geom.num_segments,
+            });
         }
         let n = self.geom.total as usize;
         let trailer_len = (self.allocated_size() - self.offsets.plaintext_hash_tree) as usize;
-        let crypttext_hash = self.crypttext.finish();
+        let crypttext_hash = self.hashers.finish_lanes(&[n + 1])[0];
         let ct_tree = HashTree::new(&self.segment_hashes);
-        let block_trees: Vec<HashTree> = self.block_hashes.iter().map(|l| HashTree::new(l)).collect();
+        let block_trees: Vec<HashTree> =
+            self.block_hashes.iter().map(|l| HashTree::new(l)).collect();
         let roots: Vec<Hash> = block_trees.iter().map(|t| t.root()).collect();
         let share_tree = HashTree::new(&roots);
-        let ueb = Ueb::for_file(&self.geom, crypttext_hash, ct_tree.root(), share_tree.root());
+        let ueb = Ueb::for_file(
+            &self.geom,
+            crypttext_hash,
+            ct_tree.root(),
+            share_tree.root(),
+        );
         let ueb_bytes = ueb.to_bytes();
         debug_assert_eq!(ueb_bytes.len() as u64, self.geom.ueb_len);
         let ueb_hash = crate::hashutil::uri_extension_hash(&ueb_bytes);

@@ -18,11 +18,24 @@ pub struct ConvergentKeyHasher {
 }
 
 impl ConvergentKeyHasher {
-    pub fn new(params: &EncodingParams, file_size: u64, convergence_secret: &[u8]) -> Result<Self, ChkError> {
+    pub fn new(
+        params: &EncodingParams,
+        file_size: u64,
+        convergence_secret: &[u8],
+    ) -> Result<Self, ChkError> {
         let segsize = params.segment_size_for(file_size)?;
-        let inner = convergence_hasher(params.needed as usize, params.total as usize, segsize, convergence_secret)
-            .map_err(|e| ChkError::BadParams(e.to_string()))?;
-        Ok(ConvergentKeyHasher { inner, expected: file_size, fed: 0 })
+        let inner = convergence_hasher(
+            params.needed as usize,
+            params.total as usize,
+            segsize,
+            convergence_secret,
+        )
+        .map_err(|e| ChkError::BadParams(e.to_string()))?;
+        Ok(ConvergentKeyHasher {
+            inner,
+            expected: file_size,
+            fed: 0,
+        })
     }
 
     pub fn update(&mut self, plaintext: &[u8]) {
@@ -33,7 +46,10 @@ impl ConvergentKeyHasher {
     /// The 16-byte key; fails if the bytes fed differ from the announced size.
     pub fn finish(self) -> Result<[u8; KEY_LEN], ChkError> {
         if self.fed != self.expected {
-            return Err(ChkError::WrongInputLength { expected: self.expected, got: self.fed });
+            return Err(ChkError::WrongInputLength {
+                expected: self.expected,
+                got: self.fed,
+            });
         }
         Ok(self.inner.finish_truncated::<KEY_LEN>())
     }

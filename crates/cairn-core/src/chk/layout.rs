@@ -14,17 +14,28 @@ use super::params::{ChkGeometry, LayoutVersion, ShareOffsets, MAX_UEB_LEN, SHARE
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum LayoutError {
     #[error("share is {have} bytes, too short for {what} (need {need})")]
-    Truncated { what: &'static str, need: u64, have: u64 },
+    Truncated {
+        what: &'static str,
+        need: u64,
+        have: u64,
+    },
     #[error("unknown share layout version {0} (understand 1 and 2)")]
     UnknownVersion(u32),
     #[error("share offsets out of order or outside the share: {0:?}")]
     BadOffsets(ShareOffsets),
     #[error("{what} region is {len} bytes, not a multiple of {unit}")]
-    Ragged { what: &'static str, len: u64, unit: u64 },
+    Ragged {
+        what: &'static str,
+        len: u64,
+        unit: u64,
+    },
     #[error("UEB length {0} is ridiculously large (limit {MAX_UEB_LEN})")]
     UebTooLong(u64),
     #[error("share offsets {got:?} differ from those of this file {want:?}")]
-    WrongGeometry { got: ShareOffsets, want: ShareOffsets },
+    WrongGeometry {
+        got: ShareOffsets,
+        want: ShareOffsets,
+    },
 }
 
 /// A parsed share: header fields, offsets, and the sections as slices of the input.
@@ -51,7 +62,9 @@ pub struct ShareLayout<'a> {
 }
 
 fn be(data: &[u8], at: usize, width: usize) -> u64 {
-    data[at..at + width].iter().fold(0u64, |a, &b| (a << 8) | b as u64)
+    data[at..at + width]
+        .iter()
+        .fold(0u64, |a, &b| (a << 8) | b as u64)
 }
 
 impl<'a> ShareLayout<'a> {
@@ -62,7 +75,11 @@ impl<'a> ShareLayout<'a> {
     pub fn parse(share: &'a [u8]) -> Result<ShareLayout<'a>, LayoutError> {
         let have = share.len() as u64;
         if share.len() < 4 {
-            return Err(LayoutError::Truncated { what: "version", need: 4, have });
+            return Err(LayoutError::Truncated {
+                what: "version",
+                need: 4,
+                have,
+            });
         }
         let version = match be(share, 0, 4) as u32 {
             1 => LayoutVersion::V1,
@@ -71,7 +88,11 @@ impl<'a> ShareLayout<'a> {
         };
         let hl = version.header_len();
         if have < hl {
-            return Err(LayoutError::Truncated { what: "header", need: hl, have });
+            return Err(LayoutError::Truncated {
+                what: "header",
+                need: hl,
+                have,
+            });
         }
         let w = version.field_len() as usize;
         let f = |i: usize| be(share, 4 + i * w, w);
@@ -84,13 +105,28 @@ impl<'a> ShareLayout<'a> {
             uri_extension: f(7),
         };
         let o = offsets;
-        let order = [hl, o.data, o.plaintext_hash_tree, o.crypttext_hash_tree, o.block_hashes, o.share_hashes, o.uri_extension];
+        let order = [
+            hl,
+            o.data,
+            o.plaintext_hash_tree,
+            o.crypttext_hash_tree,
+            o.block_hashes,
+            o.share_hashes,
+            o.uri_extension,
+        ];
         if order.windows(2).any(|p| p[0] > p[1]) {
             return Err(LayoutError::BadOffsets(offsets));
         }
-        let ueb_len_end = o.uri_extension.checked_add(w as u64).ok_or(LayoutError::BadOffsets(offsets))?;
+        let ueb_len_end = o
+            .uri_extension
+            .checked_add(w as u64)
+            .ok_or(LayoutError::BadOffsets(offsets))?;
         if ueb_len_end > have {
-            return Err(LayoutError::Truncated { what: "UEB length", need: ueb_len_end, have });
+            return Err(LayoutError::Truncated {
+                what: "UEB length",
+                need: ueb_len_end,
+                have,
+            });
         }
         let ueb_len = be(share, o.uri_extension as usize, w);
         if ueb_len >= MAX_UEB_LEN as u64 {
@@ -98,7 +134,11 @@ impl<'a> ShareLayout<'a> {
         }
         let ueb_end = ueb_len_end + ueb_len;
         if ueb_end > have {
-            return Err(LayoutError::Truncated { what: "UEB", need: ueb_end, have });
+            return Err(LayoutError::Truncated {
+                what: "UEB",
+                need: ueb_end,
+                have,
+            });
         }
         let sl = |a: u64, b: u64| &share[a as usize..b as usize];
         let l = ShareLayout {
@@ -114,12 +154,20 @@ impl<'a> ShareLayout<'a> {
             ueb: sl(ueb_len_end, ueb_end),
         };
         for (what, region, unit) in [
-            ("crypttext hash tree", l.crypttext_hash_tree, HASH_LEN as u64),
+            (
+                "crypttext hash tree",
+                l.crypttext_hash_tree,
+                HASH_LEN as u64,
+            ),
             ("block hash tree", l.block_hash_tree, HASH_LEN as u64),
             ("share hashes", l.share_hashes, SHARE_HASH_ENTRY_LEN),
         ] {
-            if region.len() as u64 % unit != 0 {
-                return Err(LayoutError::Ragged { what, len: region.len() as u64, unit });
+            if !(region.len() as u64).is_multiple_of(unit) {
+                return Err(LayoutError::Ragged {
+                    what,
+                    len: region.len() as u64,
+                    unit,
+                });
             }
         }
         Ok(l)
@@ -128,20 +176,27 @@ impl<'a> ShareLayout<'a> {
     /// Require the offsets Tahoe writes for a file of geometry `g` (every section exactly
     /// its size). Needed before blocks or hash trees are indexed by segment.
     pub fn check_geometry(&self, g: &ChkGeometry) -> Result<(), LayoutError> {
-        let want = g.offsets(self.version).map_err(|_| LayoutError::BadOffsets(self.offsets))?;
+        let want = g
+            .offsets(self.version)
+            .map_err(|_| LayoutError::BadOffsets(self.offsets))?;
         if want != self.offsets {
-            return Err(LayoutError::WrongGeometry { got: self.offsets, want });
+            return Err(LayoutError::WrongGeometry {
+                got: self.offsets,
+                want,
+            });
         }
         Ok(())
     }
 
     /// The share-hash chain entries, in stored order.
     pub fn share_hash_entries(&self) -> impl Iterator<Item = (u16, Hash)> + 'a {
-        self.share_hashes.chunks_exact(SHARE_HASH_ENTRY_LEN as usize).map(|c| {
-            let mut h = [0u8; HASH_LEN];
-            h.copy_from_slice(&c[2..]);
-            (u16::from_be_bytes([c[0], c[1]]), h)
-        })
+        self.share_hashes
+            .chunks_exact(SHARE_HASH_ENTRY_LEN as usize)
+            .map(|c| {
+                let mut h = [0u8; HASH_LEN];
+                h.copy_from_slice(&c[2..]);
+                (u16::from_be_bytes([c[0], c[1]]), h)
+            })
     }
 
     /// Block `segnum` of this share; `None` if outside the data region.
@@ -161,7 +216,10 @@ impl<'a> ShareLayout<'a> {
 
 /// Flattened hash tree bytes -> hashes.
 pub(crate) fn hashes_of(region: &[u8]) -> Vec<Hash> {
-    region.chunks_exact(HASH_LEN).map(|c| c.try_into().expect("32-byte chunk")).collect()
+    region
+        .chunks_exact(HASH_LEN)
+        .map(|c| c.try_into().expect("32-byte chunk"))
+        .collect()
 }
 
 /// The order in which CPython 3 iterates `s = set(items); s.add(extra)` for small
@@ -175,7 +233,11 @@ pub(crate) fn python_set_order(items: impl IntoIterator<Item = usize>) -> Vec<us
         let mut perturb = key;
         let mut i = key & mask;
         loop {
-            let probes = if i + LINEAR_PROBES <= mask { LINEAR_PROBES } else { 0 };
+            let probes = if i + LINEAR_PROBES <= mask {
+                LINEAR_PROBES
+            } else {
+                0
+            };
             for j in 0..=probes {
                 match table[i + j] {
                     None => {
@@ -214,7 +276,11 @@ pub(crate) fn python_set_order(items: impl IntoIterator<Item = usize>) -> Vec<us
 
 /// Share-hash chain of share `shnum` (leaf included) in Tahoe's on-disk order, over a share
 /// hash tree whose nodes are `nodes` (root first).
-pub(crate) fn share_hash_chain(nodes: &[Hash], num_leaves: usize, shnum: usize) -> Vec<(usize, Hash)> {
+pub(crate) fn share_hash_chain(
+    nodes: &[Hash],
+    num_leaves: usize,
+    shnum: usize,
+) -> Vec<(usize, Hash)> {
     let first_leaf = crate::hashtree::roundup_pow2(num_leaves) - 1;
     let leaf = first_leaf + shnum;
     let mut chain = Vec::new();
@@ -225,7 +291,10 @@ pub(crate) fn share_hash_chain(nodes: &[Hash], num_leaves: usize, shnum: usize) 
         here = (here - 1) / 2;
     }
     chain.push(leaf);
-    python_set_order(chain).into_iter().map(|i| (i, nodes[i])).collect()
+    python_set_order(chain)
+        .into_iter()
+        .map(|i| (i, nodes[i]))
+        .collect()
 }
 
 #[cfg(test)]
@@ -237,7 +306,10 @@ mod tests {
         // CPython 3.11: s = set([16, 8, 4, 2]); s.add(15); list(s)
         assert_eq!(python_set_order([16, 8, 4, 2, 15]), vec![2, 4, 8, 15, 16]);
         // needed_hashes(i, include_leaf=True) for N=256 (leaf 255+i), as CPython lists them
-        assert_eq!(python_set_order([256, 128, 64, 32, 16, 8, 4, 2, 255]).len(), 9);
+        assert_eq!(
+            python_set_order([256, 128, 64, 32, 16, 8, 4, 2, 255]).len(),
+            9
+        );
         assert_eq!(python_set_order([0usize; 0]), Vec::<usize>::new());
     }
 
@@ -250,15 +322,23 @@ mod tests {
         for n in 1..=256usize {
             let nodes = vec![[0u8; 32]; 2 * crate::hashtree::roundup_pow2(n) - 1];
             for shnum in 0..n {
-                let order: Vec<String> =
-                    share_hash_chain(&nodes, n, shnum).into_iter().map(|(i, _)| i.to_string()).collect();
+                let order: Vec<String> = share_hash_chain(&nodes, n, shnum)
+                    .into_iter()
+                    .map(|(i, _)| i.to_string())
+                    .collect();
                 s.push_str(&order.join(","));
                 s.push(';');
             }
             s.push('\n');
         }
-        let hex: String = Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, "2ee938087fe3b17b54ebd1dd411b2c1b1f6aaa16c9c6b321f9f39819f6326801");
+        let hex: String = Sha256::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "2ee938087fe3b17b54ebd1dd411b2c1b1f6aaa16c9c6b321f9f39819f6326801"
+        );
     }
 
     #[test]

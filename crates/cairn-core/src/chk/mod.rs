@@ -22,12 +22,13 @@ use thiserror::Error;
 
 use crate::hashutil::{Hash, KEY_LEN};
 
-pub use decoder::{decode, verify_share, ChkDecoder, DecodeError};
+pub use decoder::{decode, verify_share, ChkDecoder, DecodeError, SegmentDecoder};
 pub use encoder::{encode_file, ChkEncoder, EncodedFile, EncodedTrailer, SegmentOutput};
 pub use key::{convergent_key, ConvergentKeyHasher};
 pub use layout::{LayoutError, ShareLayout};
 pub use params::{
-    ChkGeometry, EncodingParams, LayoutVersion, ShareOffsets, DEFAULT_MAX_SEGMENT_SIZE, LIT_SIZE_THRESHOLD,
+    ChkGeometry, EncodingParams, LayoutVersion, ShareOffsets, DEFAULT_MAX_SEGMENT_SIZE,
+    LIT_SIZE_THRESHOLD,
 };
 pub use ueb::{CodecParams, Ueb, UebError};
 
@@ -41,7 +42,11 @@ pub enum ChkError {
     #[error("expected {expected} bytes of input, got {got}")]
     WrongInputLength { expected: u64, got: u64 },
     #[error("segment {segment} must be {expected} bytes, got {got}")]
-    WrongSegmentLength { segment: u64, expected: u64, got: u64 },
+    WrongSegmentLength {
+        segment: u64,
+        expected: u64,
+        got: u64,
+    },
     #[error("all {num_segments} segments were already pushed")]
     TooManySegments { num_segments: u64 },
     #[error("finish after {pushed} of {expected} segments")]
@@ -87,18 +92,31 @@ impl ChkCapInfo {
 
 impl From<&crate::cap::ChkReadCap> for ChkCapInfo {
     fn from(c: &crate::cap::ChkReadCap) -> Self {
-        ChkCapInfo { needed: c.needed(), total: c.total(), size: c.size(), ueb_hash: *c.ueb_hash() }
+        ChkCapInfo {
+            needed: c.needed(),
+            total: c.total(),
+            size: c.size(),
+            ueb_hash: *c.ueb_hash(),
+        }
     }
 }
 
 impl From<&crate::cap::ChkVerifyCap> for ChkCapInfo {
     fn from(c: &crate::cap::ChkVerifyCap) -> Self {
-        ChkCapInfo { needed: c.needed(), total: c.total(), size: c.size(), ueb_hash: *c.ueb_hash() }
+        ChkCapInfo {
+            needed: c.needed(),
+            total: c.total(),
+            size: c.size(),
+            ueb_hash: *c.ueb_hash(),
+        }
     }
 }
 
 /// [`decode`] with a read cap: verified plaintext from complete shares.
-pub fn decode_read_cap(cap: &crate::cap::ChkReadCap, shares: &[(u16, &[u8])]) -> Result<Vec<u8>, DecodeError> {
+pub fn decode_read_cap(
+    cap: &crate::cap::ChkReadCap,
+    shares: &[(u16, &[u8])],
+) -> Result<Vec<u8>, DecodeError> {
     decode(&ChkCapInfo::from(cap), Some(*cap.key()), shares)
 }
 
@@ -131,11 +149,17 @@ impl Immutable {
 
 /// Convergent upload of an in-memory file: LIT for <= 55 bytes, otherwise key derivation
 /// and encoding with Tahoe's layout choice.
-pub fn encode_convergent(params: &EncodingParams, convergence_secret: &[u8], plaintext: &[u8]) -> Result<Immutable, ChkError> {
+pub fn encode_convergent(
+    params: &EncodingParams,
+    convergence_secret: &[u8],
+    plaintext: &[u8],
+) -> Result<Immutable, ChkError> {
     params.validate()?;
     if is_lit(plaintext.len() as u64) {
         return Ok(Immutable::Lit(plaintext.to_vec()));
     }
     let key = convergent_key(params, convergence_secret, plaintext)?;
-    Ok(Immutable::Chk(Box::new(encode_file(params, key, plaintext, None)?)))
+    Ok(Immutable::Chk(Box::new(encode_file(
+        params, key, plaintext, None,
+    )?)))
 }

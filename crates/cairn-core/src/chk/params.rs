@@ -30,14 +30,29 @@ pub struct EncodingParams {
 
 impl Default for EncodingParams {
     fn default() -> Self {
-        EncodingParams { needed: 3, happy: 7, total: 10, max_segment_size: DEFAULT_MAX_SEGMENT_SIZE }
+        EncodingParams {
+            needed: 3,
+            happy: 7,
+            total: 10,
+            max_segment_size: DEFAULT_MAX_SEGMENT_SIZE,
+        }
     }
 }
 
 impl EncodingParams {
     /// Checked constructor: `1 <= k <= N <= 256`, `happy <= N`, `max_segment_size >= 1`.
-    pub fn new(needed: u16, happy: u16, total: u16, max_segment_size: u64) -> Result<Self, ChkError> {
-        let p = EncodingParams { needed, happy, total, max_segment_size };
+    pub fn new(
+        needed: u16,
+        happy: u16,
+        total: u16,
+        max_segment_size: u64,
+    ) -> Result<Self, ChkError> {
+        let p = EncodingParams {
+            needed,
+            happy,
+            total,
+            max_segment_size,
+        };
         p.validate()?;
         Ok(p)
     }
@@ -45,7 +60,10 @@ impl EncodingParams {
     pub fn validate(&self) -> Result<(), ChkError> {
         check_k_n(self.needed, self.total)?;
         if self.happy > self.total {
-            return Err(ChkError::BadParams(format!("happy={} > total={}", self.happy, self.total)));
+            return Err(ChkError::BadParams(format!(
+                "happy={} > total={}",
+                self.happy, self.total
+            )));
         }
         if self.max_segment_size == 0 {
             return Err(ChkError::BadParams("max_segment_size must be >= 1".into()));
@@ -63,7 +81,9 @@ impl EncodingParams {
 
 pub(crate) fn check_k_n(k: u16, n: u16) -> Result<(), ChkError> {
     if k == 0 || k > n || n > 256 {
-        return Err(ChkError::BadParams(format!("need 1 <= k <= N <= 256, got k={k} N={n}")));
+        return Err(ChkError::BadParams(format!(
+            "need 1 <= k <= N <= 256, got k={k} N={n}"
+        )));
     }
     Ok(())
 }
@@ -148,13 +168,20 @@ impl ChkGeometry {
 
     /// Geometry from the values a reader has: `k`, `N` and size from the cap, segment size
     /// from the UEB. Needs `segment_size > 0`, a multiple of `k`, and `file_size > 0`.
-    pub fn from_parts(needed: u16, total: u16, segment_size: u64, file_size: u64) -> Result<Self, ChkError> {
+    pub fn from_parts(
+        needed: u16,
+        total: u16,
+        segment_size: u64,
+        file_size: u64,
+    ) -> Result<Self, ChkError> {
         check_k_n(needed, total)?;
         let k = needed as u64;
         if file_size == 0 {
-            return Err(ChkError::BadParams("CHK files have at least one byte".into()));
+            return Err(ChkError::BadParams(
+                "CHK files have at least one byte".into(),
+            ));
         }
-        if segment_size == 0 || segment_size % k != 0 {
+        if segment_size == 0 || !segment_size.is_multiple_of(k) {
             return Err(ChkError::BadParams(format!(
                 "segment size {segment_size} is not a positive multiple of k={k}"
             )));
@@ -228,7 +255,11 @@ impl ChkGeometry {
     /// The layout Tahoe picks: v1 unless a field would not fit in 32 bits.
     pub fn default_layout(&self) -> LayoutVersion {
         match self.offsets(LayoutVersion::V1) {
-            Ok(o) if self.block_size < 1 << 32 && self.share_size < 1 << 32 && o.uri_extension < 1 << 32 => {
+            Ok(o)
+                if self.block_size < 1 << 32
+                    && self.share_size < 1 << 32
+                    && o.uri_extension < 1 << 32 =>
+            {
                 LayoutVersion::V1
             }
             _ => LayoutVersion::V2,
@@ -243,8 +274,17 @@ impl ChkGeometry {
         let crypttext_hash_tree = plaintext_hash_tree.checked_add(t).ok_or_else(overflow)?;
         let block_hashes = crypttext_hash_tree.checked_add(t).ok_or_else(overflow)?;
         let share_hashes = block_hashes.checked_add(t).ok_or_else(overflow)?;
-        let uri_extension = share_hashes.checked_add(self.share_hashes_len()).ok_or_else(overflow)?;
-        Ok(ShareOffsets { data, plaintext_hash_tree, crypttext_hash_tree, block_hashes, share_hashes, uri_extension })
+        let uri_extension = share_hashes
+            .checked_add(self.share_hashes_len())
+            .ok_or_else(overflow)?;
+        Ok(ShareOffsets {
+            data,
+            plaintext_hash_tree,
+            crypttext_hash_tree,
+            block_hashes,
+            share_hashes,
+            uri_extension,
+        })
     }
 
     /// Whether `version` can represent this file (v1 needs every field < 2^32).
@@ -304,7 +344,14 @@ mod tests {
         assert_eq!(g.share_hash_count, 5);
         let o = g.offsets(LayoutVersion::V1).unwrap();
         assert_eq!(
-            [o.data, o.plaintext_hash_tree, o.crypttext_hash_tree, o.block_hashes, o.share_hashes, o.uri_extension],
+            [
+                o.data,
+                o.plaintext_hash_tree,
+                o.crypttext_hash_tree,
+                o.block_hashes,
+                o.share_hashes,
+                o.uri_extension
+            ],
             [36, 55, 87, 119, 151, 321]
         );
         assert_eq!(g.allocated_size(LayoutVersion::V1).unwrap(), 633);
@@ -318,7 +365,10 @@ mod tests {
         let g = ChkGeometry::new(&p, 10_000_000).unwrap();
         assert_eq!(g.num_segments, 77);
         assert_eq!(g.share_size, 3_333_334);
-        assert_eq!(g.block_size * (g.num_segments - 1) + g.tail_block_size, g.share_size);
+        assert_eq!(
+            g.block_size * (g.num_segments - 1) + g.tail_block_size,
+            g.share_size
+        );
         let huge = ChkGeometry::new(&EncodingParams::default(), 1 << 40).unwrap();
         assert_eq!(huge.default_layout(), LayoutVersion::V2);
         assert!(ChkGeometry::new(&EncodingParams::default(), u64::MAX).is_ok());

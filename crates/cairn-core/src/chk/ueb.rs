@@ -64,10 +64,19 @@ pub struct Ueb {
 
 impl Ueb {
     /// The UEB Tahoe 1.20 writes for a file of this geometry.
-    pub fn for_file(g: &ChkGeometry, crypttext_hash: Hash, crypttext_root_hash: Hash, share_root_hash: Hash) -> Ueb {
+    pub fn for_file(
+        g: &ChkGeometry,
+        crypttext_hash: Hash,
+        crypttext_root_hash: Hash,
+        share_root_hash: Hash,
+    ) -> Ueb {
         Ueb {
             codec_name: Some(b"crs".to_vec()),
-            codec_params: Some(CodecParams { segment_size: g.segment_size, needed: g.needed, total: g.total }),
+            codec_params: Some(CodecParams {
+                segment_size: g.segment_size,
+                needed: g.needed,
+                total: g.total,
+            }),
             tail_codec_params: Some(CodecParams {
                 segment_size: g.padded_tail_size,
                 needed: g.needed,
@@ -107,7 +116,9 @@ impl Ueb {
             share_hash_count: 0,
             ueb_len: 0,
         };
-        Ueb::for_file(&g, [0; 32], [0; 32], [0; 32]).to_bytes().len()
+        Ueb::for_file(&g, [0; 32], [0; 32], [0; 32])
+            .to_bytes()
+            .len()
     }
 
     /// `pack_extension`: sorted keys, `key:netstring(value)`.
@@ -179,35 +190,61 @@ impl Ueb {
         let mut seen: Vec<&[u8]> = Vec::new();
         let mut pos = 0usize;
         while pos < data.len() {
-            let key_end = find(data, pos, b':').ok_or(UebError::Syntax { at: pos, what: "key without ':'" })?;
+            let key_end = find(data, pos, b':').ok_or(UebError::Syntax {
+                at: pos,
+                what: "key without ':'",
+            })?;
             let key = &data[pos..key_end];
-            if key.is_empty() || !key.iter().all(|&b| b.is_ascii_alphabetic() || b == b'_' || b == b'-') {
-                return Err(UebError::Syntax { at: pos, what: "bad key" });
+            if key.is_empty()
+                || !key
+                    .iter()
+                    .all(|&b| b.is_ascii_alphabetic() || b == b'_' || b == b'-')
+            {
+                return Err(UebError::Syntax {
+                    at: pos,
+                    what: "bad key",
+                });
             }
             if seen.contains(&key) {
-                return Err(UebError::DuplicateKey(String::from_utf8_lossy(key).into_owned()));
+                return Err(UebError::DuplicateKey(
+                    String::from_utf8_lossy(key).into_owned(),
+                ));
             }
             seen.push(key);
             let len_start = key_end + 1;
-            let len_end =
-                find(data, len_start, b':').ok_or(UebError::Syntax { at: len_start, what: "length without ':'" })?;
-            let len = parse_dec(&data[len_start..len_end])
-                .ok_or(UebError::Syntax { at: len_start, what: "bad netstring length" })?;
+            let len_end = find(data, len_start, b':').ok_or(UebError::Syntax {
+                at: len_start,
+                what: "length without ':'",
+            })?;
+            let len = parse_dec(&data[len_start..len_end]).ok_or(UebError::Syntax {
+                at: len_start,
+                what: "bad netstring length",
+            })?;
             let v_start = len_end + 1;
             let v_end = usize::try_from(len)
                 .ok()
                 .and_then(|l| v_start.checked_add(l))
                 .filter(|&e| e < data.len())
-                .ok_or(UebError::Syntax { at: len_start, what: "netstring runs past the end" })?;
+                .ok_or(UebError::Syntax {
+                    at: len_start,
+                    what: "netstring runs past the end",
+                })?;
             if data[v_end] != b',' {
-                return Err(UebError::Syntax { at: v_end, what: "netstring not terminated by ','" });
+                return Err(UebError::Syntax {
+                    at: v_end,
+                    what: "netstring not terminated by ','",
+                });
             }
             let value = &data[v_start..v_end];
             pos = v_end + 1;
             match key {
                 b"codec_name" => u.codec_name = Some(value.to_vec()),
-                b"codec_params" => u.codec_params = Some(parse_codec_params("codec_params", value)?),
-                b"tail_codec_params" => u.tail_codec_params = Some(parse_codec_params("tail_codec_params", value)?),
+                b"codec_params" => {
+                    u.codec_params = Some(parse_codec_params("codec_params", value)?)
+                }
+                b"tail_codec_params" => {
+                    u.tail_codec_params = Some(parse_codec_params("tail_codec_params", value)?)
+                }
                 b"size" => u.size = Some(num("size", value)?),
                 b"segment_size" => {
                     u.segment_size = num("segment_size", value)?;
@@ -245,23 +282,43 @@ impl Ueb {
     /// `k` (the downloader asserts this). Returns the file geometry.
     pub fn validate(&self, needed: u16, total: u16, size: u64) -> Result<ChkGeometry, UebError> {
         let incons = |s: String| Err(UebError::Inconsistent(s));
-        let g = ChkGeometry::from_parts(needed, total, self.segment_size, size).map_err(|e| match e {
-            ChkError::BadParams(s) => UebError::Inconsistent(s),
-            other => UebError::Inconsistent(other.to_string()),
-        })?;
+        let g = ChkGeometry::from_parts(needed, total, self.segment_size, size).map_err(
+            |e| match e {
+                ChkError::BadParams(s) => UebError::Inconsistent(s),
+                other => UebError::Inconsistent(other.to_string()),
+            },
+        )?;
         if let Some(name) = &self.codec_name {
             if name != b"crs" {
-                return Err(UebError::UnsupportedCodec(String::from_utf8_lossy(name).into_owned()));
+                return Err(UebError::UnsupportedCodec(
+                    String::from_utf8_lossy(name).into_owned(),
+                ));
             }
         }
         if let Some(p) = self.codec_params {
-            if p != (CodecParams { segment_size: g.segment_size, needed, total }) {
-                return incons(format!("codec_params {} vs segment_size {} k={needed} N={total}", p.render(), g.segment_size));
+            if p != (CodecParams {
+                segment_size: g.segment_size,
+                needed,
+                total,
+            }) {
+                return incons(format!(
+                    "codec_params {} vs segment_size {} k={needed} N={total}",
+                    p.render(),
+                    g.segment_size
+                ));
             }
         }
         if let Some(p) = self.tail_codec_params {
-            if p != (CodecParams { segment_size: g.padded_tail_size, needed, total }) {
-                return incons(format!("tail_codec_params {} vs padded tail {}", p.render(), g.padded_tail_size));
+            if p != (CodecParams {
+                segment_size: g.padded_tail_size,
+                needed,
+                total,
+            }) {
+                return incons(format!(
+                    "tail_codec_params {} vs padded tail {}",
+                    p.render(),
+                    g.padded_tail_size
+                ));
             }
         }
         if let Some(n) = self.num_segments {
@@ -297,29 +354,47 @@ fn parse_dec(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    s.iter().try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add((d - b'0') as u64))
+    s.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add((d - b'0') as u64)
+    })
 }
 
 fn num(key: &'static str, v: &[u8]) -> Result<u64, UebError> {
-    parse_dec(v).ok_or_else(|| UebError::BadValue { key, what: format!("{:?} is not a decimal u64", String::from_utf8_lossy(v)) })
+    parse_dec(v).ok_or_else(|| UebError::BadValue {
+        key,
+        what: format!("{:?} is not a decimal u64", String::from_utf8_lossy(v)),
+    })
 }
 
 fn small(key: &'static str, v: &[u8]) -> Result<u16, UebError> {
     let n = num(key, v)?;
     if n == 0 || n > 256 {
-        return Err(UebError::BadValue { key, what: format!("{n} not in 1..=256") });
+        return Err(UebError::BadValue {
+            key,
+            what: format!("{n} not in 1..=256"),
+        });
     }
     Ok(n as u16)
 }
 
 fn hash(key: &'static str, v: &[u8]) -> Result<Hash, UebError> {
-    v.try_into().map_err(|_| UebError::BadValue { key, what: format!("{} bytes, want {HASH_LEN}", v.len()) })
+    v.try_into().map_err(|_| UebError::BadValue {
+        key,
+        what: format!("{} bytes, want {HASH_LEN}", v.len()),
+    })
 }
 
 fn parse_codec_params(key: &'static str, v: &[u8]) -> Result<CodecParams, UebError> {
     let mut it = v.split(|&b| b == b'-');
-    let bad = || UebError::BadValue { key, what: format!("{:?} is not <segsize>-<k>-<N>", String::from_utf8_lossy(v)) };
-    let (a, b, c) = (it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?);
+    let bad = || UebError::BadValue {
+        key,
+        what: format!("{:?} is not <segsize>-<k>-<N>", String::from_utf8_lossy(v)),
+    };
+    let (a, b, c) = (
+        it.next().ok_or_else(bad)?,
+        it.next().ok_or_else(bad)?,
+        it.next().ok_or_else(bad)?,
+    );
     if it.next().is_some() {
         return Err(bad());
     }
@@ -351,10 +426,21 @@ mod tests {
 
     #[test]
     fn refuses_garbage() {
-        for bad in [&b"x"[..], b"a:1:x", b"a:1:xx", b"a:99999999999999999999999:x,", b":1:x,", b"a b:1:x,", b"a:-1:x,"] {
+        for bad in [
+            &b"x"[..],
+            b"a:1:x",
+            b"a:1:xx",
+            b"a:99999999999999999999999:x,",
+            b":1:x,",
+            b"a b:1:x,",
+            b"a:-1:x,",
+        ] {
             assert!(Ueb::parse(bad).is_err(), "{bad:?}");
         }
         assert!(matches!(Ueb::parse(b""), Err(UebError::MissingKey(_))));
-        assert!(matches!(Ueb::parse(&[b'a'; 2000]), Err(UebError::TooLong(_))));
+        assert!(matches!(
+            Ueb::parse(&[b'a'; 2000]),
+            Err(UebError::TooLong(_))
+        ));
     }
 }

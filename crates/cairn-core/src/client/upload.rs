@@ -1,1 +1,968 @@
-//! CHK upload state machine (to be written).
+//! Server selection for a CHK upload, and losing servers while the shares are written, as
+//! an explicit state machine (Tahoe-LAFS 1.20 `immutable/upload.py`:
+//! `Tahoe2ServerSelector.get_shareholders`, `PeerSelector`; `immutable/encode.py`:
+//! `Encoder._remove_shareholder`). Compat map §3.6.
+//!
+//! # Participants and goal
+//!
+//! The driver (cairn-client) knows the servers, their order for this storage index and
+//! whether each can take a share of this size; it sends requests and reports answers. The
+//! machine decides which requests to send and, in the end, which shares go where. Goal: a
+//! placement whose servers-of-happiness is at least `happy`, chosen exactly as Tahoe chooses
+//! it, or an error that says why not.
+//!
+//! ```
+//! use std::collections::BTreeSet;
+//! use cairn_core::client::upload::{Action, Candidate, Event, SelectionParams, UploadMachine};
+//!
+//! let cands: Vec<Candidate> = (0..4).map(|server| Candidate { server, writable: true }).collect();
+//! let params = SelectionParams { needed: 2, happy: 4, total: 4 };
+//! let mut m = UploadMachine::new(&cands, params).unwrap();
+//! let mut actions = m.start();                      // ListShares to every candidate
+//! while let Some(a) = actions.pop() {
+//!     let ev = match a {
+//!         Action::ListShares { server } => Event::Listed { server, shares: BTreeSet::new() },
+//!         Action::Allocate { server, shares } => {
+//!             Event::Allocated { server, already_have: BTreeSet::new(), allocated: shares }
+//!         }
+//!         Action::Abort { .. } => continue,
+//!     };
+//!     actions.extend(m.handle(ev).unwrap());
+//! }
+//! let placement = m.outcome().unwrap().unwrap();
+//! assert_eq!(placement.happiness, 4);
+//! assert_eq!(placement.writes.values().map(|s| s.len()).sum::<usize>(), 4);
+//! ```
+//!
+//! # How it runs (Tahoe's steps)
+//!
+//! 1. Candidates are the first `2N` servers in permuted order (the driver passes only
+//!    connected ones, as `get_servers_for_psi` does). A server is *writable* if its
+//!    `maximum-immutable-share-size` is at least the share's allocated size; the others are
+//!    read-only and are only asked what they hold.
+//! 2. Every candidate is asked which shares it holds ([`Action::ListShares`]). A server that
+//!    fails to answer is *bad* and takes no further part (`mark_bad_peer`).
+//! 3. Rounds: compute [`crate::placement::share_placement`] from what is known, ask each
+//!    server to allocate the shares placed on it ([`Action::Allocate`]), wait for every
+//!    answer. A server that fails or accepts none of the shares asked becomes read-only.
+//!    Repeat while happiness < `happy`, some writable server is left, and the last round
+//!    both changed the happiness and saw a new failure.
+//! 4. The result is the buckets allocated ([`Placement::writes`]) and the shares the servers
+//!    already hold ([`Placement::present`], never sent again), with happiness =
+//!    servers-of-happiness of both together (`merge_servers`). Below `happy` the upload fails
+//!    with [`UploadUnhappy`] and every allocated bucket is aborted.
+//! 5. While writing, [`UploadMachine::server_lost`] drops a failed server's shares; the
+//!    upload continues while happiness is still at least `happy`.
+//!
+//! The first round is Tahoe's exactly, so with healthy servers every share lands where
+//! Tahoe would put it. Where Tahoe re-sends requests or can trip over itself after
+//! failures, cairn differs deliberately:
+//! * no request is sent twice: a writable server is only asked for shares it was never
+//!   asked for, a read-only server once (and again only for shares it was not asked for;
+//!   Tahoe re-asks read-only servers every round, to renew leases that the first request
+//!   already renewed), and bad servers are never asked again (Tahoe sends them empty
+//!   allocations, which costs another timeout for a server that stalls);
+//! * from the second round on, the buckets this upload already holds count as existing
+//!   shares for the placement, so a re-plan keeps them where they are (Tahoe's re-plan may
+//!   move a share that is already allocated, and then asserts in `set_shareholders`);
+//! * a server lost while writing loses all its shares for the happiness count, the ones it
+//!   held before the upload too (Tahoe drops only the share whose write failed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::placement::{failure_message, servers_of_happiness, share_placement, UnhappinessError};
+pub use crate::placement::{ServerIdx, ShareNum};
+
+/// Tahoe asks at most `2 × N` servers (`all_servers[:(2 * total_shares)]`).
+pub const CANDIDATES_PER_SHARE: usize = 2;
+
+/// A server the upload may use, in permuted order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub server: ServerIdx,
+    /// `maximum-immutable-share-size >= allocated size`: may be asked to take shares.
+    pub writable: bool,
+}
+
+/// `k`, `happy` and `N` (`[client] shares.needed / shares.happy / shares.total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SelectionParams {
+    pub needed: u16,
+    pub happy: u16,
+    pub total: u16,
+}
+
+impl From<&crate::chk::EncodingParams> for SelectionParams {
+    fn from(p: &crate::chk::EncodingParams) -> Self {
+        SelectionParams {
+            needed: p.needed,
+            happy: p.happy,
+            total: p.total,
+        }
+    }
+}
+
+/// A request the driver must send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Which finished shares of this storage index does the server hold?
+    ListShares { server: ServerIdx },
+    /// Allocate buckets for `shares` (one fresh upload secret per request). May be empty
+    /// for a read-only server: the request renews the leases on what it holds.
+    Allocate {
+        server: ServerIdx,
+        shares: BTreeSet<ShareNum>,
+    },
+    /// Abort these buckets (best effort; no answer expected).
+    Abort {
+        server: ServerIdx,
+        shares: BTreeSet<ShareNum>,
+    },
+}
+
+/// An answer (or the failure of a request) the driver reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Answer to [`Action::ListShares`].
+    Listed {
+        server: ServerIdx,
+        shares: BTreeSet<ShareNum>,
+    },
+    /// Answer to [`Action::Allocate`].
+    Allocated {
+        server: ServerIdx,
+        already_have: BTreeSet<ShareNum>,
+        allocated: BTreeSet<ShareNum>,
+    },
+    /// The outstanding request to `server` failed (error, refusal, timeout), with why.
+    Failed { server: ServerIdx, reason: String },
+}
+
+impl Event {
+    pub fn server(&self) -> ServerIdx {
+        match self {
+            Event::Listed { server, .. }
+            | Event::Allocated { server, .. }
+            | Event::Failed { server, .. } => *server,
+        }
+    }
+}
+
+/// Bad input to [`UploadMachine::new`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// Tahoe's `NoServersError`.
+    #[error("no storage servers are connected (client gave us zero servers)")]
+    NoServers,
+    #[error("server {0} is listed more than once")]
+    DuplicateServer(ServerIdx),
+    #[error("bad share parameters: need 1 <= k <= N <= 256 and happy <= N, got k={needed} happy={happy} N={total}")]
+    BadParams { needed: u16, happy: u16, total: u16 },
+}
+
+/// The driver broke the protocol with the machine (a bug in the driver, not a server).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MachineError {
+    #[error("event for server {0}, which has no request outstanding")]
+    NotOutstanding(ServerIdx),
+    #[error("server {server}: {got} reported, but the outstanding request is {expected}")]
+    WrongAnswer {
+        server: ServerIdx,
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("server selection is over")]
+    NotSelecting,
+}
+
+/// Which request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    ListShares,
+    Allocate,
+    /// Writing shares, after placement.
+    Write,
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Request::ListShares => "asking for existing shares",
+            Request::Allocate => "allocating",
+            Request::Write => "writing",
+        })
+    }
+}
+
+/// A server that failed, when and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerFailure {
+    pub server: ServerIdx,
+    pub during: Request,
+    pub reason: String,
+}
+
+/// Tahoe's `_QueryStatistics` (allocation requests only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryStats {
+    /// Allocation requests sent.
+    pub total: usize,
+    /// Requests that placed (or found) some share.
+    pub good: usize,
+    /// `full + error`.
+    pub bad: usize,
+    /// Answered, but placed nothing.
+    pub full: usize,
+    /// Failed.
+    pub error: usize,
+    /// Allocation requests sent (Tahoe counts this equal to `total`).
+    pub contacted: usize,
+}
+
+/// Where the shares go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// Buckets this upload allocated and must fill: server -> shares. A share may appear
+    /// under two servers after a re-plan; both copies are written.
+    pub writes: BTreeMap<ServerIdx, BTreeSet<ShareNum>>,
+    /// Shares the servers already hold (share -> servers); they are not sent again.
+    pub present: BTreeMap<ShareNum, BTreeSet<ServerIdx>>,
+    /// Servers of happiness of `writes` and `present` together.
+    pub happiness: usize,
+}
+
+impl Placement {
+    /// `writes` and `present` as one share -> servers map (`merge_servers`).
+    pub fn sharemap(&self) -> BTreeMap<ShareNum, BTreeSet<ServerIdx>> {
+        let mut m = self.present.clone();
+        for (server, shares) in &self.writes {
+            for sh in shares {
+                m.entry(*sh).or_default().insert(*server);
+            }
+        }
+        m
+    }
+
+    /// Every share number that is written to at least one server.
+    pub fn shares_to_write(&self) -> BTreeSet<ShareNum> {
+        self.writes.values().flatten().copied().collect()
+    }
+}
+
+/// When happiness was found lacking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Server selection could not reach `happy` (nothing was written).
+    Selection,
+    /// Too many servers were lost while the shares were written.
+    Writing,
+}
+
+/// The upload cannot meet `happy` (Tahoe's `UploadUnhappinessError`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadUnhappy {
+    pub stage: Stage,
+    /// Tahoe's `failure_message` inputs.
+    pub unhappiness: UnhappinessError,
+    pub total_shares: u16,
+    /// Shares that found no home (Tahoe's `homeless_shares`), at selection.
+    pub homeless_shares: usize,
+    pub stats: QueryStats,
+    /// Servers asked for their shares (the candidates).
+    pub servers_queried: usize,
+    /// Of those, servers that answered and were not lost later.
+    pub servers_reachable: usize,
+    /// Every server failure, in order.
+    pub failures: Vec<ServerFailure>,
+}
+
+impl UploadUnhappy {
+    /// The message, naming servers with `name`. Selection stage: Tahoe's
+    /// `failure_message (progress message)`, then reachability and each failure.
+    /// Writing stage: `failure_message: why`, then the same.
+    pub fn message(&self, name: &dyn Fn(ServerIdx) -> String) -> String {
+        let u = &self.unhappiness;
+        let core = failure_message(
+            u.servers_with_shares,
+            u.needed_shares,
+            u.happy,
+            u.effective_happiness,
+        );
+        let mut msg = match self.stage {
+            Stage::Selection => format!("{core} ({})", self.progress_message()),
+            Stage::Writing => {
+                let why = self
+                    .failures
+                    .iter()
+                    .rev()
+                    .find(|f| f.during == Request::Write)
+                    .map(|f| format!("{} failed while {}: {}", name(f.server), f.during, f.reason))
+                    .unwrap_or_else(|| "a server was lost".into());
+                format!("{core}: {why}")
+            }
+        };
+        let verb = if self.stage == Stage::Writing {
+            "still reachable"
+        } else {
+            "reachable"
+        };
+        msg.push_str(&format!(
+            "; {} of {} servers {verb}",
+            self.servers_reachable, self.servers_queried
+        ));
+        if !self.failures.is_empty() {
+            let list: Vec<String> = self
+                .failures
+                .iter()
+                .map(|f| format!("{} ({}): {}", name(f.server), f.during, f.reason))
+                .collect();
+            msg.push_str(&format!("; failures: {}", list.join("; ")));
+        }
+        msg
+    }
+
+    /// Tahoe's `_get_progress_message`.
+    fn progress_message(&self) -> String {
+        let n = self.total_shares as usize;
+        let placed = if self.homeless_shares == 0 {
+            format!("placed all {n} shares, ")
+        } else {
+            format!(
+                "placed {} shares out of {n} total ({} homeless), ",
+                n.saturating_sub(self.homeless_shares),
+                self.homeless_shares
+            )
+        };
+        let s = &self.stats;
+        format!(
+            "{placed}want to place shares on at least {happy} servers such that any {needed} of them have \
+             enough shares to recover the file, sent {q} queries to {c} servers, {g} queries placed some \
+             shares, {b} placed none (of which {f} placed none due to the server being full and {e} placed \
+             none due to an error)",
+            happy = self.unhappiness.happy,
+            needed = self.unhappiness.needed_shares,
+            q = s.total,
+            c = s.contacted,
+            g = s.good,
+            b = s.bad,
+            f = s.full,
+            e = s.error,
+        )
+    }
+}
+
+impl fmt::Display for UploadUnhappy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message(&|i| format!("server {i}")))
+    }
+}
+
+impl std::error::Error for UploadUnhappy {}
+
+/// What [`UploadMachine::server_lost`] leaves when the upload can go on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lost {
+    /// Happiness without the lost server (still >= `happy`).
+    pub happiness: usize,
+    /// Abort the lost server's buckets (best effort).
+    pub abort: Option<Action>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Writable,
+    Readonly,
+    /// Failed to say what it holds: out of this upload (`mark_bad_peer`).
+    Bad,
+}
+
+#[derive(Clone, Debug)]
+struct Server {
+    id: ServerIdx,
+    role: Role,
+    /// Answered the share listing.
+    listed: bool,
+    /// Buckets allocated for this upload.
+    buckets: BTreeSet<ShareNum>,
+    /// Every share ever asked of it.
+    asked: BTreeSet<ShareNum>,
+    /// Some allocation request was sent (a read-only server's lease renewal).
+    renewed: bool,
+    /// Some request to it failed.
+    failed: bool,
+    lost: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Pending {
+    List,
+    Allocate(BTreeSet<ShareNum>),
+}
+
+#[derive(Clone, Debug)]
+enum Phase {
+    Created,
+    Listing,
+    Allocating,
+    Placed(Placement),
+    Failed(UploadUnhappy),
+}
+
+/// One upload's server selection and share bookkeeping. See the module docs.
+#[derive(Clone, Debug)]
+pub struct UploadMachine {
+    params: SelectionParams,
+    /// Candidates in permuted order.
+    servers: Vec<Server>,
+    /// `mark_readonly_peer` calls, in order.
+    readonly_order: Vec<ServerIdx>,
+    /// `add_peer_with_share` calls (share listings), in arrival order.
+    existing: Vec<(ServerIdx, ShareNum)>,
+    /// Buckets allocated, in arrival order (existing shares from the second round on).
+    own: Vec<(ServerIdx, ShareNum)>,
+    /// Shares servers said they hold (listing or allocation answer).
+    present: BTreeMap<ShareNum, BTreeSet<ServerIdx>>,
+    /// Tahoe's `serverids_with_shares` (for the failure message).
+    with_shares: BTreeSet<ServerIdx>,
+    /// Tahoe's `homeless_shares` (for the progress message).
+    homeless: BTreeSet<ShareNum>,
+    stats: QueryStats,
+    failures: Vec<ServerFailure>,
+    pending: BTreeMap<ServerIdx, Pending>,
+    phase: Phase,
+    round: u32,
+    errors_before: usize,
+    last_happiness: Option<usize>,
+}
+
+impl UploadMachine {
+    /// A machine over `candidates` (permuted order; only the first `2N` are used).
+    pub fn new(candidates: &[Candidate], params: SelectionParams) -> Result<Self, SetupError> {
+        let SelectionParams {
+            needed,
+            happy,
+            total,
+        } = params;
+        if needed == 0 || needed > total || total > 256 || happy > total {
+            return Err(SetupError::BadParams {
+                needed,
+                happy,
+                total,
+            });
+        }
+        let take = (total as usize).saturating_mul(CANDIDATES_PER_SHARE);
+        let cands = &candidates[..candidates.len().min(take)];
+        if cands.is_empty() {
+            return Err(SetupError::NoServers);
+        }
+        let mut seen = BTreeSet::new();
+        let mut servers = Vec::with_capacity(cands.len());
+        for c in cands {
+            if !seen.insert(c.server) {
+                return Err(SetupError::DuplicateServer(c.server));
+            }
+            servers.push(Server {
+                id: c.server,
+                role: if c.writable {
+                    Role::Writable
+                } else {
+                    Role::Readonly
+                },
+                listed: false,
+                buckets: BTreeSet::new(),
+                asked: BTreeSet::new(),
+                renewed: false,
+                failed: false,
+                lost: false,
+            });
+        }
+        let readonly_order = cands
+            .iter()
+            .filter(|c| !c.writable)
+            .map(|c| c.server)
+            .collect();
+        Ok(UploadMachine {
+            params,
+            servers,
+            readonly_order,
+            existing: Vec::new(),
+            own: Vec::new(),
+            present: BTreeMap::new(),
+            with_shares: BTreeSet::new(),
+            homeless: (0..total).map(|s| s as ShareNum).collect(),
+            stats: QueryStats::default(),
+            failures: Vec::new(),
+            pending: BTreeMap::new(),
+            phase: Phase::Created,
+            round: 0,
+            errors_before: 0,
+            last_happiness: None,
+        })
+    }
+
+    /// The candidates in use (at most `2N`), in permuted order.
+    pub fn candidates(&self) -> impl Iterator<Item = ServerIdx> + '_ {
+        self.servers.iter().map(|s| s.id)
+    }
+
+    /// First actions: ask every candidate for its shares. Later calls return nothing.
+    pub fn start(&mut self) -> Vec<Action> {
+        if !matches!(self.phase, Phase::Created) {
+            return Vec::new();
+        }
+        self.phase = Phase::Listing;
+        self.servers
+            .iter()
+            .map(|s| {
+                self.pending.insert(s.id, Pending::List);
+                Action::ListShares { server: s.id }
+            })
+            .collect()
+    }
+
+    /// Feed one answer; returns the requests to send next (possibly none while other
+    /// answers are awaited). When selection ends, [`Self::outcome`] is `Some`; on failure
+    /// the returned actions abort every bucket allocated.
+    pub fn handle(&mut self, event: Event) -> Result<Vec<Action>, MachineError> {
+        if !matches!(self.phase, Phase::Listing | Phase::Allocating) {
+            return Err(MachineError::NotSelecting);
+        }
+        let server = event.server();
+        let pending = self
+            .pending
+            .get(&server)
+            .ok_or(MachineError::NotOutstanding(server))?;
+        match (pending, &event) {
+            (Pending::List, Event::Allocated { .. }) => {
+                return Err(MachineError::WrongAnswer {
+                    server,
+                    expected: "a share listing",
+                    got: "an allocation",
+                })
+            }
+            (Pending::Allocate(_), Event::Listed { .. }) => {
+                return Err(MachineError::WrongAnswer {
+                    server,
+                    expected: "an allocation",
+                    got: "a share listing",
+                })
+            }
+            _ => {}
+        }
+        let pending = self.pending.remove(&server).expect("checked above");
+        match pending {
+            Pending::List => self.on_listed(event),
+            Pending::Allocate(asked) => self.on_allocated(event, asked),
+        }
+        if !self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(match self.phase {
+            Phase::Listing => self.run_rounds(),
+            _ => self.after_round(),
+        })
+    }
+
+    /// `None` while selecting; then the placement (kept up to date by
+    /// [`Self::server_lost`]) or why the upload cannot be happy.
+    pub fn outcome(&self) -> Option<Result<&Placement, &UploadUnhappy>> {
+        match &self.phase {
+            Phase::Placed(p) => Some(Ok(p)),
+            Phase::Failed(u) => Some(Err(u)),
+            _ => None,
+        }
+    }
+
+    /// Requests sent and not yet answered.
+    pub fn outstanding(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn stats(&self) -> QueryStats {
+        self.stats
+    }
+
+    /// Every server failure so far, in order.
+    pub fn failures(&self) -> &[ServerFailure] {
+        &self.failures
+    }
+
+    /// Servers of happiness of what is allocated and present now (lost servers excluded).
+    pub fn happiness(&self) -> usize {
+        servers_of_happiness(&self.merged())
+    }
+
+    /// A server failed while its shares were being written: forget its buckets and the
+    /// shares it held. `Ok` while happiness is still at least `happy`; otherwise the upload
+    /// has failed (abort everything with [`Self::abort_all`]). Losing the same server
+    /// twice changes nothing.
+    pub fn server_lost(
+        &mut self,
+        server: ServerIdx,
+        reason: impl Into<String>,
+    ) -> Result<Lost, UploadUnhappy> {
+        if let Phase::Failed(u) = &self.phase {
+            return Err(u.clone());
+        }
+        let Some(i) = self.position(server) else {
+            return Ok(Lost {
+                happiness: self.happiness(),
+                abort: None,
+            });
+        };
+        if self.servers[i].lost {
+            return Ok(Lost {
+                happiness: self.happiness(),
+                abort: None,
+            });
+        }
+        let s = &mut self.servers[i];
+        s.lost = true;
+        let buckets = std::mem::take(&mut s.buckets);
+        self.failures.push(ServerFailure {
+            server,
+            during: Request::Write,
+            reason: reason.into(),
+        });
+        let abort = (!buckets.is_empty()).then_some(Action::Abort {
+            server,
+            shares: buckets,
+        });
+        let merged = self.merged();
+        let happiness = servers_of_happiness(&merged);
+        if let Phase::Placed(p) = &mut self.phase {
+            p.writes.remove(&server);
+            for holders in p.present.values_mut() {
+                holders.remove(&server);
+            }
+            p.present.retain(|_, h| !h.is_empty());
+            p.happiness = happiness;
+        }
+        if happiness < self.params.happy as usize && matches!(self.phase, Phase::Placed(_)) {
+            let holders: BTreeSet<ServerIdx> = merged.values().flatten().copied().collect();
+            let u = self.unhappy(Stage::Writing, holders.len(), happiness);
+            self.phase = Phase::Failed(u.clone());
+            return Err(u);
+        }
+        Ok(Lost { happiness, abort })
+    }
+
+    /// Abort every bucket still allocated (after a failure, or when the caller gives up).
+    pub fn abort_all(&self) -> Vec<Action> {
+        self.servers
+            .iter()
+            .filter(|s| !s.lost && !s.buckets.is_empty())
+            .map(|s| Action::Abort {
+                server: s.id,
+                shares: s.buckets.clone(),
+            })
+            .collect()
+    }
+
+    // ---------------------------------------------------------------------------------
+
+    fn position(&self, server: ServerIdx) -> Option<usize> {
+        self.servers.iter().position(|s| s.id == server)
+    }
+
+    /// `_handle_existing_response` / `_handle_existing_write_response`.
+    fn on_listed(&mut self, event: Event) {
+        let i = self
+            .position(event.server())
+            .expect("pending servers are candidates");
+        match event {
+            Event::Listed { server, shares } => {
+                let s = &mut self.servers[i];
+                s.listed = true;
+                let readonly = s.role == Role::Readonly;
+                if readonly && !shares.is_empty() {
+                    self.with_shares.insert(server);
+                }
+                for sh in shares {
+                    self.existing.push((server, sh));
+                    self.present.entry(sh).or_default().insert(server);
+                    if readonly {
+                        self.homeless.remove(&sh);
+                    }
+                }
+            }
+            Event::Failed { server, reason } => {
+                self.servers[i].role = Role::Bad;
+                self.servers[i].failed = true;
+                self.failures.push(ServerFailure {
+                    server,
+                    during: Request::ListShares,
+                    reason,
+                });
+            }
+            Event::Allocated { .. } => unreachable!("checked in handle"),
+        }
+    }
+
+    /// `_buckets_allocated`.
+    fn on_allocated(&mut self, event: Event, asked: BTreeSet<ShareNum>) {
+        let server = event.server();
+        let i = self
+            .position(server)
+            .expect("pending servers are candidates");
+        let event = match event {
+            Event::Allocated { allocated, .. } if !allocated.is_subset(&asked) => Event::Failed {
+                server,
+                reason: format!(
+                    "allocated shares it was not asked for ({:?} of {:?})",
+                    allocated.difference(&asked).collect::<Vec<_>>(),
+                    asked
+                ),
+            },
+            e => e,
+        };
+        match event {
+            Event::Allocated {
+                already_have,
+                allocated,
+                ..
+            } => {
+                let mut progress = false;
+                for &sh in &already_have {
+                    self.present.entry(sh).or_default().insert(server);
+                    if self.homeless.remove(&sh) || asked.contains(&sh) {
+                        progress = true;
+                    }
+                }
+                if !allocated.is_empty() {
+                    let s = &mut self.servers[i];
+                    for &sh in &allocated {
+                        if s.buckets.insert(sh) {
+                            self.own.push((server, sh));
+                        }
+                    }
+                    progress = true;
+                }
+                if !allocated.is_empty() || !already_have.is_empty() {
+                    self.with_shares.insert(server);
+                }
+                for sh in asked
+                    .iter()
+                    .filter(|sh| !already_have.contains(sh) && !allocated.contains(sh))
+                {
+                    self.homeless.insert(*sh);
+                }
+                if progress {
+                    self.stats.good += 1;
+                } else {
+                    self.stats.full += 1;
+                    self.stats.bad += 1;
+                    self.make_readonly(i);
+                }
+            }
+            Event::Failed { server, reason } => {
+                self.stats.error += 1;
+                self.stats.bad += 1;
+                self.homeless.extend(asked.iter().copied());
+                self.servers[i].failed = true;
+                self.make_readonly(i);
+                self.failures.push(ServerFailure {
+                    server,
+                    during: Request::Allocate,
+                    reason,
+                });
+            }
+            Event::Listed { .. } => unreachable!("checked in handle"),
+        }
+    }
+
+    fn make_readonly(&mut self, i: usize) {
+        let s = &mut self.servers[i];
+        if s.role == Role::Writable {
+            s.role = Role::Readonly;
+            self.readonly_order.push(s.id);
+        }
+    }
+
+    /// The end of an allocation round (Tahoe's loop tail).
+    fn after_round(&mut self) -> Vec<Action> {
+        let eff = self.happiness();
+        if self.last_happiness == Some(eff) || self.errors_before == self.stats.bad {
+            return self.finish();
+        }
+        self.last_happiness = Some(eff);
+        self.run_rounds()
+    }
+
+    /// Tahoe's `while effective_happiness < min_happiness and (first or write_trackers)`.
+    fn run_rounds(&mut self) -> Vec<Action> {
+        if self.round > 0 {
+            let writable = self
+                .servers
+                .iter()
+                .any(|s| s.role == Role::Writable && !s.lost);
+            if self.happiness() >= self.params.happy as usize || !writable {
+                return self.finish();
+            }
+        }
+        self.round += 1;
+        self.errors_before = self.stats.bad;
+        self.phase = Phase::Allocating;
+        let actions = self.ask_round();
+        if actions.is_empty() {
+            // Nothing to ask: no answer can change anything.
+            return self.finish();
+        }
+        actions
+    }
+
+    /// `get_share_placements` and the allocation requests it implies.
+    fn ask_round(&mut self) -> Vec<Action> {
+        let usable: Vec<ServerIdx> = self
+            .servers
+            .iter()
+            .filter(|s| s.role != Role::Bad && !s.lost)
+            .map(|s| s.id)
+            .collect();
+        let readonly: Vec<ServerIdx> = self
+            .readonly_order
+            .iter()
+            .copied()
+            .filter(|id| usable.contains(id))
+            .collect();
+        let mut existing: Vec<(ServerIdx, ShareNum)> = self
+            .existing
+            .iter()
+            .copied()
+            .filter(|(id, _)| usable.contains(id))
+            .collect();
+        if self.round > 1 {
+            existing.extend(self.own.iter().copied().filter(|(id, sh)| {
+                usable.contains(id)
+                    && self
+                        .servers
+                        .iter()
+                        .any(|s| s.id == *id && s.buckets.contains(sh))
+            }));
+        }
+        // The inputs are consistent by construction; an error would be a bug here, and
+        // asking nobody then ends selection with an honest unhappiness error.
+        let plan = share_placement(&usable, &readonly, &existing, self.params.total);
+        debug_assert!(plan.is_ok(), "{plan:?}");
+        let plan = plan.unwrap_or_default();
+        let mut actions = Vec::new();
+        for s in self
+            .servers
+            .iter_mut()
+            .filter(|s| s.role != Role::Bad && !s.lost)
+        {
+            let ask = plan.allocation_for(s.id);
+            for sh in &ask {
+                self.homeless.remove(sh);
+            }
+            let shares = match s.role {
+                Role::Writable => {
+                    let delta: BTreeSet<ShareNum> = ask
+                        .difference(&s.buckets)
+                        .filter(|sh| !s.asked.contains(sh))
+                        .copied()
+                        .collect();
+                    if delta.is_empty() {
+                        continue;
+                    }
+                    delta
+                }
+                Role::Readonly => {
+                    // Tahoe asks every read-only server in every round (the request renews
+                    // the leases on what it holds); once, or again for new shares, is enough.
+                    if s.renewed && ask.is_subset(&s.asked) {
+                        continue;
+                    }
+                    ask
+                }
+                Role::Bad => continue,
+            };
+            s.renewed = true;
+            s.asked.extend(shares.iter().copied());
+            self.pending.insert(s.id, Pending::Allocate(shares.clone()));
+            actions.push(Action::Allocate {
+                server: s.id,
+                shares,
+            });
+        }
+        self.stats.total += actions.len();
+        self.stats.contacted += actions.len();
+        actions
+    }
+
+    fn finish(&mut self) -> Vec<Action> {
+        let merged = self.merged();
+        let happiness = servers_of_happiness(&merged);
+        if happiness < self.params.happy as usize {
+            let u = self.unhappy(Stage::Selection, self.with_shares.len(), happiness);
+            self.phase = Phase::Failed(u);
+            return self.abort_all();
+        }
+        let writes = self
+            .servers
+            .iter()
+            .filter(|s| !s.lost && !s.buckets.is_empty())
+            .map(|s| (s.id, s.buckets.clone()))
+            .collect();
+        let present = self.live_present();
+        self.phase = Phase::Placed(Placement {
+            writes,
+            present,
+            happiness,
+        });
+        Vec::new()
+    }
+
+    fn live_present(&self) -> BTreeMap<ShareNum, BTreeSet<ServerIdx>> {
+        let lost: BTreeSet<ServerIdx> = self
+            .servers
+            .iter()
+            .filter(|s| s.lost)
+            .map(|s| s.id)
+            .collect();
+        self.present
+            .iter()
+            .map(|(sh, holders)| {
+                (
+                    *sh,
+                    holders.difference(&lost).copied().collect::<BTreeSet<_>>(),
+                )
+            })
+            .filter(|(_, h)| !h.is_empty())
+            .collect()
+    }
+
+    /// `merge_servers(preexisting, use_trackers)` without lost servers.
+    fn merged(&self) -> BTreeMap<ShareNum, BTreeSet<ServerIdx>> {
+        let mut m = self.live_present();
+        for s in self.servers.iter().filter(|s| !s.lost) {
+            for sh in &s.buckets {
+                m.entry(*sh).or_default().insert(s.id);
+            }
+        }
+        m
+    }
+
+    fn unhappy(&self, stage: Stage, servers_with_shares: usize, happiness: usize) -> UploadUnhappy {
+        UploadUnhappy {
+            stage,
+            unhappiness: UnhappinessError {
+                servers_with_shares,
+                needed_shares: self.params.needed as usize,
+                happy: self.params.happy as usize,
+                effective_happiness: happiness,
+            },
+            total_shares: self.params.total,
+            homeless_shares: self.homeless.len(),
+            stats: self.stats,
+            servers_queried: self.servers.len(),
+            servers_reachable: self
+                .servers
+                .iter()
+                .filter(|s| s.listed && !s.failed && !s.lost)
+                .count(),
+            failures: self.failures.clone(),
+        }
+    }
+}

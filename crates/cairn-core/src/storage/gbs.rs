@@ -90,7 +90,11 @@ fn bad(msg: impl Into<String>) -> GbsError {
 /// Parse a storage-index path segment: exactly 26 lowercase RFC 3548 base32 characters that
 /// decode canonically to 16 bytes. `None` means "does not route" (404), as in Tahoe.
 pub fn parse_storage_index(segment: &str) -> Option<[u8; 16]> {
-    if segment.len() != 26 || !segment.bytes().all(|c| matches!(c, b'a'..=b'z' | b'2'..=b'7')) {
+    if segment.len() != 26
+        || !segment
+            .bytes()
+            .all(|c| matches!(c, b'a'..=b'z' | b'2'..=b'7'))
+    {
         return None;
     }
     crate::base32::decode_array::<16>(segment).ok()
@@ -177,12 +181,18 @@ impl SecretKind {
 
 /// Secrets an endpoint requires.
 pub const SECRETS_NONE: &[SecretKind] = &[];
-pub const SECRETS_ALLOCATE: &[SecretKind] =
-    &[SecretKind::LeaseRenew, SecretKind::LeaseCancel, SecretKind::Upload];
+pub const SECRETS_ALLOCATE: &[SecretKind] = &[
+    SecretKind::LeaseRenew,
+    SecretKind::LeaseCancel,
+    SecretKind::Upload,
+];
 pub const SECRETS_UPLOAD: &[SecretKind] = &[SecretKind::Upload];
 pub const SECRETS_LEASE: &[SecretKind] = &[SecretKind::LeaseRenew, SecretKind::LeaseCancel];
-pub const SECRETS_RTW: &[SecretKind] =
-    &[SecretKind::WriteEnabler, SecretKind::LeaseRenew, SecretKind::LeaseCancel];
+pub const SECRETS_RTW: &[SecretKind] = &[
+    SecretKind::WriteEnabler,
+    SecretKind::LeaseRenew,
+    SecretKind::LeaseCancel,
+];
 
 /// Parsed `X-Tahoe-Authorization` secrets. Exactly the required ones are present.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -226,7 +236,8 @@ impl Secrets {
     /// Header values (`<kind> <b64>`) for these secrets, as a client sends them.
     pub fn header_values(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let mut push = |k: SecretKind, v: &[u8]| out.push(format!("{} {}", k.as_str(), b64::encode(v)));
+        let mut push =
+            |k: SecretKind, v: &[u8]| out.push(format!("{} {}", k.as_str(), b64::encode(v)));
         if let Some(v) = &self.lease_renew {
             push(SecretKind::LeaseRenew, v);
         }
@@ -254,12 +265,17 @@ pub fn parse_secrets(values: &[&[u8]], required: &[SecretKind]) -> Result<Secret
     for raw in values {
         let text = std::str::from_utf8(raw).map_err(|_| bad("Bad header value(s): not UTF-8"))?;
         let text = text.trim();
-        let (kind, value) =
-            text.split_once(' ').ok_or_else(|| bad(format!("Bad header value(s): {text:?}")))?;
+        let (kind, value) = text
+            .split_once(' ')
+            .ok_or_else(|| bad(format!("Bad header value(s): {text:?}")))?;
         let kind = SecretKind::from_wire(kind)
             .ok_or_else(|| bad(format!("Bad header value(s): unknown secret kind {kind:?}")))?;
-        let value = b64::decode(value.trim())
-            .ok_or_else(|| bad(format!("Bad header value(s): bad base64 for {}", kind.as_str())))?;
+        let value = b64::decode(value.trim()).ok_or_else(|| {
+            bad(format!(
+                "Bad header value(s): bad base64 for {}",
+                kind.as_str()
+            ))
+        })?;
         if value.is_empty() {
             return Err(bad(format!("Failed to decode secret {}", kind.as_str())));
         }
@@ -300,9 +316,16 @@ pub fn parse_secrets(values: &[&[u8]], required: &[SecretKind]) -> Result<Secret
 /// Check a request's `Content-Type` (first value): absent or empty means CBOR; anything other
 /// than `application/cbor` (parameters ignored, case-insensitive) → 415.
 pub fn check_content_type(first_value: Option<&[u8]>) -> Result<(), GbsError> {
-    let Some(raw) = first_value else { return Ok(()) };
+    let Some(raw) = first_value else {
+        return Ok(());
+    };
     let text = String::from_utf8_lossy(raw);
-    let main = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let main = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if main.is_empty() || main == CBOR_MIME_TYPE {
         Ok(())
     } else {
@@ -314,7 +337,9 @@ pub fn check_content_type(first_value: Option<&[u8]>) -> Result<(), GbsError> {
 /// fine; otherwise the best-quality media range must be exactly `application/cbor`. So
 /// `Accept: */*` gets 406.
 pub fn check_accept(first_value: Option<&[u8]>) -> Result<(), GbsError> {
-    let Some(raw) = first_value else { return Ok(()) };
+    let Some(raw) = first_value else {
+        return Ok(());
+    };
     let text = String::from_utf8_lossy(raw);
     let mut best: Option<(u32, u8, String)> = None; // (q*1000, specificity, type)
     for item in text.split(',') {
@@ -327,7 +352,11 @@ pub fn check_accept(first_value: Option<&[u8]>) -> Result<(), GbsError> {
         for p in parts {
             if let Some((k, v)) = p.split_once('=') {
                 if k.trim().eq_ignore_ascii_case("q") {
-                    q = v.trim().parse::<f64>().map(|f| (f.clamp(0.0, 1.0) * 1000.0) as u32).unwrap_or(0);
+                    q = v
+                        .trim()
+                        .parse::<f64>()
+                        .map(|f| (f.clamp(0.0, 1.0) * 1000.0) as u32)
+                        .unwrap_or(0);
                 }
             }
         }
@@ -385,7 +414,9 @@ fn plain_uint(s: &str) -> Option<u64> {
 pub fn parse_range(value: &[u8]) -> Result<ByteRange, GbsError> {
     let unsupported = |why: &str| GbsError::RangeNotSatisfiable(why.to_string());
     let text = std::str::from_utf8(value).map_err(|_| unsupported("Range is not UTF-8"))?;
-    let (units, rng) = text.split_once('=').ok_or_else(|| unsupported("malformed Range"))?;
+    let (units, rng) = text
+        .split_once('=')
+        .ok_or_else(|| unsupported("malformed Range"))?;
     if !units.trim().eq_ignore_ascii_case("bytes") {
         return Err(unsupported("Range units must be bytes"));
     }
@@ -394,13 +425,17 @@ pub fn parse_range(value: &[u8]) -> Result<ByteRange, GbsError> {
         return Err(unsupported("only one range is supported"));
     }
     let item = items[0].trim();
-    let (a, b) = item.split_once('-').ok_or_else(|| unsupported("malformed Range"))?;
+    let (a, b) = item
+        .split_once('-')
+        .ok_or_else(|| unsupported("malformed Range"))?;
     let start = plain_uint(a).ok_or_else(|| unsupported("Range needs an explicit start"))?;
     let last = plain_uint(b).ok_or_else(|| unsupported("Range needs an explicit end"))?;
     if last < start {
         return Err(unsupported("Range end before start"));
     }
-    let end = last.checked_add(1).ok_or_else(|| unsupported("Range end too large"))?;
+    let end = last
+        .checked_add(1)
+        .ok_or_else(|| unsupported("Range end too large"))?;
     Ok(ByteRange { start, end })
 }
 
@@ -419,7 +454,10 @@ pub fn clip_range(requested: ByteRange, share_len: u64) -> ReadAnswer {
     if requested.start >= end {
         ReadAnswer::NoContent
     } else {
-        ReadAnswer::Partial(ByteRange { start: requested.start, end })
+        ReadAnswer::Partial(ByteRange {
+            start: requested.start,
+            end,
+        })
     }
 }
 
@@ -446,17 +484,23 @@ pub fn parse_content_range(value: Option<&[u8]>) -> Result<ByteRange, GbsError> 
     if units != "bytes" {
         return Err(unsupported("Content-Range units must be bytes"));
     }
-    let (rng, length) =
-        rangedef.trim().split_once('/').ok_or_else(|| unsupported("malformed Content-Range"))?;
+    let (rng, length) = rangedef
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| unsupported("malformed Content-Range"))?;
     let length = if length == "*" {
         None
     } else {
         Some(plain_uint(length).ok_or_else(|| unsupported("bad Content-Range length"))?)
     };
-    let (a, b) = rng.split_once('-').ok_or_else(|| unsupported("Content-Range needs a range"))?;
+    let (a, b) = rng
+        .split_once('-')
+        .ok_or_else(|| unsupported("Content-Range needs a range"))?;
     let start = plain_uint(a).ok_or_else(|| unsupported("bad Content-Range start"))?;
     let last = plain_uint(b).ok_or_else(|| unsupported("bad Content-Range end"))?;
-    let end = last.checked_add(1).ok_or_else(|| unsupported("Content-Range end too large"))?;
+    let end = last
+        .checked_add(1)
+        .ok_or_else(|| unsupported("Content-Range end too large"))?;
     if start >= end {
         return Err(unsupported("Content-Range end before start"));
     }
@@ -503,13 +547,19 @@ impl AllocateRequest {
         for it in items {
             share_numbers.insert(expect_shnum(it, "share-numbers")?);
         }
-        Ok(AllocateRequest { share_numbers, allocated_size: expect_uint(size, "allocated-size")? })
+        Ok(AllocateRequest {
+            share_numbers,
+            allocated_size: expect_uint(size, "allocated-size")?,
+        })
     }
 
     pub fn encode(&self) -> Vec<u8> {
         use cbor::Value as V;
         cbor::encode(&V::Map(vec![
-            (V::text("share-numbers"), set_value(self.share_numbers.iter().map(|&s| s as u64))),
+            (
+                V::text("share-numbers"),
+                set_value(self.share_numbers.iter().map(|&s| s as u64)),
+            ),
             (V::text("allocated-size"), V::Uint(self.allocated_size)),
         ]))
     }
@@ -534,7 +584,10 @@ impl CorruptRequest {
 
     pub fn encode(&self) -> Vec<u8> {
         use cbor::Value as V;
-        cbor::encode(&V::Map(vec![(V::text("reason"), V::Text(self.reason.clone()))]))
+        cbor::encode(&V::Map(vec![(
+            V::text("reason"),
+            V::Text(self.reason.clone()),
+        )]))
     }
 }
 
@@ -572,7 +625,11 @@ impl RtwRequest {
                 let size = expect_uint(f.take("size")?, "size")?;
                 let specimen = expect_bytes(f.take("specimen")?, "specimen")?;
                 f.finish()?;
-                tests.push(TestVector { offset, size, specimen });
+                tests.push(TestVector {
+                    offset,
+                    size,
+                    specimen,
+                });
             }
             let write = expect_array(write, "write")?;
             let mut writes = Vec::with_capacity(write.len());
@@ -591,7 +648,14 @@ impl RtwRequest {
                 other => Some(expect_uint(other, "new-length")?),
             };
             if test_write_vectors
-                .insert(u16::from(shnum), TestWriteVectors { test: tests, write: writes, new_length })
+                .insert(
+                    u16::from(shnum),
+                    TestWriteVectors {
+                        test: tests,
+                        write: writes,
+                        new_length,
+                    },
+                )
                 .is_some()
             {
                 return Err(bad("test-write-vectors: duplicate share number"));
@@ -609,7 +673,10 @@ impl RtwRequest {
             f.finish()?;
             read_vector.push(ReadVector { offset, size });
         }
-        Ok(RtwRequest { test_write_vectors, read_vector })
+        Ok(RtwRequest {
+            test_write_vectors,
+            read_vector,
+        })
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -654,7 +721,10 @@ impl RtwRequest {
             .read_vector
             .iter()
             .map(|r| {
-                V::Map(vec![(V::text("offset"), V::Uint(r.offset)), (V::text("size"), V::Uint(r.size))])
+                V::Map(vec![
+                    (V::text("offset"), V::Uint(r.offset)),
+                    (V::text("size"), V::Uint(r.size)),
+                ])
             })
             .collect();
         cbor::encode(&V::Map(vec![
@@ -683,19 +753,30 @@ impl VersionResponse {
             (
                 V::Bytes(V1_IDENTIFIER.to_vec()),
                 V::Map(vec![
-                    (V::bytes(b"maximum-immutable-share-size"), V::Uint(self.maximum_immutable_share_size)),
-                    (V::bytes(b"maximum-mutable-share-size"), V::Uint(self.maximum_mutable_share_size)),
+                    (
+                        V::bytes(b"maximum-immutable-share-size"),
+                        V::Uint(self.maximum_immutable_share_size),
+                    ),
+                    (
+                        V::bytes(b"maximum-mutable-share-size"),
+                        V::Uint(self.maximum_mutable_share_size),
+                    ),
                     (V::bytes(b"available-space"), V::Uint(self.available_space)),
                 ]),
             ),
-            (V::bytes(b"application-version"), V::Bytes(self.application_version.clone())),
+            (
+                V::bytes(b"application-version"),
+                V::Bytes(self.application_version.clone()),
+            ),
         ]))
     }
 
     /// Parse a server's answer (extra keys ignored, as Tahoe's client does).
     pub fn parse(body: &[u8]) -> Result<Self, GbsError> {
         let v = cbor::decode(body)?;
-        let cbor::Value::Map(entries) = v else { return Err(bad("version: expected a map")) };
+        let cbor::Value::Map(entries) = v else {
+            return Err(bad("version: expected a map"));
+        };
         let mut inner = None;
         let mut app = None;
         for (k, v) in entries {
@@ -714,7 +795,10 @@ impl VersionResponse {
                     return expect_uint(v.clone(), "version field");
                 }
             }
-            Err(bad(format!("version: missing {}", String::from_utf8_lossy(key))))
+            Err(bad(format!(
+                "version: missing {}",
+                String::from_utf8_lossy(key)
+            )))
         };
         Ok(VersionResponse {
             maximum_immutable_share_size: get(b"maximum-immutable-share-size")?,
@@ -739,8 +823,14 @@ impl AllocateResponse {
     pub fn encode(&self) -> Vec<u8> {
         use cbor::Value as V;
         cbor::encode(&V::Map(vec![
-            (V::text("already-have"), set_value(self.already_have.iter().map(|&s| s as u64))),
-            (V::text("allocated"), set_value(self.allocated.iter().map(|&s| s as u64))),
+            (
+                V::text("already-have"),
+                set_value(self.already_have.iter().map(|&s| s as u64)),
+            ),
+            (
+                V::text("allocated"),
+                set_value(self.allocated.iter().map(|&s| s as u64)),
+            ),
         ]))
     }
 
@@ -771,7 +861,10 @@ pub fn parse_share_set(body: &[u8]) -> Result<BTreeSet<ShareNumber>, GbsError> {
         cbor::Value::Tag(TAG_SET, inner) => expect_array(*inner, "share set")?,
         other => expect_array(other, "share set")?,
     };
-    items.into_iter().map(|i| expect_shnum(i, "share set")).collect()
+    items
+        .into_iter()
+        .map(|i| expect_shnum(i, "share set"))
+        .collect()
 }
 
 /// Answer to a PATCH: the ranges still missing, `{"required": [{"begin", "end"}...]}`.
@@ -779,7 +872,12 @@ pub fn encode_required_ranges(required: &[ByteRange]) -> Vec<u8> {
     use cbor::Value as V;
     let list = required
         .iter()
-        .map(|r| V::Map(vec![(V::text("begin"), V::Uint(r.start)), (V::text("end"), V::Uint(r.end))]))
+        .map(|r| {
+            V::Map(vec![
+                (V::text("begin"), V::Uint(r.start)),
+                (V::text("end"), V::Uint(r.end)),
+            ])
+        })
         .collect();
     cbor::encode(&V::Map(vec![(V::text("required"), V::Array(list))]))
 }
@@ -813,9 +911,17 @@ impl RtwResponse {
         let data = self
             .data
             .iter()
-            .map(|(&k, v)| (V::Uint(k as u64), V::Array(v.iter().map(|b| V::Bytes(b.clone())).collect())))
+            .map(|(&k, v)| {
+                (
+                    V::Uint(k as u64),
+                    V::Array(v.iter().map(|b| V::Bytes(b.clone())).collect()),
+                )
+            })
             .collect();
-        cbor::encode(&V::Map(vec![(V::text("success"), V::Bool(self.success)), (V::text("data"), V::Map(data))]))
+        cbor::encode(&V::Map(vec![
+            (V::text("success"), V::Bool(self.success)),
+            (V::text("data"), V::Map(data)),
+        ]))
     }
 
     pub fn parse(body: &[u8]) -> Result<Self, GbsError> {
@@ -824,7 +930,9 @@ impl RtwResponse {
             cbor::Value::Bool(b) => b,
             _ => return Err(bad("success: expected bool")),
         };
-        let cbor::Value::Map(entries) = m.take("data")? else { return Err(bad("data: expected map")) };
+        let cbor::Value::Map(entries) = m.take("data")? else {
+            return Err(bad("data: expected map"));
+        };
         let mut data = BTreeMap::new();
         for (k, v) in entries {
             let shnum = expect_shnum(k, "data key")?;
@@ -914,7 +1022,10 @@ fn expect_set(v: cbor::Value, what: &str) -> Result<Vec<cbor::Value>, GbsError> 
 }
 
 fn set_value(items: impl Iterator<Item = u64>) -> cbor::Value {
-    cbor::Value::Tag(TAG_SET, Box::new(cbor::Value::Array(items.map(cbor::Value::Uint).collect())))
+    cbor::Value::Tag(
+        TAG_SET,
+        Box::new(cbor::Value::Array(items.map(cbor::Value::Uint).collect())),
+    )
 }
 
 // ------------------------------------------------------------------------------------------
@@ -976,7 +1087,10 @@ pub mod cbor {
         }
 
         fn byte(&mut self) -> Result<u8, GbsError> {
-            let b = *self.buf.get(self.pos).ok_or_else(|| bad("CBOR: truncated"))?;
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or_else(|| bad("CBOR: truncated"))?;
             self.pos += 1;
             Ok(b)
         }
@@ -995,9 +1109,15 @@ pub mod cbor {
             Ok(match info {
                 0..=23 => Head::Arg(info as u64),
                 24 => Head::Arg(self.byte()? as u64),
-                25 => Head::Arg(u16::from_be_bytes(self.take(2)?.try_into().unwrap_or([0; 2])) as u64),
-                26 => Head::Arg(u32::from_be_bytes(self.take(4)?.try_into().unwrap_or([0; 4])) as u64),
-                27 => Head::Arg(u64::from_be_bytes(self.take(8)?.try_into().unwrap_or([0; 8]))),
+                25 => {
+                    Head::Arg(u16::from_be_bytes(self.take(2)?.try_into().unwrap_or([0; 2])) as u64)
+                }
+                26 => {
+                    Head::Arg(u32::from_be_bytes(self.take(4)?.try_into().unwrap_or([0; 4])) as u64)
+                }
+                27 => Head::Arg(u64::from_be_bytes(
+                    self.take(8)?.try_into().unwrap_or([0; 8]),
+                )),
                 31 => Head::Indefinite,
                 _ => return Err(bad("CBOR: reserved additional information")),
             })
@@ -1021,7 +1141,11 @@ pub mod cbor {
             let info = ib & 0x1f;
             match major {
                 0 | 1 => match self.head(info)? {
-                    Head::Arg(n) => Ok(if major == 0 { Value::Uint(n) } else { Value::Nint(n) }),
+                    Head::Arg(n) => Ok(if major == 0 {
+                        Value::Uint(n)
+                    } else {
+                        Value::Nint(n)
+                    }),
                     Head::Indefinite => Err(bad("CBOR: indefinite integer")),
                 },
                 2 | 3 => {
@@ -1039,7 +1163,9 @@ pub mod cbor {
                                 }
                                 match self.head(cb & 0x1f)? {
                                     Head::Arg(n) => out.extend_from_slice(self.take(n)?),
-                                    Head::Indefinite => return Err(bad("CBOR: nested indefinite string")),
+                                    Head::Indefinite => {
+                                        return Err(bad("CBOR: nested indefinite string"))
+                                    }
                                 }
                             }
                             out
@@ -1048,7 +1174,9 @@ pub mod cbor {
                     if major == 2 {
                         Ok(Value::Bytes(bytes))
                     } else {
-                        String::from_utf8(bytes).map(Value::Text).map_err(|_| bad("CBOR: text is not UTF-8"))
+                        String::from_utf8(bytes)
+                            .map(Value::Text)
+                            .map_err(|_| bad("CBOR: text is not UTF-8"))
                     }
                 }
                 4 => match self.head(info)? {
@@ -1230,7 +1358,11 @@ pub mod b64 {
     pub fn encode(data: &[u8]) -> String {
         let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
         for chunk in data.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -1277,13 +1409,17 @@ mod tests {
     use super::*;
 
     fn h(hex: &str) -> Vec<u8> {
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
     fn allocate_request_as_python_client_sends_it() {
         // cbor2.dumps({"share-numbers": {1, 7}, "allocated-size": 1000})
-        let body = h("a26d73686172652d6e756d62657273d901028201076e616c6c6f63617465642d73697a651903e8");
+        let body =
+            h("a26d73686172652d6e756d62657273d901028201076e616c6c6f63617465642d73697a651903e8");
         let req = AllocateRequest::parse(&body).unwrap();
         assert_eq!(req.share_numbers, [1u8, 7].into_iter().collect());
         assert_eq!(req.allocated_size, 1000);
@@ -1303,14 +1439,20 @@ mod tests {
         assert!(AllocateRequest::parse(&no_tag).is_err());
         // extra key
         let v = cbor::Value::Map(vec![
-            (cbor::Value::text("share-numbers"), set_value([1u64].into_iter())),
+            (
+                cbor::Value::text("share-numbers"),
+                set_value([1u64].into_iter()),
+            ),
             (cbor::Value::text("allocated-size"), cbor::Value::Uint(3)),
             (cbor::Value::text("x"), cbor::Value::Uint(3)),
         ]);
         assert!(AllocateRequest::parse(&cbor::encode(&v)).is_err());
         // share number out of range
         let v = cbor::Value::Map(vec![
-            (cbor::Value::text("share-numbers"), set_value([256u64].into_iter())),
+            (
+                cbor::Value::text("share-numbers"),
+                set_value([256u64].into_iter()),
+            ),
             (cbor::Value::text("allocated-size"), cbor::Value::Uint(3)),
         ]);
         assert!(AllocateRequest::parse(&cbor::encode(&v)).is_err());
@@ -1328,17 +1470,30 @@ mod tests {
         req.test_write_vectors.insert(
             3,
             TestWriteVectors {
-                test: vec![TestVector { offset: 0, size: 1, specimen: vec![] }],
-                write: vec![WriteVector { offset: 5, data: b"hello".to_vec() }],
+                test: vec![TestVector {
+                    offset: 0,
+                    size: 1,
+                    specimen: vec![],
+                }],
+                write: vec![WriteVector {
+                    offset: 5,
+                    data: b"hello".to_vec(),
+                }],
                 new_length: None,
             },
         );
-        req.read_vector.push(ReadVector { offset: 0, size: 10 });
+        req.read_vector.push(ReadVector {
+            offset: 0,
+            size: 10,
+        });
         assert_eq!(RtwRequest::parse(&req.encode()).unwrap(), req);
         // cbor2.dumps of the same request, as Tahoe's client sends it
         let py = h("a272746573742d77726974652d766563746f7273a103a3647465737481a3666f6666736574006473697a65016873706563696d656e4065777269746581a2666f66667365740564646174614568656c6c6f6a6e65772d6c656e677468f66b726561642d766563746f7281a2666f6666736574006473697a650a");
         assert_eq!(RtwRequest::parse(&py).unwrap(), req);
-        let mut resp = RtwResponse { success: true, data: BTreeMap::new() };
+        let mut resp = RtwResponse {
+            success: true,
+            data: BTreeMap::new(),
+        };
         resp.data.insert(3, vec![b"abc".to_vec()]);
         assert_eq!(RtwResponse::parse(&resp.encode()).unwrap(), resp);
     }
@@ -1381,23 +1536,53 @@ mod tests {
         let hv = authorization_header(sw);
         assert!(check_authorization(Some(hv.as_bytes()), sw).is_ok());
         assert_eq!(check_authorization(None, sw), Err(GbsError::Unauthorized));
-        assert_eq!(check_authorization(Some(b"Tahoe-LAFS x"), sw), Err(GbsError::Unauthorized));
-        assert_eq!(check_authorization(Some(&[0xff]), sw).unwrap_err().status(), 400);
+        assert_eq!(
+            check_authorization(Some(b"Tahoe-LAFS x"), sw),
+            Err(GbsError::Unauthorized)
+        );
+        assert_eq!(
+            check_authorization(Some(&[0xff]), sw).unwrap_err().status(),
+            400
+        );
     }
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range(b"bytes=0-9").unwrap(), ByteRange { start: 0, end: 10 });
+        assert_eq!(
+            parse_range(b"bytes=0-9").unwrap(),
+            ByteRange { start: 0, end: 10 }
+        );
         assert!(parse_range(b"bytes=0-").is_err());
         assert!(parse_range(b"bytes=-5").is_err());
         assert!(parse_range(b"bytes=0-1,3-4").is_err());
         assert!(parse_range(b"items=0-1").is_err());
         assert!(parse_range(b"bytes=5-4").is_err());
-        assert_eq!(clip_range(ByteRange { start: 5, end: 100 }, 10), ReadAnswer::Partial(ByteRange { start: 5, end: 10 }));
-        assert_eq!(clip_range(ByteRange { start: 10, end: 100 }, 10), ReadAnswer::NoContent);
-        assert_eq!(content_range_header(ByteRange { start: 5, end: 10 }), "bytes 5-9/*");
-        assert_eq!(parse_content_range(Some(b"bytes 0-99/*")).unwrap(), ByteRange { start: 0, end: 100 });
-        assert_eq!(parse_content_range(Some(b"bytes 10-19/100")).unwrap(), ByteRange { start: 10, end: 20 });
+        assert_eq!(
+            clip_range(ByteRange { start: 5, end: 100 }, 10),
+            ReadAnswer::Partial(ByteRange { start: 5, end: 10 })
+        );
+        assert_eq!(
+            clip_range(
+                ByteRange {
+                    start: 10,
+                    end: 100
+                },
+                10
+            ),
+            ReadAnswer::NoContent
+        );
+        assert_eq!(
+            content_range_header(ByteRange { start: 5, end: 10 }),
+            "bytes 5-9/*"
+        );
+        assert_eq!(
+            parse_content_range(Some(b"bytes 0-99/*")).unwrap(),
+            ByteRange { start: 0, end: 100 }
+        );
+        assert_eq!(
+            parse_content_range(Some(b"bytes 10-19/100")).unwrap(),
+            ByteRange { start: 10, end: 20 }
+        );
         assert!(parse_content_range(None).is_err());
         assert!(parse_content_range(Some(b"bytes */*")).is_err());
         assert!(parse_content_range(Some(b"bytes 5-4/*")).is_err());

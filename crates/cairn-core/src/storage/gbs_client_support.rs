@@ -46,7 +46,9 @@ pub enum NurlError {
     Scheme,
     #[error("NURL has no '@' separating the SPKI hash from the host")]
     NoAt,
-    #[error("NURL SPKI hash must be 43 characters of unpadded urlsafe base64 (SHA-256), got {0:?}")]
+    #[error(
+        "NURL SPKI hash must be 43 characters of unpadded urlsafe base64 (SHA-256), got {0:?}"
+    )]
     SpkiHash(String),
     #[error("NURL host is missing or invalid: {0:?}")]
     Host(String),
@@ -88,26 +90,39 @@ impl Nurl {
         }
         let (authority, path) = rest.split_once('/').ok_or(NurlError::Swissnum)?;
         if path.is_empty()
-            || !path.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'~' | b'-'))
+            || !path
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'~' | b'-'))
         {
             return Err(NurlError::Swissnum);
         }
         let (host, port) = if let Some(r) = authority.strip_prefix('[') {
-            let (h, after) = r.split_once(']').ok_or_else(|| NurlError::Host(authority.to_string()))?;
+            let (h, after) = r
+                .split_once(']')
+                .ok_or_else(|| NurlError::Host(authority.to_string()))?;
             if h.parse::<core::net::Ipv6Addr>().is_err() {
                 return Err(NurlError::Host(h.to_string()));
             }
-            let port = after.strip_prefix(':').ok_or_else(|| NurlError::Port(after.to_string()))?;
+            let port = after
+                .strip_prefix(':')
+                .ok_or_else(|| NurlError::Port(after.to_string()))?;
             (h, port)
         } else {
-            let (h, p) = authority.rsplit_once(':').ok_or_else(|| NurlError::Port(String::new()))?;
+            let (h, p) = authority
+                .rsplit_once(':')
+                .ok_or_else(|| NurlError::Port(String::new()))?;
             if !valid_host_name(h) {
                 return Err(NurlError::Host(h.to_string()));
             }
             (h, p)
         };
-        let port_ok = !port.is_empty() && port.len() <= 5 && port.bytes().all(|c| c.is_ascii_digit());
-        let port_num = port.parse::<u16>().ok().filter(|&p| port_ok && p != 0).ok_or_else(|| NurlError::Port(port.to_string()))?;
+        let port_ok =
+            !port.is_empty() && port.len() <= 5 && port.bytes().all(|c| c.is_ascii_digit());
+        let port_num = port
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| port_ok && p != 0)
+            .ok_or_else(|| NurlError::Port(port.to_string()))?;
         Ok(Nurl {
             scheme,
             spki_hash: user.to_string(),
@@ -139,7 +154,13 @@ impl std::fmt::Display for Nurl {
             NurlScheme::Tcp => "pb",
             NurlScheme::Tor => "pb+tor",
         };
-        write!(f, "{scheme}://{}@{}/{}#v=1", self.spki_hash, self.authority(), self.swissnum)
+        write!(
+            f,
+            "{scheme}://{}@{}/{}#v=1",
+            self.spki_hash,
+            self.authority(),
+            self.swissnum
+        )
     }
 }
 
@@ -149,7 +170,9 @@ fn valid_host_name(h: &str) -> bool {
         && h.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         })
 }
 
@@ -159,7 +182,11 @@ const URLSAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy
 pub fn urlsafe_b64_nopad(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..=chunk.len() {
             out.push(URLSAFE[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -283,9 +310,13 @@ pub fn check_read_response(
         204 => Ok(ReadBody::Empty),
         206 => {
             let ct = content_type.map(|c| String::from_utf8_lossy(c).to_ascii_lowercase());
-            let base = ct.as_deref().map(|c| c.split(';').next().unwrap_or("").trim().to_string());
+            let base = ct
+                .as_deref()
+                .map(|c| c.split(';').next().unwrap_or("").trim().to_string());
             if base.as_deref() != Some("application/octet-stream") {
-                return Err(format!("share read: Content-Type {ct:?}, expected application/octet-stream"));
+                return Err(format!(
+                    "share read: Content-Type {ct:?}, expected application/octet-stream"
+                ));
             }
             let got = parse_content_range(content_range).map_err(|e| format!("share read: {e}"))?;
             if got.start != requested.start {
@@ -303,7 +334,9 @@ pub fn check_read_response(
             }
             Ok(ReadBody::Exactly(got.len()))
         }
-        other => Err(format!("share read: unexpected status {other} (expected 206 or 204)")),
+        other => Err(format!(
+            "share read: unexpected status {other} (expected 206 or 204)"
+        )),
     }
 }
 
@@ -311,7 +344,11 @@ pub fn check_read_response(
 pub fn is_cbor_content_type(value: Option<&[u8]>) -> bool {
     let Some(v) = value else { return false };
     let v = String::from_utf8_lossy(v);
-    v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(super::gbs::CBOR_MIME_TYPE)
+    v.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case(super::gbs::CBOR_MIME_TYPE)
 }
 
 /// A server's error body as text for an error message: UTF-8 (lossy), control characters
@@ -340,11 +377,17 @@ mod tests {
     fn parse_good() {
         let n = Nurl::parse(&format!("pb://{H}@127.0.0.1:3456/{SW}#v=1")).unwrap();
         assert_eq!(n.scheme, NurlScheme::Tcp);
-        assert_eq!((n.host.as_str(), n.port, n.swissnum.as_str()), ("127.0.0.1", 3456, SW));
+        assert_eq!(
+            (n.host.as_str(), n.port, n.swissnum.as_str()),
+            ("127.0.0.1", 3456, SW)
+        );
         assert_eq!(n.to_string(), format!("pb://{H}@127.0.0.1:3456/{SW}#v=1"));
         assert_eq!(urlsafe_b64_nopad(&n.spki_hash_bytes()), H);
         let n = Nurl::parse(&format!("pb://{H}@[::1]:80/{SW}#v=1")).unwrap();
-        assert_eq!((n.host.as_str(), n.authority()), ("::1", "[::1]:80".to_string()));
+        assert_eq!(
+            (n.host.as_str(), n.authority()),
+            ("::1", "[::1]:80".to_string())
+        );
         let n = Nurl::parse(&format!("pb+tor://{H}@abcdef.onion:80/{SW}#v=1")).unwrap();
         assert_eq!(n.scheme, NurlScheme::Tor);
         assert!(!format!("{n:?}").contains(SW));
@@ -354,18 +397,48 @@ mod tests {
     fn parse_bad() {
         let cases = [
             (format!("http://{H}@h:1/{SW}#v=1"), NurlError::Scheme),
-            (format!("pb://{H}@h:1/{SW}"), NurlError::Version(String::new())),
-            (format!("pb://{H}@h:1/{SW}#v=2"), NurlError::Version("v=2".into())),
+            (
+                format!("pb://{H}@h:1/{SW}"),
+                NurlError::Version(String::new()),
+            ),
+            (
+                format!("pb://{H}@h:1/{SW}#v=2"),
+                NurlError::Version("v=2".into()),
+            ),
             (format!("pb://{H}@h:1/{SW}?x=1#v=1"), NurlError::Query),
             (format!("pb://h:1/{SW}#v=1"), NurlError::NoAt),
-            (format!("pb://abc@h:1/{SW}#v=1"), NurlError::SpkiHash("abc".into())),
-            (format!("pb://{H}@h/{SW}#v=1"), NurlError::Port(String::new())),
-            (format!("pb://{H}@h:0/{SW}#v=1"), NurlError::Port("0".into())),
-            (format!("pb://{H}@h:65536/{SW}#v=1"), NurlError::Port("65536".into())),
-            (format!("pb://{H}@h:+1/{SW}#v=1"), NurlError::Port("+1".into())),
-            (format!("pb://{H}@:1/{SW}#v=1"), NurlError::Host(String::new())),
-            (format!("pb://{H}@a b:1/{SW}#v=1"), NurlError::Host("a b".into())),
-            (format!("pb://{H}@[zz]:1/{SW}#v=1"), NurlError::Host("zz".into())),
+            (
+                format!("pb://abc@h:1/{SW}#v=1"),
+                NurlError::SpkiHash("abc".into()),
+            ),
+            (
+                format!("pb://{H}@h/{SW}#v=1"),
+                NurlError::Port(String::new()),
+            ),
+            (
+                format!("pb://{H}@h:0/{SW}#v=1"),
+                NurlError::Port("0".into()),
+            ),
+            (
+                format!("pb://{H}@h:65536/{SW}#v=1"),
+                NurlError::Port("65536".into()),
+            ),
+            (
+                format!("pb://{H}@h:+1/{SW}#v=1"),
+                NurlError::Port("+1".into()),
+            ),
+            (
+                format!("pb://{H}@:1/{SW}#v=1"),
+                NurlError::Host(String::new()),
+            ),
+            (
+                format!("pb://{H}@a b:1/{SW}#v=1"),
+                NurlError::Host("a b".into()),
+            ),
+            (
+                format!("pb://{H}@[zz]:1/{SW}#v=1"),
+                NurlError::Host("zz".into()),
+            ),
             (format!("pb://{H}@h:1#v=1"), NurlError::Swissnum),
             (format!("pb://{H}@h:1/#v=1"), NurlError::Swissnum),
             (format!("pb://{H}@h:1/a/b#v=1"), NurlError::Swissnum),
@@ -385,12 +458,21 @@ mod tests {
     fn read_checks() {
         let req = ByteRange { start: 10, end: 20 };
         let oct = Some(b"application/octet-stream".as_slice());
-        assert_eq!(check_read_response(req, 204, None, None), Ok(ReadBody::Empty));
-        assert_eq!(check_read_response(req, 206, oct, Some(b"bytes 10-14/*")), Ok(ReadBody::Exactly(5)));
+        assert_eq!(
+            check_read_response(req, 204, None, None),
+            Ok(ReadBody::Empty)
+        );
+        assert_eq!(
+            check_read_response(req, 206, oct, Some(b"bytes 10-14/*")),
+            Ok(ReadBody::Exactly(5))
+        );
         assert!(check_read_response(req, 206, oct, Some(b"bytes 10-20/*")).is_err());
         assert!(check_read_response(req, 206, oct, Some(b"bytes 11-14/*")).is_err());
         assert!(check_read_response(req, 206, oct, None).is_err());
-        assert!(check_read_response(req, 206, Some(b"application/cbor"), Some(b"bytes 10-14/*")).is_err());
+        assert!(
+            check_read_response(req, 206, Some(b"application/cbor"), Some(b"bytes 10-14/*"))
+                .is_err()
+        );
         assert!(check_read_response(req, 200, oct, None).is_err());
         assert!(is_cbor_content_type(Some(b"Application/CBOR; charset=x")));
         assert!(!is_cbor_content_type(Some(b"text/plain")));

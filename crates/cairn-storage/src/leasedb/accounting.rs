@@ -667,7 +667,8 @@ impl LeaseDb {
             u.shares = n;
             u.share_bytes = bytes;
         }
-        let reserved = "SELECT account, count(*), coalesce(sum(bytes), 0) FROM reservations GROUP BY account";
+        let reserved =
+            "SELECT account, count(*), coalesce(sum(bytes), 0) FROM reservations GROUP BY account";
         for (account, n, bytes) in self.per_account_counts(reserved)? {
             let u = per.entry(account).or_default();
             u.reservations = n;
@@ -680,7 +681,11 @@ impl LeaseDb {
     fn per_account_counts(&self, sql: &str) -> Result<Vec<(AccountId, u64, u64)>> {
         let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt.query_map([], |r| {
-            Ok((AccountId(r.get::<_, i64>(0)? as u32), r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+            Ok((
+                AccountId(r.get::<_, i64>(0)? as u32),
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }

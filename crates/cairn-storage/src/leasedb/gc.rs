@@ -516,7 +516,9 @@ pub fn collect_garbage(
         };
         let leases = records.db_leases();
         let expired = |exp: u32| policy.lease_expired(kind, u64::from(exp), now);
-        let any_live = leases.iter().any(|l| !policy.lease_expired(kind, l.expiration, now));
+        let any_live = leases
+            .iter()
+            .any(|l| !policy.lease_expired(kind, l.expiration, now));
         if !leases.is_empty() && !any_live {
             if let Err(e) = std::fs::remove_file(&path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -539,15 +541,13 @@ pub fn collect_garbage(
         // Kept: cancel its expired leases in the file, then record what is left.
         let (cancelled, ops, new_size) = match records {
             ShareRecords::Immutable { layout, leases } => {
-                let r = immutable_remove_leases(&layout, &leases, |_, l| {
-                    expired(l.expiration_secs)
-                });
+                let r =
+                    immutable_remove_leases(&layout, &leases, |_, l| expired(l.expiration_secs));
                 (r.removed, r.ops, r.new_file_size)
             }
             ShareRecords::Mutable { header, mut leases } => {
-                let (n, ops) = leases.cancel(header.extra_lease_offset, |_, l| {
-                    expired(l.expiration_secs)
-                });
+                let (n, ops) =
+                    leases.cancel(header.extra_lease_offset, |_, l| expired(l.expiration_secs));
                 (n, ops, size)
             }
         };
@@ -579,6 +579,10 @@ pub fn collect_garbage(
     Ok(report)
 }
 
-fn rewrite_share(tmp_dir: &Path, path: &Path, ops: &[FileOp<'_>]) -> std::result::Result<(), String> {
+fn rewrite_share(
+    tmp_dir: &Path,
+    path: &Path,
+    ops: &[FileOp<'_>],
+) -> std::result::Result<(), String> {
     rewrite_atomically_in(tmp_dir, path, None, ops).map_err(|e| e.to_string())
 }

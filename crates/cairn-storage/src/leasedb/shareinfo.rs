@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use cairn_core::storage::container::{
     hash_lease_secret, is_mutable_container, parse_immutable_leases, ContainerError,
-    ImmutableContainerHeader, ImmutableLayout, LeaseRecord, LeaseSecret, MutableContainerHeader, MutableLeases,
-    IMMUTABLE_HEADER_SIZE, MUTABLE_DATA_OFFSET, MUTABLE_HEADER_SIZE,
+    ImmutableContainerHeader, ImmutableLayout, LeaseRecord, LeaseSecret, MutableContainerHeader,
+    MutableLeases, IMMUTABLE_HEADER_SIZE, MUTABLE_DATA_OFFSET, MUTABLE_HEADER_SIZE,
 };
 
 use super::{AccountId, Lease, ShareKind};
@@ -153,7 +153,11 @@ pub fn read_share_records(path: &Path) -> Result<(ShareKind, u64, ShareRecords),
         let block = read_at(&mut f, path, off, len)?;
         let leases =
             MutableLeases::parse(header.version.secret_form(), &slots, &block).map_err(corrupt)?;
-        Ok((ShareKind::Mutable, size, ShareRecords::Mutable { header, leases }))
+        Ok((
+            ShareKind::Mutable,
+            size,
+            ShareRecords::Mutable { header, leases },
+        ))
     } else {
         let header = ImmutableContainerHeader::parse(
             &head[..head.len().min(IMMUTABLE_HEADER_SIZE as usize)],
@@ -166,7 +170,11 @@ pub fn read_share_records(path: &Path) -> Result<(ShareKind, u64, ShareRecords),
         }
         let bytes = read_at(&mut f, path, off, len)?;
         let leases = parse_immutable_leases(header.version, &bytes).map_err(corrupt)?;
-        Ok((ShareKind::Immutable, size, ShareRecords::Immutable { layout, leases }))
+        Ok((
+            ShareKind::Immutable,
+            size,
+            ShareRecords::Immutable { layout, leases },
+        ))
     }
 }
 

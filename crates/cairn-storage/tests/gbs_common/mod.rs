@@ -56,7 +56,8 @@ impl ServerCertVerifier for SpkiPin {
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         // Verify against the pinned key itself, not a parsed certificate: Tahoe's
         // certificates are X.509 version 1, which webpki refuses to parse.
-        let spki = spki_from_cert(cert.as_ref()).ok_or_else(|| rustls::Error::General("no SPKI in certificate".into()))?;
+        let spki = spki_from_cert(cert.as_ref())
+            .ok_or_else(|| rustls::Error::General("no SPKI in certificate".into()))?;
         rustls::crypto::verify_tls13_signature_with_raw_key(
             message,
             &rustls::pki_types::SubjectPublicKeyInfoDer::from(spki),
@@ -65,7 +66,9 @@ impl ServerCertVerifier for SpkiPin {
         )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -91,20 +94,39 @@ impl Client {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SpkiPin { expected: spki_hash.to_string(), provider }))
+            .with_custom_certificate_verifier(Arc::new(SpkiPin {
+                expected: spki_hash.to_string(),
+                provider,
+            }))
             .with_no_client_auth();
         cfg.enable_sni = false;
-        Client { addr, swissnum: swissnum.to_string(), tls: Arc::new(cfg) }
+        Client {
+            addr,
+            swissnum: swissnum.to_string(),
+            tls: Arc::new(cfg),
+        }
     }
 
     pub fn auth(&self) -> (String, String) {
-        ("authorization".into(), gbs::authorization_header(self.swissnum.as_bytes()))
+        (
+            "authorization".into(),
+            gbs::authorization_header(self.swissnum.as_bytes()),
+        )
     }
 
     /// Send one request with the given extra headers (the Authorization header is added
     /// unless `no_auth`).
-    pub async fn raw(&self, method: Method, path: &str, headers: &[(String, String)], body: Vec<u8>, no_auth: bool) -> Resp {
-        self.try_raw(method, path, headers, body, no_auth).await.expect("request failed")
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+        no_auth: bool,
+    ) -> Resp {
+        self.try_raw(method, path, headers, body, no_auth)
+            .await
+            .expect("request failed")
     }
 
     /// Like [`Client::raw`], reporting transport failures instead of panicking.
@@ -120,15 +142,21 @@ impl Client {
             let what = what.to_string();
             move |err: &dyn std::fmt::Display| format!("{what}: {err}")
         };
-        let tcp = tokio::net::TcpStream::connect(self.addr).await.map_err(|x| e("connect")(&x))?;
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|x| e("connect")(&x))?;
         let conn = tokio_rustls::TlsConnector::from(self.tls.clone());
         let name = ServerName::try_from("cairn.invalid").unwrap();
         let tls = conn.connect(name, tcp).await.map_err(|x| e("TLS")(&x))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .map_err(|x| e("handshake")(&x))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|x| e("handshake")(&x))?;
         tokio::spawn(connection);
-        let mut req = Request::builder().method(method).uri(path).header("host", "cairn");
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "cairn");
         if !no_auth {
             let (k, v) = self.auth();
             req = req.header(k, v);
@@ -143,11 +171,27 @@ impl Client {
             .map_err(|x| e("request")(&x))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.map_err(|x| e("body")(&x))?.to_bytes().to_vec();
-        Ok(Resp { status, headers, body })
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|x| e("body")(&x))?
+            .to_bytes()
+            .to_vec();
+        Ok(Resp {
+            status,
+            headers,
+            body,
+        })
     }
 
-    pub async fn req(&self, method: Method, path: &str, headers: &[(String, String)], body: Vec<u8>) -> Resp {
+    pub async fn req(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Resp {
         self.raw(method, path, headers, body, false).await
     }
 
@@ -156,21 +200,33 @@ impl Client {
     }
 
     pub async fn get_range(&self, path: &str, range: &str) -> Resp {
-        self.req(Method::GET, path, &[("range".into(), range.into())], vec![]).await
+        self.req(Method::GET, path, &[("range".into(), range.into())], vec![])
+            .await
     }
 }
 
 /// Secret header values.
 pub fn secret(kind: &str, value: &[u8]) -> (String, String) {
-    ("x-tahoe-authorization".into(), format!("{kind} {}", b64::encode(value)))
+    (
+        "x-tahoe-authorization".into(),
+        format!("{kind} {}", b64::encode(value)),
+    )
 }
 
 pub fn alloc_secrets(renew: &[u8; 32], cancel: &[u8; 32], upload: &[u8]) -> Vec<(String, String)> {
-    vec![secret("lease-renew-secret", renew), secret("lease-cancel-secret", cancel), secret("upload-secret", upload)]
+    vec![
+        secret("lease-renew-secret", renew),
+        secret("lease-cancel-secret", cancel),
+        secret("upload-secret", upload),
+    ]
 }
 
 pub fn rtw_secrets(we: &[u8; 32], renew: &[u8; 32], cancel: &[u8; 32]) -> Vec<(String, String)> {
-    vec![secret("write-enabler", we), secret("lease-renew-secret", renew), secret("lease-cancel-secret", cancel)]
+    vec![
+        secret("write-enabler", we),
+        secret("lease-renew-secret", renew),
+        secret("lease-cancel-secret", cancel),
+    ]
 }
 
 /// A test node: a node directory made by `create_node`, served on 127.0.0.1 (port 0).
@@ -205,8 +261,18 @@ impl TestNode {
         opts.listen = vec!["127.0.0.1:0".parse().unwrap()];
         tweak(&mut opts);
         let server = server::start(opts).await.expect("start");
-        let client = Client::new(server.local_addrs[0], &identity.spki_hash, &identity.swissnum);
-        TestNode { dir, config, identity, server: Some(server), client }
+        let client = Client::new(
+            server.local_addrs[0],
+            &identity.spki_hash,
+            &identity.swissnum,
+        );
+        TestNode {
+            dir,
+            config,
+            identity,
+            server: Some(server),
+            client,
+        }
     }
 
     pub fn storage_dir(&self) -> std::path::PathBuf {

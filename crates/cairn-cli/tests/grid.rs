@@ -1,0 +1,258 @@
+//! `cairn grid up|down` end to end: a 3-server grid of real `cairn run` processes, files
+//! put and got through its gateway, stopped, started again on the same directories.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn grid_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("grid.json")).unwrap()).unwrap()
+}
+
+fn pids(g: &serde_json::Value) -> Vec<u32> {
+    g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["pid"].as_u64())
+        .map(|p| p as u32)
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !matches!(
+                s.rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next()),
+                Some("Z" | "X")
+            )
+        })
+        .unwrap_or(false)
+}
+
+/// Stops the grid whatever happens to the test.
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = run(&["grid", "down", "--dir", self.0.to_str().unwrap()], None);
+    }
+}
+
+#[test]
+fn grid_up_put_get_down_and_up_again() {
+    let t0 = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("g");
+    let d = dir.to_str().unwrap();
+    let _down = Down(&dir);
+
+    let o = run(
+        &[
+            "grid",
+            "up",
+            "--servers",
+            "3",
+            "--dir",
+            d,
+            "--detach",
+            "--timeout",
+            "30",
+        ],
+        None,
+    );
+    assert_ok(&o);
+    let url = stdout(&o).lines().last().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    // grid.json: 3 storage nodes with NURLs and server ids, a client with the gateway URL;
+    // every recorded process alive.
+    let g = grid_json(&dir);
+    assert_eq!(g["servers"], 3);
+    assert_eq!(g["gateway"], url.as_str());
+    let nodes = g["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4);
+    for n in &nodes[..3] {
+        assert_eq!(n["kind"], "storage");
+        assert!(n["nurl"].as_str().unwrap().starts_with("pb://"), "{n}");
+        assert!(n["server_id"].as_str().unwrap().starts_with("v0-"), "{n}");
+        assert!(Path::new(n["dir"].as_str().unwrap())
+            .join("tahoe.cfg")
+            .exists());
+    }
+    assert_eq!(nodes[3]["kind"], "client");
+    assert_eq!(nodes[3]["web_url"], url.as_str());
+    let first_pids = pids(&g);
+    assert_eq!(first_pids.len(), 4);
+    assert!(first_pids.iter().all(|p| alive(*p)));
+    let node_url = std::fs::read_to_string(dir.join("client/node.url")).unwrap();
+    assert_eq!(node_url.trim(), url);
+
+    // Put and get through the grid's client.
+    let client = dir.join("client");
+    let c = client.to_str().unwrap();
+    let data = pattern(3 * (1 << 20) + 777, 21);
+    let file = tmp.path().join("data.bin");
+    std::fs::write(&file, &data).unwrap();
+    let o = run(&["put", "-d", c, file.to_str().unwrap()], None);
+    assert_ok(&o);
+    let cap = stdout(&o).lines().last().unwrap().to_string();
+    assert!(
+        cap.starts_with("URI:CHK:") && cap.ends_with(":3:10:3146505"),
+        "{cap}"
+    );
+    let out = tmp.path().join("out.bin");
+    assert_ok(&run(
+        &["get", &cap, out.to_str().unwrap(), "-u", &url],
+        None,
+    ));
+    assert!(std::fs::read(&out).unwrap() == data);
+    // Shares are on all three servers (10 shares, happy = 3 on a 3-server grid).
+    for i in 1..=3 {
+        let shares = dir.join(format!("storage{i:02}/storage/shares"));
+        assert!(count_files(&shares) > 0, "no share on storage{i:02}");
+    }
+
+    // `grid up` again while it runs: says so, same URL.
+    let o = run(&["grid", "up", "--dir", d, "--detach"], None);
+    assert_ok(&o);
+    assert_eq!(stdout(&o).trim(), url);
+    assert!(stderr(&o).contains("already running"), "{}", stderr(&o));
+    // A different size for an existing grid is refused.
+    let o = run(
+        &["grid", "up", "--dir", d, "--servers", "5", "--detach"],
+        None,
+    );
+    assert!(!o.status.success());
+
+    // Down: every process stops, grid.json keeps no pid.
+    let o = run(&["grid", "down", "--dir", d], None);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("4 of 4 nodes were running"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        first_pids.iter().all(|p| !alive(*p)),
+        "a node survived grid down"
+    );
+    assert!(pids(&grid_json(&dir)).is_empty());
+    let o = run(&["grid", "down", "--dir", d], None);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("0 of 4 nodes were running"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Up again, in the foreground this time: same directories, so the same servers and the
+    // file stored before reads back. SIGTERM stops it and its nodes.
+    let mut fg = cairn()
+        .args(["grid", "up", "--dir", d, "--timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(fg.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), url, "the client keeps its web port");
+    let g2 = grid_json(&dir);
+    for i in 0..3 {
+        assert_eq!(g2["nodes"][i]["server_id"], g["nodes"][i]["server_id"]);
+        assert_eq!(g2["nodes"][i]["nurl"], g["nodes"][i]["nurl"]);
+    }
+    let o = run(&["get", &cap, "-d", c], None);
+    assert_ok(&o);
+    assert!(
+        o.stdout == data,
+        "the file stored before the restart reads back"
+    );
+    let second_pids = pids(&g2);
+    assert_eq!(second_pids.len(), 4);
+    unsafe { libc::kill(fg.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = fg.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "grid up did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        second_pids.iter().all(|p| !alive(*p)),
+        "a node survived the foreground grid's SIGTERM"
+    );
+    assert!(pids(&grid_json(&dir)).is_empty());
+    eprintln!("grid test: {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+#[test]
+fn grid_up_names_the_node_that_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("g");
+    let d = dir.to_str().unwrap();
+    let _down = Down(&dir);
+    // Create the grid, stop it, then occupy storage02's port: it cannot start again.
+    assert_ok(&run(
+        &[
+            "grid",
+            "up",
+            "--servers",
+            "2",
+            "--dir",
+            d,
+            "--detach",
+            "--timeout",
+            "30",
+        ],
+        None,
+    ));
+    let g = grid_json(&dir);
+    assert_ok(&run(&["grid", "down", "--dir", d], None));
+    let nurl = g["nodes"][1]["nurl"].as_str().unwrap().to_string();
+    let port: u16 = nurl
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let o = run(
+        &["grid", "up", "--dir", d, "--detach", "--timeout", "20"],
+        None,
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("storage02"), "{err}");
+    // Nothing left running.
+    let g = grid_json(&dir);
+    assert!(pids(&g).is_empty(), "{g}");
+}
+
+fn count_files(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                n += 1;
+            }
+        }
+    }
+    n
+}

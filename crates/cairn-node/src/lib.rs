@@ -1,0 +1,46 @@
+//! cairn-node: one node directory, run as Tahoe-LAFS runs one.
+//!
+//! A node is what `cairn run DIR` starts from `DIR/tahoe.cfg`: the storage server when
+//! `[storage] enabled`, and, when `[node] web.port` is set, the grid client (servers from
+//! `DIR/private/servers.yaml`) behind a local HTTP gateway that speaks the part of Tahoe's
+//! web API that exists so far (`PUT /uri`, `GET /uri/$CAP` with `Range`, `?t=json`,
+//! `GET /?t=json`). See `docs/client-node.md`.
+//!
+//! - [`config`]: `tahoe.cfg` client keys, `web.port`, the convergence and lease secrets
+//! - [`create`]: `cairn create-client`, the web port of `cairn create-node`
+//! - [`gateway`]: the web API
+//! - [`memory`]: keeping a long-running node's resident memory near its working set
+//! - [`node`]: starting and stopping everything ([`start`], [`run`])
+
+pub mod config;
+pub mod create;
+pub mod gateway;
+pub mod memory;
+pub mod node;
+
+pub use config::{ClientConfig, NodeConfigError, Secrets, WebPort};
+pub use create::{create_client, create_node, CreateClientOptions};
+pub use node::{run, start, RunningNode};
+
+/// Errors of node creation and start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] NodeConfigError),
+    #[error(transparent)]
+    StorageConfig(#[from] cairn_storage::config::ConfigError),
+    #[error(transparent)]
+    Server(#[from] cairn_storage::server::ServerError),
+    #[error(transparent)]
+    Identity(#[from] cairn_storage::identity::IdentityError),
+    #[error(transparent)]
+    Servers(#[from] cairn_client::servers::ServersYamlError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}

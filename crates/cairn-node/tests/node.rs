@@ -1,0 +1,329 @@
+//! Whole nodes, started from their directories as `cairn run` starts them: storage nodes and
+//! a client node whose gateway talks to them. `node.url`, `GET /?t=json` with connected and
+//! disconnected servers, uploads through the gateway onto the servers, shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use cairn_core::chk::{convergent_key, encode_file, EncodingParams};
+use cairn_node::config::Secrets;
+use common::{
+    data, get, make_client, put, quote_all, set_client_option, statuses, wait_for, Servers,
+};
+
+#[tokio::test]
+async fn node_url_and_root_json_follow_the_servers() {
+    let mut servers = Servers::start(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client_dir = dir.path().join("client");
+    // Besides the three servers: one that is down from the start.
+    let mut yaml = servers.servers_yaml();
+    let dead = {
+        let extra = tempfile::tempdir().unwrap();
+        let opts = cairn_storage::server::CreateNodeOptions {
+            hostname: "127.0.0.1".into(),
+            port: 0,
+            listen: None,
+            nickname: "never-up".into(),
+            reserved_space: "0".into(),
+        };
+        let (cfg, id) = cairn_node::create_node(extra.path(), &opts, Some("none")).unwrap();
+        yaml.push_str(&format!(
+            "  {}\n",
+            id.announcement_yaml("never-up", &cfg.node.hints)
+        ));
+        id.server_id.clone()
+        // the node is never started: its port refuses connections
+    };
+    make_client(&client_dir, &yaml, (2, 3, 4));
+    let node = cairn_node::start(&client_dir).await.unwrap();
+    assert!(
+        node.storage.is_none(),
+        "a client node runs no storage server"
+    );
+    let url = node.web_url.clone().unwrap();
+    let port = node.web_addr.unwrap().port();
+    assert_eq!(url, format!("http://127.0.0.1:{port}/"));
+    // node.url as Tahoe writes it.
+    assert_eq!(
+        std::fs::read_to_string(client_dir.join("node.url")).unwrap(),
+        format!("{url}\n")
+    );
+    assert!(node.describe().contains(&format!("web gateway: {url}")));
+    assert!(node.describe().contains("storage servers: 4"));
+
+    let ids: Vec<String> = (0..3).map(|i| servers.server_id(i)).collect();
+    let connected = |st: &std::collections::BTreeMap<String, String>, id: &str| {
+        st.get(id)
+            .is_some_and(|s| s.to_lowercase().starts_with("connected"))
+    };
+    // Before the first answer a server is "Trying to connect"; then connected, or a failure.
+    wait_for(
+        "three servers connected, one failed",
+        Duration::from_secs(20),
+        || async {
+            let st = statuses(&url).await;
+            ids.iter().all(|id| connected(&st, id)) && st[&dead].starts_with("failure: ")
+        },
+    )
+    .await;
+
+    let r = get(&url, "/?t=json").await;
+    assert_eq!(
+        r.header("content-type").unwrap(),
+        "application/json; charset=utf-8"
+    );
+    let j = r.json();
+    assert_eq!(j["introducers"], serde_json::json!({"statuses": []}));
+    let list = j["servers"].as_array().unwrap();
+    assert_eq!(list.len(), 4);
+    for s in list {
+        // Tahoe 1.20's _describe_server keys, no more, no fewer.
+        let mut keys: Vec<&str> = s.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "available_space",
+                "connection_status",
+                "last_received_data",
+                "nickname",
+                "nodeid",
+                "version"
+            ]
+        );
+        let id = s["nodeid"].as_str().unwrap();
+        if let Some(i) = ids.iter().position(|x| x == id) {
+            let addr = servers.nodes[i]
+                .node
+                .as_ref()
+                .unwrap()
+                .storage
+                .as_ref()
+                .unwrap()
+                .local_addrs[0];
+            assert_eq!(
+                s["connection_status"],
+                format!("Connected to tcp:{addr} via tcp")
+            );
+            assert_eq!(s["nickname"], format!("server{i}"));
+            assert!(s["available_space"].as_u64().is_some(), "{s}");
+            assert!(s["version"].as_str().is_some_and(|v| !v.is_empty()), "{s}");
+            let t = s["last_received_data"].as_f64().unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            assert!(
+                (now - t).abs() < 30.0,
+                "last_received_data {t} vs now {now}"
+            );
+        } else {
+            assert_eq!(id, dead);
+            assert_eq!(s["nickname"], "never-up");
+            assert!(
+                s["connection_status"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("failure: "),
+                "{s}"
+            );
+            assert!(
+                s["last_received_data"].is_null()
+                    && s["version"].is_null()
+                    && s["available_space"].is_null()
+            );
+        }
+    }
+    // The body is Python's json.dumps(..., indent=1) + "\n".
+    assert!(r.text().starts_with(
+        "{\n \"introducers\": {\n  \"statuses\": []\n },\n \"servers\": [\n  {\n   \"nodeid\": "
+    ));
+    assert!(r.text().ends_with("]\n}\n"));
+
+    // A server that goes away is reported within a few health-check rounds; the others stay.
+    servers.stop(1).await;
+    wait_for("server 1 seen as down", Duration::from_secs(15), || async {
+        let st = statuses(&url).await;
+        st[&ids[1]].starts_with("failure: ") && connected(&st, &ids[0]) && connected(&st, &ids[2])
+    })
+    .await;
+    servers.restart(1).await;
+    wait_for("server 1 seen as back", Duration::from_secs(15), || async {
+        connected(&statuses(&url).await, &ids[1])
+    })
+    .await;
+
+    // The welcome page is HTML with the same information.
+    let html = get(&url, "/").await;
+    assert!(html
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        html.text().contains("Connected to 3 of 4"),
+        "{}",
+        html.text()
+    );
+
+    node.shutdown(Duration::from_secs(1)).await;
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "the gateway stopped listening"
+    );
+}
+
+#[tokio::test]
+async fn uploads_go_to_the_servers() {
+    let servers = Servers::start(4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client_dir = dir.path().join("client");
+    make_client(&client_dir, &servers.servers_yaml(), (2, 3, 4));
+    // Small segments so a modest file has many of them.
+    set_client_option(
+        &client_dir,
+        "shares._max_immutable_segment_size_for_testing",
+        "4096",
+    );
+    let node = cairn_node::start(&client_dir).await.unwrap();
+    let url = node.web_url.clone().unwrap();
+    wait_for("servers connected", Duration::from_secs(20), || async {
+        statuses(&url)
+            .await
+            .values()
+            .filter(|s| s.starts_with("Connected"))
+            .count()
+            == 4
+    })
+    .await;
+    let secrets = Secrets::load_or_create(&client_dir).unwrap();
+    let params = EncodingParams::new(2, 3, 4, 4096).unwrap();
+
+    // LIT: no server involved.
+    let r = put(&url, "/uri", b"tiny".to_vec()).await;
+    assert_eq!((r.status, r.text()), (200, "URI:LIT:oruw46i".to_string()));
+    assert_eq!(servers.share_count(), 0);
+
+    for (size, seed) in [(56usize, 1u64), (100_000, 2), (1_500_000, 3)] {
+        let body = data(size, seed);
+        let r = put(&url, "/uri", body.clone()).await;
+        assert_eq!(r.status, 200, "size {size}: {}", r.text());
+        // The cap the same secret and parameters give offline (and so in Tahoe).
+        let key = convergent_key(&params, &secrets.convergence, &body).unwrap();
+        let expected = encode_file(&params, key, &body, None)
+            .unwrap()
+            .read_cap_string();
+        assert_eq!(r.text(), expected, "size {size}");
+        let j = get(&url, &format!("/uri/{}?t=json", quote_all(&expected)))
+            .await
+            .json();
+        assert_eq!(j[1]["size"], size as u64);
+    }
+    assert_eq!(
+        servers.share_count(),
+        3 * 4,
+        "four shares of each of the three CHK files"
+    );
+
+    // The same file again: same cap, shares already there.
+    let again = put(&url, "/uri", data(100_000, 2)).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(servers.share_count(), 12);
+    node.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn upload_without_enough_servers_is_a_clear_error() {
+    let servers = Servers::start(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client_dir = dir.path().join("client");
+    make_client(&client_dir, &servers.servers_yaml(), (2, 3, 4));
+    let node = cairn_node::start(&client_dir).await.unwrap();
+    let url = node.web_url.clone().unwrap();
+    let r = put(&url, "/uri", data(10_000, 1)).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(
+        r.text().starts_with("UploadUnhappinessError: "),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.text().trim_end().lines().count(), 1);
+    node.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_storage_node_with_a_gateway() {
+    let servers = Servers::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node_dir = dir.path().join("full");
+    let opts = cairn_storage::server::CreateNodeOptions {
+        hostname: "127.0.0.1".into(),
+        port: 0,
+        listen: None,
+        nickname: "full".into(),
+        reserved_space: "0".into(),
+    };
+    cairn_node::create_node(&node_dir, &opts, None).unwrap();
+    std::fs::write(
+        node_dir.join("private/servers.yaml"),
+        servers.servers_yaml(),
+    )
+    .unwrap();
+    let node = cairn_node::start(&node_dir).await.unwrap();
+    assert!(node.storage.is_some() && node.web_url.is_some());
+    let d = node.describe();
+    assert!(
+        d.contains("NURL: pb://") && d.contains("web gateway: http://127.0.0.1:"),
+        "{d}"
+    );
+    let url = node.web_url.clone().unwrap();
+    wait_for("server connected", Duration::from_secs(20), || async {
+        statuses(&url)
+            .await
+            .values()
+            .all(|s| s.starts_with("Connected"))
+    })
+    .await;
+    node.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn unusable_servers_yaml_entries_are_skipped_with_a_reason() {
+    let servers = Servers::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client_dir = dir.path().join("client");
+    let mut yaml = servers.servers_yaml();
+    yaml.push_str("  v0-nofurl: {ann: {nickname: x}}\n");
+    make_client(&client_dir, &yaml, (1, 1, 1));
+    let node = cairn_node::start(&client_dir).await.unwrap();
+    assert_eq!(node.grid.as_ref().unwrap().servers().len(), 1);
+    assert_eq!(node.skipped_servers.len(), 1);
+    assert!(
+        node.skipped_servers[0].contains("v0-nofurl") && node.skipped_servers[0].contains("FURL")
+    );
+    assert!(node.describe().contains("(1 skipped)"));
+    node.shutdown(Duration::from_secs(1)).await;
+
+    // A servers.yaml that is not YAML at all stops the node from starting, as in Tahoe.
+    std::fs::write(client_dir.join("private/servers.yaml"), "storage: [").unwrap();
+    let e = cairn_node::start(&client_dir).await.err().expect("refused");
+    assert!(e.to_string().contains("servers.yaml"), "{e}");
+}
+
+#[tokio::test]
+async fn bad_config_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let client_dir = dir.path().join("client");
+    make_client(&client_dir, "", (3, 7, 10));
+    set_client_option(&client_dir, "shares.happy", "12");
+    let e = cairn_node::start(&client_dir).await.err().expect("refused");
+    assert!(e.to_string().contains("shares.happy = 12"), "{e}");
+    let e = cairn_node::start(&dir.path().join("missing"))
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("tahoe.cfg"), "{e}");
+}
