@@ -246,9 +246,10 @@ fn find_pem_key() -> std::path::PathBuf {
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "pem")
-                && std::fs::read_to_string(&p).is_ok_and(|t| t.contains("PRIVATE KEY")) {
-                    return p;
-                }
+                && std::fs::read_to_string(&p).is_ok_and(|t| t.contains("PRIVATE KEY"))
+            {
+                return p;
+            }
         }
     }
     panic!("no PEM private key under vectors/");

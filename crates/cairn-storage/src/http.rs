@@ -692,7 +692,10 @@ async fn write_immutable(
     let written = state.written.clone();
     let mut stream = body.into_data_stream();
     let mut pos = range.start;
-    let mut buf: Vec<u8> = Vec::new();
+    // One allocation per piece: growing the buffer chunk by chunk copies the body again on
+    // every doubling.
+    let piece = (range.len() as usize).min(WRITE_PIECE);
+    let mut buf: Vec<u8> = Vec::with_capacity(piece);
     let idle = st.limits.body_idle_timeout;
     loop {
         let next = tokio::time::timeout(idle, stream.next()).await;
@@ -723,7 +726,8 @@ async fn write_immutable(
             buf.extend_from_slice(&c);
         }
         if buf.len() >= WRITE_PIECE || (done && !buf.is_empty()) {
-            let data = std::mem::take(&mut buf);
+            let rest = (range.end - pos - buf.len() as u64).min(WRITE_PIECE as u64) as usize;
+            let data = std::mem::replace(&mut buf, Vec::with_capacity(rest));
             let (f, w, at) = (file.clone(), written.clone(), pos);
             let len = data.len() as u64;
             blocking(move || write_piece(&f, &w, at, &data)).await??;

@@ -7,6 +7,10 @@
 //!   servers-of-happiness placement, and losing holders mid-upload.
 //! - [`download`]: choosing share holders, fetching and verifying blocks, switching away
 //!   from servers that fail, stall or send corrupt data.
+//! - [`mutable`]: mutable files: the servermap update (who holds which version) and
+//!   publish (placing a new version with test-and-write, losing servers without mistaking
+//!   a disconnect for another writer).
 
 pub mod download;
+pub mod mutable;
 pub mod upload;

@@ -24,8 +24,8 @@ pub const MEMORY_SPOOL_LIMIT: u64 = 1 << 20;
 
 /// Chunks of a download handed to the HTTP connection, and the pipe between the download
 /// driver and the response body.
-const DOWNLOAD_CHUNK: usize = 64 * 1024;
-const DOWNLOAD_PIPE: usize = 256 * 1024;
+const DOWNLOAD_CHUNK: usize = 256 * 1024;
+const DOWNLOAD_PIPE: usize = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------
 // upload

@@ -1,0 +1,64 @@
+//! Mutable files (SDMF and MDMF) on the grid: the servermap update and publish protocols
+//! as explicit state machines (Tahoe-LAFS 1.20 `mutable/servermap.py::ServermapUpdater`,
+//! `mutable/publish.py::Publish`; compat map §4.5-4.6).
+//!
+//! Both machines follow the style of [`crate::client::upload`] and
+//! [`crate::client::download`]: the driver calls `start(now)` once, then
+//! `handle(event, now)` with each answer, failure or timer tick (`now` in milliseconds from
+//! any fixed origin), and carries out the actions returned. One task owns a machine and
+//! never re-enters it, so an answer that arrives while the driver is still sending the
+//! previous batch (a failure reported synchronously by the send call) is simply the next
+//! event: the machine already counts every request of the batch as in flight.
+//!
+//! - [`servermap`]: ask servers in permuted order what they hold and build a [`ServerMap`]
+//!   (which version of which share is where, who failed and why, which versions are
+//!   recoverable), with Tahoe's stopping rules for writing, reading and checking.
+//! - [`publish`]: given a [`ServerMap`] from a write-mode update and the new version's
+//!   header, decide where each share goes and send one test-and-write per server; lose
+//!   servers without confusing a disconnect with a concurrent writer.
+//!
+//! Every request in flight is tracked by (server, share) and each is sent at most once:
+//! a servermap query per server, a follow-up read per (server, share, purpose), a write
+//! per (server, share) for the new version.
+
+pub mod publish;
+pub mod servermap;
+
+pub use crate::placement::{ServerIdx, ShareNum};
+pub use publish::{PublishConfig, PublishError, PublishMachine, PublishOutcome, WriteTest};
+pub use servermap::{Mode, ServerMap, ServermapUpdater, UpdateConfig, VersionId};
+
+/// Milliseconds since an origin the driver chooses (only differences matter).
+pub type Millis = u64;
+
+/// Identifies one request for the life of a machine.
+pub type RequestId = u64;
+
+/// A server that failed, and why (the driver's description of the error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerFailure {
+    pub server: ServerIdx,
+    /// The share the failed request was about, if it was about one share.
+    pub shnum: Option<ShareNum>,
+    /// What was being done: `"query"`, `"read"`, `"write"`.
+    pub during: &'static str,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ServerFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "server {} failed during {}", self.server, self.during)?;
+        if let Some(sh) = self.shnum {
+            write!(f, " (share {sh})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// The driver broke the protocol with a machine (a bug in the driver, not a server).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MachineError {
+    /// (A second answer to a request, or one after it timed out, is ignored instead.)
+    #[error("answer for request {0}, which was never sent")]
+    UnknownRequest(RequestId),
+}

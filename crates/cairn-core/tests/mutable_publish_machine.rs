@@ -1,0 +1,981 @@
+//! The mutable servermap-update and publish machines against a small in-memory grid:
+//! the failure of issue 5 (a 3-of-10 file, one share per server on servers 1-10, an extra
+//! copy of share 3 on server 11, server 3 lost between the servermap update and the
+//! publish) with the failure reported synchronously and asynchronously; genuine
+//! collisions with another writer; random server errors; too few servers; and round-trip
+//! counts. Randomised runs print their seed and replay from it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use cairn_core::client::mutable::publish::{
+    self, Event as PEvent, PublishConfig, PublishError, PublishMachine, PublishOutcome, WriteTest,
+};
+use cairn_core::client::mutable::servermap::{
+    self, Event as SEvent, Mode, ServerMap, ServermapUpdater, UpdateConfig,
+};
+use cairn_core::client::mutable::{ServerIdx, ShareNum};
+use cairn_core::mutable::codec::Encoding;
+use cairn_core::mutable::{
+    encode, MutableFormat, MutableKeys, MutableShare, SegmentParams, ShareHeader, SigningKey,
+    SALT_LEN,
+};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+const K: u8 = 3;
+const N: u8 = 10;
+const HAPPY: usize = 7;
+/// A driver gives up after this many steps, so a livelock fails instead of hanging.
+const MAX_STEPS: usize = 10_000;
+
+fn key1() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../vectors/mutable_keys/key1.pem");
+        SigningKey::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
+    })
+}
+
+/// One version of the file: its header and the N shares' bytes.
+#[derive(Clone)]
+struct Version {
+    header: ShareHeader,
+    shares: BTreeMap<ShareNum, Vec<u8>>,
+}
+
+fn make_version(format: MutableFormat, seqnum: u64, plaintext: &[u8], seed: u64) -> Version {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let nsalts = SegmentParams::for_publish(format, K, N, plaintext.len() as u64)
+        .unwrap()
+        .num_salts();
+    let salts: Vec<[u8; SALT_LEN]> = (0..nsalts)
+        .map(|_| {
+            let mut s = [0u8; SALT_LEN];
+            rng.fill_bytes(&mut s);
+            s
+        })
+        .collect();
+    let shares: Vec<MutableShare> = encode(
+        &Encoding::new(format, K, N, seqnum),
+        key1(),
+        plaintext,
+        &salts,
+        &mut rng,
+    )
+    .unwrap();
+    Version {
+        header: shares[0].header.clone(),
+        shares: shares
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as ShareNum, s.to_bytes().unwrap()))
+            .collect(),
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct FakeServer {
+    shares: BTreeMap<ShareNum, Vec<u8>>,
+    /// Every request fails: the connection is gone.
+    down: bool,
+    /// Writes fail with a remote exception; reads work.
+    fail_writes: bool,
+    /// Requests are never answered (the driver's timer has to notice).
+    stalled: bool,
+}
+
+/// A write as sent: (server, share, seqnum of the version written).
+type WriteRecord = (ServerIdx, ShareNum, u64);
+
+#[derive(Clone, Debug, Default)]
+struct Grid {
+    servers: BTreeMap<ServerIdx, FakeServer>,
+    writes: Vec<WriteRecord>,
+    queries: BTreeMap<ServerIdx, usize>,
+}
+
+impl Grid {
+    /// Servers `1..=count`, empty.
+    fn new(count: ServerIdx) -> Grid {
+        Grid {
+            servers: (1..=count).map(|s| (s, FakeServer::default())).collect(),
+            ..Grid::default()
+        }
+    }
+
+    fn order(&self) -> Vec<ServerIdx> {
+        self.servers.keys().copied().collect()
+    }
+
+    fn put(&mut self, server: ServerIdx, shnum: ShareNum, bytes: &[u8]) {
+        self.servers
+            .get_mut(&server)
+            .unwrap()
+            .shares
+            .insert(shnum, bytes.to_vec());
+    }
+
+    fn read(
+        &mut self,
+        server: ServerIdx,
+        shnum: Option<ShareNum>,
+        offset: u64,
+        len: u64,
+    ) -> Result<BTreeMap<ShareNum, Vec<u8>>, String> {
+        *self.queries.entry(server).or_default() += 1;
+        let s = &self.servers[&server];
+        if s.down {
+            return Err("connection lost".into());
+        }
+        Ok(s.shares
+            .iter()
+            .filter(|(sh, _)| shnum.is_none_or(|want| want == **sh))
+            .map(|(sh, data)| {
+                let start = (offset as usize).min(data.len());
+                let end = (offset.saturating_add(len) as usize).min(data.len());
+                (*sh, data[start..end].to_vec())
+            })
+            .collect())
+    }
+
+    /// Tahoe's `slot_testv_and_readv_and_writev` for one request: all tests (operator
+    /// `eq`, data clipped at the share's length, missing shares empty), reads before
+    /// writes, writes only if every test passed.
+    fn test_and_write(
+        &mut self,
+        server: ServerIdx,
+        tests: &BTreeMap<ShareNum, WriteTest>,
+        version: &Version,
+    ) -> Result<(bool, BTreeMap<ShareNum, Vec<u8>>), String> {
+        for sh in tests.keys() {
+            self.writes.push((server, *sh, version.header.seqnum));
+        }
+        let s = self.servers.get_mut(&server).unwrap();
+        if s.down {
+            return Err("connection lost".into());
+        }
+        if s.fail_writes {
+            return Err(format!("remote exception on server {server}"));
+        }
+        let rv = publish::read_vector();
+        let current: BTreeMap<ShareNum, Vec<u8>> = s
+            .shares
+            .iter()
+            .map(|(sh, d)| (*sh, d[..(rv.size as usize).min(d.len())].to_vec()))
+            .collect();
+        let pass = tests.iter().all(|(sh, t)| {
+            let tv = t.test_vector();
+            let data = s.shares.get(sh).map(Vec::as_slice).unwrap_or(&[]);
+            let start = (tv.offset as usize).min(data.len());
+            let end = ((tv.offset + tv.size) as usize).min(data.len());
+            data[start..end] == tv.specimen[..]
+        });
+        if pass {
+            for sh in tests.keys() {
+                s.shares.insert(*sh, version.shares[sh].clone());
+            }
+        }
+        Ok((pass, current))
+    }
+
+    /// Share numbers of `seqnum` on the grid, and the servers holding each.
+    fn holders_of(&self, header: &ShareHeader) -> BTreeMap<ShareNum, BTreeSet<ServerIdx>> {
+        let cs = header.checkstring();
+        let mut m: BTreeMap<ShareNum, BTreeSet<ServerIdx>> = BTreeMap::new();
+        for (server, s) in &self.servers {
+            for (sh, d) in &s.shares {
+                if d.starts_with(&cs) {
+                    m.entry(*sh).or_default().insert(*server);
+                }
+            }
+        }
+        m
+    }
+}
+
+fn config(mode: Mode) -> UpdateConfig {
+    let keys = MutableKeys::from_signing_key(key1());
+    let mut cfg = UpdateConfig::new(mode, K, N, key1().verifying_key().fingerprint());
+    cfg.writekey = keys.writekey().copied();
+    cfg
+}
+
+/// Run a servermap update with immediate answers; returns the map.
+fn update(grid: &mut Grid, mode: Mode) -> ServerMap {
+    let servers = grid.order();
+    let mut m = ServermapUpdater::new(config(mode), &servers).unwrap();
+    let mut queue: VecDeque<servermap::Action> = m.start(0).into();
+    let mut now = 0;
+    for _ in 0..MAX_STEPS {
+        let Some(action) = queue.pop_front() else {
+            if m.is_done() {
+                break;
+            }
+            // Only stalled requests are left: let the timer fire.
+            now = m.next_deadline().expect("something is outstanding");
+            queue.extend(m.handle(SEvent::Tick, now).unwrap());
+            continue;
+        };
+        now += 1;
+        let stalled = match &action {
+            servermap::Action::Query { server, .. }
+            | servermap::Action::ReadShare { server, .. } => grid.servers[server].stalled,
+            _ => false,
+        };
+        if stalled {
+            continue;
+        }
+        let event = match action {
+            servermap::Action::Query { id, server, len } => match grid.read(server, None, 0, len) {
+                Ok(shares) => SEvent::Answer { id, shares },
+                Err(reason) => SEvent::Failed { id, reason },
+            },
+            servermap::Action::ReadShare {
+                id,
+                server,
+                shnum,
+                offset,
+                len,
+            } => match grid.read(server, Some(shnum), offset, len) {
+                Ok(shares) => SEvent::Answer { id, shares },
+                Err(reason) => SEvent::Failed { id, reason },
+            },
+            servermap::Action::Cancel { .. } => continue,
+            servermap::Action::Finished => break,
+        };
+        queue.extend(m.handle(event, now).unwrap());
+    }
+    assert!(m.is_done(), "servermap update did not finish");
+    m.into_servermap()
+}
+
+/// When answers reach the publish machine.
+#[derive(Clone, Copy, Debug)]
+enum Delivery {
+    /// Each request's answer (or failure) is fed back as soon as it is sent, before the
+    /// driver sends the rest of the batch: failures arrive synchronously, interleaved.
+    Synchronous,
+    /// Every request of a batch is sent first; the answers come back afterwards, in an
+    /// order shuffled by the seed.
+    Asynchronous { seed: u64 },
+}
+
+struct PublishRun {
+    result: Result<PublishOutcome, PublishError>,
+    /// Write requests (not shares) sent to each server.
+    requests: BTreeMap<ServerIdx, usize>,
+}
+
+fn publish(
+    grid: &mut Grid,
+    map: &ServerMap,
+    servers: &[ServerIdx],
+    version: &Version,
+    delivery: Delivery,
+) -> PublishRun {
+    let mut m =
+        PublishMachine::new(PublishConfig::new(HAPPY), map, servers, &version.header).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(match delivery {
+        Delivery::Asynchronous { seed } => seed,
+        Delivery::Synchronous => 0,
+    });
+    let mut to_send: VecDeque<publish::Action> = m.start(0).into();
+    let mut answers: Vec<PEvent> = Vec::new();
+    let mut requests: BTreeMap<ServerIdx, usize> = BTreeMap::new();
+    let mut finished = None;
+    let mut now = 0;
+    for _ in 0..MAX_STEPS {
+        now += 1;
+        if let Some(action) = to_send.pop_front() {
+            match action {
+                publish::Action::Write { id, server, shares } => {
+                    *requests.entry(server).or_default() += 1;
+                    if grid.servers[&server].stalled {
+                        for sh in shares.keys() {
+                            grid.writes.push((server, *sh, version.header.seqnum));
+                        }
+                        continue;
+                    }
+                    let event = match grid.test_and_write(server, &shares, version) {
+                        Ok((wrote, current)) => PEvent::Written { id, wrote, current },
+                        Err(reason) => PEvent::Failed { id, reason },
+                    };
+                    match delivery {
+                        Delivery::Synchronous => to_send.extend(m.handle(event, now).unwrap()),
+                        Delivery::Asynchronous { .. } => answers.push(event),
+                    }
+                }
+                publish::Action::Cancel { .. } => {}
+                publish::Action::Finished(r) => {
+                    assert!(finished.is_none(), "finished twice");
+                    finished = Some(r);
+                }
+            }
+            continue;
+        }
+        if answers.is_empty() {
+            if m.is_done() {
+                break;
+            }
+            // Only stalled requests are left: let the timer fire.
+            now = m.next_deadline().expect("something is outstanding");
+            to_send.extend(m.handle(PEvent::Tick, now).unwrap());
+            continue;
+        }
+        let i = rng.gen_range(0..answers.len());
+        let event = answers.swap_remove(i);
+        to_send.extend(m.handle(event, now).unwrap());
+    }
+    assert!(m.is_done(), "publish did not finish");
+    assert_eq!(m.outstanding(), 0);
+    let result = finished.expect("a Finished action");
+    assert_eq!(Some(&result), m.outcome());
+    PublishRun { result, requests }
+}
+
+/// No server got two writes for the same share and version.
+fn assert_no_duplicate_writes(grid: &Grid) {
+    let mut seen = BTreeSet::new();
+    for w in &grid.writes {
+        assert!(
+            seen.insert(*w),
+            "duplicate write {w:?} in {:?}",
+            grid.writes
+        );
+    }
+}
+
+/// The issue's grid: 3-of-10 version 1, share `s % 10` on server `s` for 1..=10, an
+/// extra copy of share 3 on server 11, and servers 12-14 empty.
+fn issue_grid(v1: &Version) -> Grid {
+    let mut grid = Grid::new(14);
+    for server in 1..=10u32 {
+        let sh = (server % 10) as ShareNum;
+        grid.put(server, sh, &v1.shares[&sh]);
+    }
+    grid.put(11, 3, &v1.shares[&3]);
+    grid
+}
+
+fn v1_v2() -> (Version, Version) {
+    let v1 = make_version(MutableFormat::Sdmf, 1, b"version one of a small file", 1);
+    let v2 = make_version(
+        MutableFormat::Sdmf,
+        2,
+        b"version two, modified by the user",
+        2,
+    );
+    (v1, v2)
+}
+
+fn assert_good_publish(run: &PublishRun, grid: &Grid, v2: &Version) -> PublishOutcome {
+    let outcome = match &run.result {
+        Ok(o) => o.clone(),
+        Err(e) => panic!("publish failed: {e}"),
+    };
+    assert!(outcome.happiness >= HAPPY, "{outcome:?}");
+    assert_eq!(outcome.placed.len(), N as usize, "every share placed");
+    let on_grid = grid.holders_of(&v2.header);
+    assert_eq!(
+        on_grid.len(),
+        N as usize,
+        "every share of v2 is on the grid"
+    );
+    for (sh, servers) in &outcome.placed {
+        assert!(
+            servers.is_subset(&on_grid[sh]),
+            "share {sh} placed where the grid agrees"
+        );
+    }
+    assert_no_duplicate_writes(grid);
+    outcome
+}
+
+/// The servermap the issue's scenario starts from: version 1 on servers 1-11.
+fn issue_servermap(grid: &mut Grid, v1: &Version) -> ServerMap {
+    let map = update(grid, Mode::Write);
+    assert_eq!(map.highest_seqnum(), 1);
+    let best = map.best_recoverable_version().unwrap();
+    assert_eq!(best.header(), v1.header);
+    assert_eq!(map.servers_for(&best), (1..=11).collect::<BTreeSet<_>>());
+    assert_eq!(map.versions()[&best][&3], BTreeSet::from([3, 11]));
+    assert!(map.privkey().is_some(), "write mode found the private key");
+    assert!(map.failures().is_empty());
+    map
+}
+
+#[test]
+fn issue_scenario_server_lost_failure_reported_synchronously() {
+    let (v1, v2) = v1_v2();
+    let mut grid = issue_grid(&v1);
+    let map = issue_servermap(&mut grid, &v1);
+    grid.servers.get_mut(&3).unwrap().down = true;
+    let order = grid.order();
+    let run = publish(&mut grid, &map, &order, &v2, Delivery::Synchronous);
+    let outcome = assert_good_publish(&run, &grid, &v2);
+    assert_eq!(outcome.failures.len(), 1);
+    assert_eq!(outcome.failures[0].server, 3);
+    assert_eq!(outcome.placed[&3], BTreeSet::from([11]));
+    assert!(run.requests.values().all(|n| *n == 1), "{:?}", run.requests);
+}
+
+#[test]
+fn issue_scenario_server_lost_failure_reported_asynchronously() {
+    let (v1, v2) = v1_v2();
+    for seed in 0..16u64 {
+        println!("seed {seed}");
+        let mut grid = issue_grid(&v1);
+        let map = issue_servermap(&mut grid, &v1);
+        grid.servers.get_mut(&3).unwrap().down = true;
+        let order = grid.order();
+        let run = publish(
+            &mut grid,
+            &map,
+            &order,
+            &v2,
+            Delivery::Asynchronous { seed },
+        );
+        let outcome = assert_good_publish(&run, &grid, &v2);
+        assert_eq!(outcome.placed[&3], BTreeSet::from([11]), "seed {seed}");
+        assert!(
+            run.requests.values().all(|n| *n == 1),
+            "seed {seed}: {:?}",
+            run.requests
+        );
+    }
+}
+
+#[test]
+fn issue_scenario_server_gone_from_the_connected_list() {
+    // The driver already knows server 3 is gone and leaves it out.
+    let (v1, v2) = v1_v2();
+    let mut grid = issue_grid(&v1);
+    let map = issue_servermap(&mut grid, &v1);
+    let order: Vec<ServerIdx> = grid.order().into_iter().filter(|s| *s != 3).collect();
+    let run = publish(&mut grid, &map, &order, &v2, Delivery::Synchronous);
+    let outcome = assert_good_publish(&run, &grid, &v2);
+    assert!(outcome.failures.is_empty());
+    assert!(!run.requests.contains_key(&3));
+}
+
+#[test]
+fn lost_sole_holder_share_moves_to_an_unused_server() {
+    // Without the extra copy on server 11, share 3 must find a new home: the first
+    // server holding nothing, asked once, testing that the share does not exist.
+    let (v1, v2) = v1_v2();
+    for delivery in [Delivery::Synchronous, Delivery::Asynchronous { seed: 7 }] {
+        let mut grid = issue_grid(&v1);
+        grid.servers.get_mut(&11).unwrap().shares.clear();
+        let map = update(&mut grid, Mode::Write);
+        grid.servers.get_mut(&3).unwrap().down = true;
+        let order = grid.order();
+        let run = publish(&mut grid, &map, &order, &v2, delivery);
+        let outcome = assert_good_publish(&run, &grid, &v2);
+        assert_eq!(outcome.placed[&3], BTreeSet::from([11]), "{delivery:?}");
+        assert_eq!(outcome.happiness, 10);
+        assert!(run.requests.values().all(|n| *n == 1), "{:?}", run.requests);
+    }
+}
+
+#[test]
+fn genuine_collision_is_an_uncoordinated_write_and_a_version_survives() {
+    let (v1, v2) = v1_v2();
+    // Another writer publishes its own seqnum 2 to servers 4 and 5 after our update.
+    let other = make_version(MutableFormat::Sdmf, 2, b"the other writer's version", 99);
+    for delivery in [Delivery::Synchronous, Delivery::Asynchronous { seed: 3 }] {
+        let mut grid = issue_grid(&v1);
+        let map = issue_servermap(&mut grid, &v1);
+        grid.put(4, 4, &other.shares[&4]);
+        grid.put(5, 5, &other.shares[&5]);
+        let order = grid.order();
+        let run = publish(&mut grid, &map, &order, &v2, delivery);
+        let Err(PublishError::UncoordinatedWrite { collisions, .. }) = &run.result else {
+            panic!(
+                "{delivery:?}: expected an uncoordinated write, got {:?}",
+                run.result
+            );
+        };
+        let at: BTreeSet<ServerIdx> = collisions.iter().map(|c| c.server).collect();
+        assert_eq!(at, BTreeSet::from([4, 5]), "{delivery:?}");
+        assert!(collisions.iter().all(|c| c.found_seqnum == Some(2)));
+        assert!(run
+            .result
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("uncoordinated write"));
+        assert_no_duplicate_writes(&grid);
+        // Some complete version is still recoverable.
+        let after = update(&mut grid, Mode::Check);
+        assert!(after.best_recoverable_version().is_some(), "{delivery:?}");
+    }
+}
+
+#[test]
+fn newer_share_seen_only_in_the_read_vector_is_a_collision() {
+    // Server 12 held nothing at update time; another writer then put a share of a newer
+    // version there. Our write to server 12 (share 3's new home) fails its test.
+    let (v1, v2) = v1_v2();
+    let other = make_version(MutableFormat::Sdmf, 5, b"far newer", 5);
+    let mut grid = issue_grid(&v1);
+    grid.servers.get_mut(&11).unwrap().shares.clear();
+    let map = update(&mut grid, Mode::Write);
+    grid.servers.get_mut(&3).unwrap().down = true;
+    grid.put(11, 3, &other.shares[&3]);
+    let order = grid.order();
+    let run = publish(&mut grid, &map, &order, &v2, Delivery::Synchronous);
+    let Err(PublishError::UncoordinatedWrite { collisions, .. }) = &run.result else {
+        panic!("expected an uncoordinated write, got {:?}", run.result);
+    };
+    assert_eq!(collisions[0].server, 11);
+    assert_eq!(collisions[0].found_seqnum, Some(5));
+}
+
+#[test]
+fn random_server_errors_do_not_fail_publish_while_enough_remain() {
+    let (v1, v2) = v1_v2();
+    for seed in 0..24u64 {
+        println!("seed {seed}");
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut grid = issue_grid(&v1);
+        let map = update(&mut grid, Mode::Write);
+        let mut order = grid.order();
+        order.shuffle(&mut rng);
+        let faulty = rng.gen_range(1..=3);
+        for s in &order[..faulty] {
+            let srv = grid.servers.get_mut(s).unwrap();
+            if rng.gen_bool(0.5) {
+                srv.down = true;
+            } else {
+                srv.fail_writes = true;
+            }
+        }
+        let order = grid.order();
+        let delivery = if seed % 2 == 0 {
+            Delivery::Synchronous
+        } else {
+            Delivery::Asynchronous { seed }
+        };
+        let run = publish(&mut grid, &map, &order, &v2, delivery);
+        let outcome = assert_good_publish(&run, &grid, &v2);
+        assert!(outcome.failures.len() <= faulty, "seed {seed}");
+        assert!(
+            !matches!(run.result, Err(PublishError::UncoordinatedWrite { .. })),
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn too_few_servers_names_how_many_were_tried_and_why() {
+    let (v1, v2) = v1_v2();
+    let mut grid = Grid::new(10);
+    for server in 1..=10u32 {
+        let sh = (server % 10) as ShareNum;
+        grid.put(server, sh, &v1.shares[&sh]);
+    }
+    let map = update(&mut grid, Mode::Write);
+    for s in [1, 2, 3] {
+        grid.servers.get_mut(&s).unwrap().down = true;
+    }
+    for s in [4, 5, 6] {
+        grid.servers.get_mut(&s).unwrap().fail_writes = true;
+    }
+    let order = grid.order();
+    let run = publish(
+        &mut grid,
+        &map,
+        &order,
+        &v2,
+        Delivery::Asynchronous { seed: 1 },
+    );
+    let Err(
+        e @ PublishError::NotEnoughServers {
+            tried,
+            failures,
+            happiness,
+            ..
+        },
+    ) = &run.result
+    else {
+        panic!("expected NotEnoughServers, got {:?}", run.result);
+    };
+    assert_eq!(*tried, 10);
+    let failed: BTreeSet<ServerIdx> = failures.iter().map(|f| f.server).collect();
+    assert_eq!(failed, (1..=6).collect(), "{failures:#?}");
+    assert_eq!(*happiness, 4);
+    let msg = e.to_string();
+    println!("{msg}");
+    assert!(msg.contains("tried 10 servers, 6 failed"), "{msg}");
+    assert!(msg.contains("connection lost"), "{msg}");
+    assert!(msg.contains("remote exception on server 5"), "{msg}");
+    assert_no_duplicate_writes(&grid);
+}
+
+#[test]
+fn round_trips_for_create_and_overwrite() {
+    let (_, v2) = v1_v2();
+    let v1 = make_version(MutableFormat::Sdmf, 1, b"created", 11);
+    let mut grid = Grid::new(12);
+    // Create: no servermap, one write per server for the first N servers.
+    let order = grid.order();
+    let run = publish(
+        &mut grid,
+        &ServerMap::new(Mode::Write),
+        &order,
+        &v1,
+        Delivery::Synchronous,
+    );
+    let created = assert_good_publish(&run, &grid, &v1);
+    assert!(run.requests.values().all(|n| *n == 1));
+    assert_eq!(run.requests.len(), N as usize);
+    assert_eq!(created.happiness, N as usize);
+
+    // Overwrite with a fresh servermap: one query per server asked, then one write per
+    // server holding a share.
+    grid.queries.clear();
+    let map = update(&mut grid, Mode::Write);
+    assert!(grid.queries.values().all(|n| *n == 1), "{:?}", grid.queries);
+    let order = grid.order();
+    let run = publish(
+        &mut grid,
+        &map,
+        &order,
+        &v2,
+        Delivery::Asynchronous { seed: 5 },
+    );
+    let outcome = assert_good_publish(&run, &grid, &v2);
+    assert!(outcome.failures.is_empty());
+    assert!(run.requests.values().all(|n| *n == 1), "{:?}", run.requests);
+    assert_eq!(run.requests.len(), N as usize);
+    println!(
+        "round trips: create = {} writes; overwrite = {} queries + {} writes, 1 per server",
+        created.requests_per_server.values().sum::<usize>(),
+        grid.queries.values().sum::<usize>(),
+        run.requests.values().sum::<usize>()
+    );
+
+    // Read mode stops after k + epsilon servers answered and a version is recoverable.
+    grid.queries.clear();
+    let map = update(&mut grid, Mode::Read);
+    assert_eq!(map.best_recoverable_version().unwrap().header(), v2.header);
+    assert_eq!(grid.queries.values().sum::<usize>(), 2 * K as usize);
+}
+
+#[test]
+fn mdmf_check_mode_reads_the_prefix_it_lacks_once() {
+    // MDMF keeps its signature and key past the 1000 bytes a check-mode query reads: one
+    // follow-up read per share, never more.
+    let v = make_version(MutableFormat::Mdmf, 1, &[7u8; 5000], 21);
+    let mut grid = Grid::new(10);
+    for server in 1..=10u32 {
+        let sh = (server - 1) as ShareNum;
+        grid.put(server, sh, &v.shares[&sh]);
+    }
+    let map = update(&mut grid, Mode::Check);
+    assert_eq!(map.best_recoverable_version().unwrap().header(), v.header);
+    assert_eq!(map.shares().len(), 10);
+    assert!(grid.queries.values().all(|n| *n == 2), "{:?}", grid.queries);
+}
+
+#[test]
+fn corrupt_and_foreign_shares_are_bad_not_versions() {
+    let (v1, _) = v1_v2();
+    let mut grid = issue_grid(&v1);
+    // Flip a header byte on server 2 (the signature no longer covers it) and put junk on 12.
+    let mut bad = v1.shares[&2].clone();
+    bad[60] ^= 1;
+    grid.put(2, 2, &bad);
+    grid.put(12, 0, b"\x07 not a share");
+    let map = update(&mut grid, Mode::Write);
+    assert!(
+        map.bad_shares().contains_key(&(2, 2)),
+        "{:?}",
+        map.bad_shares()
+    );
+    assert!(map.bad_shares().contains_key(&(12, 0)));
+    assert_eq!(map.version_on(2, 2), None);
+    assert_eq!(map.highest_seqnum(), 1);
+}
+
+#[test]
+fn stale_servermap_is_refused_and_unknown_answers_are_misuse() {
+    let (v1, _) = v1_v2();
+    let mut grid = issue_grid(&v1);
+    let map = update(&mut grid, Mode::Write);
+    let order = grid.order();
+    let err = PublishMachine::new(PublishConfig::new(HAPPY), &map, &order, &v1.header).unwrap_err();
+    assert!(
+        err.to_string().contains("not above the highest seqnum 1"),
+        "{err}"
+    );
+    let (_, v2) = v1_v2();
+    let mut m = PublishMachine::new(PublishConfig::new(HAPPY), &map, &order, &v2.header).unwrap();
+    let first = m.start(0);
+    let Some(publish::Action::Write { id, .. }) = first.first() else {
+        panic!("{first:?}");
+    };
+    // A server that answers twice: the second answer is ignored.
+    let ok = PEvent::Written {
+        id: *id,
+        wrote: true,
+        current: BTreeMap::new(),
+    };
+    assert!(m.handle(ok.clone(), 1).is_ok());
+    assert_eq!(m.handle(ok, 2).unwrap(), Vec::new());
+    assert_eq!(m.placed().values().map(BTreeSet::len).sum::<usize>(), 1);
+    assert!(m
+        .handle(
+            PEvent::Failed {
+                id: 999,
+                reason: "x".into()
+            },
+            1
+        )
+        .is_err());
+}
+
+#[test]
+fn issue_scenario_server_stalls_instead_of_disconnecting() {
+    let (v1, v2) = v1_v2();
+    let mut grid = issue_grid(&v1);
+    let map = issue_servermap(&mut grid, &v1);
+    grid.servers.get_mut(&3).unwrap().stalled = true;
+    let order = grid.order();
+    let run = publish(
+        &mut grid,
+        &map,
+        &order,
+        &v2,
+        Delivery::Asynchronous { seed: 9 },
+    );
+    let outcome = assert_good_publish(&run, &grid, &v2);
+    assert_eq!(outcome.failures.len(), 1);
+    assert!(
+        outcome.failures[0].reason.contains("no answer within"),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.placed[&3], BTreeSet::from([11]));
+}
+
+#[test]
+fn servermap_records_failed_and_stalled_servers_and_still_finishes() {
+    let (v1, _) = v1_v2();
+    let mut grid = issue_grid(&v1);
+    grid.servers.get_mut(&3).unwrap().down = true;
+    grid.servers.get_mut(&5).unwrap().stalled = true;
+    let map = update(&mut grid, Mode::Write);
+    let failed: BTreeSet<ServerIdx> = map.failures().iter().map(|f| f.server).collect();
+    assert_eq!(failed, BTreeSet::from([3, 5]));
+    assert!(!map.is_reachable(3) && !map.is_reachable(5));
+    let best = map.best_recoverable_version().unwrap();
+    assert_eq!(best.header(), v1.header);
+    assert_eq!(
+        map.versions()[&best].len(),
+        9,
+        "all shares but 5 (3 is on 11)"
+    );
+}
+
+#[test]
+fn read_mode_keeps_asking_past_stale_servers_answering_first() {
+    // Servers 1-4 hold the old version (recoverable on its own), 5-14 the new one. After
+    // k + epsilon = 6 answers the new version has 2 shares: newer but unrecoverable, so
+    // the update goes on until the new version is recoverable.
+    let (v1, v2) = v1_v2();
+    let mut grid = Grid::new(14);
+    for server in 1..=4u32 {
+        let sh = (server - 1) as ShareNum;
+        grid.put(server, sh, &v1.shares[&sh]);
+    }
+    for server in 5..=14u32 {
+        let sh = (server - 5) as ShareNum;
+        grid.put(server, sh, &v2.shares[&sh]);
+    }
+    let map = update(&mut grid, Mode::Read);
+    assert_eq!(map.best_recoverable_version().unwrap().header(), v2.header);
+    assert!(map.unrecoverable_newer_versions().is_empty());
+    let asked = grid.queries.values().sum::<usize>();
+    assert!((7..=12).contains(&asked), "asked {asked} servers");
+}
+
+/// Does some version have at least k distinct shares on the grid?
+fn some_version_recoverable(grid: &Grid) -> bool {
+    let mut by_version: BTreeMap<Vec<u8>, BTreeSet<ShareNum>> = BTreeMap::new();
+    for s in grid.servers.values() {
+        for (sh, d) in &s.shares {
+            by_version
+                .entry(d[..publish::READ_LEN as usize].to_vec())
+                .or_default()
+                .insert(*sh);
+        }
+    }
+    by_version.values().any(|shares| shares.len() >= K as usize)
+}
+
+#[test]
+fn simulated_fault_schedules() {
+    // Random grids (11-16 servers, shares in random places, a few extra copies), then
+    // after the servermap update: up to four servers go down, stall or fail writes, and
+    // sometimes another writer puts its own seqnum 2 on one to three servers. Checked
+    // after every run: no duplicate write; no uncoordinated-write error without another
+    // writer; success whenever enough healthy servers remain; success means every share
+    // of the new version is on the grid with happiness >= happy; and some version is
+    // always recoverable. A failure names its seed; rerun with only that seed to replay.
+    let (v1, v2) = v1_v2();
+    let other = make_version(MutableFormat::Sdmf, 2, b"a concurrent writer", 77);
+    let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
+    for seed in 0..300u64 {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let count: ServerIdx = rng.gen_range(11..=16);
+        let mut grid = Grid::new(count);
+        let mut order = grid.order();
+        order.shuffle(&mut rng);
+        for sh in 0..N {
+            grid.put(order[sh as usize], sh, &v1.shares[&sh]);
+        }
+        for _ in 0..rng.gen_range(0..=2) {
+            let sh = rng.gen_range(0..N);
+            let server = order[rng.gen_range(0..order.len())];
+            grid.put(server, sh, &v1.shares[&sh]);
+        }
+        let map = update(&mut grid, Mode::Write);
+
+        let faulty = rng.gen_range(0..=4usize);
+        order.shuffle(&mut rng);
+        for s in &order[..faulty] {
+            let srv = grid.servers.get_mut(s).unwrap();
+            match rng.gen_range(0..3) {
+                0 => srv.down = true,
+                1 => srv.stalled = true,
+                _ => srv.fail_writes = true,
+            }
+        }
+        let collide = rng.gen_bool(0.2);
+        if collide {
+            for _ in 0..rng.gen_range(1..=3) {
+                let server = order[rng.gen_range(0..order.len())];
+                let held: Vec<ShareNum> = grid.servers[&server].shares.keys().copied().collect();
+                let sh = held.first().copied().unwrap_or(rng.gen_range(0..N));
+                grid.put(server, sh, &other.shares[&sh]);
+            }
+        }
+        let delivery = if rng.gen_bool(0.5) {
+            Delivery::Synchronous
+        } else {
+            Delivery::Asynchronous { seed }
+        };
+        let servers = grid.order();
+        let run = publish(&mut grid, &map, &servers, &v2, delivery);
+        let ctx = format!(
+            "seed {seed} ({count} servers, {faulty} faulty, collide={collide}, {delivery:?}): {:?}",
+            run.result
+        );
+
+        let mut seen = BTreeSet::new();
+        assert!(
+            grid.writes.iter().all(|w| seen.insert(*w)),
+            "duplicate write, {ctx}"
+        );
+        assert!(
+            some_version_recoverable(&grid),
+            "no recoverable version, {ctx}"
+        );
+        *tally
+            .entry(match &run.result {
+                Ok(_) => "ok",
+                Err(PublishError::UncoordinatedWrite { .. }) => "uncoordinated write",
+                Err(PublishError::NotEnoughServers { .. }) => "not enough servers",
+            })
+            .or_default() += 1;
+        match &run.result {
+            Ok(outcome) => {
+                assert!(outcome.happiness >= HAPPY, "{ctx}");
+                assert_eq!(grid.holders_of(&v2.header).len(), N as usize, "{ctx}");
+            }
+            Err(PublishError::UncoordinatedWrite { .. }) => {
+                assert!(collide, "spurious uncoordinated write, {ctx}");
+            }
+            Err(PublishError::NotEnoughServers { .. }) => {
+                assert!(
+                    collide || count as usize - faulty < HAPPY,
+                    "gave up with enough healthy servers, {ctx}"
+                );
+            }
+        }
+    }
+    println!("outcomes over 300 schedules: {tally:?}");
+}
+
+#[test]
+fn older_share_on_a_server_the_map_never_asked_is_skipped_not_a_collision() {
+    // Version 1 on servers 1-10 of 20; server 20 also keeps an old copy of share 3 that
+    // the write-mode update never saw (it stopped after three empty servers past 10).
+    // Server 3 is lost and 11-19 fail writes, so share 3 is offered to 20, whose test
+    // fails on the old share: 20 is skipped and share 3 lands on a server already used.
+    let (v1, v2) = v1_v2();
+    let mut grid = Grid::new(20);
+    for server in 1..=10u32 {
+        let sh = (server % 10) as ShareNum;
+        grid.put(server, sh, &v1.shares[&sh]);
+    }
+    let map = update(&mut grid, Mode::Write);
+    assert!(!map.queried().contains(&20), "{:?}", map.queried());
+    grid.put(20, 3, &v1.shares[&3]);
+    grid.servers.get_mut(&3).unwrap().down = true;
+    for s in 11..=19 {
+        grid.servers.get_mut(&s).unwrap().fail_writes = true;
+    }
+    let order = grid.order();
+    let run = publish(&mut grid, &map, &order, &v2, Delivery::Synchronous);
+    let outcome = assert_good_publish(&run, &grid, &v2);
+    assert_eq!(outcome.stale_shares, vec![(20, 3)]);
+    assert_eq!(outcome.placed[&3].len(), 1);
+    assert_eq!(outcome.happiness, 9);
+}
+
+#[test]
+fn truncated_and_mangled_answers_never_panic() {
+    // Every prefix of a real SDMF and MDMF share, and the same with one byte flipped, as a
+    // query answer: the update records a version, asks a follow-up read, or marks the
+    // share bad, and never panics or asks for more than a bounded read.
+    let sdmf = make_version(MutableFormat::Sdmf, 1, b"small", 31);
+    let mdmf = make_version(MutableFormat::Mdmf, 1, &[1u8; 3000], 32);
+    for v in [&sdmf, &mdmf] {
+        let share = &v.shares[&0];
+        for len in (0..share.len().min(2400)).step_by(7) {
+            for flip in [None, Some(len / 2)] {
+                let mut data = share[..len].to_vec();
+                if let Some(at) = flip.filter(|at| *at < data.len()) {
+                    data[at] ^= 0x80;
+                }
+                let mut m = ServermapUpdater::new(config(Mode::Check), &[1]).unwrap();
+                let start = m.start(0);
+                let Some(servermap::Action::Query { id, .. }) = start.first() else {
+                    panic!("{start:?}");
+                };
+                let shares = BTreeMap::from([(0, data)]);
+                let actions = m.handle(SEvent::Answer { id: *id, shares }, 1).unwrap();
+                let map = m.servermap();
+                let followed = actions.iter().any(|a| match a {
+                    servermap::Action::ReadShare { len, .. } => {
+                        assert!(*len <= servermap::MAX_PREFIX_LEN);
+                        true
+                    }
+                    _ => false,
+                });
+                assert!(
+                    followed
+                        || map.version_on(1, 0).is_some()
+                        || map.bad_shares().contains_key(&(1, 0)),
+                    "len {len} flip {flip:?}: {actions:?}"
+                );
+            }
+        }
+    }
+}
