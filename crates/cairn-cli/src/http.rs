@@ -228,17 +228,13 @@ impl Response {
     pub async fn into_error(mut self, msg: &str) -> anyhow::Error {
         let mut body = Vec::new();
         let mut cut = false;
-        loop {
-            match self.chunk().await {
-                Ok(Some(c)) => {
-                    let room = ERROR_BODY_MAX_BYTES.saturating_sub(body.len());
-                    body.extend_from_slice(&c[..c.len().min(room)]);
-                    if c.len() > room {
-                        cut = true;
-                        break;
-                    }
-                }
-                Ok(None) | Err(_) => break,
+        // A read error ends the body like its end does: the status line still says enough.
+        while let Ok(Some(c)) = self.chunk().await {
+            let room = ERROR_BODY_MAX_BYTES.saturating_sub(body.len());
+            body.extend_from_slice(&c[..c.len().min(room)]);
+            if c.len() > room {
+                cut = true;
+                break;
             }
         }
         let text = String::from_utf8_lossy(&body);

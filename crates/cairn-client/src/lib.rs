@@ -13,6 +13,7 @@
 pub mod download;
 pub mod gbs_client;
 pub mod grid;
+pub mod keypool;
 pub mod servers;
 pub mod upload;
 

@@ -998,6 +998,10 @@ fn encode_and_send(
     Ok(trailer)
 }
 
+/// What one batch write task returns: the shares it completed (and whether each was
+/// closed), or why the server failed.
+type BatchResult = Result<Vec<(ShareNum, bool)>, (Problem, String)>;
+
 /// One server's writer: PATCH its shares' bytes from every batch, up to
 /// [`WRITES_IN_FLIGHT`] batches at once (the server accepts ranges in any order and
 /// reports a share complete on whichever write supplies its last missing byte). A server
@@ -1010,7 +1014,7 @@ async fn writer(
     sent: Arc<AtomicU64>,
 ) -> WriterEnd {
     let shares = Arc::new(shares);
-    let mut inflight: JoinSet<Result<Vec<(ShareNum, bool)>, (Problem, String)>> = JoinSet::new();
+    let mut inflight: JoinSet<BatchResult> = JoinSet::new();
     let mut closed = false;
     let mut saw_last = false;
     let mut complete = BTreeSet::new();

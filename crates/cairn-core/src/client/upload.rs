@@ -597,6 +597,8 @@ impl UploadMachine {
     /// shares it held. `Ok` while happiness is still at least `happy`; otherwise the upload
     /// has failed (abort everything with [`Self::abort_all`]). Losing the same server
     /// twice changes nothing.
+    // The error is returned at most once per upload, when it fails: not worth a box.
+    #[allow(clippy::result_large_err)]
     pub fn server_lost(
         &mut self,
         server: ServerIdx,

@@ -736,8 +736,8 @@ unsafe fn shani<const L: usize>(st: &mut [[u32; 8]; 16], ptrs: &[*const u8; 16],
         let mut w = [[_mm_setzero_si128(); 4]; L];
         for j in 0..L {
             let p = ptrs[j].add(blk * 64) as *const __m128i;
-            for i in 0..4 {
-                w[j][i] = _mm_shuffle_epi8(_mm_loadu_si128(p.add(i)), mask);
+            for (i, word) in w[j].iter_mut().enumerate() {
+                *word = _mm_shuffle_epi8(_mm_loadu_si128(p.add(i)), mask);
             }
         }
         // four rounds with schedule words w[q % 4] (computed first from the previous

@@ -22,10 +22,12 @@
 //! per (server, share) for the new version.
 
 pub mod publish;
+pub mod retrieve;
 pub mod servermap;
 
 pub use crate::placement::{ServerIdx, ShareNum};
 pub use publish::{PublishConfig, PublishError, PublishMachine, PublishOutcome, WriteTest};
+pub use retrieve::{RetrieveConfig, RetrieveError, RetrieveKeys, RetrieveMachine, RetrieveOutcome};
 pub use servermap::{Mode, ServerMap, ServermapUpdater, UpdateConfig, VersionId};
 
 /// Milliseconds since an origin the driver chooses (only differences matter).
