@@ -15,7 +15,9 @@ servers), reverse (real Tahoe storage nodes write shares, then the backend serve
 directories), forward (the backend writes shares, then real Tahoe storage nodes serve them)
 and client (the cairn grid client node, `cairn run` of a `cairn create-client` directory, next
 to a Tahoe client node on the same servers: each downloads what the other uploaded, byte for
-byte, with equal caps; ranged reads and `?t=json` compared with Tahoe's).
+byte, with equal caps; ranged reads and `?t=json` compared with Tahoe's), and client_mutable
+(the same pair with SDMF and MDMF files: each creates, overwrites and modifies in place what
+the other reads, whole and ranged).
 The last line printed is `N passed, N failed`.  Node directories and logs stay in the work
 directory when anything fails.
 """
@@ -816,6 +818,51 @@ def t_client(suite, kind):
           "cairn /?t=json lists %s servers, expected %d" % (len((st or {}).get("servers", [])), len(tahoe.servers)))
 
 
+def t_client_mutable(suite, kind):
+    """Mutable files between the cairn client node and a Tahoe client over the same `kind`
+    servers, SDMF and MDMF, both ways: whatever one creates, overwrites or modifies in
+    place, the other reads byte for byte (whole and ranged) and writes in turn."""
+    tahoe = suite.grid4(kind)
+    cairn = suite.cairn_client(kind)
+    tc, cc = tahoe.client, cairn.client
+    for fmt, size, prefix in (("SDMF", 60000, "URI:SSK:"), ("MDMF", 400000, "URI:MDMF:")):
+        for (wname, w), (rname, r) in ((("cairn", cc), ("Tahoe", tc)), (("Tahoe", tc), ("cairn", cc))):
+            what = "%s file created by %s" % (fmt, wname)
+            v1 = os.urandom(size)
+            cap = timed("%s client creates a %d-byte %s file" % (wname, size, fmt), w.upload, v1, fmt)
+            check(cap.startswith(prefix), "%s create of %s gave %s" % (wname, fmt, H.short(cap)))
+            assert_same(timed("%s client reads it" % rname, r.download, cap), v1, "%s read of %s" % (rname, what))
+            ri, wi = r.info(cap), w.info(cap)
+            for key in ("ro_uri", "verify_uri", "size", "mutable", "format"):
+                check(ri.get(key) == wi.get(key),
+                      "t=json %s of %s: %s %r, %s %r" % (key, what, rname, ri.get(key), wname, wi.get(key)))
+            ro = wi.get("ro_uri")
+            check(ro and ro.startswith(prefix.replace(":SSK:", ":SSK-RO:").replace(":MDMF:", ":MDMF-RO:")),
+                  "%s t=json ro_uri: %r" % (what, ro))
+            # the reader overwrites, the writer reads the new version back (and via the readcap)
+            v2 = os.urandom(size // 2 + 1234)
+            timed("%s client overwrites it (%d bytes)" % (rname, len(v2)), r.overwrite, cap, v2)
+            assert_same(timed("%s client reads the overwrite" % wname, w.download, cap), v2,
+                        "%s read of %s after %s overwrote it" % (wname, what, rname))
+            assert_same(w.download(ro), v2, "%s read of %s via its readcap" % (wname, what))
+            if fmt == "MDMF":
+                check_ranged(r, cap, v2, 130000, 200000, "%s client, %s" % (rname, what))
+                check_ranged(w, ro, v2, len(v2) - 100, len(v2) - 1, "%s client, %s tail" % (wname, what))
+                # in-place modification across a segment boundary, then an append
+                patch = os.urandom(50000)
+                off = 120000
+                timed("%s client modifies %d bytes at %d" % (wname, len(patch), off), w.update, cap, off, patch)
+                v3 = v2[:off] + patch + v2[off + len(patch):]
+                assert_same(timed("%s client reads the modification" % rname, r.download, cap), v3,
+                            "%s read of %s after %s modified it" % (rname, what, wname))
+                tail_ = os.urandom(30000)
+                timed("%s client appends %d bytes" % (rname, len(tail_)), r.update, cap, len(v3), tail_)
+                assert_same(w.download(cap), v3 + tail_, "%s read of %s after %s appended" % (wname, what, rname))
+            else:
+                check_ranged(r, cap, v2, 1000, 15000, "%s client, %s" % (rname, what))
+            check_healthy(tc.check_file(cap, verify=True), "Tahoe verify of %s" % what)
+
+
 SCENARIOS = [
     ("immutable", t_immutable),
     ("sdmf", t_sdmf),
@@ -826,6 +873,7 @@ SCENARIOS = [
     ("reverse", t_reverse),
     ("forward", t_forward),
     ("client", t_client),
+    ("client_mutable", t_client_mutable),
 ]
 
 

@@ -1,5 +1,6 @@
 //! `cairn grid up|down` end to end: a 3-server grid of real `cairn run` processes, files
-//! put and got through its gateway, stopped, started again on the same directories.
+//! put and got through its gateway, stopped, started again on the same directories; mutable
+//! files (`put --mutable`, `--format mdmf`, `put FILE WRITECAP`) through the same gateway.
 
 mod common;
 
@@ -240,6 +241,72 @@ fn grid_up_names_the_node_that_failed() {
     // Nothing left running.
     let g = grid_json(&dir);
     assert!(pids(&g).is_empty(), "{g}");
+}
+
+#[test]
+fn grid_mutable_put_overwrite_get() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("g");
+    let d = dir.to_str().unwrap();
+    let _down = Down(&dir);
+    let o = run(
+        &[
+            "grid",
+            "up",
+            "--servers",
+            "3",
+            "--dir",
+            d,
+            "--detach",
+            "--timeout",
+            "30",
+        ],
+        None,
+    );
+    assert_ok(&o);
+    let client = dir.join("client");
+    let c = client.to_str().unwrap();
+
+    // SDMF (`--mutable`), from a file: the write cap is printed; get reads it back.
+    let v1 = pattern(5000, 31);
+    let file = tmp.path().join("v1.bin");
+    std::fs::write(&file, &v1).unwrap();
+    let o = run(&["put", "--mutable", "-d", c, file.to_str().unwrap()], None);
+    assert_ok(&o);
+    let sdmf = stdout(&o).lines().last().unwrap().to_string();
+    assert!(sdmf.starts_with("URI:SSK:"), "{sdmf}");
+    let o = run(&["get", &sdmf, "-d", c], None);
+    assert_ok(&o);
+    assert!(o.stdout == v1);
+
+    // Overwrite through the write cap (stdin), as `tahoe put - WRITECAP`: same cap printed.
+    let v2 = pattern(300, 32);
+    let o = run(&["put", "-", &sdmf, "-d", c], Some(&v2));
+    assert_ok(&o);
+    assert_eq!(stdout(&o).trim(), sdmf);
+    let out = tmp.path().join("v2.out");
+    assert_ok(&run(&["get", &sdmf, out.to_str().unwrap(), "-d", c], None));
+    assert!(std::fs::read(&out).unwrap() == v2);
+
+    // MDMF, several segments, with --json; the read cap reads it too.
+    let v3 = pattern(400_000, 33);
+    let o = run(&["put", "--format", "mdmf", "--json", "-d", c], Some(&v3));
+    assert_ok(&o);
+    let j: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let mdmf = j["cap"].as_str().unwrap().to_string();
+    assert!(mdmf.starts_with("URI:MDMF:"), "{mdmf}");
+    assert_eq!(j["size"], 400_000);
+    let ro = match cairn_core::cap::Cap::parse(&mdmf).unwrap() {
+        cairn_core::cap::Cap::MdmfWrite(w) => w.readonly().to_string(),
+        other => panic!("{other:?}"),
+    };
+    let o = run(&["get", &ro, "-d", c], None);
+    assert_ok(&o);
+    assert!(o.stdout == v3);
+
+    // A read cap is no target (refused before sending, as by `tahoe put`): exit 1.
+    let o = run(&["put", "-", &ro, "-d", c], Some(b"x"));
+    assert!(!o.status.success());
 }
 
 fn count_files(dir: &Path) -> usize {

@@ -14,6 +14,7 @@ pub mod download;
 pub mod gbs_client;
 pub mod grid;
 pub mod keypool;
+pub mod mutable;
 pub mod servers;
 pub mod upload;
 

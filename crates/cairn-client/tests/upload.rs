@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use cairn_client::upload::{
     upload_bytes, upload_file, Phase, Progress, ProgressFn, UploadConfig, UploadError,
-    PIPELINE_DEPTH, WRITE_BATCH_BYTES,
+    PIPELINE_DEPTH, WRITES_IN_FLIGHT, WRITE_BATCH_BYTES,
 };
 use cairn_client::Grid;
 use cairn_core::chk::{self, EncodingParams, Immutable};
@@ -482,9 +482,9 @@ async fn memory_stays_bounded_for_a_large_file() {
 
     let g = chk::ChkGeometry::new(&params, size).unwrap();
     let per_batch = (WRITE_BATCH_BYTES / g.block_size as usize).max(1) as u64;
-    // Held at once, at most: a batch being written, PIPELINE_DEPTH queued, one being
-    // handed over, one accumulating.
-    let max_segments = (PIPELINE_DEPTH as u64 + 3) * per_batch;
+    // Held at once, at most: WRITES_IN_FLIGHT batches being written, PIPELINE_DEPTH
+    // queued, one being handed over, one accumulating.
+    let max_segments = (PIPELINE_DEPTH as u64 + WRITES_IN_FLIGHT as u64 + 2) * per_batch;
     assert!(report.peak_segments_in_flight >= 1);
     assert!(
         report.peak_segments_in_flight as u64 <= max_segments,

@@ -699,9 +699,15 @@ proptest! {
         let mut m = UploadMachine::new(&cands, params(k, happy, n)).unwrap();
         let run = drive(&mut m, sims);
         assert_no_repeats(&run.log);
-        // read-only servers are only asked for shares that some server holds (Tahoe's stage 1
-        // may hand one read-only server's share to another: docs/placement.md)
-        let ro_held: BTreeSet<ShareNum> = run.sims.values().flat_map(|s| s.holds.iter().copied()).collect();
+        // read-only servers are only asked for shares that some server holds, finished or
+        // in a bucket this upload allocated in an earlier round (Tahoe's stage 1 may hand one
+        // read-only server's share to another, and a server that filled up mid-upload turns
+        // read-only with the buckets it took: docs/placement.md)
+        let ro_held: BTreeSet<ShareNum> = run
+            .sims
+            .values()
+            .flat_map(|s| s.holds.iter().chain(&s.buckets).chain(&s.aborted).copied())
+            .collect();
         for a in &run.log {
             if let Action::Allocate { server, shares } = a {
                 if !cands[*server as usize].writable {

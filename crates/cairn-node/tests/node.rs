@@ -1,6 +1,7 @@
 //! Whole nodes, started from their directories as `cairn run` starts them: storage nodes and
 //! a client node whose gateway talks to them. `node.url`, `GET /?t=json` with connected and
-//! disconnected servers, uploads through the gateway onto the servers, shutdown.
+//! disconnected servers, uploads through the gateway onto the servers, mutable files (create,
+//! read, overwrite, offset updates), shutdown.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 use cairn_core::chk::{convergent_key, encode_file, EncodingParams};
 use cairn_node::config::Secrets;
 use common::{
-    data, get, make_client, put, quote_all, set_client_option, statuses, wait_for, Servers,
+    data, get, make_client, put, quote_all, request, set_client_option, statuses, wait_for, Servers,
 };
 
 #[tokio::test]
@@ -326,4 +327,103 @@ async fn bad_config_stops_the_start() {
         .err()
         .expect("refused");
     assert!(e.to_string().contains("tahoe.cfg"), "{e}");
+}
+
+#[tokio::test]
+async fn mutable_files_on_the_servers() {
+    let servers = Servers::start(4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client_dir = dir.path().join("client");
+    make_client(&client_dir, &servers.servers_yaml(), (2, 3, 4));
+    let node = cairn_node::start(&client_dir).await.unwrap();
+    let url = node.web_url.clone().unwrap();
+    wait_for("servers connected", Duration::from_secs(20), || async {
+        statuses(&url)
+            .await
+            .values()
+            .filter(|s| s.starts_with("Connected"))
+            .count()
+            == 4
+    })
+    .await;
+
+    for (format, prefix, size) in [
+        ("SDMF", "URI:SSK:", 1000usize),
+        ("MDMF", "URI:MDMF:", 300_000),
+    ] {
+        let body = data(size, 11);
+        let r = put(&url, &format!("/uri?format={format}"), body.clone()).await;
+        assert_eq!(r.status, 200, "{format}: {}", r.text());
+        let w = r.text();
+        assert!(w.starts_with(prefix), "{w}");
+        let r = get(&url, &format!("/uri/{}", quote_all(&w))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.body == body, "{format}: read back differs");
+        let j = get(&url, &format!("/uri/{w}?t=json")).await.json();
+        assert_eq!(j[0], "filenode");
+        assert_eq!(j[1]["mutable"], true);
+        assert_eq!(j[1]["format"], format);
+        assert_eq!(j[1]["size"], size as u64);
+        assert_eq!(j[1]["rw_uri"], w.as_str());
+        let ro = j[1]["ro_uri"].as_str().unwrap().to_string();
+
+        // Ranged reads through the read cap.
+        let r = request(
+            &url,
+            "GET",
+            &format!("/uri/{ro}"),
+            &[("range", "bytes=100-199")],
+            vec![],
+        )
+        .await;
+        assert_eq!(r.status, 206, "{}", r.text());
+        assert!(r.body == body[100..200]);
+
+        // Overwrite, then change bytes in place.
+        let v2 = data(size / 2 + 7, 12);
+        let r = put(&url, &format!("/uri/{w}"), v2.clone()).await;
+        assert_eq!((r.status, r.text()), (200, w.clone()));
+        assert!(get(&url, &format!("/uri/{ro}")).await.body == v2);
+        let r = put(&url, &format!("/uri/{w}?offset=5"), b"patched".to_vec()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let mut v3 = v2.clone();
+        v3[5..12].copy_from_slice(b"patched");
+        assert!(get(&url, &format!("/uri/{ro}")).await.body == v3);
+
+        // The read cap cannot write.
+        let r = put(&url, &format!("/uri/{ro}"), b"nope".to_vec()).await;
+        assert_eq!(r.status, 400, "{}", r.text());
+    }
+
+    // A mutable file nobody stored.
+    let ghost = cairn_core::cap::SdmfWriteCap::new([3; 16], [4; 32]).to_string();
+    let r = get(&url, &format!("/uri/{ghost}")).await;
+    assert_eq!(r.status, 410, "{}", r.text());
+    assert!(
+        r.text().starts_with("UnrecoverableFileError: "),
+        "{}",
+        r.text()
+    );
+    let j = get(&url, &format!("/uri/{ghost}?t=json")).await.json();
+    assert!(j[1].get("size").is_none(), "{j}");
+    node.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn mutable_create_without_enough_servers_is_a_clear_error() {
+    let servers = Servers::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client_dir = dir.path().join("client");
+    make_client(&client_dir, &servers.servers_yaml(), (2, 3, 4));
+    let node = cairn_node::start(&client_dir).await.unwrap();
+    let url = node.web_url.clone().unwrap();
+    let r = put(&url, "/uri?format=SDMF", data(1000, 1)).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(
+        r.text().starts_with("NotEnoughServersError: "),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.text().trim_end().lines().count(), 1);
+    node.shutdown(Duration::from_secs(1)).await;
 }

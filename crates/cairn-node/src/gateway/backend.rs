@@ -1,15 +1,24 @@
-//! The two calls the gateway makes into the grid client, behind one small trait so the web
-//! layer can be tested on its own (and the grid driver swapped) without changing a handler.
+//! The calls the gateway makes into the grid client, behind one small trait so the web
+//! layer can be tested on its own (and the grid driver swapped) without changing a handler:
+//! immutable upload/download, and the mutable file operations (create, overwrite, modify,
+//! open + read). [`mutable_error`] turns the mutable driver's errors into Tahoe's answers.
 
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
 
+use axum::http::StatusCode;
 use bytes::Bytes;
-use cairn_core::cap::ChkReadCap;
+use cairn_client::mutable::MutableError;
+pub use cairn_client::mutable::MutableFormat;
+use cairn_core::cap::{Cap, ChkReadCap};
+use cairn_core::mutable::keys::SigningKey;
 use tokio::io::AsyncWrite;
 
 use super::WebError;
+
+/// What a backend without a mutable file driver answers.
+pub const MUTABLE_NOT_WIRED: &str = "mutable files: grid driver not wired";
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -39,4 +48,125 @@ pub trait Backend: Send + Sync + 'static {
         range: Range<u64>,
         sink: &'a mut (dyn AsyncWrite + Unpin + Send),
     ) -> BoxFuture<'a, Result<(), WebError>>;
+
+    /// Create a mutable file of `format` holding `data`, signed with `key` (Tahoe's
+    /// `private-key=`) or else a key of the node's own; return its write cap.
+    fn create_mutable(
+        &self,
+        format: MutableFormat,
+        data: Bytes,
+        key: Option<SigningKey>,
+    ) -> BoxFuture<'_, Result<String, WebError>> {
+        let _ = (format, data, key);
+        Box::pin(async { Err(not_wired()) })
+    }
+
+    /// Replace the whole contents of the mutable file `writecap` (an SSK or MDMF write cap).
+    fn overwrite_mutable<'a>(
+        &'a self,
+        writecap: &'a Cap,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<(), WebError>> {
+        let _ = (writecap, data);
+        Box::pin(async { Err(not_wired()) })
+    }
+
+    /// Replace bytes `offset..offset + data.len()` of the mutable file `writecap` (the
+    /// gateway has already checked `offset` against the file's size, as Tahoe does).
+    fn modify_mutable<'a>(
+        &'a self,
+        writecap: &'a Cap,
+        offset: u64,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<(), WebError>> {
+        let _ = (writecap, offset, data);
+        Box::pin(async { Err(not_wired()) })
+    }
+
+    /// Find the newest recoverable version of the mutable file `cap` (a read or write cap).
+    fn open_mutable<'a>(
+        &'a self,
+        cap: &'a Cap,
+    ) -> BoxFuture<'a, Result<Box<dyn MutableReader>, WebError>> {
+        let _ = cap;
+        Box::pin(async { Err(not_wired()) })
+    }
+}
+
+/// A version of a mutable file, as [`Backend::open_mutable`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MutableInfo {
+    pub format: MutableFormat,
+    pub size: u64,
+    pub seqnum: u64,
+}
+
+/// An opened mutable file: its version's facts, and reads of that version.
+pub trait MutableReader: Send + Sync + 'static {
+    fn info(&self) -> MutableInfo;
+
+    /// Write the bytes `range` (already clamped to the size) of this version to `sink`.
+    fn read<'a>(
+        &'a self,
+        range: Range<u64>,
+        sink: &'a mut (dyn AsyncWrite + Unpin + Send),
+    ) -> BoxFuture<'a, Result<(), WebError>>;
+}
+
+fn not_wired() -> WebError {
+    WebError::not_implemented(MUTABLE_NOT_WIRED)
+}
+
+/// What a mutable operation was doing when it failed (a read and a write that find too
+/// few servers fail differently in Tahoe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MutableOp {
+    Read,
+    Write,
+}
+
+/// Tahoe's `UnrecoverableFileError` text (`web/common.py::humanize_exception`).
+pub const UNRECOVERABLE_TEXT: &str = "UnrecoverableFileError: the directory (or mutable file) \
+could not be retrieved, because there were insufficient good shares. This might indicate that \
+no servers were connected, insufficient servers were connected, the URI was corrupt, or that \
+shares have been lost due to server departure, hard drive failure, or disk corruption. You \
+should perform a filecheck on this object to learn more.";
+
+/// Tahoe 1.20's answer for a failed mutable operation, in one line:
+///
+/// * nothing recoverable (no shares, too few, or too few servers heard when reading):
+///   410 Gone with Tahoe's `UnrecoverableFileError` text (Tahoe's servermap finds no
+///   recoverable version: `"no recoverable versions"`), cairn's reason appended;
+/// * `UncoordinatedWriteError` and `NotEnoughServersError` (a write): Tahoe's
+///   `humanize_exception` has no entry for them, so Tahoe answers 500 with the exception;
+///   cairn answers 500 with `UncoordinatedWriteError: ...` / `NotEnoughServersError: ...`;
+/// * a read cap where a write cap is needed, a cap that is not a mutable file: 400.
+pub fn mutable_error(op: MutableOp, e: MutableError) -> WebError {
+    let unrecoverable = |e: &MutableError| {
+        WebError::new(
+            StatusCode::GONE,
+            format!("{UNRECOVERABLE_TEXT} The full error message is: {e}"),
+        )
+    };
+    match &e {
+        MutableError::UncoordinatedWrite(_) => WebError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("UncoordinatedWriteError: {e}"),
+        ),
+        MutableError::NotEnoughServers { .. } => match op {
+            MutableOp::Read => unrecoverable(&e),
+            MutableOp::Write => WebError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("NotEnoughServersError: {e}"),
+            ),
+        },
+        MutableError::Unrecoverable(_) | MutableError::NoSuchFile { .. } => unrecoverable(&e),
+        MutableError::NotWriteable => WebError::bad_request(
+            "PUT to a mutable file: replace or update requested with read-only cap",
+        ),
+        MutableError::BadCap(_) => WebError::bad_request(e.to_string()),
+        MutableError::Io(_) | MutableError::Internal(_) => {
+            WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    }
 }

@@ -1,4 +1,6 @@
-//! `PUT /uri` (upload), `GET /uri/$CAP` (download, ranges, `t=json`), `GET /uri?uri=`.
+//! `PUT /uri` (upload; `format=sdmf|mdmf`/`mutable=true`: a new mutable file),
+//! `PUT /uri/$WRITECAP` (replace or, with `offset=`, change a mutable file), `GET /uri/$CAP`
+//! (download, ranges, `t=json`) for immutable and mutable caps, `GET /uri?uri=`.
 
 use std::io::{Seek, Write};
 use std::sync::Arc;
@@ -9,15 +11,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use cairn_core::cap::{Cap, ChkReadCap, LitCap};
 use cairn_core::chk::{ConvergentKeyHasher, LIT_SIZE_THRESHOLD};
+use cairn_core::mutable::keys::SigningKey;
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::backend::UploadSource;
-use super::{
-    get_format, pyjson, text_response, Args, GatewayState, WebError, DIRS_UNSUPPORTED,
-    MUTABLE_UNSUPPORTED,
-};
+use super::backend::{MutableFormat, MutableReader, UploadSource};
+use super::{get_format, pyjson, text_response, Args, GatewayState, WebError, DIRS_UNSUPPORTED};
 
 /// Upload bodies up to this size are held in memory; larger ones are spooled to a file.
 pub const MEMORY_SPOOL_LIMIT: u64 = 1 << 20;
@@ -45,8 +45,17 @@ pub(super) async fn put_uri(
             ))
         }
     }
-    if get_format(args)? != "CHK" {
-        return Err(WebError::not_implemented(MUTABLE_UNSUPPORTED));
+    let format = match get_format(args)? {
+        "SDMF" => Some(MutableFormat::Sdmf),
+        "MDMF" => Some(MutableFormat::Mdmf),
+        _ => None,
+    };
+    if let Some(format) = format {
+        // Tahoe's PUTUnlinkedSSK: the whole body, an optional caller-supplied key.
+        let key = private_key_arg(args)?;
+        let data = read_mutable_body(state, req).await?;
+        let cap = state.backend.create_mutable(format, data, key).await?;
+        return Ok(text_response(StatusCode::OK, "text/plain", cap));
     }
     let length = content_length(req.headers())?;
     let body = req.into_body();
@@ -67,6 +76,87 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WebError> {
             .map(Some)
             .ok_or_else(|| WebError::bad_request("Content-Length is not a number")),
     }
+}
+
+/// Tahoe's `get_keypair`: `private-key=` is URL-safe base64 of an RSA private key's PKCS#8
+/// DER (what `tahoe put --private-key-path` sends).
+fn private_key_arg(args: &Args) -> Result<Option<SigningKey>, WebError> {
+    let Some(text) = args.get("private-key") else {
+        return Ok(None);
+    };
+    let der = urlsafe_b64decode(text).ok_or_else(|| {
+        WebError::bad_request("invalid private-key= argument: not URL-safe base64")
+    })?;
+    SigningKey::from_pkcs8_der(&der).map(Some).map_err(|e| {
+        WebError::bad_request(format!(
+            "invalid private-key= argument: not an RSA private key in PKCS#8 DER: {e}"
+        ))
+    })
+}
+
+/// Python's `base64.urlsafe_b64decode` (non-strict: characters outside the alphabet are
+/// skipped; the padding may be left out here).
+fn urlsafe_b64decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            b'=' => break,
+            _ => continue,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // A lone trailing character (6 bits) cannot be valid base64.
+    if bits >= 6 {
+        return None;
+    }
+    Some(out)
+}
+
+/// A mutable file's new contents: the whole body, in memory (the driver encodes the file
+/// whole), at most [`GatewayState::mutable_max_body`] bytes (413 beyond).
+async fn read_mutable_body(state: &GatewayState, req: Request<Body>) -> Result<Bytes, WebError> {
+    let limit = state.mutable_max_body;
+    let too_large = |n: String| {
+        WebError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "FileTooLargeError: mutable files are limited to {limit} bytes on this gateway \
+                 (the request body has {n})"
+            ),
+        )
+    };
+    let length = content_length(req.headers())?;
+    if let Some(n) = length.filter(|&n| n > limit) {
+        return Err(too_large(format!("{n} bytes")));
+    }
+    let mut stream = req.into_body().into_data_stream();
+    let mut mem = BytesMut::with_capacity(length.unwrap_or(0) as usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(body_error)?;
+        if (mem.len() + chunk.len()) as u64 > limit {
+            return Err(too_large("more".into()));
+        }
+        mem.extend_from_slice(&chunk);
+    }
+    if let Some(n) = length.filter(|&n| n != mem.len() as u64) {
+        return Err(WebError::bad_request(format!(
+            "the request body ended after {} of {n} bytes",
+            mem.len()
+        )));
+    }
+    Ok(mem.freeze())
 }
 
 enum Spooled {
@@ -338,13 +428,21 @@ pub(super) async fn cap_request(
     let file = match cap {
         Cap::Lit(c) => FileCap::Lit(c),
         Cap::ChkRead(c) => FileCap::Chk(c),
-        Cap::ChkVerify(_) => {
+        c @ (Cap::SdmfWrite(_) | Cap::SdmfRead(_) | Cap::MdmfWrite(_) | Cap::MdmfRead(_)) => {
+            FileCap::Mutable(c)
+        }
+        Cap::ChkVerify(_) | Cap::SdmfVerify(_) | Cap::MdmfVerify(_) => {
             return Err(WebError::bad_request(
                 "a verify cap cannot be read (it holds no decryption key)",
             ));
         }
         c if c.is_directory() => return Err(WebError::not_implemented(DIRS_UNSUPPORTED)),
-        _ => return Err(WebError::not_implemented(MUTABLE_UNSUPPORTED)),
+        c => {
+            return Err(WebError::bad_request(format!(
+                "{} is not a file cap",
+                c.kind_name()
+            )))
+        }
     };
     if let Some(child) = rest.first() {
         return Err(WebError::bad_request(format!(
@@ -353,50 +451,128 @@ pub(super) async fn cap_request(
     }
     let method = req.method().clone();
     match method {
-        Method::GET | Method::HEAD => get_file(state, file, args, req.headers(), method == Method::HEAD, name).await,
-        Method::PUT => Err(WebError::bad_request(
-            "PUT to an immutable file cap: an immutable file cannot be replaced (upload with PUT /uri)",
-        )),
+        Method::GET | Method::HEAD => {
+            get_file(
+                state,
+                file,
+                args,
+                req.headers(),
+                method == Method::HEAD,
+                name,
+            )
+            .await
+        }
+        Method::PUT => put_file(state, file, args, req).await,
         Method::POST => match args.t() {
-            "check" | "stream-deep-check" | "stream-manifest" | "start-deep-stats" => {
-                Err(WebError::not_implemented(format!("t={} is not supported yet", args.t())))
-            }
+            "check" | "stream-deep-check" | "stream-manifest" | "start-deep-stats" => Err(
+                WebError::not_implemented(format!("t={} is not supported yet", args.t())),
+            ),
+            "upload" => Err(WebError::not_implemented(
+                "POST (form upload) to a file is not supported yet; use PUT /uri/$WRITECAP",
+            )),
             t => Err(WebError::bad_request(format!("POST to file: bad t={t}"))),
         },
-        Method::DELETE => Err(WebError::bad_request("DELETE needs a directory entry; a file cap alone cannot be deleted")),
-        m => Err(WebError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{m} is not supported on a file"))),
+        Method::DELETE => Err(WebError::bad_request(
+            "DELETE needs a directory entry; a file cap alone cannot be deleted",
+        )),
+        m => Err(WebError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{m} is not supported on a file"),
+        )),
     }
 }
 
 enum FileCap {
     Lit(LitCap),
     Chk(ChkReadCap),
+    /// An SSK or MDMF write or read cap.
+    Mutable(Cap),
 }
 
-impl FileCap {
-    fn size(&self) -> u64 {
-        match self {
-            FileCap::Lit(c) => c.size(),
-            FileCap::Chk(c) => c.size(),
-        }
-    }
-    fn uri(&self) -> String {
-        match self {
-            FileCap::Lit(c) => c.to_string(),
-            FileCap::Chk(c) => c.to_string(),
-        }
+/// The caps Tahoe's filenode JSON shows for a mutable file cap: write cap (for a write
+/// cap), read cap, verify cap, and the format (from the cap, as Tahoe's `get_version`).
+struct MutableCaps {
+    rw_uri: Option<String>,
+    ro_uri: String,
+    verify_uri: String,
+    format: MutableFormat,
+}
+
+fn mutable_caps(cap: &Cap) -> MutableCaps {
+    let (rw_uri, ro_uri, verify_uri, format) = match cap {
+        Cap::SdmfWrite(c) => (
+            Some(c.to_string()),
+            c.readonly().to_string(),
+            c.verifier().to_string(),
+            MutableFormat::Sdmf,
+        ),
+        Cap::SdmfRead(c) => (
+            None,
+            c.to_string(),
+            c.verifier().to_string(),
+            MutableFormat::Sdmf,
+        ),
+        Cap::MdmfWrite(c) => (
+            Some(c.to_string()),
+            c.readonly().to_string(),
+            c.verifier().to_string(),
+            MutableFormat::Mdmf,
+        ),
+        Cap::MdmfRead(c) => (
+            None,
+            c.to_string(),
+            c.verifier().to_string(),
+            MutableFormat::Mdmf,
+        ),
+        _ => unreachable!("FileCap::Mutable holds only SSK and MDMF write and read caps"),
+    };
+    MutableCaps {
+        rw_uri,
+        ro_uri,
+        verify_uri,
+        format,
     }
 }
 
-/// The filenode JSON of Tahoe's `_file_json_metadata` for a file cap with no parent.
+fn format_name(f: MutableFormat) -> &'static str {
+    match f {
+        MutableFormat::Sdmf => "SDMF",
+        MutableFormat::Mdmf => "MDMF",
+    }
+}
+
+/// The filenode JSON of Tahoe's `_file_json_metadata` for a file cap with no parent: keys
+/// in Tahoe's order (`get_filenode_metadata`'s, then `ro_uri`, `rw_uri`, `verify_uri`).
 #[derive(Serialize)]
 struct FileJson {
     mutable: bool,
     format: &'static str,
-    size: u64,
+    /// Left out for a mutable file with no recoverable version (Tahoe's `get_size()` is
+    /// then `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
     ro_uri: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    rw_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     verify_uri: Option<String>,
+}
+
+/// A file ready to be read: its size is known.
+enum Readable {
+    Lit(LitCap),
+    Chk(ChkReadCap),
+    Mutable(Box<dyn MutableReader>),
+}
+
+impl Readable {
+    fn size(&self) -> u64 {
+        match self {
+            Readable::Lit(c) => c.size(),
+            Readable::Chk(c) => c.size(),
+            Readable::Mutable(m) => m.info().size,
+        }
+    }
 }
 
 async fn get_file(
@@ -411,7 +587,8 @@ async fn get_file(
     if head && !t.is_empty() {
         return Err(WebError::bad_request(format!("HEAD file: bad t={t}")));
     }
-    // Tahoe's ETag for immutable files: "<b32 storage index>-<t>" (not for LIT: no SI).
+    // Tahoe's ETag for immutable files: "<b32 storage index>-<t>" (not for LIT: no SI;
+    // not for mutable files, whose contents change).
     let etag = match &file {
         FileCap::Chk(c) if matches!(t, "" | "json" | "uri" | "readonly-uri") => {
             Some(format!("{}-{}", c.storage_index().to_base32(), t))
@@ -435,18 +612,51 @@ async fn get_file(
         }
     }
     let mut r = match t {
-        "" => download(state, file, args, headers, head, name).await?,
-        "json" => {
-            let verify_uri = match &file {
-                FileCap::Chk(c) => Some(c.verifier().to_string()),
-                FileCap::Lit(_) => None,
+        "" => {
+            let readable = match file {
+                FileCap::Lit(c) => Readable::Lit(c),
+                FileCap::Chk(c) => Readable::Chk(c),
+                // Tahoe's get_best_readable_version: a read-mode servermap update first.
+                FileCap::Mutable(c) => Readable::Mutable(state.backend.open_mutable(&c).await?),
             };
-            let j = FileJson {
-                mutable: false,
-                format: "CHK",
-                size: file.size(),
-                ro_uri: file.uri(),
-                verify_uri,
+            download(state, readable, args, headers, head, name).await?
+        }
+        "json" => {
+            let j = match &file {
+                FileCap::Lit(c) => FileJson {
+                    mutable: false,
+                    format: "CHK",
+                    size: Some(c.size()),
+                    ro_uri: c.to_string(),
+                    rw_uri: None,
+                    verify_uri: None,
+                },
+                FileCap::Chk(c) => FileJson {
+                    mutable: false,
+                    format: "CHK",
+                    size: Some(c.size()),
+                    ro_uri: c.to_string(),
+                    rw_uri: None,
+                    verify_uri: Some(c.verifier().to_string()),
+                },
+                FileCap::Mutable(c) => {
+                    // Tahoe updates the servermap to learn the size; a file with no
+                    // recoverable version is described without one.
+                    let size = match state.backend.open_mutable(c).await {
+                        Ok(m) => Some(m.info().size),
+                        Err(e) if e.status == StatusCode::GONE => None,
+                        Err(e) => return Err(e),
+                    };
+                    let caps = mutable_caps(c);
+                    FileJson {
+                        mutable: true,
+                        format: format_name(caps.format),
+                        size,
+                        ro_uri: caps.ro_uri,
+                        rw_uri: caps.rw_uri,
+                        verify_uri: Some(caps.verify_uri),
+                    }
+                }
             };
             text_response(
                 StatusCode::OK,
@@ -454,7 +664,14 @@ async fn get_file(
                 pyjson::dumps_indent1(&("filenode", j)),
             )
         }
-        "uri" | "readonly-uri" => text_response(StatusCode::OK, "text/plain", file.uri()),
+        "uri" => text_response(StatusCode::OK, "text/plain", file_uri(&file)),
+        "readonly-uri" => {
+            let ro = match &file {
+                FileCap::Mutable(c) => mutable_caps(c).ro_uri,
+                other => file_uri(other),
+            };
+            text_response(StatusCode::OK, "text/plain", ro)
+        }
         "info" => return Err(WebError::not_implemented("t=info is not supported yet")),
         t => return Err(WebError::bad_request(format!("GET file: bad t={t}"))),
     };
@@ -462,6 +679,99 @@ async fn get_file(
         set_etag(&mut r, tag);
     }
     Ok(r)
+}
+
+fn file_uri(file: &FileCap) -> String {
+    match file {
+        FileCap::Lit(c) => c.to_string(),
+        FileCap::Chk(c) => c.to_string(),
+        FileCap::Mutable(c) => c.to_string(),
+    }
+}
+
+/// `PUT /uri/$FILECAP` (Tahoe's `FileNodeHandler.render_PUT` for a file with no parent):
+/// a mutable file's write cap replaces its contents, or with `offset=N` changes the bytes
+/// from N (SDMF: read, change, republish, and an offset past the end appends at the end as
+/// Python's slicing does; MDMF: at most at the end). The answer is the write cap.
+async fn put_file(
+    state: &Arc<GatewayState>,
+    file: FileCap,
+    args: &Args,
+    req: Request<Body>,
+) -> Result<Response, WebError> {
+    let t = args.t().to_string();
+    let replace = match args.get("replace") {
+        None => true,
+        Some(v) if v.eq_ignore_ascii_case("only-files") => true,
+        Some(v) => args
+            .boolean("replace", true)
+            .map_err(|_| WebError::bad_request(format!("invalid replace= argument: '{v}'")))?,
+    };
+    let offset = match args.get("offset") {
+        None => None,
+        Some(v) => Some(v.trim().parse::<i128>().map_err(|_| {
+            WebError::bad_request(format!("invalid offset= argument: '{v}' is not an integer"))
+        })?),
+    };
+    match t.as_str() {
+        "" => {}
+        "uri" => return Err(WebError::bad_request(
+            "PUT /uri/$FILECAP?t=uri needs a directory entry to replace; a file cap alone has none",
+        )),
+        t => return Err(WebError::bad_request(format!("PUT to a file: bad t={t}"))),
+    }
+    if !replace {
+        return Err(WebError::new(
+            StatusCode::CONFLICT,
+            "There was already a child by that name, and you asked me to not replace it.",
+        ));
+    }
+    let FileCap::Mutable(cap) = file else {
+        if offset.is_some() {
+            return Err(WebError::bad_request(
+                "PUT to a file: append operation invoked on an immutable cap",
+            ));
+        }
+        return Err(WebError::bad_request(
+            "PUT to an immutable file cap: an immutable file cannot be replaced (upload with PUT /uri)",
+        ));
+    };
+    let caps = mutable_caps(&cap);
+    if caps.rw_uri.is_none() {
+        return Err(WebError::bad_request(
+            "PUT to a mutable file: replace or update requested with read-only cap",
+        ));
+    }
+    let offset = match offset {
+        None => None,
+        Some(o) if o >= 0 => Some(u64::try_from(o).unwrap_or(u64::MAX)),
+        Some(_) => {
+            return Err(WebError::bad_request(
+                "PUT to a mutable file: Invalid offset",
+            ))
+        }
+    };
+    let data = read_mutable_body(state, req).await?;
+    match offset {
+        None => state.backend.overwrite_mutable(&cap, data).await?,
+        Some(offset) => {
+            // Tahoe's MutableFileVersion.update needs the current version's size.
+            let size = state.backend.open_mutable(&cap).await?.info().size;
+            let offset = match caps.format {
+                // _do_modify_update: old[:offset] + data + old[offset + len:].
+                MutableFormat::Sdmf => offset.min(size),
+                MutableFormat::Mdmf if offset > size => {
+                    return Err(WebError::bad_request(format!(
+                        "PUT to a mutable file: offset {offset} is beyond the end of the file \
+                         ({size} bytes); an MDMF update may start at most at the end"
+                    )))
+                }
+                MutableFormat::Mdmf => offset,
+            };
+            state.backend.modify_mutable(&cap, offset, data).await?
+        }
+    }
+    Ok(text_response(StatusCode::OK, "text/plain", cap.to_string()))
 }
 
 fn set_etag(r: &mut Response, tag: &str) {
@@ -571,7 +881,7 @@ fn content_type_for(name: Option<&str>) -> &'static str {
 
 async fn download(
     state: &Arc<GatewayState>,
-    file: FileCap,
+    file: Readable,
     args: &Args,
     headers: &HeaderMap,
     head: bool,
@@ -622,27 +932,38 @@ async fn download(
         return builder.body(Body::empty()).map_err(internal);
     }
     let body = match file {
-        FileCap::Lit(c) => {
+        _ if len == 0 => Body::empty(),
+        Readable::Lit(c) => {
             let data = Bytes::copy_from_slice(c.data());
             Body::from(data.slice(first as usize..(first + len) as usize))
         }
-        FileCap::Chk(cap) => stream_chk(state, cap, first..first + len).await?,
+        Readable::Chk(cap) => stream(state, Source::Chk(cap), first..first + len).await?,
+        Readable::Mutable(m) => stream(state, Source::Mutable(m), first..first + len).await?,
     };
     builder.body(body).map_err(internal)
+}
+
+/// What [`stream`] reads from.
+enum Source {
+    Chk(ChkReadCap),
+    Mutable(Box<dyn MutableReader>),
 }
 
 /// Run the download into a pipe and stream the pipe as the response body. An error before
 /// the first byte becomes an error answer; one after it cuts the response short (the client
 /// sees fewer bytes than Content-Length), as nothing else can be said once headers are out.
-async fn stream_chk(
+async fn stream(
     state: &Arc<GatewayState>,
-    cap: ChkReadCap,
+    source: Source,
     range: std::ops::Range<u64>,
 ) -> Result<Body, WebError> {
     let (mut reader, mut writer) = tokio::io::duplex(DOWNLOAD_PIPE);
     let backend = state.backend.clone();
     let task = tokio::spawn(async move {
-        let r = backend.download(&cap, range, &mut writer).await;
+        let r = match source {
+            Source::Chk(cap) => backend.download(&cap, range, &mut writer).await,
+            Source::Mutable(m) => m.read(range, &mut writer).await,
+        };
         if r.is_ok() {
             let _ = writer.shutdown().await;
         }

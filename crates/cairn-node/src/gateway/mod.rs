@@ -4,10 +4,12 @@
 //! | request | answer |
 //! |---|---|
 //! | `PUT /uri` (body = file; `format=chk`, default) | 200, the cap as `text/plain` |
-//! | `PUT /uri?format=sdmf\|mdmf`, `?mutable=true`, `?t=mkdir` | 501 (not supported yet) |
-//! | `GET /uri/$CAP` (`Range: bytes=a-b` → 206, `Content-Range`; beyond the end → 416) | the file |
+//! | `PUT /uri?format=sdmf\|mdmf` or `?mutable=true` (SDMF), `&private-key=` | 200, a new mutable file's write cap |
+//! | `PUT /uri/$WRITECAP` (`?offset=N`: change bytes from N) | 200, the write cap |
+//! | `PUT /uri?t=mkdir` | 501 (not supported yet) |
+//! | `GET /uri/$CAP` (`Range: bytes=a-b` → 206, `Content-Range`; beyond the end → 416) | the file (CHK, LIT, SSK, MDMF) |
 //! | `HEAD /uri/$CAP` | the headers of the above |
-//! | `GET /uri/$CAP?t=json` | `["filenode", {"mutable", "format", "size", "ro_uri", "verify_uri"}]` |
+//! | `GET /uri/$CAP?t=json` | `["filenode", {"mutable", "format", "size", "ro_uri", "rw_uri", "verify_uri"}]` |
 //! | `GET /uri/$CAP?t=uri`, `?t=readonly-uri` | the cap |
 //! | `GET /file/$CAP/NAME`, `/named/$CAP/NAME` | the file, typed by NAME |
 //! | `GET /uri?uri=$CAP` | 302 to `/uri/$CAP` |
@@ -35,7 +37,10 @@ use cairn_client::Grid;
 use cairn_core::chk::EncodingParams;
 use percent_encoding::percent_decode_str;
 
-pub use backend::{Backend, BoxFuture, UploadSource};
+pub use backend::{
+    mutable_error, Backend, BoxFuture, MutableFormat, MutableInfo, MutableOp, MutableReader,
+    UploadSource, MUTABLE_NOT_WIRED,
+};
 pub use grid_backend::GridBackend;
 
 use crate::config::{ClientConfig, Secrets};
@@ -90,7 +95,15 @@ pub struct GatewayState {
     pub tempdir: PathBuf,
     pub nickname: String,
     pub backend: Arc<dyn Backend>,
+    /// The largest body accepted for a mutable file (the driver encodes the whole file in
+    /// memory): [`MUTABLE_MAX_BODY`] unless changed.
+    pub mutable_max_body: u64,
 }
+
+/// Default of [`GatewayState::mutable_max_body`]: 64 MiB. A mutable file is encoded in
+/// memory, whole (about `1 + N/k` times its size at once); Tahoe has no limit and holds it
+/// in memory the same way.
+pub const MUTABLE_MAX_BODY: u64 = 64 << 20;
 
 impl GatewayState {
     /// A gateway over `grid`, uploading with the node's parameters and convergence secret.
@@ -100,7 +113,17 @@ impl GatewayState {
             convergence: secrets.convergence.clone(),
             lease_secret: Some(secrets.lease.clone()),
         };
-        let backend = Arc::new(GridBackend::new(grid.clone(), upload));
+        let mut mutable = cairn_client::mutable::MutableOptions::new(
+            u8::try_from(config.params.needed).unwrap_or(u8::MAX),
+            u8::try_from(config.params.total).unwrap_or(u8::MAX),
+            usize::from(config.params.happy),
+        );
+        mutable.lease_secret = Some(secrets.lease.clone());
+        mutable.own_server = own_server(config, &grid);
+        let backend = Arc::new(GridBackend::new(grid.clone(), upload).with_mutable(
+            mutable,
+            config.params.needed <= 255 && config.params.total <= 255,
+        ));
         Self::with_backend(config, grid, secrets, backend)
     }
 
@@ -118,8 +141,29 @@ impl GatewayState {
             tempdir: config.tempdir.clone(),
             nickname: config.node.nickname.clone(),
             backend,
+            mutable_max_body: MUTABLE_MAX_BODY,
         }
     }
+}
+
+/// The index in `grid` of this node's own storage server, when it runs one (`[storage]
+/// enabled`) and `servers.yaml` lists it: the mutable driver keeps a copy of a new file's
+/// share there (with the encrypted private key). Matched by Foolscap tubid or server id.
+fn own_server(config: &ClientConfig, grid: &Grid) -> Option<usize> {
+    if !config.node.storage_enabled {
+        return None;
+    }
+    // The storage server was started first, so its identity exists and this only reads it.
+    let id = match cairn_storage::identity::NodeIdentity::load_or_create(&config.node) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!("own storage server's identity: {e}");
+            return None;
+        }
+    };
+    grid.servers()
+        .iter()
+        .position(|s| s.info.tubid == id.tubid || s.info.server_id == id.server_id)
 }
 
 /// A gateway serving in the background.
@@ -225,10 +269,8 @@ pub(crate) fn get_format(args: &Args) -> Result<&'static str, WebError> {
     }
 }
 
-pub(crate) const MUTABLE_UNSUPPORTED: &str =
-    "mutable files are not supported yet (cairn serves immutable files only)";
 pub(crate) const DIRS_UNSUPPORTED: &str =
-    "directories are not supported yet (cairn serves immutable files only)";
+    "directories are not supported yet (cairn serves files only)";
 
 /// Route a request: split the path into percent-decoded segments, as Twisted does.
 async fn dispatch(

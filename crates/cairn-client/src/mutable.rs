@@ -1,0 +1,1615 @@
+//! Mutable file driver (SDMF and MDMF): runs the core's servermap update, publish and
+//! retrieve machines ([`cairn_core::client::mutable`]) against the grid. Compat map §4.5.
+//!
+//! * One task owns each machine: it sends every request an action asks for as its own
+//!   Tokio task (aborted when the machine cancels it or the operation ends), waits for the
+//!   next answer, failure or deadline, and feeds it back as an event with the current time
+//!   (milliseconds since the operation started). Answers travel through a channel; no
+//!   response callback ever touches a machine. Each action is sent exactly once.
+//! * Requests: a servermap query lists the server's mutable shares of the storage index
+//!   and then reads the first bytes of each (Tahoe's HTTP `slot_readv`); follow-up and
+//!   retrieve reads are one ranged `GET` each; a publish write is one read-test-write per
+//!   server carrying all its shares, with the server's write enabler
+//!   (`ssk_write_enabler_hash(writekey, tubid)`) and lease secrets (Tahoe's chain
+//!   client secret -> file -> server lease seed, the tubid).
+//! * Timeouts: the machines time requests out themselves ([`MutableOptions::query_timeout`],
+//!   [`MutableOptions::write_timeout`], [`MutableOptions::stall_timeout`]); the driver
+//!   wakes at the machine's next deadline. A timed-out server is scored as stalling, a
+//!   failed request by its fault, a share failing verification as corrupt (and the server
+//!   is told, as Tahoe does).
+//! * Encoding and signing run on a blocking thread; salts and the IV come from the OS RNG.
+//! * Collisions: a publish that finds another writer's shares returns
+//!   [`MutableError::UncoordinatedWrite`] after making sure some complete version stays
+//!   recoverable (a fresh check-mode servermap; if the newest version there is not
+//!   recoverable, the best recoverable one is republished with a higher seqnum).
+//!
+//! Round trips are counted as HTTP requests sent ([`RoundTrips`]): a servermap query
+//! to a server holding one share is two (list, read).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_core::cap::{Cap, MdmfWriteCap, SdmfWriteCap};
+use cairn_core::client::mutable::publish::{
+    self, Action as PubAction, Event as PubEvent, PublishConfig, PublishError, PublishMachine,
+    PublishOutcome, WriteTest,
+};
+use cairn_core::client::mutable::retrieve::{
+    Action as RetAction, Event as RetEvent, ProblemKind, RetrieveConfig, RetrieveKeys,
+    RetrieveMachine, RetrieveOutcome, RetrieveSetupError,
+};
+use cairn_core::client::mutable::servermap::{
+    Action as SmAction, Event as SmEvent, Mode, ServerMap, ServermapUpdater, UpdateConfig,
+    VersionId,
+};
+use cairn_core::client::mutable::{Millis, RequestId, ServerFailure, ServerIdx, ShareNum};
+use cairn_core::hashutil::{self, Hash};
+use cairn_core::mutable::codec::{encode, Encoding};
+use cairn_core::mutable::keys::{MutableKeys, SigningKey};
+use cairn_core::mutable::params::SegmentParams;
+use cairn_core::mutable::{DEFAULT_MAX_SEGMENT_SIZE, SALT_LEN};
+use cairn_core::storage::gbs::{RtwRequest, TestWriteVectors, WriteVector, MAX_REASON_LEN};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::gbs_client::LeaseSecrets;
+use crate::grid::{Grid, Problem, ServerEntry};
+
+pub use cairn_core::mutable::MutableFormat;
+
+/// Default of [`MutableOptions::epsilon`]: one server beyond `k` must answer a read's
+/// servermap update, so a single stale (rolled-back) or missing server cannot hide a
+/// newer recoverable version, while a read of a `k`-of-`N` file still needs only `k + 1`
+/// answers (Tahoe waits for `2k`). Write-mode updates use at least `k`, as Tahoe does.
+pub const DEFAULT_EPSILON: usize = 1;
+
+/// How mutable operations behave.
+#[derive(Clone)]
+pub struct MutableOptions {
+    /// Shares needed (`[client] shares.needed`) for new files; an existing file keeps its own.
+    pub k: u8,
+    /// Total shares (`[client] shares.total`) for new files; an existing file keeps its own.
+    pub n: u8,
+    /// Servers of happiness a publish must reach (`[client] shares.happy`).
+    pub happy: usize,
+    /// Servers beyond `k` a read must hear from (rollback resistance); default
+    /// [`DEFAULT_EPSILON`]. Clamped to what the grid can give (with every server
+    /// answering, nothing can be hidden). Write-mode updates use `max(epsilon, k)`.
+    pub epsilon: usize,
+    /// Index into `grid.servers()` of this node's own storage server, if it has one: a
+    /// publish that placed no share there writes one extra copy there, so the encrypted
+    /// private key stays with the writer.
+    pub own_server: Option<usize>,
+    /// The client's lease secret (Tahoe's `private/secret`, decoded); `None`: a random one
+    /// per operation (leases then cannot be renewed by this client later).
+    pub lease_secret: Option<Vec<u8>>,
+    /// A servermap query or follow-up read with no answer after this long has failed.
+    pub query_timeout: Duration,
+    /// A publish write with no answer after this long has failed (its shares go elsewhere).
+    pub write_timeout: Duration,
+    /// A retrieve read with no answer after this long is dropped (another share is used).
+    pub stall_timeout: Duration,
+    /// MDMF segment size before rounding to a multiple of `k` (Tahoe: 128 KiB).
+    pub max_segment_size: u64,
+    /// Tell servers whose shares fail verification (`advise_corrupt`), as Tahoe does.
+    pub advise_corrupt: bool,
+}
+
+impl std::fmt::Debug for MutableOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MutableOptions")
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .field("happy", &self.happy)
+            .field("epsilon", &self.epsilon)
+            .field("own_server", &self.own_server)
+            .field("query_timeout", &self.query_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("max_segment_size", &self.max_segment_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MutableOptions {
+    /// `k`-of-`n`, `happy`; epsilon [`DEFAULT_EPSILON`]; Tahoe's timeouts (10 s queries,
+    /// 30 s writes) and segment size.
+    pub fn new(k: u8, n: u8, happy: usize) -> Self {
+        MutableOptions {
+            k,
+            n,
+            happy,
+            epsilon: DEFAULT_EPSILON,
+            own_server: None,
+            lease_secret: None,
+            query_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(10),
+            max_segment_size: DEFAULT_MAX_SEGMENT_SIZE,
+            advise_corrupt: true,
+        }
+    }
+}
+
+impl Default for MutableOptions {
+    /// Tahoe's 3-of-10, happy 7.
+    fn default() -> Self {
+        MutableOptions::new(3, 10, 7)
+    }
+}
+
+/// HTTP requests an operation sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoundTrips {
+    /// Servermap update requests (share lists, first reads, follow-up reads).
+    pub servermap: usize,
+    /// Retrieve reads.
+    pub reads: usize,
+    /// Read-test-write requests (publish, extra copies).
+    pub writes: usize,
+    /// The most requests of all kinds sent to one server.
+    pub max_per_server: usize,
+    /// The most read-test-write requests sent to one server.
+    pub max_writes_per_server: usize,
+    /// Distinct servers written to.
+    pub servers_written: usize,
+}
+
+/// A published version.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub writecap: String,
+    pub readcap: String,
+    pub format: MutableFormat,
+    pub seqnum: u64,
+    pub size: u64,
+    /// Servers of happiness of the new version's placement.
+    pub happiness: usize,
+    pub round_trips: RoundTrips,
+    /// Share number -> grid indices of the servers holding it (the extra copy included).
+    pub placed: BTreeMap<u8, BTreeSet<usize>>,
+    /// Servers that failed during the operation, one line each.
+    pub problems: Vec<String>,
+}
+
+/// What a read did.
+#[derive(Clone, Debug, Default)]
+pub struct ReadReport {
+    /// Plaintext bytes written to the sink.
+    pub bytes: u64,
+    /// `servermap`: the [`open`]'s update; `reads`: this read's requests; `max_per_server`
+    /// over both.
+    pub round_trips: RoundTrips,
+    /// Shares dropped during the read (the data is still correct), one line each.
+    pub problems: Vec<String>,
+    /// Sequence numbers of newer versions that were seen but are not recoverable.
+    pub newer_unrecoverable: Vec<u64>,
+}
+
+/// Why a mutable operation failed.
+#[derive(thiserror::Error, Debug)]
+pub enum MutableError {
+    /// Another writer changed the file at the same time (Tahoe's
+    /// `UncoordinatedWriteError`). Some complete version has been made recoverable again;
+    /// read the file and retry the change if it is still wanted.
+    #[error(
+        "uncoordinated write: another writer changed this mutable file at the same time ({0})"
+    )]
+    UncoordinatedWrite(String),
+    /// Too few servers answered or accepted shares.
+    #[error(
+        "not enough storage servers for {what}: needed {needed}, got {got}; tried {tried} servers: {}",
+        if .reasons.is_empty() { "no failures (too few servers)".to_string() } else { .reasons.join("; ") }
+    )]
+    NotEnoughServers {
+        what: &'static str,
+        tried: usize,
+        needed: usize,
+        got: usize,
+        /// One line per failed server or share: which and why.
+        reasons: Vec<String>,
+    },
+    /// Shares were found, but no version can be rebuilt (or written over).
+    #[error("mutable file is unrecoverable: {0}")]
+    Unrecoverable(String),
+    /// The cap is read-only.
+    #[error("this cap is read-only; writing needs a write cap")]
+    NotWriteable,
+    /// Every server answered and none holds a share.
+    #[error("no shares of this mutable file were found (asked {asked} servers)")]
+    NoSuchFile { asked: usize },
+    /// Not a mutable file cap (or a verify cap).
+    #[error("not a mutable file cap: {0}")]
+    BadCap(String),
+    /// Writing the plaintext to the sink failed.
+    #[error("writing the data: {0}")]
+    Io(#[from] std::io::Error),
+    /// Encoding failed or a machine was misused (a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn internal(e: impl std::fmt::Display) -> MutableError {
+    MutableError::Internal(e.to_string())
+}
+
+// -------------------------------------------------------------------------------------
+// Public operations
+
+/// Create a mutable file holding `data` with the caller's key (from the node's key pool),
+/// sequence number 1.
+pub async fn create(
+    grid: &Grid,
+    key: SigningKey,
+    format: MutableFormat,
+    data: &[u8],
+    opts: &MutableOptions,
+) -> Result<Published, MutableError> {
+    let keys = MutableKeys::from_signing_key(&key);
+    let ctx = Ctx::new(grid, &keys, opts);
+    let map = ServerMap::new(Mode::Write);
+    let version = NewVersion {
+        format,
+        k: opts.k,
+        n: opts.n,
+        seqnum: 1,
+    };
+    publish_version(&ctx, &keys, &key, version, &map, data.to_vec()).await
+}
+
+/// Replace the whole contents of the mutable file `writecap` with `data`.
+pub async fn overwrite(
+    grid: &Grid,
+    writecap: &Cap,
+    data: &[u8],
+    opts: &MutableOptions,
+) -> Result<Published, MutableError> {
+    let (keys, format) = write_keys(writecap)?;
+    let ctx = Ctx::new(grid, &keys, opts);
+    let (map, privkey) = write_servermap(&ctx, &keys).await?;
+    let version = next_version(&map, format, opts);
+    publish_version(&ctx, &keys, &privkey, version, &map, data.to_vec()).await
+}
+
+/// Replace bytes `[offset, offset + data.len())` of the file (extending it, with zeros
+/// between the old end and `offset` if needed). Read-modify-write of the whole file: the
+/// best recoverable version is read from the write-mode servermap's holders, changed and
+/// republished with the next sequence number.
+pub async fn modify(
+    grid: &Grid,
+    writecap: &Cap,
+    offset: u64,
+    data: &[u8],
+    opts: &MutableOptions,
+) -> Result<Published, MutableError> {
+    let (keys, format) = write_keys(writecap)?;
+    let ctx = Ctx::new(grid, &keys, opts);
+    let (map, privkey) = write_servermap(&ctx, &keys).await?;
+    let Some(best) = map.best_recoverable_version() else {
+        return Err(unrecoverable(&ctx, &map));
+    };
+    let mut contents = Vec::with_capacity(best.data_length as usize);
+    retrieve_into(&ctx, &keys, &map, None, &mut contents).await?;
+    let end = offset
+        .checked_add(data.len() as u64)
+        .and_then(|e| usize::try_from(e).ok())
+        .ok_or_else(|| MutableError::Internal("offset past the largest file size".into()))?;
+    if contents.len() < end {
+        contents.resize(end, 0);
+    }
+    contents[offset as usize..end].copy_from_slice(data);
+    let version = next_version(&map, format, opts);
+    publish_version(&ctx, &keys, &privkey, version, &map, contents).await
+}
+
+/// A mutable file found on the grid: its servermap (read mode) and the version chosen.
+#[derive(Clone, Debug)]
+pub struct Opened {
+    map: ServerMap,
+    version: VersionId,
+    readkey: [u8; 16],
+    fingerprint: Hash,
+    storage_index: [u8; 16],
+    epsilon: usize,
+    opts: MutableOptions,
+    servermap_trips: RoundTrips,
+    per_server: BTreeMap<usize, usize>,
+}
+
+/// Find the best recoverable version of the file `cap` (a read or write cap): a read-mode
+/// servermap update that must hear from `k + epsilon` servers.
+pub async fn open(grid: &Grid, cap: &Cap, opts: &MutableOptions) -> Result<Opened, MutableError> {
+    let keys = read_keys(cap)?;
+    let fingerprint = keys.fingerprint().expect("read keys carry the fingerprint");
+    let ctx = Ctx::new(grid, &keys, opts);
+    let mut k = opts.k;
+    let mut n = opts.n.max(k);
+    // Servers known to be down are asked last (the order only decides who is asked first).
+    let mut order = ctx.permuted_known_down_last();
+    let mut retried_failures = false;
+    // At most three passes: the first guesses k; if the file's k is larger, ask again with
+    // it so enough servers are heard from; if servers failed so that fewer than k + epsilon
+    // answered while others were never asked, ask again with the failed ones last (the
+    // servermap machine counts a failed query towards k + epsilon, the retrieve's rollback
+    // check counts only answers).
+    for _pass in 0..3 {
+        let eps = clamp_epsilon(opts.epsilon, grid.servers().len(), k);
+        let mut cfg = UpdateConfig::new(Mode::Read, k, n, fingerprint);
+        cfg.epsilon = Some(eps);
+        cfg.query_timeout = millis(opts.query_timeout);
+        let map = update_servermap(&ctx, cfg, &order).await?;
+        if map.shares().is_empty() && map.bad_shares().is_empty() {
+            if map.reachable_servers().is_empty() && !map.queried().is_empty() {
+                return Err(not_heard(&ctx, &map, "reading", usize::from(k) + eps));
+            }
+            if map.reachable_servers().len() < usize::from(k) + eps
+                && map.queried().len() < order.len()
+                && !retried_failures
+            {
+                retried_failures = true;
+                order = failed_last(&order, &map);
+                continue;
+            }
+            return Err(MutableError::NoSuchFile {
+                asked: map.queried().len(),
+            });
+        }
+        let Some(best) = map.best_recoverable_version() else {
+            if !retried_failures && !map.failures().is_empty() && map.queried().len() < order.len()
+            {
+                retried_failures = true;
+                order = failed_last(&order, &map);
+                continue;
+            }
+            return Err(unrecoverable(&ctx, &map));
+        };
+        let eps = clamp_epsilon(opts.epsilon, grid.servers().len(), best.k);
+        let rcfg = retrieve_config(opts, eps);
+        let rkeys = RetrieveKeys {
+            readkey: *keys.readkey(),
+            fingerprint,
+        };
+        match RetrieveMachine::new(rcfg, &map, rkeys, Some(0..0)) {
+            Ok(m) => {
+                let version = m.version().clone();
+                let (servermap_trips, per_server) = ctx.counters.snapshot();
+                return Ok(Opened {
+                    map,
+                    version,
+                    readkey: *keys.readkey(),
+                    fingerprint,
+                    storage_index: ctx.si,
+                    epsilon: eps,
+                    opts: opts.clone(),
+                    servermap_trips,
+                    per_server,
+                });
+            }
+            Err(RetrieveSetupError::NotEnoughServersHeard { needed, .. }) if best.k > k => {
+                tracing::debug!(needed, "file's k is larger than guessed; asking again");
+                k = best.k;
+                n = best.n.max(k);
+            }
+            Err(RetrieveSetupError::NotEnoughServersHeard { .. })
+                if !retried_failures && map.queried().len() < order.len() =>
+            {
+                tracing::debug!("servers failed during the servermap update; asking others");
+                retried_failures = true;
+                order = failed_last(&order, &map);
+            }
+            Err(e) => return Err(setup_error(&ctx, &map, e)),
+        }
+    }
+    Err(MutableError::Internal(
+        "servermap update did not settle".into(),
+    ))
+}
+
+/// `order` with the servers whose query failed in `map` moved to the end.
+fn failed_last(order: &[ServerIdx], map: &ServerMap) -> Vec<ServerIdx> {
+    let failed: BTreeSet<ServerIdx> = map
+        .failures()
+        .iter()
+        .filter(|f| f.during == "query")
+        .map(|f| f.server)
+        .collect();
+    let (mut ok, bad): (Vec<_>, Vec<_>) = order.iter().partition(|s| !failed.contains(s));
+    ok.extend(bad);
+    ok
+}
+
+impl Opened {
+    pub fn size(&self) -> u64 {
+        self.version.data_length
+    }
+    pub fn seqnum(&self) -> u64 {
+        self.version.seqnum
+    }
+    pub fn format(&self) -> MutableFormat {
+        self.version.format
+    }
+    pub fn k(&self) -> u8 {
+        self.version.k
+    }
+    pub fn n(&self) -> u8 {
+        self.version.n
+    }
+    /// The version that reads return.
+    pub fn version(&self) -> &VersionId {
+        &self.version
+    }
+    /// What the servermap update found.
+    pub fn servermap(&self) -> &ServerMap {
+        &self.map
+    }
+    /// Requests the [`open`] sent.
+    pub fn round_trips(&self) -> &RoundTrips {
+        &self.servermap_trips
+    }
+
+    /// Stream bytes `range` (already clamped to [`Self::size`] by the caller) of the chosen
+    /// version into `sink`, segment by segment; only the segments overlapping the range
+    /// are fetched.
+    pub async fn read(
+        &self,
+        grid: &Grid,
+        range: Range<u64>,
+        sink: &mut (dyn AsyncWrite + Unpin + Send),
+    ) -> Result<ReadReport, MutableError> {
+        let ctx = Ctx {
+            grid: grid.clone(),
+            si: self.storage_index,
+            counters: Arc::new(Counters::default()),
+            opts: self.opts.clone(),
+            leases: FileLeases::new(&[], &self.storage_index),
+            write_enablers: None,
+        };
+        let mut m = RetrieveMachine::new(
+            retrieve_config(&self.opts, self.epsilon),
+            &self.map,
+            RetrieveKeys {
+                readkey: self.readkey,
+                fingerprint: self.fingerprint,
+            },
+            Some(range),
+        )
+        .map_err(|e| setup_error(&ctx, &self.map, e))?;
+        if m.version() != &self.version {
+            return Err(internal("retrieve chose another version than open"));
+        }
+        let outcome = run_retrieve(&ctx, &mut m, sink).await?;
+        let (reads, per_server) = ctx.counters.snapshot();
+        let mut all = self.per_server.clone();
+        for (s, c) in per_server {
+            *all.entry(s).or_default() += c;
+        }
+        Ok(ReadReport {
+            bytes: outcome.bytes,
+            round_trips: RoundTrips {
+                servermap: self.servermap_trips.servermap,
+                reads: reads.reads,
+                max_per_server: all.values().copied().max().unwrap_or(0),
+                ..RoundTrips::default()
+            },
+            problems: outcome
+                .problems
+                .iter()
+                .map(|p| format!("{}: {p}", ctx.name(p.server)))
+                .collect(),
+            newer_unrecoverable: outcome
+                .newer_unrecoverable
+                .iter()
+                .map(|v| v.seqnum)
+                .collect(),
+        })
+    }
+}
+
+// -------------------------------------------------------------------------------------
+// Caps and keys
+
+fn write_keys(cap: &Cap) -> Result<(MutableKeys, MutableFormat), MutableError> {
+    let (wk, fp, format) = match cap {
+        Cap::SdmfWrite(c) => (*c.writekey().as_bytes(), *c.fingerprint(), c.format()),
+        Cap::MdmfWrite(c) => (*c.writekey().as_bytes(), *c.fingerprint(), c.format()),
+        Cap::SdmfRead(_) | Cap::MdmfRead(_) => return Err(MutableError::NotWriteable),
+        other => return Err(MutableError::BadCap(other.kind_name().to_string())),
+    };
+    Ok((MutableKeys::from_writekey(wk).with_fingerprint(fp), format))
+}
+
+fn read_keys(cap: &Cap) -> Result<MutableKeys, MutableError> {
+    let (rk, fp) = match cap {
+        Cap::SdmfWrite(c) => (*c.readkey().as_bytes(), *c.fingerprint()),
+        Cap::MdmfWrite(c) => (*c.readkey().as_bytes(), *c.fingerprint()),
+        Cap::SdmfRead(c) => (*c.readkey().as_bytes(), *c.fingerprint()),
+        Cap::MdmfRead(c) => (*c.readkey().as_bytes(), *c.fingerprint()),
+        other => return Err(MutableError::BadCap(other.kind_name().to_string())),
+    };
+    Ok(MutableKeys::from_readkey(rk).with_fingerprint(fp))
+}
+
+fn caps(keys: &MutableKeys, format: MutableFormat) -> (String, String) {
+    let wk = *keys.writekey().expect("a writer has the writekey");
+    let fp = keys.fingerprint().expect("a writer knows the fingerprint");
+    match format {
+        MutableFormat::Sdmf => {
+            let c = SdmfWriteCap::new(wk, fp);
+            (c.to_string(), c.readonly().to_string())
+        }
+        MutableFormat::Mdmf => {
+            let c = MdmfWriteCap::new(wk, fp);
+            (c.to_string(), c.readonly().to_string())
+        }
+    }
+}
+
+fn millis(d: Duration) -> Millis {
+    d.as_millis().min(u128::from(u64::MAX)) as Millis
+}
+
+/// `epsilon`, but never more than the grid can answer beyond `k` (when every server
+/// answers, no version can be hidden).
+fn clamp_epsilon(epsilon: usize, servers: usize, k: u8) -> usize {
+    epsilon.min(servers.saturating_sub(usize::from(k)))
+}
+
+fn retrieve_config(opts: &MutableOptions, eps: usize) -> RetrieveConfig {
+    RetrieveConfig {
+        epsilon: Some(eps),
+        stall_timeout: millis(opts.stall_timeout),
+        ..RetrieveConfig::default()
+    }
+}
+
+/// Tahoe's lease secret chain for one file (`MutableFileNode.get_renewal_secret`).
+#[derive(Clone)]
+struct FileLeases {
+    renew: Hash,
+    cancel: Hash,
+}
+
+impl FileLeases {
+    fn new(client_secret: &[u8], si: &[u8; 16]) -> Self {
+        let renew = hashutil::my_renewal_secret_hash(client_secret);
+        let cancel = hashutil::my_cancel_secret_hash(client_secret);
+        FileLeases {
+            renew: hashutil::file_renewal_secret_hash(&renew, si),
+            cancel: hashutil::file_cancel_secret_hash(&cancel, si),
+        }
+    }
+
+    fn for_server(&self, s: &ServerEntry) -> LeaseSecrets {
+        let seed = s.info.lease_seed();
+        LeaseSecrets {
+            renew: hashutil::bucket_renewal_secret_hash(&self.renew, seed),
+            cancel: hashutil::bucket_cancel_secret_hash(&self.cancel, seed),
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------
+// Shared driver state
+
+#[derive(Default)]
+struct Counters {
+    servermap: AtomicUsize,
+    reads: AtomicUsize,
+    writes: AtomicUsize,
+    per_server: Mutex<BTreeMap<usize, usize>>,
+    writes_per_server: Mutex<BTreeMap<usize, usize>>,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Servermap,
+    Read,
+    Write,
+}
+
+impl Counters {
+    fn count(&self, kind: Kind, server: usize) {
+        match kind {
+            Kind::Servermap => self.servermap.fetch_add(1, Ordering::Relaxed),
+            Kind::Read => self.reads.fetch_add(1, Ordering::Relaxed),
+            Kind::Write => {
+                *self
+                    .writes_per_server
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(server)
+                    .or_default() += 1;
+                self.writes.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        *self
+            .per_server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(server)
+            .or_default() += 1;
+    }
+
+    fn snapshot(&self) -> (RoundTrips, BTreeMap<usize, usize>) {
+        let per = self
+            .per_server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let writes = self
+            .writes_per_server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        (
+            RoundTrips {
+                servermap: self.servermap.load(Ordering::Relaxed),
+                reads: self.reads.load(Ordering::Relaxed),
+                writes: self.writes.load(Ordering::Relaxed),
+                max_per_server: per.values().copied().max().unwrap_or(0),
+                max_writes_per_server: writes.values().copied().max().unwrap_or(0),
+                servers_written: writes.len(),
+            },
+            per,
+        )
+    }
+}
+
+/// One operation on one file.
+struct Ctx {
+    grid: Grid,
+    si: [u8; 16],
+    counters: Arc<Counters>,
+    opts: MutableOptions,
+    leases: FileLeases,
+    /// Write-enabler master (`None` for readers).
+    write_enablers: Option<MutableKeys>,
+}
+
+impl Ctx {
+    fn new(grid: &Grid, keys: &MutableKeys, opts: &MutableOptions) -> Ctx {
+        let si = keys.storage_index();
+        let secret = opts
+            .lease_secret
+            .clone()
+            .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
+        Ctx {
+            grid: grid.clone(),
+            si,
+            counters: Arc::new(Counters::default()),
+            opts: opts.clone(),
+            leases: FileLeases::new(&secret, &si),
+            write_enablers: keys.writekey().map(|_| keys.clone()),
+        }
+    }
+
+    fn entry(&self, server: ServerIdx) -> Arc<ServerEntry> {
+        self.grid.servers()[server as usize].clone()
+    }
+
+    fn name(&self, server: ServerIdx) -> String {
+        self.grid
+            .servers()
+            .get(server as usize)
+            .map_or_else(|| format!("server #{server}"), |s| s.name())
+    }
+
+    /// Grid indices in Tahoe's order for this storage index.
+    fn permuted(&self) -> Vec<ServerIdx> {
+        self.grid
+            .permuted(&self.si)
+            .iter()
+            .map(|s| s.index as ServerIdx)
+            .collect()
+    }
+
+    /// [`Self::permuted`] with the servers the grid knows to be down moved last.
+    fn permuted_known_down_last(&self) -> Vec<ServerIdx> {
+        let (mut up, down): (Vec<_>, Vec<_>) = self
+            .permuted()
+            .into_iter()
+            .partition(|s| self.entry(*s).health().connected != Some(false));
+        up.extend(down);
+        up
+    }
+
+    fn failure_line(&self, f: &ServerFailure) -> String {
+        let mut s = format!("{} failed during {}", self.name(f.server), f.during);
+        if let Some(sh) = f.shnum {
+            s.push_str(&format!(" (share {sh})"));
+        }
+        s.push_str(": ");
+        s.push_str(&f.reason);
+        s
+    }
+
+    /// Fire-and-forget `advise_corrupt`, as Tahoe does.
+    fn advise_corrupt(&self, server: ServerIdx, shnum: ShareNum, reason: &str) {
+        if !self.opts.advise_corrupt {
+            return;
+        }
+        let entry = self.entry(server);
+        let si = self.si;
+        let mut reason = if reason.is_empty() {
+            "corrupt".to_string()
+        } else {
+            reason.to_string()
+        };
+        if reason.len() > MAX_REASON_LEN {
+            let mut cut = MAX_REASON_LEN;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        tokio::spawn(async move {
+            if let Err(e) = entry
+                .client
+                .advise_corrupt_mutable(&si, shnum, &reason)
+                .await
+            {
+                tracing::debug!(server = %entry.name(), "advise_corrupt failed: {e}");
+            }
+        });
+    }
+}
+
+/// Request tasks in flight: id -> (abort handle, server). Aborted when cancelled or when
+/// the operation ends (also when its future is dropped).
+#[derive(Default)]
+struct TaskSet(HashMap<RequestId, (AbortHandle, ServerIdx)>);
+
+impl TaskSet {
+    fn add(&mut self, id: RequestId, server: ServerIdx, h: AbortHandle) {
+        self.0.insert(id, (h, server));
+    }
+
+    fn done(&mut self, id: RequestId) {
+        self.0.remove(&id);
+    }
+
+    /// Abort; the server the request went to, if it was still running.
+    fn abort(&mut self, id: RequestId) -> Option<ServerIdx> {
+        self.0.remove(&id).map(|(h, s)| {
+            h.abort();
+            s
+        })
+    }
+}
+
+impl Drop for TaskSet {
+    fn drop(&mut self) {
+        for (_, (h, _)) in self.0.drain() {
+            h.abort();
+        }
+    }
+}
+
+/// Milliseconds since the operation's machine started.
+struct Clock(Instant);
+
+impl Clock {
+    fn new() -> Clock {
+        Clock(Instant::now())
+    }
+    fn now(&self) -> Millis {
+        self.0.elapsed().as_millis() as Millis
+    }
+    /// When to wake for a Tick: the machine's next deadline, at most a second away.
+    fn wake(&self, deadline: Option<Millis>) -> Instant {
+        let fallback = Instant::now() + Duration::from_secs(1);
+        deadline.map_or(fallback, |d| {
+            (self.0 + Duration::from_millis(d)).min(fallback)
+        })
+    }
+}
+
+// -------------------------------------------------------------------------------------
+// Servermap update
+
+async fn update_servermap(
+    ctx: &Ctx,
+    cfg: UpdateConfig,
+    servers: &[ServerIdx],
+) -> Result<ServerMap, MutableError> {
+    let mut m = ServermapUpdater::new(cfg, servers).map_err(internal)?;
+    let clock = Clock::new();
+    let (tx, mut rx) = mpsc::unbounded_channel::<SmEvent>();
+    let mut tasks = TaskSet::default();
+    let mut actions = m.start(clock.now());
+    let mut ticked = false;
+    loop {
+        for a in std::mem::take(&mut actions) {
+            match a {
+                SmAction::Query { id, server, len } => {
+                    let h = tokio::spawn(query(ctx.task(server), id, len, tx.clone()));
+                    tasks.add(id, server, h.abort_handle());
+                }
+                SmAction::ReadShare {
+                    id,
+                    server,
+                    shnum,
+                    offset,
+                    len,
+                } => {
+                    let t = ctx.task(server);
+                    let tx = tx.clone();
+                    let h = tokio::spawn(async move {
+                        t.count(Kind::Servermap);
+                        let ev = match t.read(shnum, offset, len).await {
+                            Ok(data) => SmEvent::Answer {
+                                id,
+                                shares: BTreeMap::from([(shnum, data)]),
+                            },
+                            Err(reason) => SmEvent::Failed { id, reason },
+                        };
+                        let _ = tx.send(ev);
+                    });
+                    tasks.add(id, server, h.abort_handle());
+                }
+                SmAction::Cancel { id } => {
+                    if let (Some(server), true) = (tasks.abort(id), ticked) {
+                        ctx.entry(server).report(
+                            Problem::Stall,
+                            format!(
+                                "no answer to a servermap query within {} ms",
+                                millis(ctx.opts.query_timeout)
+                            ),
+                        );
+                    }
+                }
+                SmAction::Finished => {}
+            }
+        }
+        if m.is_done() {
+            break;
+        }
+        let wake = clock.wake(m.next_deadline());
+        let ev = tokio::select! {
+            biased;
+            ev = rx.recv() => ev.expect("the driver holds a sender"),
+            _ = tokio::time::sleep_until(wake) => SmEvent::Tick,
+        };
+        ticked = matches!(ev, SmEvent::Tick);
+        if let SmEvent::Answer { id, .. } | SmEvent::Failed { id, .. } = &ev {
+            tasks.done(*id);
+        }
+        actions = m.handle(ev, clock.now()).map_err(internal)?;
+    }
+    let map = m.into_servermap();
+    for ((server, shnum), bad) in map.bad_shares() {
+        ctx.entry(*server)
+            .report(Problem::Corrupt, format!("share {shnum}: {}", bad.reason));
+        ctx.advise_corrupt(*server, *shnum, &bad.reason);
+    }
+    Ok(map)
+}
+
+/// What a request task needs: the server, the storage index, the counters.
+struct Task {
+    entry: Arc<ServerEntry>,
+    si: [u8; 16],
+    counters: Arc<Counters>,
+}
+
+impl Ctx {
+    fn task(&self, server: ServerIdx) -> Task {
+        Task {
+            entry: self.entry(server),
+            si: self.si,
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl Task {
+    fn count(&self, kind: Kind) {
+        self.counters.count(kind, self.entry.index);
+    }
+
+    fn failed(&self, e: &crate::GbsClientError) -> String {
+        self.entry.report(Problem::Error(e.fault()), e.to_string());
+        e.to_string()
+    }
+
+    async fn read(&self, shnum: ShareNum, offset: u64, len: u64) -> Result<Vec<u8>, String> {
+        match self
+            .entry
+            .client
+            .read_mutable(&self.si, shnum, offset, len)
+            .await
+        {
+            Ok(b) => Ok(b.to_vec()),
+            Err(e) => Err(self.failed(&e)),
+        }
+    }
+}
+
+/// Tahoe's `slot_readv(si, [], [(0, len)])` over HTTP: list the shares, read each.
+async fn query(t: Task, id: RequestId, len: u64, tx: mpsc::UnboundedSender<SmEvent>) {
+    t.count(Kind::Servermap);
+    let listed = match t.entry.client.list_mutable_shares(&t.si).await {
+        Ok(l) => l,
+        Err(e) => {
+            let reason = t.failed(&e);
+            let _ = tx.send(SmEvent::Failed { id, reason });
+            return;
+        }
+    };
+    let t = Arc::new(t);
+    let mut reads = JoinSet::new();
+    for sh in listed {
+        let t = t.clone();
+        reads.spawn(async move {
+            t.count(Kind::Servermap);
+            let r = t.entry.client.read_mutable(&t.si, sh, 0, len).await;
+            (sh, r)
+        });
+    }
+    let mut shares = BTreeMap::new();
+    while let Some(r) = reads.join_next().await {
+        let Ok((sh, r)) = r else { continue };
+        match r {
+            Ok(data) => {
+                shares.insert(sh, data.to_vec());
+            }
+            // deleted between the list and the read: not there
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                let reason = t.failed(&e);
+                let _ = tx.send(SmEvent::Failed { id, reason });
+                return;
+            }
+        }
+    }
+    t.entry.report_ok();
+    let _ = tx.send(SmEvent::Answer { id, shares });
+}
+
+/// A write-mode servermap update; the private key it recovered.
+async fn write_servermap(
+    ctx: &Ctx,
+    keys: &MutableKeys,
+) -> Result<(ServerMap, SigningKey), MutableError> {
+    let opts = &ctx.opts;
+    let fingerprint = keys
+        .fingerprint()
+        .expect("write caps carry the fingerprint");
+    let mut cfg = UpdateConfig::new(Mode::Write, opts.k, opts.n.max(opts.k), fingerprint);
+    cfg.epsilon = Some(opts.epsilon.max(usize::from(opts.k)));
+    cfg.writekey = keys.writekey().copied();
+    cfg.query_timeout = millis(opts.query_timeout);
+    let map = update_servermap(ctx, cfg, &ctx.permuted()).await?;
+    if map.shares().is_empty() && map.bad_shares().is_empty() {
+        if map.reachable_servers().is_empty() && !map.queried().is_empty() {
+            return Err(not_heard(ctx, &map, "writing", 1));
+        }
+        return Err(MutableError::NoSuchFile {
+            asked: map.queried().len(),
+        });
+    }
+    let Some(privkey) = map.privkey().cloned() else {
+        return Err(MutableError::Unrecoverable(format!(
+            "no share yielded the file's private key (the writekey did not decrypt any); {}",
+            describe_map(ctx, &map)
+        )));
+    };
+    Ok((map, privkey))
+}
+
+fn describe_map(ctx: &Ctx, map: &ServerMap) -> String {
+    let mut parts: Vec<String> = map
+        .versions()
+        .iter()
+        .rev()
+        .map(|(v, sh)| format!("seqnum {} has {} of {} shares", v.seqnum, sh.len(), v.k))
+        .collect();
+    if parts.is_empty() {
+        parts.push("no good shares".into());
+    }
+    for ((s, sh), b) in map.bad_shares() {
+        parts.push(format!("{} share {sh}: {}", ctx.name(*s), b.reason));
+    }
+    for f in map.failures() {
+        parts.push(ctx.failure_line(f));
+    }
+    parts.join("; ")
+}
+
+fn unrecoverable(ctx: &Ctx, map: &ServerMap) -> MutableError {
+    MutableError::Unrecoverable(format!(
+        "no version has enough shares: {}",
+        describe_map(ctx, map)
+    ))
+}
+
+fn not_heard(ctx: &Ctx, map: &ServerMap, what: &'static str, needed: usize) -> MutableError {
+    MutableError::NotEnoughServers {
+        what,
+        tried: map.queried().len(),
+        needed,
+        got: map.reachable_servers().len(),
+        reasons: map.failures().iter().map(|f| ctx.failure_line(f)).collect(),
+    }
+}
+
+fn setup_error(ctx: &Ctx, map: &ServerMap, e: RetrieveSetupError) -> MutableError {
+    match e {
+        RetrieveSetupError::NotEnoughServersHeard { needed, .. } => not_heard(
+            ctx,
+            map,
+            "reading (k + epsilon servers must answer)",
+            needed,
+        ),
+        RetrieveSetupError::NoRecoverableVersion { .. } => unrecoverable(ctx, map),
+        other => MutableError::Internal(other.to_string()),
+    }
+}
+
+// -------------------------------------------------------------------------------------
+// Publish
+
+struct NewVersion {
+    format: MutableFormat,
+    k: u8,
+    n: u8,
+    seqnum: u64,
+}
+
+/// The version an overwrite writes: the file's own k and N (as Tahoe keeps them), the next
+/// sequence number.
+fn next_version(map: &ServerMap, format: MutableFormat, opts: &MutableOptions) -> NewVersion {
+    let (k, n) = map
+        .best_recoverable_version()
+        .or_else(|| map.shares().values().max().cloned())
+        .map_or((opts.k, opts.n), |v| (v.k, v.n));
+    NewVersion {
+        format,
+        k,
+        n,
+        seqnum: map.highest_seqnum() + 1,
+    }
+}
+
+/// Encode and sign on a blocking thread: fresh salts (or IV) from the OS RNG.
+async fn encode_shares(
+    key: &SigningKey,
+    v: &NewVersion,
+    max_segment_size: u64,
+    data: Vec<u8>,
+) -> Result<(cairn_core::mutable::ShareHeader, Vec<Vec<u8>>), MutableError> {
+    let mut encoding = Encoding::new(v.format, v.k, v.n, v.seqnum);
+    encoding.max_segment_size = max_segment_size;
+    let key = key.clone();
+    tokio::task::spawn_blocking(move || {
+        let params = SegmentParams::for_publish_with_max(
+            encoding.format,
+            encoding.k,
+            encoding.n,
+            data.len() as u64,
+            encoding.max_segment_size,
+        )
+        .map_err(internal)?;
+        let mut salts = vec![[0u8; SALT_LEN]; params.num_salts()];
+        for s in &mut salts {
+            OsRng.fill_bytes(s);
+        }
+        let shares = encode(&encoding, &key, &data, &salts, &mut OsRng).map_err(internal)?;
+        let header = shares
+            .first()
+            .map(|s| s.header.clone())
+            .ok_or_else(|| internal("encoder produced no shares"))?;
+        let bytes = shares
+            .iter()
+            .map(|s| s.to_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(internal)?;
+        Ok((header, bytes))
+    })
+    .await
+    .map_err(internal)?
+}
+
+async fn publish_version(
+    ctx: &Ctx,
+    keys: &MutableKeys,
+    privkey: &SigningKey,
+    v: NewVersion,
+    map: &ServerMap,
+    data: Vec<u8>,
+) -> Result<Published, MutableError> {
+    let size = data.len() as u64;
+    let servers = ctx.permuted();
+    if servers.is_empty() {
+        return Err(MutableError::NotEnoughServers {
+            what: "publishing",
+            tried: 0,
+            needed: ctx.opts.happy,
+            got: 0,
+            reasons: vec!["no storage servers are configured".into()],
+        });
+    }
+    let format = v.format;
+    let (header, shares) =
+        encode_shares(privkey, &v, ctx.opts.max_segment_size, data.clone()).await?;
+    let shares = Arc::new(shares);
+    let happy = ctx.opts.happy.min(usize::from(v.n)).max(1);
+    let mut pcfg = PublishConfig::new(happy);
+    pcfg.write_timeout = millis(ctx.opts.write_timeout);
+    let mut m = PublishMachine::new(pcfg, map, &servers, &header).map_err(|e| match e {
+        publish::SetupError::NoServers => MutableError::NotEnoughServers {
+            what: "publishing",
+            tried: 0,
+            needed: happy,
+            got: 0,
+            reasons: Vec::new(),
+        },
+        other => internal(other),
+    })?;
+    let result = run_publish(ctx, &mut m, &shares).await?;
+    match result {
+        Ok(outcome) => {
+            let mut placed: BTreeMap<u8, BTreeSet<usize>> = outcome
+                .placed
+                .iter()
+                .map(|(sh, s)| (*sh, s.iter().map(|i| *i as usize).collect()))
+                .collect();
+            if let Some(extra) = retain_privkey(ctx, map, &outcome, &shares).await {
+                placed.entry(extra.0).or_default().insert(extra.1);
+            }
+            let (writecap, readcap) = caps(keys, format);
+            let (round_trips, _) = ctx.counters.snapshot();
+            Ok(Published {
+                writecap,
+                readcap,
+                format,
+                seqnum: v.seqnum,
+                size,
+                happiness: outcome.happiness,
+                round_trips,
+                placed,
+                problems: outcome
+                    .failures
+                    .iter()
+                    .map(|f| ctx.failure_line(f))
+                    .collect(),
+            })
+        }
+        Err(PublishError::NotEnoughServers {
+            tried,
+            happiness,
+            happy,
+            homeless,
+            failures,
+        }) => {
+            let mut reasons: Vec<String> = failures.iter().map(|f| ctx.failure_line(f)).collect();
+            if !homeless.is_empty() {
+                reasons.push(format!("shares {homeless:?} found no server"));
+            }
+            Err(MutableError::NotEnoughServers {
+                what: "publishing (servers of happiness)",
+                tried: tried.max(servers.len()),
+                needed: happy,
+                got: happiness,
+                reasons,
+            })
+        }
+        Err(e @ PublishError::UncoordinatedWrite { .. }) => {
+            let detail = e.to_string();
+            let detail = detail
+                .strip_prefix("uncoordinated write: ")
+                .unwrap_or(&detail)
+                .to_string();
+            let note = recover_after_collision(ctx, keys, privkey, format, data).await;
+            Err(MutableError::UncoordinatedWrite(format!(
+                "{detail}; {note}"
+            )))
+        }
+    }
+}
+
+/// Drive one publish machine to its end.
+async fn run_publish(
+    ctx: &Ctx,
+    m: &mut PublishMachine,
+    shares: &Arc<Vec<Vec<u8>>>,
+) -> Result<Result<PublishOutcome, PublishError>, MutableError> {
+    let clock = Clock::new();
+    let (tx, mut rx) = mpsc::unbounded_channel::<PubEvent>();
+    let mut tasks = TaskSet::default();
+    let mut actions = m.start(clock.now());
+    let mut ticked = false;
+    loop {
+        for a in std::mem::take(&mut actions) {
+            match a {
+                PubAction::Write {
+                    id,
+                    server,
+                    shares: tests,
+                } => {
+                    let w = ctx.writer(server);
+                    let shares = shares.clone();
+                    let tx = tx.clone();
+                    let h = tokio::spawn(async move {
+                        let ev = match w.write(&tests, &shares).await {
+                            Ok((wrote, current)) => PubEvent::Written { id, wrote, current },
+                            Err(reason) => PubEvent::Failed { id, reason },
+                        };
+                        let _ = tx.send(ev);
+                    });
+                    tasks.add(id, server, h.abort_handle());
+                }
+                PubAction::Cancel { id } => {
+                    if let (Some(server), true) = (tasks.abort(id), ticked) {
+                        ctx.entry(server).report(
+                            Problem::Stall,
+                            format!(
+                                "no answer to a mutable write within {} ms",
+                                millis(ctx.opts.write_timeout)
+                            ),
+                        );
+                    }
+                }
+                PubAction::Finished(r) => return Ok(r),
+            }
+        }
+        if let Some(r) = m.outcome() {
+            return Ok(r.clone());
+        }
+        let wake = clock.wake(m.next_deadline());
+        let ev = tokio::select! {
+            biased;
+            ev = rx.recv() => ev.expect("the driver holds a sender"),
+            _ = tokio::time::sleep_until(wake) => PubEvent::Tick,
+        };
+        ticked = matches!(ev, PubEvent::Tick);
+        if let PubEvent::Written { id, .. } | PubEvent::Failed { id, .. } = &ev {
+            tasks.done(*id);
+        }
+        actions = m.handle(ev, clock.now()).map_err(internal)?;
+    }
+}
+
+/// What a write task needs.
+struct Writer {
+    task: Task,
+    write_enabler: Hash,
+    lease: LeaseSecrets,
+}
+
+impl Ctx {
+    fn writer(&self, server: ServerIdx) -> Writer {
+        let entry = self.entry(server);
+        let keys = self.write_enablers.as_ref().expect("only writers publish");
+        Writer {
+            write_enabler: keys
+                .write_enabler(entry.info.write_enabler_seed())
+                .expect("writer keys hold the writekey"),
+            lease: self.leases.for_server(&entry),
+            task: self.task(server),
+        }
+    }
+}
+
+impl Writer {
+    /// One read-test-write: each share's test and `(0, whole share)`, plus the publish
+    /// read vector. `(tests passed, first bytes of every share held before)`.
+    async fn write(
+        &self,
+        tests: &BTreeMap<ShareNum, WriteTest>,
+        shares: &[Vec<u8>],
+    ) -> Result<(bool, BTreeMap<ShareNum, Vec<u8>>), String> {
+        let mut req = RtwRequest {
+            read_vector: vec![publish::read_vector()],
+            ..RtwRequest::default()
+        };
+        for (sh, test) in tests {
+            let Some(data) = shares.get(usize::from(*sh)) else {
+                return Err(format!("no share {sh} was encoded"));
+            };
+            req.test_write_vectors.insert(
+                u16::from(*sh),
+                TestWriteVectors {
+                    test: vec![test.test_vector()],
+                    write: vec![WriteVector {
+                        offset: 0,
+                        data: data.clone(),
+                    }],
+                    new_length: None,
+                },
+            );
+        }
+        self.task.count(Kind::Write);
+        let t = &self.task;
+        match t
+            .entry
+            .client
+            .read_test_write(&t.si, &self.write_enabler, &self.lease, &req)
+            .await
+        {
+            Ok(resp) => {
+                t.entry.report_ok();
+                let current = resp
+                    .data
+                    .into_iter()
+                    .map(|(sh, mut reads)| {
+                        let first = if reads.is_empty() {
+                            Vec::new()
+                        } else {
+                            reads.swap_remove(0)
+                        };
+                        (sh, first)
+                    })
+                    .collect();
+                Ok((resp.success, current))
+            }
+            Err(e) => Err(t.failed(&e)),
+        }
+    }
+}
+
+/// With an own server that got no share, write one extra copy of a share there so the
+/// encrypted private key stays with the writer. Returns (share, server) if it worked.
+async fn retain_privkey(
+    ctx: &Ctx,
+    map: &ServerMap,
+    outcome: &PublishOutcome,
+    shares: &Arc<Vec<Vec<u8>>>,
+) -> Option<(u8, usize)> {
+    let own = ctx.opts.own_server?;
+    if own >= ctx.grid.servers().len() {
+        tracing::warn!(own, "own_server is not a server of the grid");
+        return None;
+    }
+    let server = own as ServerIdx;
+    if outcome.placed.values().any(|s| s.contains(&server)) {
+        return None;
+    }
+    if outcome.failures.iter().any(|f| f.server == server) {
+        return None;
+    }
+    // The share with the fewest copies, lowest number first.
+    let sh = outcome
+        .placed
+        .iter()
+        .min_by_key(|(sh, s)| (s.len(), **sh))
+        .map(|(sh, _)| *sh)?;
+    let test = match map.version_on(server, sh) {
+        Some(v) => WriteTest::Matches(v.checkstring()),
+        None => match map.bad_shares().get(&(server, sh)) {
+            Some(b) if !b.checkstring.is_empty() => WriteTest::Matches(b.checkstring.clone()),
+            _ => WriteTest::Absent,
+        },
+    };
+    let w = ctx.writer(server);
+    let tests = BTreeMap::from([(sh, test)]);
+    match tokio::time::timeout(ctx.opts.write_timeout, w.write(&tests, shares)).await {
+        Ok(Ok((true, _))) => Some((sh, own)),
+        Ok(Ok((false, _))) => {
+            tracing::warn!(server = %ctx.name(server), sh, "own server refused the extra share copy");
+            None
+        }
+        Ok(Err(reason)) => {
+            tracing::warn!(server = %ctx.name(server), %reason, "extra share copy failed");
+            None
+        }
+        Err(_) => {
+            w.task
+                .entry
+                .report(Problem::Stall, "no answer to the extra share copy");
+            None
+        }
+    }
+}
+
+/// After a collision: make sure some complete version is recoverable. Returns a note on
+/// what was done, for the error message.
+async fn recover_after_collision(
+    ctx: &Ctx,
+    keys: &MutableKeys,
+    privkey: &SigningKey,
+    format: MutableFormat,
+    our_data: Vec<u8>,
+) -> String {
+    let fingerprint = keys.fingerprint().expect("writers know the fingerprint");
+    let mut cfg = UpdateConfig::new(
+        Mode::Check,
+        ctx.opts.k,
+        ctx.opts.n.max(ctx.opts.k),
+        fingerprint,
+    );
+    cfg.query_timeout = millis(ctx.opts.query_timeout);
+    let map = match update_servermap(ctx, cfg, &ctx.permuted()).await {
+        Ok(m) => m,
+        Err(e) => return format!("checking the file afterwards failed: {e}"),
+    };
+    let highest = map.highest_seqnum();
+    let best = map.best_recoverable_version();
+    if let Some(b) = &best {
+        if b.seqnum >= highest {
+            return format!("the newest version (seqnum {}) is recoverable", b.seqnum);
+        }
+    }
+    // The newest version is not recoverable: republish the best recoverable one (or, if
+    // there is none, what this writer meant to write) above every seqnum seen.
+    let (data, what) = match &best {
+        Some(b) => {
+            let mut buf = Vec::new();
+            match retrieve_into(ctx, keys, &map, None, &mut buf).await {
+                Ok(_) => (buf, format!("seqnum {}", b.seqnum)),
+                Err(e) => (
+                    our_data,
+                    format!(
+                        "this write's data (reading seqnum {} failed: {e})",
+                        b.seqnum
+                    ),
+                ),
+            }
+        }
+        None => (
+            our_data,
+            "this write's data (no version was recoverable)".to_string(),
+        ),
+    };
+    let (k, n) = best
+        .as_ref()
+        .map_or((ctx.opts.k, ctx.opts.n), |b| (b.k, b.n));
+    let v = NewVersion {
+        format,
+        k,
+        n,
+        seqnum: highest + 1,
+    };
+    let seqnum = v.seqnum;
+    let shares = match encode_shares(privkey, &v, ctx.opts.max_segment_size, data).await {
+        Ok((h, s)) => (h, Arc::new(s)),
+        Err(e) => return format!("republishing {what} failed: {e}"),
+    };
+    let happy = ctx.opts.happy.min(usize::from(n)).max(1);
+    let mut pcfg = PublishConfig::new(happy);
+    pcfg.write_timeout = millis(ctx.opts.write_timeout);
+    let servers = ctx.permuted();
+    let mut m = match PublishMachine::new(pcfg, &map, &servers, &shares.0) {
+        Ok(m) => m,
+        Err(e) => return format!("republishing {what} failed: {e}"),
+    };
+    match run_publish(ctx, &mut m, &shares.1).await {
+        Ok(Ok(_)) => format!("republished {what} as seqnum {seqnum}"),
+        Ok(Err(e)) => format!("republishing {what} as seqnum {seqnum} failed: {e}"),
+        Err(e) => format!("republishing {what} failed: {e}"),
+    }
+}
+
+// -------------------------------------------------------------------------------------
+// Retrieve
+
+/// Read `range` (`None`: all) of the best recoverable version of `map` into `sink`.
+async fn retrieve_into(
+    ctx: &Ctx,
+    keys: &MutableKeys,
+    map: &ServerMap,
+    range: Option<Range<u64>>,
+    sink: &mut (dyn AsyncWrite + Unpin + Send),
+) -> Result<RetrieveOutcome, MutableError> {
+    let best = map
+        .best_recoverable_version()
+        .ok_or_else(|| unrecoverable(ctx, map))?;
+    let eps = clamp_epsilon(ctx.opts.epsilon, ctx.grid.servers().len(), best.k);
+    let mut m = RetrieveMachine::new(
+        retrieve_config(&ctx.opts, eps),
+        map,
+        RetrieveKeys {
+            readkey: *keys.readkey(),
+            fingerprint: keys.fingerprint().expect("keys carry the fingerprint"),
+        },
+        range,
+    )
+    .map_err(|e| setup_error(ctx, map, e))?;
+    run_retrieve(ctx, &mut m, sink).await
+}
+
+async fn run_retrieve(
+    ctx: &Ctx,
+    m: &mut RetrieveMachine,
+    sink: &mut (dyn AsyncWrite + Unpin + Send),
+) -> Result<RetrieveOutcome, MutableError> {
+    let clock = Clock::new();
+    let (tx, mut rx) = mpsc::unbounded_channel::<RetEvent>();
+    let mut tasks = TaskSet::default();
+    let mut actions = m.start(clock.now());
+    loop {
+        for a in std::mem::take(&mut actions) {
+            match a {
+                RetAction::Read {
+                    id,
+                    server,
+                    shnum,
+                    offset,
+                    len,
+                    ..
+                } => {
+                    let t = ctx.task(server);
+                    let tx = tx.clone();
+                    let h = tokio::spawn(async move {
+                        t.count(Kind::Read);
+                        let ev = match t.read(shnum, offset, len).await {
+                            Ok(data) => RetEvent::Read { id, data },
+                            Err(reason) => RetEvent::Failed { id, reason },
+                        };
+                        let _ = tx.send(ev);
+                    });
+                    tasks.add(id, server, h.abort_handle());
+                }
+                RetAction::Cancel { id } => {
+                    tasks.abort(id);
+                }
+                RetAction::Output { data, .. } => sink.write_all(&data).await?,
+                RetAction::Report(p) => {
+                    let entry = ctx.entry(p.server);
+                    match p.kind {
+                        // the request's task scored it by the error's fault
+                        ProblemKind::Error => {}
+                        ProblemKind::Stall => entry.report(Problem::Stall, p.reason.clone()),
+                        ProblemKind::Corrupt => {
+                            entry.report(
+                                Problem::Corrupt,
+                                format!("share {}: {}", p.shnum, p.reason),
+                            );
+                            ctx.advise_corrupt(p.server, p.shnum, &p.reason);
+                        }
+                        // a writer got in between, or a layout this reader does not
+                        // predict: not the server's fault
+                        ProblemKind::Changed | ProblemKind::Unsupported => {
+                            tracing::info!(server = %entry.name(), problem = %p, "mutable share dropped");
+                        }
+                    }
+                }
+                RetAction::Finished(r) => {
+                    sink.flush().await?;
+                    return r.map_err(|e| match e {
+                        cairn_core::client::mutable::RetrieveError::NotEnoughShares {
+                            seqnum,
+                            k,
+                            usable,
+                            problems,
+                        } => MutableError::NotEnoughServers {
+                            what: "reading (good shares of the chosen version)",
+                            tried: problems
+                                .iter()
+                                .map(|p| p.server)
+                                .collect::<BTreeSet<_>>()
+                                .len(),
+                            needed: usize::from(k),
+                            got: usable,
+                            reasons: problems
+                                .iter()
+                                .map(|p| format!("seqnum {seqnum}: {}: {p}", ctx.name(p.server)))
+                                .collect(),
+                        },
+                        other => MutableError::Unrecoverable(other.to_string()),
+                    });
+                }
+            }
+        }
+        if m.is_done() {
+            return Err(internal("retrieve ended without a result"));
+        }
+        let wake = clock.wake(m.next_deadline());
+        let ev = tokio::select! {
+            biased;
+            ev = rx.recv() => ev.expect("the driver holds a sender"),
+            _ = tokio::time::sleep_until(wake) => RetEvent::Tick,
+        };
+        if let RetEvent::Read { id, .. } | RetEvent::Failed { id, .. } = &ev {
+            tasks.done(*id);
+        }
+        actions = m.handle(ev, clock.now()).map_err(internal)?;
+    }
+}
