@@ -392,6 +392,10 @@ pub struct ServermapUpdater {
     retired: BTreeSet<RequestId>,
     /// Signature checks already made: (version, key, signature) -> ok.
     checked: BTreeMap<(VersionId, Vec<u8>, Vec<u8>), bool>,
+    /// The checkstring each prefix re-read started from: if the re-read fails, the share
+    /// is recorded as bad with it, so a publish overwrites it (testing for it) instead of
+    /// meeting it as an unexpected share (Tahoe's `_got_corrupt_share` path).
+    prefix_checkstrings: BTreeMap<(ServerIdx, ShareNum), Vec<u8>>,
     completed_queries: usize,
     next_id: RequestId,
     map: ServerMap,
@@ -420,6 +424,7 @@ impl ServermapUpdater {
             sent: BTreeSet::new(),
             retired: BTreeSet::new(),
             checked: BTreeMap::new(),
+            prefix_checkstrings: BTreeMap::new(),
             completed_queries: 0,
             next_id: 0,
             done: false,
@@ -587,8 +592,27 @@ impl ServermapUpdater {
             self.answered.insert(req.server, Answered::Failed);
             self.map.reachable.remove(&req.server);
         }
-        // A failed follow-up read leaves that share unverified (prefix) or the private
-        // key to be found elsewhere (privkey); the server's other answers stand.
+        // A failed prefix re-read leaves that share unverified: it is bad, with the
+        // checkstring its first read showed, so a publish replaces it in place rather than
+        // taking it for another writer's. A failed private-key read leaves the key to be
+        // found elsewhere. The server's other answers stand.
+        if req.purpose == Purpose::Prefix {
+            if let Some(shnum) = req.shnum {
+                let cs = self
+                    .prefix_checkstrings
+                    .remove(&(req.server, shnum))
+                    .unwrap_or_default();
+                let reason = format!(
+                    "re-reading its key and signature failed: {}",
+                    self.map
+                        .failures
+                        .last()
+                        .map(|f| f.reason.clone())
+                        .unwrap_or_default()
+                );
+                self.bad_share(req.server, shnum, cs, reason);
+            }
+        }
     }
 
     fn on_answer(
@@ -660,6 +684,8 @@ impl ServermapUpdater {
                 // The re-read came back short: the share ends before its own fields.
                 self.bad_share(server, shnum, checkstring, "share is truncated".into());
             } else {
+                self.prefix_checkstrings
+                    .insert((server, shnum), checkstring);
                 self.send(server, Some(shnum), Purpose::Prefix, 0..need, now, actions);
             }
             return;
