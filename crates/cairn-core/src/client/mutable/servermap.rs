@@ -814,7 +814,15 @@ impl ServermapUpdater {
                 let need = usize::from(self.cfg.k) + self.cfg.epsilon();
                 let best = self.map.best_recoverable_version();
                 let newer = !self.map.unrecoverable_newer_versions().is_empty();
-                if self.completed_queries < need {
+                // Servers that answered, not queries completed: Tahoe counts failed queries
+                // too, but retrieve needs k + epsilon answers (rollback resistance), so a
+                // failed server is replaced by another rather than counted.
+                let heard = self
+                    .answered
+                    .values()
+                    .filter(|a| !matches!(a, Answered::Failed))
+                    .count();
+                if heard < need {
                     // Tahoe keeps MAX_IN_FLIGHT busy here, asking more servers than it
                     // needs; cairn asks only for the answers still missing.
                     let busy_queries = self
@@ -822,7 +830,7 @@ impl ServermapUpdater {
                         .values()
                         .filter(|r| r.purpose == Purpose::Query)
                         .count();
-                    let missing = need - self.completed_queries;
+                    let missing = need - heard;
                     if busy_queries < missing {
                         let target = self.servers_busy().len() + missing - busy_queries;
                         self.send_more(target, now, actions);
