@@ -15,6 +15,7 @@ pub mod codec;
 pub mod keys;
 pub mod layout;
 pub mod params;
+pub mod update;
 
 pub use codec::{
     decode, encode, encode_unsigned, verify_share, BadShare, DecodeError, Decoded, EncodeError,
