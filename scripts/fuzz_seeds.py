@@ -29,6 +29,8 @@ for c in load("mutable_shares.json").get("cases", []):
         b = base64.b64decode(sh)
         if len(b) < 200_000:
             put("mutable_share_parse", b)
+            # a golden share with a 16-byte (offset, length) tail: a small change at 1000
+            put("mdmf_update_reads", b + (1000).to_bytes(8, "big") + (4096).to_bytes(8, "big"))
 
 # Share containers as Tahoe's StorageServer wrote them.
 def walk_files(obj):

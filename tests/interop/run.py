@@ -577,6 +577,26 @@ def mutable_seqnums(servers, si):
     return out
 
 
+def mdmf_segment_on_disk(servers, si, seg):
+    """{(node name, shnum): salt and block of segment `seg`} of every MDMF share
+    of `si`, read from the containers (share data after the 468-byte container header;
+    MDMF header >BQ32sBBQQ, offsets table of eight >Q at 59, the sixth is the share data)."""
+    out = {}
+    for s in servers:
+        for shnum, path in s.shares(si).items():
+            with open(path, "rb") as f:
+                f.seek(468)
+                head = f.read(123)
+                check(len(head) == 123 and head[0] == 1, "share %d on %s is not MDMF" % (shnum, s.label))
+                _, seqnum, _, k, _, segsize, _ = H.struct.unpack(">BQ32sBBQQ", head[:59])
+                share_data = H.struct.unpack(">8Q", head[59:123])[5]
+                block = 16 + segsize // k
+                f.seek(468 + share_data + seg * block)
+                out[(s.name, shnum)] = f.read(block)
+    check(out, "no MDMF share of %s on disk" % si)
+    return out
+
+
 def check_seqnum(servers, si, version, seqnum, what):
     got = mutable_seqnums(servers, si)
     check(len(got) >= H.SHARES_TOTAL, "%s: only %d shares on disk" % (what, len(got)))
@@ -825,7 +845,7 @@ def t_client_mutable(suite, kind):
     tahoe = suite.grid4(kind)
     cairn = suite.cairn_client(kind)
     tc, cc = tahoe.client, cairn.client
-    for fmt, size, prefix in (("SDMF", 60000, "URI:SSK:"), ("MDMF", 400000, "URI:MDMF:")):
+    for fmt, size, prefix in (("SDMF", 60000, "URI:SSK:"), ("MDMF", 800000, "URI:MDMF:")):
         for (wname, w), (rname, r) in ((("cairn", cc), ("Tahoe", tc)), (("Tahoe", tc), ("cairn", cc))):
             what = "%s file created by %s" % (fmt, wname)
             v1 = os.urandom(size)
@@ -848,10 +868,18 @@ def t_client_mutable(suite, kind):
             if fmt == "MDMF":
                 check_ranged(r, cap, v2, 130000, 200000, "%s client, %s" % (rname, what))
                 check_ranged(w, ro, v2, len(v2) - 100, len(v2) - 1, "%s client, %s tail" % (wname, what))
-                # in-place modification across a segment boundary, then an append
+                # in-place modification across a segment boundary (segments 0 and 1 of 4),
+                # then an append
+                si = storage_index(tc, cap)
+                untouched = mdmf_segment_on_disk(tahoe.servers, si, 2)
                 patch = os.urandom(50000)
                 off = 120000
                 timed("%s client modifies %d bytes at %d" % (wname, len(patch), off), w.update, cap, off, patch)
+                check(mdmf_segment_on_disk(tahoe.servers, si, 2) == untouched,
+                      "%s modify of %s rewrote segment 2, which the change does not touch" % (wname, what))
+                check(all(v != untouched[k] for k, v in mdmf_segment_on_disk(tahoe.servers, si, 0).items()),
+                      "%s modify of %s left segment 0 as it was" % (wname, what))
+                log("  segment 2 of every share unchanged on disk, segment 0 rewritten: an in-place update")
                 v3 = v2[:off] + patch + v2[off + len(patch):]
                 assert_same(timed("%s client reads the modification" % rname, r.download, cap), v3,
                             "%s read of %s after %s modified it" % (rname, what, wname))

@@ -41,6 +41,7 @@ use cairn_core::client::mutable::retrieve::{
     Action as RetAction, Event as RetEvent, ProblemKind, RetrieveConfig, RetrieveKeys,
     RetrieveMachine, RetrieveOutcome, RetrieveSetupError,
 };
+use cairn_core::client::mutable::servermap::QUERY_READ_LEN;
 use cairn_core::client::mutable::servermap::{
     Action as SmAction, Event as SmEvent, Mode, ServerMap, ServermapUpdater, UpdateConfig,
     VersionId,
@@ -173,6 +174,11 @@ pub struct Published {
     /// Servers of happiness of the new version's placement.
     pub happiness: usize,
     pub round_trips: RoundTrips,
+    /// Share bytes sent in write requests (all servers): an in-place MDMF update sends
+    /// only the affected segments and hashes, a whole publish every share whole.
+    pub written_bytes: u64,
+    /// The change was written in place (only the affected MDMF segments rewritten).
+    pub in_place: bool,
     /// Share number -> grid indices of the servers holding it (the extra copy included).
     pub placed: BTreeMap<u8, BTreeSet<usize>>,
     /// Servers that failed during the operation, one line each.
@@ -219,6 +225,9 @@ pub enum MutableError {
     /// Shares were found, but no version can be rebuilt (or written over).
     #[error("mutable file is unrecoverable: {0}")]
     Unrecoverable(String),
+    /// An MDMF change starting past the end of the file (Tahoe's rule; see [`PastEnd`]).
+    #[error("offset {offset} is beyond the end of the file ({size} bytes)")]
+    OffsetPastEnd { offset: u64, size: u64 },
     /// The cap is read-only.
     #[error("this cap is read-only; writing needs a write cap")]
     NotWriteable,
@@ -279,14 +288,47 @@ pub async fn overwrite(
 }
 
 /// Replace bytes `[offset, offset + data.len())` of the file (extending it, with zeros
-/// between the old end and `offset` if needed). Read-modify-write of the whole file: the
-/// best recoverable version is read from the write-mode servermap's holders, changed and
-/// republished with the next sequence number.
+/// between the old end and `offset` if needed).
+///
+/// An MDMF file of more than one segment, with `offset` inside it, whose newest version is
+/// the only one on the grid with every share reachable, is changed in place: only the
+/// affected segments, their block-hash-tree nodes, the share hash chain, signature and
+/// header are rewritten ([`cairn_core::mutable::update`]). That reads the old plaintext of
+/// the first and last affected segment (a ranged retrieve) and, concurrently, the first
+/// bytes and the needed hash nodes of every share (one request per server), then sends one
+/// write per server. Anything else (SDMF, small files, a hole past the end, other versions
+/// or unreachable shares, or an in-place publish that could not reach `happy` servers) is a
+/// read-modify-write of the whole file, republished with the next sequence number.
 pub async fn modify(
     grid: &Grid,
     writecap: &Cap,
     offset: u64,
     data: &[u8],
+    opts: &MutableOptions,
+) -> Result<Published, MutableError> {
+    modify_with(grid, writecap, offset, data, PastEnd::FillZeros, opts).await
+}
+
+/// What [`modify_with`] does with an offset past the end of the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PastEnd {
+    /// Zeros fill the gap ([`modify`]).
+    FillZeros,
+    /// Tahoe's web API (`PUT /uri/$WRITECAP?offset=N`): SDMF writes at the end instead
+    /// (`old[:offset] + data + old[offset + len:]`), MDMF refuses
+    /// ([`MutableError::OffsetPastEnd`]).
+    Tahoe,
+}
+
+/// [`modify`] with a choice of what an offset past the end means; the file's size and
+/// format come from the write-mode servermap update the change needs anyway, so there is
+/// no separate open.
+pub async fn modify_with(
+    grid: &Grid,
+    writecap: &Cap,
+    offset: u64,
+    data: &[u8],
+    past_end: PastEnd,
     opts: &MutableOptions,
 ) -> Result<Published, MutableError> {
     let (keys, format) = write_keys(writecap)?;
@@ -295,18 +337,295 @@ pub async fn modify(
     let Some(best) = map.best_recoverable_version() else {
         return Err(unrecoverable(&ctx, &map));
     };
-    let mut contents = Vec::with_capacity(best.data_length as usize);
-    retrieve_into(&ctx, &keys, &map, None, &mut contents).await?;
+    let size = best.data_length;
+    let offset = match (past_end, best.format) {
+        (PastEnd::Tahoe, _) if offset <= size => offset,
+        (PastEnd::Tahoe, MutableFormat::Sdmf) => size,
+        (PastEnd::Tahoe, MutableFormat::Mdmf) => {
+            return Err(MutableError::OffsetPastEnd { offset, size })
+        }
+        (PastEnd::FillZeros, _) => offset,
+    };
+    match modify_in_place(&ctx, &keys, &privkey, &map, offset, data).await {
+        InPlace::Done(r) => return r,
+        InPlace::NotApplicable(why) => {
+            tracing::debug!(why, "mutable modify: whole-file read-modify-write");
+        }
+        InPlace::Incomplete(e) => {
+            // Some servers took the new version, too few to be happy. A fresh servermap
+            // sees which version is now best; if it is ours the change is already in it.
+            tracing::warn!(error = %e, "in-place update incomplete; republishing the whole file");
+            let (map, privkey) = write_servermap(&ctx, &keys).await?;
+            return modify_whole(&ctx, &keys, &privkey, format, &map, offset, data).await;
+        }
+    }
+    modify_whole(&ctx, &keys, &privkey, format, &map, offset, data).await
+}
+
+/// Read the best recoverable version whole, change it, publish it with the next seqnum.
+async fn modify_whole(
+    ctx: &Ctx,
+    keys: &MutableKeys,
+    privkey: &SigningKey,
+    format: MutableFormat,
+    map: &ServerMap,
+    offset: u64,
+    data: &[u8],
+) -> Result<Published, MutableError> {
+    let Some(best) = map.best_recoverable_version() else {
+        return Err(unrecoverable(ctx, map));
+    };
     let end = offset
         .checked_add(data.len() as u64)
         .and_then(|e| usize::try_from(e).ok())
         .ok_or_else(|| MutableError::Internal("offset past the largest file size".into()))?;
+    let mut contents = Vec::with_capacity(best.data_length.max(end as u64) as usize);
+    retrieve_into(ctx, keys, map, None, &mut contents).await?;
     if contents.len() < end {
         contents.resize(end, 0);
     }
     contents[offset as usize..end].copy_from_slice(data);
-    let version = next_version(&map, format, opts);
-    publish_version(&ctx, &keys, &privkey, version, &map, contents).await
+    let version = next_version(map, format, &ctx.opts);
+    publish_version(ctx, keys, privkey, version, map, contents).await
+}
+
+/// How an in-place update attempt ended.
+enum InPlace {
+    /// Published in place, or failed in a way a whole-file publish would not fix (a
+    /// collision, an unreadable old version).
+    Done(Result<Published, MutableError>),
+    /// Not attempted (why); nothing was written.
+    NotApplicable(&'static str),
+    /// The in-place publish reached too few servers; some may hold the new version.
+    Incomplete(MutableError),
+}
+
+/// Try an in-place MDMF update (see [`modify`]). Nothing is written unless every share
+/// of the newest version was read and the update computed.
+async fn modify_in_place(
+    ctx: &Ctx,
+    keys: &MutableKeys,
+    privkey: &SigningKey,
+    map: &ServerMap,
+    offset: u64,
+    data: &[u8],
+) -> InPlace {
+    use cairn_core::mutable::update;
+    let Some(best) = map.best_recoverable_version() else {
+        return InPlace::NotApplicable("no recoverable version");
+    };
+    if best.format != MutableFormat::Mdmf {
+        return InPlace::NotApplicable("SDMF files are republished whole");
+    }
+    if best.seqnum != map.highest_seqnum()
+        || map.shares().values().any(|v| *v != best)
+        || !map.bad_shares().is_empty()
+    {
+        return InPlace::NotApplicable("other versions or bad shares are on the grid");
+    }
+    let holders = map.versions().remove(&best).unwrap_or_default();
+    if (0..best.n).any(|sh| !holders.contains_key(&sh)) {
+        return InPlace::NotApplicable("not every share of the version was found");
+    }
+    let Ok(plan) = update::plan(&best.header(), offset, data.len() as u64) else {
+        return InPlace::NotApplicable("the change cannot be applied in place (past the end)");
+    };
+    if plan.old_params.num_segments < 2 {
+        return InPlace::NotApplicable("a one-segment file is cheaper to republish whole");
+    }
+
+    // Old plaintext around the change, and the parts of every share the update needs,
+    // read concurrently.
+    let (old_text, olds) = tokio::join!(
+        read_kept_plaintext(ctx, keys, map, &plan),
+        read_old_shares(ctx, &plan, &holders),
+    );
+    let (head, tail) = match old_text {
+        Ok(t) => t,
+        Err(e) => return InPlace::Done(Err(e)),
+    };
+    let olds = match olds {
+        Ok(o) => o,
+        Err(why) => {
+            tracing::info!(%why, "in-place update: reading the old shares failed");
+            return InPlace::NotApplicable("some share could not be read");
+        }
+    };
+    let seg_plain = match plan.segment_plaintext(&head, data, &tail) {
+        Ok(p) => p,
+        Err(e) => return InPlace::Done(Err(internal(e))),
+    };
+    let seqnum = map.highest_seqnum() + 1;
+    let key = privkey.clone();
+    let computed = tokio::task::spawn_blocking(move || {
+        let mut salts = vec![[0u8; SALT_LEN]; plan.num_salts()];
+        for s in &mut salts {
+            OsRng.fill_bytes(s);
+        }
+        update::apply(&plan, &olds, &seg_plain, &salts, seqnum, &key, &mut OsRng)
+    })
+    .await;
+    let upd = match computed {
+        Ok(Ok(u)) => u,
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "in-place update could not be computed");
+            return InPlace::NotApplicable("the old shares do not allow an in-place update");
+        }
+        Err(e) => return InPlace::Done(Err(internal(e))),
+    };
+    let mut writes = vec![Vec::new(); usize::from(best.n)];
+    for (sh, w) in upd.writes {
+        writes[usize::from(sh)] = w;
+    }
+    let payload = Payload::InPlace {
+        old: best.checkstring(),
+        writes,
+    };
+    match publish_payload(ctx, keys, privkey, &upd.header, map, payload, None).await {
+        Err(e @ MutableError::NotEnoughServers { .. }) => InPlace::Incomplete(e),
+        r => InPlace::Done(r),
+    }
+}
+
+/// The old plaintext an update keeps around the new bytes (`plan.keep_head`,
+/// `plan.keep_tail`): one ranged retrieve when both lie in one segment (or neighbours),
+/// else two, concurrently.
+async fn read_kept_plaintext(
+    ctx: &Ctx,
+    keys: &MutableKeys,
+    map: &ServerMap,
+    plan: &cairn_core::mutable::update::UpdatePlan,
+) -> Result<(Vec<u8>, Vec<u8>), MutableError> {
+    let (h, t) = (plan.keep_head.clone(), plan.keep_tail.clone());
+    let split = |mut all: Vec<u8>, from: u64| {
+        let tail = all.split_off((t.start - from) as usize);
+        all.truncate((h.end - h.start) as usize);
+        (all, tail)
+    };
+    match (h.is_empty(), t.is_empty()) {
+        (true, true) => Ok((Vec::new(), Vec::new())),
+        (false, true) => Ok((read_range(ctx, keys, map, h).await?, Vec::new())),
+        (true, false) => Ok((Vec::new(), read_range(ctx, keys, map, t).await?)),
+        (false, false)
+            if plan.old_segments.len() < 2 || t.start - h.end <= plan.old_params.segment_size =>
+        {
+            let all = read_range(ctx, keys, map, h.start..t.end).await?;
+            Ok(split(all, h.start))
+        }
+        (false, false) => {
+            let (a, b) = tokio::join!(
+                read_range(ctx, keys, map, h.clone()),
+                read_range(ctx, keys, map, t.clone())
+            );
+            Ok((a?, b?))
+        }
+    }
+}
+
+async fn read_range(
+    ctx: &Ctx,
+    keys: &MutableKeys,
+    map: &ServerMap,
+    range: Range<u64>,
+) -> Result<Vec<u8>, MutableError> {
+    let want = (range.end - range.start) as usize;
+    let mut buf = Vec::with_capacity(want);
+    retrieve_into(ctx, keys, map, Some(range), &mut buf).await?;
+    if buf.len() != want {
+        return Err(internal(format!(
+            "a ranged read returned {} bytes, expected {want}",
+            buf.len()
+        )));
+    }
+    Ok(buf)
+}
+
+/// The first [`QUERY_READ_LEN`] bytes and the span of the old block hash tree the plan
+/// needs, of every share: one read-only read-test-write per server holding shares of the
+/// version (all its shares share the layout, so one read vector serves them all). A share
+/// whose every holder failed makes the whole update fall back to a full publish.
+async fn read_old_shares(
+    ctx: &Ctx,
+    plan: &cairn_core::mutable::update::UpdatePlan,
+    holders: &BTreeMap<ShareNum, BTreeSet<ServerIdx>>,
+) -> Result<Vec<cairn_core::mutable::update::OldShare>, String> {
+    use cairn_core::mutable::update::OldShare;
+    use cairn_core::storage::gbs::ReadVector;
+    let reads = plan.block_hash_node_reads();
+    let span = match (reads.first(), reads.last()) {
+        (Some(f), Some(l)) => (f.0, l.0 + l.1 - f.0),
+        _ => (plan.old_block_hash_tree_offset(), 0),
+    };
+    let servers: BTreeSet<ServerIdx> = holders.values().flatten().copied().collect();
+    let mut set = JoinSet::new();
+    for server in servers {
+        let w = ctx.writer(server);
+        let timeout = ctx.opts.query_timeout;
+        let req = RtwRequest {
+            read_vector: vec![
+                ReadVector {
+                    offset: 0,
+                    size: QUERY_READ_LEN,
+                },
+                ReadVector {
+                    offset: span.0,
+                    size: span.1,
+                },
+            ],
+            ..RtwRequest::default()
+        };
+        set.spawn(async move {
+            let t = &w.task;
+            t.count(Kind::Read);
+            let call = t
+                .entry
+                .client
+                .read_test_write(&t.si, &w.write_enabler, &w.lease, &req);
+            let r = match tokio::time::timeout(timeout, call).await {
+                Ok(Ok(resp)) => {
+                    t.entry.report_ok();
+                    Ok(resp.data)
+                }
+                Ok(Err(e)) => Err(t.failed(&e)),
+                Err(_) => {
+                    t.entry
+                        .report(Problem::Stall, "no answer to an in-place update read");
+                    Err("no answer".to_string())
+                }
+            };
+            (t.entry.name(), r)
+        });
+    }
+    let mut out: BTreeMap<ShareNum, OldShare> = BTreeMap::new();
+    let mut why = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        let (name, r) = joined.map_err(|e| e.to_string())?;
+        match r {
+            Ok(data) => {
+                for (sh, parts) in data {
+                    if out.contains_key(&sh) || !holders.contains_key(&sh) {
+                        continue;
+                    }
+                    let (head, nodes) = match parts.as_slice() {
+                        [h, n] => (h, n),
+                        _ => continue,
+                    };
+                    match OldShare::from_reads(plan, sh, head, span.0, nodes) {
+                        Ok(o) => {
+                            out.insert(sh, o);
+                        }
+                        Err(e) => why.push(format!("{name}, share {sh}: {e}")),
+                    }
+                }
+            }
+            Err(e) => why.push(format!("{name}: {e}")),
+        }
+    }
+    if out.len() < holders.len() {
+        let missing: Vec<_> = holders.keys().filter(|s| !out.contains_key(s)).collect();
+        return Err(format!("shares {missing:?} not read: {}", why.join("; ")));
+    }
+    Ok(out.into_values().collect())
 }
 
 /// A mutable file found on the grid: its servermap (read mode) and the version chosen.
@@ -603,6 +922,7 @@ struct Counters {
     servermap: AtomicUsize,
     reads: AtomicUsize,
     writes: AtomicUsize,
+    written_bytes: std::sync::atomic::AtomicU64,
     per_server: Mutex<BTreeMap<usize, usize>>,
     writes_per_server: Mutex<BTreeMap<usize, usize>>,
 }
@@ -829,7 +1149,11 @@ async fn update_servermap(
         for a in std::mem::take(&mut actions) {
             match a {
                 SmAction::Query { id, server, len } => {
-                    let h = tokio::spawn(query(ctx.task(server), id, len, tx.clone()));
+                    let h = if ctx.write_enablers.is_some() {
+                        tokio::spawn(query_as_writer(ctx.writer(server), id, len, tx.clone()))
+                    } else {
+                        tokio::spawn(query(ctx.task(server), id, len, tx.clone()))
+                    };
                     tasks.add(id, server, h.abort_handle());
                 }
                 SmAction::ReadShare {
@@ -971,6 +1295,51 @@ async fn query(t: Task, id: RequestId, len: u64, tx: mpsc::UnboundedSender<SmEve
     }
     t.entry.report_ok();
     let _ = tx.send(SmEvent::Answer { id, shares });
+}
+
+/// A writer's query: one read-test-write with no tests and no writes whose read vector
+/// `(0, len)` returns the first bytes of every share the server holds (Tahoe's
+/// `slot_testv_and_readv_and_writev` reads all shares and, with nothing to write, changes
+/// nothing and touches no lease). One request per server instead of a list and one read
+/// per share. The server checks the write enabler against the shares it holds.
+async fn query_as_writer(w: Writer, id: RequestId, len: u64, tx: mpsc::UnboundedSender<SmEvent>) {
+    let t = &w.task;
+    t.count(Kind::Servermap);
+    let req = RtwRequest {
+        read_vector: vec![cairn_core::storage::gbs::ReadVector {
+            offset: 0,
+            size: len,
+        }],
+        ..RtwRequest::default()
+    };
+    let ev = match t
+        .entry
+        .client
+        .read_test_write(&t.si, &w.write_enabler, &w.lease, &req)
+        .await
+    {
+        Ok(resp) => {
+            t.entry.report_ok();
+            let shares = resp
+                .data
+                .into_iter()
+                .map(|(sh, mut reads)| {
+                    let first = if reads.is_empty() {
+                        Vec::new()
+                    } else {
+                        reads.swap_remove(0)
+                    };
+                    (sh, first)
+                })
+                .collect();
+            SmEvent::Answer { id, shares }
+        }
+        Err(e) => SmEvent::Failed {
+            id,
+            reason: t.failed(&e),
+        },
+    };
+    let _ = tx.send(ev);
 }
 
 /// A write-mode servermap update; the private key it recovered.
@@ -1125,9 +1494,7 @@ async fn publish_version(
     map: &ServerMap,
     data: Vec<u8>,
 ) -> Result<Published, MutableError> {
-    let size = data.len() as u64;
-    let servers = ctx.permuted();
-    if servers.is_empty() {
+    if ctx.grid.servers().is_empty() {
         return Err(MutableError::NotEnoughServers {
             what: "publishing",
             tried: 0,
@@ -1136,14 +1503,42 @@ async fn publish_version(
             reasons: vec!["no storage servers are configured".into()],
         });
     }
-    let format = v.format;
     let (header, shares) =
         encode_shares(privkey, &v, ctx.opts.max_segment_size, data.clone()).await?;
-    let shares = Arc::new(shares);
-    let happy = ctx.opts.happy.min(usize::from(v.n)).max(1);
+    let payload = Payload::Whole(shares);
+    publish_payload(ctx, keys, privkey, &header, map, payload, Some(data)).await
+}
+
+/// What a publish writes into each share.
+enum Payload {
+    /// Whole shares by share number, each written at offset 0.
+    Whole(Vec<Vec<u8>>),
+    /// An in-place MDMF update: each share's writes, valid only over a share holding the
+    /// version with checkstring `old` (the writer refuses any other placement).
+    InPlace {
+        old: Vec<u8>,
+        writes: Vec<cairn_core::mutable::update::WriteVector>,
+    },
+}
+
+/// Run a publish of `header`'s version and turn its outcome into the operation's result.
+/// `data` (the whole new plaintext, when the caller has it) is what a collision recovery
+/// republishes if no version is left recoverable.
+async fn publish_payload(
+    ctx: &Ctx,
+    keys: &MutableKeys,
+    privkey: &SigningKey,
+    header: &cairn_core::mutable::ShareHeader,
+    map: &ServerMap,
+    payload: Payload,
+    data: Option<Vec<u8>>,
+) -> Result<Published, MutableError> {
+    let servers = ctx.permuted();
+    let format = header.format;
+    let happy = ctx.opts.happy.min(usize::from(header.n)).max(1);
     let mut pcfg = PublishConfig::new(happy);
     pcfg.write_timeout = millis(ctx.opts.write_timeout);
-    let mut m = PublishMachine::new(pcfg, map, &servers, &header).map_err(|e| match e {
+    let mut m = PublishMachine::new(pcfg, map, &servers, header).map_err(|e| match e {
         publish::SetupError::NoServers => MutableError::NotEnoughServers {
             what: "publishing",
             tried: 0,
@@ -1153,7 +1548,8 @@ async fn publish_version(
         },
         other => internal(other),
     })?;
-    let result = run_publish(ctx, &mut m, &shares).await?;
+    let payload = Arc::new(payload);
+    let result = run_publish(ctx, &mut m, &payload).await?;
     match result {
         Ok(outcome) => {
             let mut placed: BTreeMap<u8, BTreeSet<usize>> = outcome
@@ -1161,7 +1557,7 @@ async fn publish_version(
                 .iter()
                 .map(|(sh, s)| (*sh, s.iter().map(|i| *i as usize).collect()))
                 .collect();
-            if let Some(extra) = retain_privkey(ctx, map, &outcome, &shares).await {
+            if let Some(extra) = retain_privkey(ctx, map, &outcome, &payload).await {
                 placed.entry(extra.0).or_default().insert(extra.1);
             }
             let (writecap, readcap) = caps(keys, format);
@@ -1170,10 +1566,12 @@ async fn publish_version(
                 writecap,
                 readcap,
                 format,
-                seqnum: v.seqnum,
-                size,
+                seqnum: header.seqnum,
+                size: header.data_length,
                 happiness: outcome.happiness,
                 round_trips,
+                written_bytes: ctx.counters.written_bytes.load(Ordering::Relaxed),
+                in_place: matches!(*payload, Payload::InPlace { .. }),
                 placed,
                 problems: outcome
                     .failures
@@ -1219,7 +1617,7 @@ async fn publish_version(
 async fn run_publish(
     ctx: &Ctx,
     m: &mut PublishMachine,
-    shares: &Arc<Vec<Vec<u8>>>,
+    payload: &Arc<Payload>,
 ) -> Result<Result<PublishOutcome, PublishError>, MutableError> {
     let clock = Clock::new();
     let (tx, mut rx) = mpsc::unbounded_channel::<PubEvent>();
@@ -1235,10 +1633,10 @@ async fn run_publish(
                     shares: tests,
                 } => {
                     let w = ctx.writer(server);
-                    let shares = shares.clone();
+                    let payload = payload.clone();
                     let tx = tx.clone();
                     let h = tokio::spawn(async move {
-                        let ev = match w.write(&tests, &shares).await {
+                        let ev = match w.write(&tests, &payload).await {
                             Ok((wrote, current)) => PubEvent::Written { id, wrote, current },
                             Err(reason) => PubEvent::Failed { id, reason },
                         };
@@ -1299,33 +1697,60 @@ impl Ctx {
 }
 
 impl Writer {
-    /// One read-test-write: each share's test and `(0, whole share)`, plus the publish
-    /// read vector. `(tests passed, first bytes of every share held before)`.
+    /// One read-test-write: each share's test and its writes (`(0, whole share)`, or an
+    /// in-place update's vector), plus the publish read vector.
+    /// `(tests passed, first bytes of every share held before)`.
     async fn write(
         &self,
         tests: &BTreeMap<ShareNum, WriteTest>,
-        shares: &[Vec<u8>],
+        payload: &Payload,
     ) -> Result<(bool, BTreeMap<ShareNum, Vec<u8>>), String> {
         let mut req = RtwRequest {
             read_vector: vec![publish::read_vector()],
             ..RtwRequest::default()
         };
+        let mut bytes = 0u64;
         for (sh, test) in tests {
-            let Some(data) = shares.get(usize::from(*sh)) else {
-                return Err(format!("no share {sh} was encoded"));
+            let write = match payload {
+                Payload::Whole(shares) => {
+                    let Some(data) = shares.get(usize::from(*sh)) else {
+                        return Err(format!("no share {sh} was encoded"));
+                    };
+                    vec![WriteVector {
+                        offset: 0,
+                        data: data.clone(),
+                    }]
+                }
+                Payload::InPlace { old, writes } => {
+                    let holds_old = matches!(test, WriteTest::Matches(c) if c == old);
+                    let Some(w) = writes.get(usize::from(*sh)).filter(|_| holds_old) else {
+                        return Err(format!(
+                            "an in-place update can only rewrite an existing share; share {sh} \
+                             of the version being updated is not on this server"
+                        ));
+                    };
+                    w.iter()
+                        .map(|(offset, data)| WriteVector {
+                            offset: *offset,
+                            data: data.clone(),
+                        })
+                        .collect()
+                }
             };
+            bytes += write.iter().map(|w| w.data.len() as u64).sum::<u64>();
             req.test_write_vectors.insert(
                 u16::from(*sh),
                 TestWriteVectors {
                     test: vec![test.test_vector()],
-                    write: vec![WriteVector {
-                        offset: 0,
-                        data: data.clone(),
-                    }],
+                    write,
                     new_length: None,
                 },
             );
         }
+        self.task
+            .counters
+            .written_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
         self.task.count(Kind::Write);
         let t = &self.task;
         match t
@@ -1361,9 +1786,13 @@ async fn retain_privkey(
     ctx: &Ctx,
     map: &ServerMap,
     outcome: &PublishOutcome,
-    shares: &Arc<Vec<Vec<u8>>>,
+    payload: &Payload,
 ) -> Option<(u8, usize)> {
     let own = ctx.opts.own_server?;
+    // An in-place update rewrites the shares where they are, the own server's included.
+    if matches!(payload, Payload::InPlace { .. }) {
+        return None;
+    }
     if own >= ctx.grid.servers().len() {
         tracing::warn!(own, "own_server is not a server of the grid");
         return None;
@@ -1390,7 +1819,7 @@ async fn retain_privkey(
     };
     let w = ctx.writer(server);
     let tests = BTreeMap::from([(sh, test)]);
-    match tokio::time::timeout(ctx.opts.write_timeout, w.write(&tests, shares)).await {
+    match tokio::time::timeout(ctx.opts.write_timeout, w.write(&tests, payload)).await {
         Ok(Ok((true, _))) => Some((sh, own)),
         Ok(Ok((false, _))) => {
             tracing::warn!(server = %ctx.name(server), sh, "own server refused the extra share copy");
@@ -1416,7 +1845,7 @@ async fn recover_after_collision(
     keys: &MutableKeys,
     privkey: &SigningKey,
     format: MutableFormat,
-    our_data: Vec<u8>,
+    our_data: Option<Vec<u8>>,
 ) -> String {
     let fingerprint = keys.fingerprint().expect("writers know the fingerprint");
     let mut cfg = UpdateConfig::new(
@@ -1443,7 +1872,7 @@ async fn recover_after_collision(
         Some(b) => {
             let mut buf = Vec::new();
             match retrieve_into(ctx, keys, &map, None, &mut buf).await {
-                Ok(_) => (buf, format!("seqnum {}", b.seqnum)),
+                Ok(_) => (Some(buf), format!("seqnum {}", b.seqnum)),
                 Err(e) => (
                     our_data,
                     format!(
@@ -1458,6 +1887,13 @@ async fn recover_after_collision(
             "this write's data (no version was recoverable)".to_string(),
         ),
     };
+    // An in-place update holds only the changed bytes, not a whole version.
+    let Some(data) = data else {
+        return format!(
+            "no version is recoverable and this in-place update holds no whole copy to \
+             republish (highest seqnum seen {highest})"
+        );
+    };
     let (k, n) = best
         .as_ref()
         .map_or((ctx.opts.k, ctx.opts.n), |b| (b.k, b.n));
@@ -1469,7 +1905,7 @@ async fn recover_after_collision(
     };
     let seqnum = v.seqnum;
     let shares = match encode_shares(privkey, &v, ctx.opts.max_segment_size, data).await {
-        Ok((h, s)) => (h, Arc::new(s)),
+        Ok((h, s)) => (h, Arc::new(Payload::Whole(s))),
         Err(e) => return format!("republishing {what} failed: {e}"),
     };
     let happy = ctx.opts.happy.min(usize::from(n)).max(1);

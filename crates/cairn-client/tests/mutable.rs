@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cairn_client::mutable::{
     self, create, modify, open, overwrite, MutableError, MutableFormat, MutableOptions, Opened,
-    Published,
+    PastEnd, Published,
 };
 use cairn_client::Grid;
 use cairn_core::cap::Cap;
@@ -124,21 +124,23 @@ async fn overwrite_is_one_write_per_server_and_reads_see_it() {
         assert_eq!(q.round_trips.writes, 5, "{:?}", q.round_trips);
         assert_eq!(q.round_trips.max_writes_per_server, 1);
         assert_eq!(q.round_trips.servers_written, 5);
-        // servermap: a list and a read per server; SDMF keeps the encrypted private key
-        // after the data, beyond the first 4000 bytes, so the machine reads it from each
-        // share whose answer came before the key was known (1 to 5 more reads)
+        // servermap: a writer's query is one read-test-write (no writes) per server, so
+        // an MDMF overwrite is one query and one write per server; SDMF keeps the
+        // encrypted private key after the data, beyond the first 4000 bytes, so the
+        // machine reads it from each share whose answer came before the key was known
+        // (1 to 5 more reads)
         match format {
             MutableFormat::Mdmf => {
-                assert_eq!(q.round_trips.servermap, 10, "{:?}", q.round_trips);
-                assert_eq!(q.round_trips.max_per_server, 3);
+                assert_eq!(q.round_trips.servermap, 5, "{:?}", q.round_trips);
+                assert_eq!(q.round_trips.max_per_server, 2);
             }
             MutableFormat::Sdmf => {
                 assert!(
-                    (11..=15).contains(&q.round_trips.servermap),
+                    (6..=10).contains(&q.round_trips.servermap),
                     "{:?}",
                     q.round_trips
                 );
-                assert!(q.round_trips.max_per_server <= 4);
+                assert!(q.round_trips.max_per_server <= 3);
             }
         }
 
@@ -199,6 +201,7 @@ async fn modify_replaces_a_range_and_extends() {
             .expect("modify");
         model[at..at + patch.len()].copy_from_slice(&patch);
         assert_eq!((q.seqnum, q.size), (2, model.len() as u64));
+        assert_eq!(q.in_place, format == MutableFormat::Mdmf);
         let (_, out) = read_all(&grid, &p.readcap, &opts).await;
         assert!(out == model, "{format:?}: modify in the middle");
 
@@ -209,6 +212,13 @@ async fn modify_replaces_a_range_and_extends() {
         model.truncate(at);
         model.extend_from_slice(&tail);
         assert_eq!((q.seqnum, q.size), (3, model.len() as u64));
+        assert_eq!(
+            q.in_place,
+            format == MutableFormat::Mdmf,
+            "growing MDMF in place"
+        );
+        let (_, out) = read_all(&grid, &p.readcap, &opts).await;
+        assert!(out == model, "{format:?}: modify overlapping the end");
 
         // past the end: zeros in between
         let far = b"far away".to_vec();
@@ -217,10 +227,112 @@ async fn modify_replaces_a_range_and_extends() {
         model.resize(at, 0);
         model.extend_from_slice(&far);
         assert_eq!(q.seqnum, 4);
+        assert!(!q.in_place, "a hole past the end is a whole republish");
         let (o, out) = read_all(&grid, &p.readcap, &opts).await;
         assert_eq!(o.seqnum(), 4);
         assert!(out == model, "{format:?}: modify past the end");
     }
+}
+
+/// Tahoe's web rules for an offset past the end: SDMF writes at the end, MDMF refuses
+/// (and nothing is written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tahoe_offset_rules_past_the_end() {
+    let tg = TestGrid::start(4).await;
+    let grid = tg.client();
+    let opts = MutableOptions::new(2, 4, 3);
+    let s = create(&grid, key(1).await, MutableFormat::Sdmf, b"hello", &opts)
+        .await
+        .unwrap();
+    let q = mutable::modify_with(
+        &grid,
+        &cap(&s.writecap),
+        99,
+        b" world",
+        PastEnd::Tahoe,
+        &opts,
+    )
+    .await
+    .unwrap();
+    assert_eq!((q.seqnum, q.size), (2, 11));
+    assert_eq!(read_all(&grid, &s.readcap, &opts).await.1, b"hello world");
+
+    let m = create(&grid, key(2).await, MutableFormat::Mdmf, b"hello", &opts)
+        .await
+        .unwrap();
+    let err = mutable::modify_with(&grid, &cap(&m.writecap), 6, b"x", PastEnd::Tahoe, &opts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, MutableError::OffsetPastEnd { offset: 6, size: 5 }),
+        "{err}"
+    );
+    let q = mutable::modify_with(&grid, &cap(&m.writecap), 5, b"!", PastEnd::Tahoe, &opts)
+        .await
+        .unwrap();
+    assert_eq!((q.seqnum, q.size), (2, 6));
+    assert_eq!(read_all(&grid, &m.readcap, &opts).await.1, b"hello!");
+}
+
+/// A 4 KiB change in a 16-segment MDMF file on 10 servers rewrites one segment and a few
+/// hashes per share: the bytes sent are a small fraction of a whole publish, the requests
+/// are counted, and the result reads back (whole and ranged) with the new seqnum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mdmf_modify_rewrites_only_the_affected_segment() {
+    let mut tg = TestGrid::start(10).await;
+    let grid = tg.client();
+    let opts = MutableOptions::new(3, 10, 7);
+    let mut model = pseudo_random(16 * SEG, 41);
+    let p = create(&grid, key(1).await, MutableFormat::Mdmf, &model, &opts)
+        .await
+        .unwrap();
+    let whole_publish = p.written_bytes;
+    assert!(whole_publish > (16 * SEG / 3 * 10) as u64);
+    let w = cap(&p.writecap);
+    let patch = pseudo_random(4096, 42);
+    let at = 7 * SEG + 1000;
+    let q = modify(&grid, &w, at as u64, &patch, &opts).await.unwrap();
+    model[at..at + patch.len()].copy_from_slice(&patch);
+    assert!(q.in_place);
+    assert_eq!(q.seqnum, 2);
+    // per share: one salted block (a third of a segment), a few hashes, chain, signature
+    let block = (SEG as u64).div_ceil(3) + 16;
+    assert!(
+        q.written_bytes < 10 * (block + 2048),
+        "in place wrote {} bytes (a whole publish: {whole_publish})",
+        q.written_bytes
+    );
+    let rt = &q.round_trips;
+    assert_eq!((rt.writes, rt.servers_written), (10, 10), "{rt:?}");
+    assert_eq!(rt.servermap, 10, "{rt:?}");
+    // old segment from k = 3 shares (header, hashes, block) + one read from every server
+    assert_eq!(rt.reads, 3 * 3 + 10, "{rt:?}");
+    println!("in-place 4 KiB modify of a 2 MiB MDMF file, 3-of-10: {rt:?}, {} bytes written (whole publish {whole_publish})", q.written_bytes);
+    let (o, out) = read_all(&grid, &p.readcap, &opts).await;
+    assert_eq!(o.seqnum(), 2);
+    assert!(out == model);
+
+    // A change across a segment boundary that grows the file, then a second client.
+    let patch = pseudo_random(SEG + 500, 43);
+    let at = model.len() - 200;
+    let q = modify(&grid, &w, at as u64, &patch, &opts).await.unwrap();
+    assert!(q.in_place);
+    model.truncate(at);
+    model.extend_from_slice(&patch);
+    let (o, out) = read_all(&tg.client(), &p.readcap, &opts).await;
+    assert_eq!((o.seqnum(), o.size()), (3, model.len() as u64));
+    assert!(out == model);
+
+    // One server down: not every share is reachable, so the change is a whole publish.
+    let down = grid.permuted(&si(&p))[0].index;
+    tg.stop(down).await;
+    let patch = pseudo_random(100, 44);
+    let q = modify(&grid, &w, 5, &patch, &opts).await.unwrap();
+    assert!(!q.in_place);
+    model[5..105].copy_from_slice(&patch);
+    let (o, out) = read_all(&grid, &p.readcap, &opts).await;
+    assert_eq!(o.seqnum(), 4);
+    assert!(out == model);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

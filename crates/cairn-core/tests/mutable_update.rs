@@ -167,7 +167,7 @@ fn run_case(
     assert_eq!(bht_read, 32 * plan.old_block_hash_nodes.len() as u64);
 
     let sign_seed = rng.next_u64();
-    let writes: Vec<(u8, WriteVector)> = apply(
+    let update = apply(
         &plan,
         &olds,
         &seg_plain,
@@ -177,6 +177,7 @@ fn run_case(
         &mut ChaCha20Rng::seed_from_u64(sign_seed),
     )
     .unwrap();
+    let writes: Vec<(u8, WriteVector)> = update.writes;
     assert_eq!(writes.len(), usize::from(n));
 
     let full = encode(
@@ -190,6 +191,10 @@ fn run_case(
         &mut ChaCha20Rng::seed_from_u64(sign_seed),
     )
     .unwrap();
+    assert_eq!(
+        update.header, full[0].header,
+        "apply reports the new header"
+    );
 
     // Regions an update never writes: the encrypted private key, the verification key and
     // the gap, untouched segments (before the first affected one; after the last one

@@ -19,7 +19,7 @@ use cairn_core::mutable::keys::{MutableKeys, SigningKey};
 use cairn_node::config::{ClientConfig, Secrets};
 use cairn_node::gateway::{
     self, mutable_error, Backend, BoxFuture, GatewayHandle, GatewayState, MutableFormat,
-    MutableInfo, MutableOp, MutableReader, UploadSource, WebError,
+    MutableInfo, MutableOp, MutableReader, RoundTripCount, UploadSource, WebError,
 };
 use common::{data, get, put, quote_all, request, try_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -153,6 +153,30 @@ struct MemoryMutable {
     fail_after: Option<u64>,
 }
 
+/// Requests the in-memory backend claims for each operation (distinct numbers, so the
+/// gateway's sums can be checked): an open 8, a create 4 writes, an overwrite 8 + 4, a
+/// modify 8 + 2 reads + 4.
+const OPEN_TRIPS: RoundTripCount = RoundTripCount {
+    servermap: 8,
+    reads: 0,
+    writes: 0,
+};
+const CREATE_TRIPS: RoundTripCount = RoundTripCount {
+    servermap: 0,
+    reads: 0,
+    writes: 4,
+};
+const OVERWRITE_TRIPS: RoundTripCount = RoundTripCount {
+    servermap: 8,
+    reads: 0,
+    writes: 4,
+};
+const MODIFY_TRIPS: RoundTripCount = RoundTripCount {
+    servermap: 8,
+    reads: 2,
+    writes: 4,
+};
+
 impl MutableReader for MemoryMutable {
     fn info(&self) -> MutableInfo {
         MutableInfo {
@@ -160,6 +184,10 @@ impl MutableReader for MemoryMutable {
             size: self.file.data.len() as u64,
             seqnum: self.file.seqnum,
         }
+    }
+
+    fn round_trips(&self) -> RoundTripCount {
+        OPEN_TRIPS
     }
 
     fn read<'a>(
@@ -288,7 +316,7 @@ impl Backend for MemoryBackend {
         format: MutableFormat,
         data: bytes::Bytes,
         key: Option<SigningKey>,
-    ) -> BoxFuture<'_, Result<String, WebError>> {
+    ) -> BoxFuture<'_, Result<(String, RoundTripCount), WebError>> {
         Box::pin(async move {
             self.mutable_calls
                 .lock()
@@ -328,7 +356,7 @@ impl Backend for MemoryBackend {
                     seqnum: 1,
                 },
             );
-            Ok(w)
+            Ok((w, CREATE_TRIPS))
         })
     }
 
@@ -336,7 +364,7 @@ impl Backend for MemoryBackend {
         &'a self,
         writecap: &'a Cap,
         data: bytes::Bytes,
-    ) -> BoxFuture<'a, Result<(), WebError>> {
+    ) -> BoxFuture<'a, Result<RoundTripCount, WebError>> {
         Box::pin(async move {
             self.mutable_calls
                 .lock()
@@ -348,7 +376,7 @@ impl Backend for MemoryBackend {
             let f = m.get_mut(&ro).unwrap();
             f.data = data.to_vec();
             f.seqnum += 1;
-            Ok(())
+            Ok(OVERWRITE_TRIPS)
         })
     }
 
@@ -357,7 +385,7 @@ impl Backend for MemoryBackend {
         writecap: &'a Cap,
         offset: u64,
         data: bytes::Bytes,
-    ) -> BoxFuture<'a, Result<(), WebError>> {
+    ) -> BoxFuture<'a, Result<RoundTripCount, WebError>> {
         Box::pin(async move {
             self.mutable_calls
                 .lock()
@@ -370,14 +398,26 @@ impl Backend for MemoryBackend {
             let ro = self.writable(writecap)?;
             let mut m = self.mutables.lock().unwrap();
             let f = m.get_mut(&ro).unwrap();
-            // The driver's semantics: zeros between the old end and `offset`.
+            // Tahoe's rules (the driver's PastEnd::Tahoe): SDMF writes at the end, MDMF
+            // refuses an offset past the end.
+            let size = f.data.len() as u64;
+            let offset = match f.format {
+                MutableFormat::Sdmf => offset.min(size),
+                MutableFormat::Mdmf if offset > size => {
+                    return Err(cairn_node::gateway::mutable_error(
+                        cairn_node::gateway::MutableOp::Write,
+                        MutableError::OffsetPastEnd { offset, size },
+                    ))
+                }
+                MutableFormat::Mdmf => offset,
+            };
             let end = offset as usize + data.len();
             if f.data.len() < end {
                 f.data.resize(end, 0);
             }
             f.data[offset as usize..end].copy_from_slice(&data);
             f.seqnum += 1;
-            Ok(())
+            Ok(MODIFY_TRIPS)
         })
     }
 
@@ -1029,6 +1069,10 @@ async fn mutable_create_read_overwrite_and_json() {
         let w = r.text();
         assert!(w.starts_with(prefix), "{query}: {w}");
         assert_eq!(
+            r.header("x-cairn-round-trips").unwrap(),
+            "4 (servermap=0, read=0, write=4)"
+        );
+        assert_eq!(
             *gw.backend.mutable_calls.lock().unwrap(),
             vec![MutableCall::Create {
                 format,
@@ -1047,6 +1091,8 @@ async fn mutable_create_read_overwrite_and_json() {
             assert_eq!(r.header("content-length").unwrap(), "300");
             assert_eq!(r.header("accept-ranges").unwrap(), "bytes");
             assert!(r.header("etag").is_none(), "no ETag for mutable files");
+            // The open only: the reads stream after the headers.
+            assert_eq!(r.header("x-cairn-round-trips").unwrap(), "8 (servermap=8)");
         }
         let r = request(&gw.url, "HEAD", &format!("/uri/{w}"), &[], vec![]).await;
         assert_eq!(r.status, 200);
@@ -1080,6 +1126,10 @@ async fn mutable_create_read_overwrite_and_json() {
             let r = put(&gw.url, &format!("/uri/{}", quote_all(&w)), new.clone()).await;
             assert_eq!(r.status, 200, "{}", r.text());
             assert_eq!(r.text(), w);
+            assert_eq!(
+                r.header("x-cairn-round-trips").unwrap(),
+                "12 (servermap=8, read=0, write=4)"
+            );
             let r = get(&gw.url, &format!("/uri/{ro}")).await;
             assert_eq!(r.status, 200);
             assert_eq!(r.body, new);
@@ -1196,6 +1246,11 @@ async fn mutable_offset_updates_as_tahoe_does() {
     for w in [&sdmf, &mdmf] {
         let r = put(&gw.url, &format!("/uri/{w}?offset=3"), b"abc".to_vec()).await;
         assert_eq!((r.status, r.text()), (200, w.clone()));
+        // The modify's own requests only: the gateway does not open the file first.
+        assert_eq!(
+            r.header("x-cairn-round-trips").unwrap(),
+            "14 (servermap=8, read=2, write=4)"
+        );
         assert_eq!(read(w.clone()).await, "012abc6789");
         // At the end: an append.
         let r = put(&gw.url, &format!("/uri/{w}?offset=10"), b"XY".to_vec()).await;
@@ -1216,7 +1271,10 @@ async fn mutable_offset_updates_as_tahoe_does() {
     assert_eq!(read(sdmf.clone()).await, "012abc6789X###!");
     assert_eq!(
         *gw.backend.mutable_calls.lock().unwrap(),
-        vec![MutableCall::Modify { offset: 14, len: 1 }]
+        vec![MutableCall::Modify {
+            offset: 100,
+            len: 1
+        }]
     );
     // ... MDMF refuses (Tahoe asserts offset <= size).
     let r = put(&gw.url, &format!("/uri/{mdmf}?offset=100"), b"!".to_vec()).await;
@@ -1530,4 +1588,8 @@ async fn a_backend_without_mutable_support_says_so() {
         assert_eq!(r.status, 501, "{method} {path}");
         assert_eq!(r.text(), "mutable files: grid driver not wired\n");
     }
+    // No counts to show.
+    let r = get(&url, "/statistics?t=json").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "{\n \"counters\": {},\n \"stats\": {}\n}\n");
 }

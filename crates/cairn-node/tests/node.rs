@@ -352,13 +352,28 @@ async fn mutable_files_on_the_servers() {
         ("MDMF", "URI:MDMF:", 300_000),
     ] {
         let body = data(size, 11);
+        let before = mutable_trips(&url).await;
         let r = put(&url, &format!("/uri?format={format}"), body.clone()).await;
         assert_eq!(r.status, 200, "{format}: {}", r.text());
+        // A new file: no servermap, one write to each of the 4 servers (one share each).
+        assert_eq!(
+            r.header("x-cairn-round-trips").unwrap(),
+            "4 (servermap=0, read=0, write=4)"
+        );
+        let after_create = mutable_trips(&url).await;
+        assert_eq!(delta(before, after_create), [0, 0, 4]);
         let w = r.text();
         assert!(w.starts_with(prefix), "{w}");
         let r = get(&url, &format!("/uri/{}", quote_all(&w))).await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert!(r.body == body, "{format}: read back differs");
+        // The header has the open's servermap requests (a list and a read per server
+        // asked, at least k = 2 servers); the statistics add the reads (k per segment).
+        let opened = r.header("x-cairn-round-trips").unwrap();
+        let [sm, reads, writes] = delta(after_create, mutable_trips(&url).await);
+        assert_eq!(opened, format!("{sm} (servermap={sm})"));
+        assert!((4..=8).contains(&sm) && sm % 2 == 0, "{opened}");
+        assert!(reads >= 2 && writes == 0, "{reads} reads, {writes} writes");
         let j = get(&url, &format!("/uri/{w}?t=json")).await.json();
         assert_eq!(j[0], "filenode");
         assert_eq!(j[1]["mutable"], true);
@@ -381,11 +396,35 @@ async fn mutable_files_on_the_servers() {
 
         // Overwrite, then change bytes in place.
         let v2 = data(size / 2 + 7, 12);
+        let before = mutable_trips(&url).await;
         let r = put(&url, &format!("/uri/{w}"), v2.clone()).await;
         assert_eq!((r.status, r.text()), (200, w.clone()));
+        // A write-mode servermap (every server asked once, or twice when the key lies
+        // beyond the first read) and one write to each of the 4 servers.
+        let [sm, reads, writes] = delta(before, mutable_trips(&url).await);
+        assert_eq!(
+            r.header("x-cairn-round-trips").unwrap(),
+            format!("{} (servermap={sm}, read=0, write=4)", sm + 4)
+        );
+        assert!(
+            (4..=8).contains(&sm) && reads == 0 && writes == 4,
+            "{sm} {reads} {writes}"
+        );
         assert!(get(&url, &format!("/uri/{ro}")).await.body == v2);
+        // The gateway's open (for the size), the change's own servermap, reads of the
+        // old contents, writes to the 4 servers: as the statistics counted them.
+        let before = mutable_trips(&url).await;
         let r = put(&url, &format!("/uri/{w}?offset=5"), b"patched".to_vec()).await;
         assert_eq!(r.status, 200, "{}", r.text());
+        let [sm, reads, writes] = delta(before, mutable_trips(&url).await);
+        assert_eq!(
+            r.header("x-cairn-round-trips").unwrap(),
+            format!(
+                "{} (servermap={sm}, read={reads}, write={writes})",
+                sm + reads + writes
+            )
+        );
+        assert!(writes == 4 && reads >= 2, "{reads} reads, {writes} writes");
         let mut v3 = v2.clone();
         v3[5..12].copy_from_slice(b"patched");
         assert!(get(&url, &format!("/uri/{ro}")).await.body == v3);
@@ -426,4 +465,19 @@ async fn mutable_create_without_enough_servers_is_a_clear_error() {
     );
     assert_eq!(r.text().trim_end().lines().count(), 1);
     node.shutdown(Duration::from_secs(1)).await;
+}
+
+fn delta(a: [u64; 3], b: [u64; 3]) -> [u64; 3] {
+    [b[0] - a[0], b[1] - a[1], b[2] - a[2]]
+}
+
+/// `[servermap, read, write]` of the node's `/statistics?t=json` counters.
+async fn mutable_trips(url: &str) -> [u64; 3] {
+    let j = get(url, "/statistics?t=json").await.json();
+    let c = &j["counters"];
+    ["servermap", "read", "write"].map(|k| {
+        c[format!("cairn.mutable.round_trips.{k}")]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {k} counter in {j}"))
+    })
 }

@@ -326,31 +326,59 @@ impl OldShare {
     /// Take exactly what `plan` says to read out of a whole old share's bytes (for tests,
     /// and drivers that hold whole shares).
     pub fn extract(plan: &UpdatePlan, shnum: u8, share: &[u8]) -> Result<OldShare, UpdateError> {
-        let short = |need: u64| UpdateError::WrongLength {
-            what: "old share",
+        OldShare::from_reads(plan, shnum, share, 0, share)
+    }
+
+    /// Build from two reads of one share: `head`, its first bytes (at least up to the end
+    /// of the share hash chain; the servermap's 4000-byte first read is enough for
+    /// Tahoe's keys and N up to 256), and `nodes`, the bytes at share offset `nodes_at`
+    /// covering every range of [`UpdatePlan::block_hash_node_reads`].
+    pub fn from_reads(
+        plan: &UpdatePlan,
+        shnum: u8,
+        head: &[u8],
+        nodes_at: u64,
+        nodes: &[u8],
+    ) -> Result<OldShare, UpdateError> {
+        let short = |what: &'static str, need: u64, got: usize| UpdateError::WrongLength {
+            what,
             expected: need,
-            got: share.len() as u64,
+            got: got as u64,
         };
-        let prefix = share
-            .get(..MDMF_HEADER_LEN)
-            .ok_or(short(MDMF_HEADER_LEN as u64))?;
+        let prefix = head.get(..MDMF_HEADER_LEN).ok_or(short(
+            "old share's first bytes",
+            MDMF_HEADER_LEN as u64,
+            head.len(),
+        ))?;
         let offsets = Offsets::parse(prefix);
-        let chain = share
-            .get(offsets.share_hash_chain as usize..offsets.signature as usize)
-            .ok_or(short(offsets.signature))?;
+        let chain = usize::try_from(offsets.share_hash_chain)
+            .ok()
+            .zip(usize::try_from(offsets.signature).ok())
+            .and_then(|(a, b)| head.get(a..b))
+            .ok_or(short(
+                "old share's first bytes",
+                offsets.signature,
+                head.len(),
+            ))?;
         if chain.len() % SHARE_HASH_ENTRY_LEN != 0 {
             return Err(UpdateError::BadShare {
                 shnum,
                 reason: "share hash chain length is not a multiple of 34",
             });
         }
-        let base = plan.old_block_hash_tree_offset() as usize;
+        let base = plan.old_block_hash_tree_offset();
         let mut block_hash_nodes = BTreeMap::new();
         for &i in &plan.old_block_hash_nodes {
-            let at = base + i * HASH_LEN;
-            let h = share
-                .get(at..at + HASH_LEN)
-                .ok_or(short((at + HASH_LEN) as u64))?;
+            let at = base + (i * HASH_LEN) as u64;
+            let h = at
+                .checked_sub(nodes_at)
+                .and_then(|rel| usize::try_from(rel).ok())
+                .and_then(|rel| nodes.get(rel..rel + HASH_LEN))
+                .ok_or(short(
+                    "old share's block hash tree read",
+                    at + HASH_LEN as u64 - nodes_at.min(at),
+                    nodes.len(),
+                ))?;
             block_hash_nodes.insert(i, h.try_into().expect("32 bytes"));
         }
         Ok(OldShare {
@@ -373,6 +401,15 @@ impl OldShare {
 /// Writes for one share: `(offset, bytes)` in order, for one test-and-write request.
 pub type WriteVector = Vec<(u64, Vec<u8>)>;
 
+/// What [`apply`] produced: the new version's header (its checkstring is what the
+/// publish tests for afterwards) and every share's writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    pub header: ShareHeader,
+    /// `(shnum, writes)` in share-number order.
+    pub writes: Vec<(u8, WriteVector)>,
+}
+
 /// Encode the affected segments and produce every share's write vector.
 ///
 /// * `old`: one [`OldShare`] for each share number `0..N` (any order);
@@ -382,7 +419,7 @@ pub type WriteVector = Vec<(u64, Vec<u8>)>;
 ///   `rng`: used only for the signature (PSS salt).
 ///
 /// The old hashes of every share are verified against the signed old root hash first.
-/// Returns `(shnum, writes)` in share-number order.
+/// Returns the new header and `(shnum, writes)` in share-number order.
 pub fn apply(
     plan: &UpdatePlan,
     old: &[OldShare],
@@ -391,7 +428,7 @@ pub fn apply(
     seqnum: u64,
     key: &SigningKey,
     rng: &mut impl CryptoRngCore,
-) -> Result<Vec<(u8, WriteVector)>, UpdateError> {
+) -> Result<Update, UpdateError> {
     let oh = &plan.old_header;
     let n = usize::from(oh.n);
     let k = usize::from(oh.k);
@@ -613,7 +650,10 @@ pub fn apply(
         }
         out.push((shnum, w));
     }
-    Ok(out)
+    Ok(Update {
+        header: new_header,
+        writes: out,
+    })
 }
 
 /// The MDMF offsets table (`>QQQQQQQQ` at 59).

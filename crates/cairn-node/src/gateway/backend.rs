@@ -2,6 +2,8 @@
 //! layer can be tested on its own (and the grid driver swapped) without changing a handler:
 //! immutable upload/download, and the mutable file operations (create, overwrite, modify,
 //! open + read). [`mutable_error`] turns the mutable driver's errors into Tahoe's answers.
+//! Mutable operations report the storage-server requests they sent ([`RoundTripCount`]),
+//! which the gateway shows in an `X-Cairn-Round-Trips` header and `/statistics?t=json`.
 
 use std::future::Future;
 use std::ops::Range;
@@ -50,35 +52,38 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), WebError>>;
 
     /// Create a mutable file of `format` holding `data`, signed with `key` (Tahoe's
-    /// `private-key=`) or else a key of the node's own; return its write cap.
+    /// `private-key=`) or else a key of the node's own; return its write cap and the
+    /// requests sent.
     fn create_mutable(
         &self,
         format: MutableFormat,
         data: Bytes,
         key: Option<SigningKey>,
-    ) -> BoxFuture<'_, Result<String, WebError>> {
+    ) -> BoxFuture<'_, Result<(String, RoundTripCount), WebError>> {
         let _ = (format, data, key);
         Box::pin(async { Err(not_wired()) })
     }
 
-    /// Replace the whole contents of the mutable file `writecap` (an SSK or MDMF write cap).
+    /// Replace the whole contents of the mutable file `writecap` (an SSK or MDMF write cap);
+    /// return the requests sent.
     fn overwrite_mutable<'a>(
         &'a self,
         writecap: &'a Cap,
         data: Bytes,
-    ) -> BoxFuture<'a, Result<(), WebError>> {
+    ) -> BoxFuture<'a, Result<RoundTripCount, WebError>> {
         let _ = (writecap, data);
         Box::pin(async { Err(not_wired()) })
     }
 
-    /// Replace bytes `offset..offset + data.len()` of the mutable file `writecap` (the
-    /// gateway has already checked `offset` against the file's size, as Tahoe does).
+    /// Replace bytes `offset..offset + data.len()` of the mutable file `writecap` with
+    /// Tahoe's rules for an offset past the end (SDMF writes at the end, MDMF refuses with
+    /// a 400: [`cairn_client::mutable::PastEnd::Tahoe`]); return the requests sent.
     fn modify_mutable<'a>(
         &'a self,
         writecap: &'a Cap,
         offset: u64,
         data: Bytes,
-    ) -> BoxFuture<'a, Result<(), WebError>> {
+    ) -> BoxFuture<'a, Result<RoundTripCount, WebError>> {
         let _ = (writecap, offset, data);
         Box::pin(async { Err(not_wired()) })
     }
@@ -91,7 +96,66 @@ pub trait Backend: Send + Sync + 'static {
         let _ = cap;
         Box::pin(async { Err(not_wired()) })
     }
+
+    /// Requests sent by every mutable operation that succeeded since the node started
+    /// (`/statistics?t=json`); `None` when the backend does not count them.
+    fn mutable_round_trips_total(&self) -> Option<RoundTripCount> {
+        None
+    }
 }
+
+/// Storage-server requests (HTTP requests sent, whatever their answer) of mutable file
+/// operations, by kind: the driver's [`cairn_client::mutable::RoundTrips`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundTripCount {
+    /// Servermap update: share lists, first reads, follow-up reads.
+    pub servermap: u64,
+    /// Retrieve reads (of a `GET`, or of the old contents a change keeps).
+    pub reads: u64,
+    /// Read-test-write requests.
+    pub writes: u64,
+}
+
+impl RoundTripCount {
+    pub fn total(&self) -> u64 {
+        self.servermap + self.reads + self.writes
+    }
+
+    /// The `X-Cairn-Round-Trips` value: `TOTAL (servermap=A, read=B, write=C)`.
+    pub fn header_value(&self) -> String {
+        format!(
+            "{} (servermap={}, read={}, write={})",
+            self.total(),
+            self.servermap,
+            self.reads,
+            self.writes
+        )
+    }
+}
+
+impl std::ops::Add for RoundTripCount {
+    type Output = RoundTripCount;
+    fn add(self, o: RoundTripCount) -> RoundTripCount {
+        RoundTripCount {
+            servermap: self.servermap + o.servermap,
+            reads: self.reads + o.reads,
+            writes: self.writes + o.writes,
+        }
+    }
+}
+
+impl From<&cairn_client::mutable::RoundTrips> for RoundTripCount {
+    fn from(r: &cairn_client::mutable::RoundTrips) -> RoundTripCount {
+        RoundTripCount {
+            servermap: r.servermap as u64,
+            reads: r.reads as u64,
+            writes: r.writes as u64,
+        }
+    }
+}
+
+/// The response header carrying a mutable operation's [`RoundTripCount`].
+pub const ROUND_TRIPS_HEADER: &str = "x-cairn-round-trips";
 
 /// A version of a mutable file, as [`Backend::open_mutable`] found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +168,11 @@ pub struct MutableInfo {
 /// An opened mutable file: its version's facts, and reads of that version.
 pub trait MutableReader: Send + Sync + 'static {
     fn info(&self) -> MutableInfo;
+
+    /// The requests the open (its servermap update) sent.
+    fn round_trips(&self) -> RoundTripCount {
+        RoundTripCount::default()
+    }
 
     /// Write the bytes `range` (already clamped to the size) of this version to `sink`.
     fn read<'a>(
@@ -165,6 +234,10 @@ pub fn mutable_error(op: MutableOp, e: MutableError) -> WebError {
             "PUT to a mutable file: replace or update requested with read-only cap",
         ),
         MutableError::BadCap(_) => WebError::bad_request(e.to_string()),
+        MutableError::OffsetPastEnd { offset, size } => WebError::bad_request(format!(
+            "PUT to a mutable file: offset {offset} is beyond the end of the file \
+             ({size} bytes); an MDMF update may start at most at the end"
+        )),
         MutableError::Io(_) | MutableError::Internal(_) => {
             WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::backend::{MutableFormat, MutableReader, UploadSource};
+use super::backend::{MutableFormat, MutableReader, UploadSource, ROUND_TRIPS_HEADER};
 use super::{get_format, pyjson, text_response, Args, GatewayState, WebError, DIRS_UNSUPPORTED};
 
 /// Upload bodies up to this size are held in memory; larger ones are spooled to a file.
@@ -54,8 +54,10 @@ pub(super) async fn put_uri(
         // Tahoe's PUTUnlinkedSSK: the whole body, an optional caller-supplied key.
         let key = private_key_arg(args)?;
         let data = read_mutable_body(state, req).await?;
-        let cap = state.backend.create_mutable(format, data, key).await?;
-        return Ok(text_response(StatusCode::OK, "text/plain", cap));
+        let (cap, trips) = state.backend.create_mutable(format, data, key).await?;
+        let mut r = text_response(StatusCode::OK, "text/plain", cap);
+        set_round_trips(&mut r, &trips.header_value());
+        return Ok(r);
     }
     let length = content_length(req.headers())?;
     let body = req.into_body();
@@ -619,7 +621,19 @@ async fn get_file(
                 // Tahoe's get_best_readable_version: a read-mode servermap update first.
                 FileCap::Mutable(c) => Readable::Mutable(state.backend.open_mutable(&c).await?),
             };
-            download(state, readable, args, headers, head, name).await?
+            // A mutable file's reads stream after the headers: only the open is counted.
+            let opened = match &readable {
+                Readable::Mutable(m) => Some(m.round_trips()),
+                _ => None,
+            };
+            let mut r = download(state, readable, args, headers, head, name).await?;
+            if let Some(t) = opened {
+                set_round_trips(
+                    &mut r,
+                    &format!("{} (servermap={})", t.total(), t.servermap),
+                );
+            }
+            r
         }
         "json" => {
             let j = match &file {
@@ -691,8 +705,8 @@ fn file_uri(file: &FileCap) -> String {
 
 /// `PUT /uri/$FILECAP` (Tahoe's `FileNodeHandler.render_PUT` for a file with no parent):
 /// a mutable file's write cap replaces its contents, or with `offset=N` changes the bytes
-/// from N (SDMF: read, change, republish, and an offset past the end appends at the end as
-/// Python's slicing does; MDMF: at most at the end). The answer is the write cap.
+/// from N (an offset past the end: SDMF appends at the end as Python's slicing does, MDMF
+/// refuses; an MDMF change is written in place). The answer is the write cap.
 async fn put_file(
     state: &Arc<GatewayState>,
     file: FileCap,
@@ -752,26 +766,22 @@ async fn put_file(
         }
     };
     let data = read_mutable_body(state, req).await?;
-    match offset {
+    let trips = match offset {
         None => state.backend.overwrite_mutable(&cap, data).await?,
-        Some(offset) => {
-            // Tahoe's MutableFileVersion.update needs the current version's size.
-            let size = state.backend.open_mutable(&cap).await?.info().size;
-            let offset = match caps.format {
-                // _do_modify_update: old[:offset] + data + old[offset + len:].
-                MutableFormat::Sdmf => offset.min(size),
-                MutableFormat::Mdmf if offset > size => {
-                    return Err(WebError::bad_request(format!(
-                        "PUT to a mutable file: offset {offset} is beyond the end of the file \
-                         ({size} bytes); an MDMF update may start at most at the end"
-                    )))
-                }
-                MutableFormat::Mdmf => offset,
-            };
-            state.backend.modify_mutable(&cap, offset, data).await?
-        }
+        // The backend applies Tahoe's rules for an offset past the end with the size its
+        // own write-mode servermap update finds: no separate open.
+        Some(offset) => state.backend.modify_mutable(&cap, offset, data).await?,
+    };
+    let mut r = text_response(StatusCode::OK, "text/plain", cap.to_string());
+    set_round_trips(&mut r, &trips.header_value());
+    Ok(r)
+}
+
+/// `X-Cairn-Round-Trips` (see [`super::RoundTripCount::header_value`]).
+fn set_round_trips(r: &mut Response, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(ROUND_TRIPS_HEADER, v);
     }
-    Ok(text_response(StatusCode::OK, "text/plain", cap.to_string()))
 }
 
 fn set_etag(r: &mut Response, tag: &str) {

@@ -2,6 +2,7 @@
 //! grid, and `cairn_client::mutable` for mutable files (keys from the node's [`KeyPool`]).
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cairn_client::download::{download, DownloadError, DownloadOptions, MachineError};
@@ -15,7 +16,7 @@ use tokio::io::AsyncWrite;
 
 use super::backend::{
     mutable_error, Backend, BoxFuture, MutableFormat, MutableInfo, MutableOp, MutableReader,
-    UploadSource,
+    RoundTripCount, UploadSource,
 };
 use super::WebError;
 use axum::http::StatusCode;
@@ -30,6 +31,32 @@ pub struct GridBackend {
     mutable_params_ok: bool,
     /// RSA keys for new mutable files, generated ahead of time; started with the node.
     keys: Option<Arc<KeyPool>>,
+    /// Requests of every successful mutable operation so far.
+    totals: Arc<Totals>,
+}
+
+/// [`RoundTripCount`]s added up over the node's life.
+#[derive(Default)]
+struct Totals {
+    servermap: AtomicU64,
+    reads: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl Totals {
+    fn add(&self, c: RoundTripCount) {
+        self.servermap.fetch_add(c.servermap, Ordering::Relaxed);
+        self.reads.fetch_add(c.reads, Ordering::Relaxed);
+        self.writes.fetch_add(c.writes, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> RoundTripCount {
+        RoundTripCount {
+            servermap: self.servermap.load(Ordering::Relaxed),
+            reads: self.reads.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl GridBackend {
@@ -47,14 +74,21 @@ impl GridBackend {
             mutable_params_ok: p.needed <= 255 && p.total <= 255,
             upload,
             keys: None,
+            totals: Arc::default(),
         }
     }
 
     /// Serve mutable files with `opts`, and start the node's key pool (so a create takes
-    /// a key made in advance instead of waiting for one).
+    /// a key made in advance instead of waiting for one). A node with no storage servers
+    /// to publish to (a storage-only node with a web port) starts no pool: it would spend
+    /// seconds of CPU on keys no create can use.
     pub fn with_mutable(mut self, opts: MutableOptions, params_ok: bool) -> GridBackend {
         self.mutable = opts;
         self.mutable_params_ok = params_ok;
+        if self.grid.servers().is_empty() {
+            tracing::debug!("mutable files: no storage servers configured; no key pool");
+            return self;
+        }
         match KeyPool::with_config(Default::default()) {
             Ok(pool) => self.keys = Some(Arc::new(pool)),
             Err(e) => tracing::error!("mutable files: cannot start the key pool: {e}"),
@@ -63,6 +97,22 @@ impl GridBackend {
     }
 
     async fn take_key(&self) -> Result<SigningKey, WebError> {
+        if self.keys.is_none() && self.grid.servers().is_empty() {
+            // No pool on a node with no servers: make the key here; the publish then
+            // says that no storage servers are configured.
+            return tokio::task::spawn_blocking(|| {
+                SigningKey::generate_rsa(&mut rand::rngs::OsRng)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|e| {
+                WebError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("mutable files: no signing key: {e}"),
+                )
+            });
+        }
         let Some(pool) = &self.keys else {
             return Err(WebError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -92,7 +142,8 @@ impl GridBackend {
     }
 }
 
-fn log_published(what: &str, p: &mutable::Published) {
+/// Log a publish and return its requests.
+fn log_published(what: &str, p: &mutable::Published) -> RoundTripCount {
     for problem in &p.problems {
         tracing::info!(cap = %p.readcap, "{what}: {problem}");
     }
@@ -103,12 +154,14 @@ fn log_published(what: &str, p: &mutable::Published) {
         "{what} {}",
         p.readcap
     );
+    RoundTripCount::from(&p.round_trips)
 }
 
 /// A version found by [`mutable::open`], read on the node's grid.
 struct GridMutable {
     grid: Grid,
     opened: Opened,
+    totals: Arc<Totals>,
 }
 
 impl MutableReader for GridMutable {
@@ -118,6 +171,10 @@ impl MutableReader for GridMutable {
             size: self.opened.size(),
             seqnum: self.opened.seqnum(),
         }
+    }
+
+    fn round_trips(&self) -> RoundTripCount {
+        RoundTripCount::from(self.opened.round_trips())
     }
 
     fn read<'a>(
@@ -131,6 +188,10 @@ impl MutableReader for GridMutable {
                 .read(&self.grid, range, sink)
                 .await
                 .map_err(|e| mutable_error(MutableOp::Read, e))?;
+            self.totals.add(RoundTripCount {
+                reads: report.round_trips.reads as u64,
+                ..RoundTripCount::default()
+            });
             for p in &report.problems {
                 tracing::info!("mutable read: {p}");
             }
@@ -227,7 +288,7 @@ impl Backend for GridBackend {
         format: MutableFormat,
         data: Bytes,
         key: Option<SigningKey>,
-    ) -> BoxFuture<'_, Result<String, WebError>> {
+    ) -> BoxFuture<'_, Result<(String, RoundTripCount), WebError>> {
         Box::pin(async move {
             self.check_params()?;
             let key = match key {
@@ -237,8 +298,9 @@ impl Backend for GridBackend {
             let p = mutable::create(&self.grid, key, format, &data, &self.mutable)
                 .await
                 .map_err(|e| mutable_error(MutableOp::Write, e))?;
-            log_published("created", &p);
-            Ok(p.writecap)
+            let trips = log_published("created", &p);
+            self.totals.add(trips);
+            Ok((p.writecap, trips))
         })
     }
 
@@ -246,13 +308,14 @@ impl Backend for GridBackend {
         &'a self,
         writecap: &'a Cap,
         data: Bytes,
-    ) -> BoxFuture<'a, Result<(), WebError>> {
+    ) -> BoxFuture<'a, Result<RoundTripCount, WebError>> {
         Box::pin(async move {
             let p = mutable::overwrite(&self.grid, writecap, &data, &self.mutable)
                 .await
                 .map_err(|e| mutable_error(MutableOp::Write, e))?;
-            log_published("overwrote", &p);
-            Ok(())
+            let trips = log_published("overwrote", &p);
+            self.totals.add(trips);
+            Ok(trips)
         })
     }
 
@@ -261,13 +324,21 @@ impl Backend for GridBackend {
         writecap: &'a Cap,
         offset: u64,
         data: Bytes,
-    ) -> BoxFuture<'a, Result<(), WebError>> {
+    ) -> BoxFuture<'a, Result<RoundTripCount, WebError>> {
         Box::pin(async move {
-            let p = mutable::modify(&self.grid, writecap, offset, &data, &self.mutable)
-                .await
-                .map_err(|e| mutable_error(MutableOp::Write, e))?;
-            log_published("modified", &p);
-            Ok(())
+            let p = mutable::modify_with(
+                &self.grid,
+                writecap,
+                offset,
+                &data,
+                mutable::PastEnd::Tahoe,
+                &self.mutable,
+            )
+            .await
+            .map_err(|e| mutable_error(MutableOp::Write, e))?;
+            let trips = log_published("modified", &p);
+            self.totals.add(trips);
+            Ok(trips)
         })
     }
 
@@ -279,10 +350,16 @@ impl Backend for GridBackend {
             let opened = mutable::open(&self.grid, cap, &self.mutable)
                 .await
                 .map_err(|e| mutable_error(MutableOp::Read, e))?;
+            self.totals.add(RoundTripCount::from(opened.round_trips()));
             Ok(Box::new(GridMutable {
                 grid: self.grid.clone(),
                 opened,
+                totals: self.totals.clone(),
             }) as Box<dyn MutableReader>)
         })
+    }
+
+    fn mutable_round_trips_total(&self) -> Option<RoundTripCount> {
+        Some(self.totals.get())
     }
 }

@@ -14,7 +14,11 @@
 //! | `GET /file/$CAP/NAME`, `/named/$CAP/NAME` | the file, typed by NAME |
 //! | `GET /uri?uri=$CAP` | 302 to `/uri/$CAP` |
 //! | `GET /?t=json` | `{"introducers": {"statuses": []}, "servers": [...]}` |
+//! | `GET /statistics?t=json` | `{"counters": {...}, "stats": {}}`: requests of mutable operations |
 //!
+//! Mutable file answers carry `X-Cairn-Round-Trips` (see [`RoundTripCount::header_value`]):
+//! the storage-server requests the operation sent; on a `GET`, those of the servermap
+//! update only (the reads stream after the headers; `/statistics` counts them).
 //! Paths are split on `/` and each segment percent-decoded (as Twisted does), so a cap may be
 //! sent raw (`/uri/URI:CHK:...`) or quoted (`/uri/URI%3ACHK%3A...`). `/cap` is `/uri`.
 //! Errors are a status code and a one-line `text/plain` body.
@@ -39,7 +43,7 @@ use percent_encoding::percent_decode_str;
 
 pub use backend::{
     mutable_error, Backend, BoxFuture, MutableFormat, MutableInfo, MutableOp, MutableReader,
-    UploadSource, MUTABLE_NOT_WIRED,
+    RoundTripCount, UploadSource, MUTABLE_NOT_WIRED, ROUND_TRIPS_HEADER,
 };
 pub use grid_backend::GridBackend;
 
@@ -321,6 +325,10 @@ async fn dispatch(
                 files::cap_request(&state, cap, &[], &args, req, name).await
             }
         }
+        ["statistics"] => match method {
+            Method::GET | Method::HEAD => root::statistics(&state, &args),
+            _ => Err(method_not_allowed(&method, &path)),
+        },
         ["file" | "named"] => Err(WebError::new(
             StatusCode::NOT_FOUND,
             "/file must be followed by a file-cap and a name",

@@ -129,3 +129,35 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+/// `GET /statistics?t=json`, in the shape of Tahoe's (`{"counters": {...}, "stats": {...}}`):
+/// the storage-server requests sent by the node's successful mutable operations since it
+/// started, by kind (`cairn.mutable.round_trips.servermap|read|write`) and in all.
+pub(super) fn statistics(state: &GatewayState, args: &Args) -> Result<Response, WebError> {
+    if args.t() != "json" {
+        return Err(WebError::not_implemented(
+            "/statistics is served as JSON only (t=json)",
+        ));
+    }
+    let mut counters = std::collections::BTreeMap::new();
+    if let Some(c) = state.backend.mutable_round_trips_total() {
+        counters.insert("cairn.mutable.round_trips", c.total());
+        counters.insert("cairn.mutable.round_trips.read", c.reads);
+        counters.insert("cairn.mutable.round_trips.servermap", c.servermap);
+        counters.insert("cairn.mutable.round_trips.write", c.writes);
+    }
+    #[derive(Serialize)]
+    struct Statistics {
+        counters: std::collections::BTreeMap<&'static str, u64>,
+        stats: std::collections::BTreeMap<&'static str, u64>,
+    }
+    let body = pyjson::dumps_indent1(&Statistics {
+        counters,
+        stats: Default::default(),
+    });
+    Ok(text_response(
+        StatusCode::OK,
+        "application/json; charset=utf-8",
+        body,
+    ))
+}
