@@ -640,6 +640,7 @@ pub struct Opened {
     opts: MutableOptions,
     servermap_trips: RoundTrips,
     per_server: BTreeMap<usize, usize>,
+    first_reads: Arc<FirstReads>,
 }
 
 /// Find the best recoverable version of the file `cap` (a read or write cap): a read-mode
@@ -709,6 +710,7 @@ pub async fn open(grid: &Grid, cap: &Cap, opts: &MutableOptions) -> Result<Opene
                     opts: opts.clone(),
                     servermap_trips,
                     per_server,
+                    first_reads: ctx.first_reads.clone(),
                 });
             }
             Err(RetrieveSetupError::NotEnoughServersHeard { needed, .. }) if best.k > k => {
@@ -789,6 +791,7 @@ impl Opened {
             opts: self.opts.clone(),
             leases: FileLeases::new(&[], &self.storage_index),
             write_enablers: None,
+            first_reads: self.first_reads.clone(),
         };
         let mut m = RetrieveMachine::new(
             retrieve_config(&self.opts, self.epsilon),
@@ -991,6 +994,50 @@ struct Ctx {
     leases: FileLeases,
     /// Write-enabler master (`None` for readers).
     write_enablers: Option<MutableKeys>,
+    /// The servermap queries' first reads of each share, which a retrieve uses instead of
+    /// asking again when they cover what it wants.
+    first_reads: Arc<FirstReads>,
+}
+
+/// `(server, share) -> (bytes from offset 0, length asked for)` of the servermap queries'
+/// first reads. Bytes shorter than asked are the whole share. They are what the servermap
+/// judged the share's version by, so a retrieve of that version may use them.
+#[derive(Default)]
+struct FirstReads(Mutex<HashMap<(usize, ShareNum), FirstRead>>);
+
+/// Bytes read from offset 0, and the length that was asked for.
+type FirstRead = (Arc<Vec<u8>>, u64);
+
+impl std::fmt::Debug for FirstReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map_or(0, |m| m.len());
+        write!(f, "FirstReads({n} shares)")
+    }
+}
+
+impl FirstReads {
+    fn put(&self, server: usize, shnum: ShareNum, data: &[u8], asked: u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((server, shnum), (Arc::new(data.to_vec()), asked));
+    }
+
+    /// Bytes `offset..offset + len` of the share if the first read holds them (short at
+    /// the end of the share, as a server's answer is).
+    fn get(&self, server: usize, shnum: ShareNum, offset: u64, len: u64) -> Option<Vec<u8>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (data, asked) = map.get(&(server, shnum))?;
+        let have = data.len() as u64;
+        let end = offset.checked_add(len)?;
+        let whole = have < *asked;
+        if end <= have || whole {
+            let from = offset.min(have) as usize;
+            Some(data[from..end.min(have) as usize].to_vec())
+        } else {
+            None
+        }
+    }
 }
 
 impl Ctx {
@@ -1007,6 +1054,7 @@ impl Ctx {
             opts: opts.clone(),
             leases: FileLeases::new(&secret, &si),
             write_enablers: keys.writekey().map(|_| keys.clone()),
+            first_reads: Arc::default(),
         }
     }
 
@@ -1221,6 +1269,7 @@ struct Task {
     entry: Arc<ServerEntry>,
     si: [u8; 16],
     counters: Arc<Counters>,
+    first_reads: Arc<FirstReads>,
 }
 
 impl Ctx {
@@ -1229,6 +1278,7 @@ impl Ctx {
             entry: self.entry(server),
             si: self.si,
             counters: self.counters.clone(),
+            first_reads: self.first_reads.clone(),
         }
     }
 }
@@ -1282,6 +1332,7 @@ async fn query(t: Task, id: RequestId, len: u64, tx: mpsc::UnboundedSender<SmEve
         let Ok((sh, r)) = r else { continue };
         match r {
             Ok(data) => {
+                t.first_reads.put(t.entry.index, sh, &data, len);
                 shares.insert(sh, data.to_vec());
             }
             // deleted between the list and the read: not there
@@ -1329,6 +1380,7 @@ async fn query_as_writer(w: Writer, id: RequestId, len: u64, tx: mpsc::Unbounded
                     } else {
                         reads.swap_remove(0)
                     };
+                    t.first_reads.put(t.entry.index, sh, &first, len);
                     (sh, first)
                 })
                 .collect();
@@ -1971,6 +2023,11 @@ async fn run_retrieve(
                     len,
                     ..
                 } => {
+                    if let Some(data) = ctx.first_reads.get(server as usize, shnum, offset, len) {
+                        // The servermap's first read of this share already holds it.
+                        let _ = tx.send(RetEvent::Read { id, data });
+                        continue;
+                    }
                     let t = ctx.task(server);
                     let tx = tx.clone();
                     let h = tokio::spawn(async move {
