@@ -52,7 +52,9 @@ use cairn_core::mutable::codec::{encode, Encoding};
 use cairn_core::mutable::keys::{MutableKeys, SigningKey};
 use cairn_core::mutable::params::SegmentParams;
 use cairn_core::mutable::{DEFAULT_MAX_SEGMENT_SIZE, SALT_LEN};
-use cairn_core::storage::gbs::{RtwRequest, TestWriteVectors, WriteVector, MAX_REASON_LEN};
+use cairn_core::storage::gbs::{
+    RtwRequest, RtwResponse, TestWriteVectors, WriteVector, MAX_REASON_LEN,
+};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -575,25 +577,16 @@ async fn read_old_shares(
             ..RtwRequest::default()
         };
         set.spawn(async move {
-            let t = &w.task;
-            t.count(Kind::Read);
-            let call = t
-                .entry
-                .client
-                .read_test_write(&t.si, &w.write_enabler, &w.lease, &req);
-            let r = match tokio::time::timeout(timeout, call).await {
-                Ok(Ok(resp)) => {
-                    t.entry.report_ok();
-                    Ok(resp.data)
-                }
-                Ok(Err(e)) => Err(t.failed(&e)),
+            let r = match tokio::time::timeout(timeout, w.send(Kind::Read, &req)).await {
+                Ok(r) => r.map(|resp| resp.data),
                 Err(_) => {
-                    t.entry
+                    w.task
+                        .entry
                         .report(Problem::Stall, "no answer to an in-place update read");
                     Err("no answer".to_string())
                 }
             };
-            (t.entry.name(), r)
+            (w.task.entry.name(), r)
         });
     }
     let mut out: BTreeMap<ShareNum, OldShare> = BTreeMap::new();
@@ -1354,8 +1347,6 @@ async fn query(t: Task, id: RequestId, len: u64, tx: mpsc::UnboundedSender<SmEve
 /// nothing and touches no lease). One request per server instead of a list and one read
 /// per share. The server checks the write enabler against the shares it holds.
 async fn query_as_writer(w: Writer, id: RequestId, len: u64, tx: mpsc::UnboundedSender<SmEvent>) {
-    let t = &w.task;
-    t.count(Kind::Servermap);
     let req = RtwRequest {
         read_vector: vec![cairn_core::storage::gbs::ReadVector {
             offset: 0,
@@ -1363,33 +1354,15 @@ async fn query_as_writer(w: Writer, id: RequestId, len: u64, tx: mpsc::Unbounded
         }],
         ..RtwRequest::default()
     };
-    let ev = match t
-        .entry
-        .client
-        .read_test_write(&t.si, &w.write_enabler, &w.lease, &req)
-        .await
-    {
+    let ev = match w.send(Kind::Servermap, &req).await {
         Ok(resp) => {
-            t.entry.report_ok();
-            let shares = resp
-                .data
-                .into_iter()
-                .map(|(sh, mut reads)| {
-                    let first = if reads.is_empty() {
-                        Vec::new()
-                    } else {
-                        reads.swap_remove(0)
-                    };
-                    t.first_reads.put(t.entry.index, sh, &first, len);
-                    (sh, first)
-                })
-                .collect();
+            let shares = first_read_of_each(resp.data);
+            for (sh, first) in &shares {
+                w.task.first_reads.put(w.task.entry.index, *sh, first, len);
+            }
             SmEvent::Answer { id, shares }
         }
-        Err(e) => SmEvent::Failed {
-            id,
-            reason: t.failed(&e),
-        },
+        Err(reason) => SmEvent::Failed { id, reason },
     };
     let _ = tx.send(ev);
 }
@@ -1803,33 +1776,35 @@ impl Writer {
             .counters
             .written_bytes
             .fetch_add(bytes, Ordering::Relaxed);
-        self.task.count(Kind::Write);
+        let resp = self.send(Kind::Write, &req).await?;
+        Ok((resp.success, first_read_of_each(resp.data)))
+    }
+
+    /// Send one read-test-write, counted as `kind`; the server's health scored by the
+    /// outcome.
+    async fn send(&self, kind: Kind, req: &RtwRequest) -> Result<RtwResponse, String> {
         let t = &self.task;
+        t.count(kind);
         match t
             .entry
             .client
-            .read_test_write(&t.si, &self.write_enabler, &self.lease, &req)
+            .read_test_write(&t.si, &self.write_enabler, &self.lease, req)
             .await
         {
             Ok(resp) => {
                 t.entry.report_ok();
-                let current = resp
-                    .data
-                    .into_iter()
-                    .map(|(sh, mut reads)| {
-                        let first = if reads.is_empty() {
-                            Vec::new()
-                        } else {
-                            reads.swap_remove(0)
-                        };
-                        (sh, first)
-                    })
-                    .collect();
-                Ok((resp.success, current))
+                Ok(resp)
             }
             Err(e) => Err(t.failed(&e)),
         }
     }
+}
+
+/// The first read vector's bytes of every share in a read-test-write answer.
+fn first_read_of_each(data: BTreeMap<ShareNum, Vec<Vec<u8>>>) -> BTreeMap<ShareNum, Vec<u8>> {
+    data.into_iter()
+        .map(|(sh, reads)| (sh, reads.into_iter().next().unwrap_or_default()))
+        .collect()
 }
 
 /// With an own server that got no share, write one extra copy of a share there so the
