@@ -64,3 +64,97 @@ pub enum MachineError {
     #[error("answer for request {0}, which was never sent")]
     UnknownRequest(RequestId),
 }
+
+/// A request a machine sent: when, for [`Inflight`]'s timeouts.
+pub(crate) trait SentAt {
+    fn sent_at(&self) -> Millis;
+}
+
+/// The requests a machine has in flight, and those it is done with (answered, cancelled
+/// or timed out), whose late answers are ignored. Shared by the three machines.
+#[derive(Debug)]
+pub(crate) struct Inflight<R> {
+    live: std::collections::BTreeMap<RequestId, R>,
+    retired: std::collections::BTreeSet<RequestId>,
+}
+
+impl<R> Default for Inflight<R> {
+    fn default() -> Self {
+        Inflight {
+            live: Default::default(),
+            retired: Default::default(),
+        }
+    }
+}
+
+impl<R: SentAt> Inflight<R> {
+    pub(crate) fn insert(&mut self, id: RequestId, r: R) {
+        self.live.insert(id, r);
+    }
+
+    /// An answer arrived: the request, `None` for a late answer to one already retired,
+    /// an error for an id never sent.
+    pub(crate) fn take(&mut self, id: RequestId) -> Result<Option<R>, MachineError> {
+        if let Some(r) = self.retire(id) {
+            return Ok(Some(r));
+        }
+        if self.retired.contains(&id) {
+            return Ok(None);
+        }
+        Err(MachineError::UnknownRequest(id))
+    }
+
+    /// Stop waiting for `id` (cancelled or timed out); its answer will be ignored.
+    pub(crate) fn retire(&mut self, id: RequestId) -> Option<R> {
+        let r = self.live.remove(&id)?;
+        self.retired.insert(id);
+        Some(r)
+    }
+
+    /// Retire every request for which `pred` holds; their ids, in order.
+    pub(crate) fn retire_where(&mut self, pred: impl Fn(&R) -> bool) -> Vec<RequestId> {
+        let ids: Vec<RequestId> = self
+            .live
+            .iter()
+            .filter(|(_, r)| pred(r))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.retire(*id);
+        }
+        ids
+    }
+
+    /// Requests with no answer `timeout` ms after they were sent (not retired).
+    pub(crate) fn overdue(&self, now: Millis, timeout: Millis) -> Vec<RequestId> {
+        self.live
+            .iter()
+            .filter(|(_, r)| now.saturating_sub(r.sent_at()) >= timeout)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// When the earliest live request times out.
+    pub(crate) fn next_deadline(&self, timeout: Millis) -> Option<Millis> {
+        self.live
+            .values()
+            .map(|r| r.sent_at().saturating_add(timeout))
+            .min()
+    }
+
+    pub(crate) fn get(&self, id: RequestId) -> Option<&R> {
+        self.live.get(&id)
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &R> {
+        self.live.values()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+}

@@ -78,7 +78,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::servermap::{Mode, ServerMap, VersionId};
-use super::{MachineError, Millis, RequestId, ServerFailure, ServerIdx, ShareNum};
+use super::{
+    Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ServerIdx, ShareNum,
+};
 use crate::mutable::layout::{ShareHeader, SDMF_CHECKSTRING_LEN};
 use crate::placement::servers_of_happiness;
 use crate::storage::rtw::{ReadVector, TestVector};
@@ -271,6 +273,12 @@ pub enum SetupError {
     WrongMode,
 }
 
+impl SentAt for WriteReq {
+    fn sent_at(&self) -> Millis {
+        self.sent
+    }
+}
+
 #[derive(Clone, Debug)]
 struct WriteReq {
     server: ServerIdx,
@@ -286,8 +294,7 @@ pub struct PublishMachine {
     checkstring: Vec<u8>,
     servers: Vec<ServerIdx>,
     map: ServerMap,
-    inflight: BTreeMap<RequestId, WriteReq>,
-    retired: BTreeSet<RequestId>,
+    inflight: Inflight<WriteReq>,
     /// Every (server, share) a write was ever sent for.
     sent: BTreeSet<(ServerIdx, ShareNum)>,
     placed: BTreeMap<ShareNum, BTreeSet<ServerIdx>>,
@@ -344,8 +351,7 @@ impl PublishMachine {
             checkstring: new_version.checkstring(),
             servers: servers.to_vec(),
             map: map.clone(),
-            inflight: BTreeMap::new(),
-            retired: BTreeSet::new(),
+            inflight: Inflight::default(),
             sent: BTreeSet::new(),
             placed: BTreeMap::new(),
             bad: BTreeSet::new(),
@@ -390,22 +396,15 @@ impl PublishMachine {
         let mut actions = Vec::new();
         match event {
             Event::Tick => {
-                let overdue: Vec<RequestId> = self
-                    .inflight
-                    .iter()
-                    .filter(|(_, r)| now.saturating_sub(r.sent) >= self.cfg.write_timeout)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in overdue {
-                    let req = self.inflight.remove(&id).expect("listed above");
-                    self.retired.insert(id);
+                for id in self.inflight.overdue(now, self.cfg.write_timeout) {
+                    let req = self.inflight.retire(id).expect("listed above");
                     actions.push(Action::Cancel { id });
                     let reason = format!("no answer within {} ms", self.cfg.write_timeout);
                     self.server_failed(&req, reason);
                 }
             }
             Event::Written { id, wrote, current } => {
-                let Some(req) = self.take(id)? else {
+                let Some(req) = self.inflight.take(id)? else {
                     return Ok(actions);
                 };
                 if wrote {
@@ -415,7 +414,7 @@ impl PublishMachine {
                 }
             }
             Event::Failed { id, reason } => {
-                let Some(req) = self.take(id)? else {
+                let Some(req) = self.inflight.take(id)? else {
                     return Ok(actions);
                 };
                 self.server_failed(&req, reason);
@@ -458,25 +457,10 @@ impl PublishMachine {
 
     /// The earliest time at which a [`Event::Tick`] can change anything.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.inflight
-            .values()
-            .map(|r| r.sent.saturating_add(self.cfg.write_timeout))
-            .min()
+        self.inflight.next_deadline(self.cfg.write_timeout)
     }
 
     // ---------------------------------------------------------------------------------
-
-    fn take(&mut self, id: RequestId) -> Result<Option<WriteReq>, MachineError> {
-        if let Some(r) = self.inflight.remove(&id) {
-            self.retired.insert(id);
-            return Ok(Some(r));
-        }
-        if self.retired.contains(&id) {
-            // A late answer to a request that timed out: already counted as failed.
-            return Ok(None);
-        }
-        Err(MachineError::UnknownRequest(id))
-    }
 
     fn server_failed(&mut self, req: &WriteReq, reason: String) {
         self.bad.insert(req.server);

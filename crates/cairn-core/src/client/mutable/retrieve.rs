@@ -62,7 +62,9 @@ use std::ops::Range;
 use thiserror::Error;
 
 use super::servermap::{ServerMap, VersionId};
-use super::{MachineError, Millis, RequestId, ServerFailure, ServerIdx, ShareNum};
+use super::{
+    Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ServerIdx, ShareNum,
+};
 use crate::crypto::AesCtr;
 use crate::fec::Fec;
 use crate::hashtree::{tree_len, IncompleteHashTree};
@@ -297,6 +299,12 @@ struct Request {
     sent: Millis,
 }
 
+impl SentAt for Request {
+    fn sent_at(&self) -> Millis {
+        self.sent
+    }
+}
+
 /// One share being read.
 #[derive(Debug, Default)]
 struct Slot {
@@ -347,9 +355,8 @@ pub struct RetrieveMachine {
     dropped: BTreeSet<(ServerIdx, ShareNum)>,
     /// Verified blocks: segment -> share number -> block.
     blocks: BTreeMap<u64, BTreeMap<ShareNum, Block>>,
-    inflight: BTreeMap<RequestId, Request>,
+    inflight: Inflight<Request>,
     sent: BTreeSet<(ServerIdx, ShareNum, ReadPart)>,
-    retired: BTreeSet<RequestId>,
     problems: Vec<Problem>,
     next_id: RequestId,
     output: u64,
@@ -460,9 +467,8 @@ impl RetrieveMachine {
             slots: BTreeMap::new(),
             dropped: BTreeSet::new(),
             blocks: BTreeMap::new(),
-            inflight: BTreeMap::new(),
+            inflight: Inflight::default(),
             sent: BTreeSet::new(),
-            retired: BTreeSet::new(),
             problems: Vec::new(),
             next_id: 0,
             output: 0,
@@ -483,15 +489,9 @@ impl RetrieveMachine {
         let mut actions = Vec::new();
         match event {
             Event::Tick => {
-                let overdue: Vec<RequestId> = self
-                    .inflight
-                    .iter()
-                    .filter(|(_, r)| now >= r.sent.saturating_add(self.cfg.stall_timeout))
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in overdue {
+                for id in self.inflight.overdue(now, self.cfg.stall_timeout) {
                     // An earlier drop in this loop may have cancelled it already.
-                    if let Some(req) = self.inflight.get(&id).cloned() {
+                    if let Some(req) = self.inflight.get(id).cloned() {
                         let reason = format!("no answer after {} ms", now - req.sent);
                         self.drop_share(
                             req.server,
@@ -504,12 +504,12 @@ impl RetrieveMachine {
                 }
             }
             Event::Read { id, data } => {
-                if let Some(req) = self.take(id)? {
+                if let Some(req) = self.inflight.take(id)? {
                     self.on_read(req, data, &mut actions);
                 }
             }
             Event::Failed { id, reason } => {
-                if let Some(req) = self.take(id)? {
+                if let Some(req) = self.inflight.take(id)? {
                     let reason = format!("read of {:?} failed: {reason}", req.part);
                     self.drop_share(
                         req.server,
@@ -548,24 +548,10 @@ impl RetrieveMachine {
 
     /// The earliest time at which an [`Event::Tick`] can change anything.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.inflight
-            .values()
-            .map(|r| r.sent.saturating_add(self.cfg.stall_timeout))
-            .min()
+        self.inflight.next_deadline(self.cfg.stall_timeout)
     }
 
     // ---------------------------------------------------------------------------------
-
-    fn take(&mut self, id: RequestId) -> Result<Option<Request>, MachineError> {
-        if let Some(r) = self.inflight.remove(&id) {
-            self.retired.insert(id);
-            return Ok(Some(r));
-        }
-        if self.retired.contains(&id) {
-            return Ok(None);
-        }
-        Err(MachineError::UnknownRequest(id))
-    }
 
     fn send(
         &mut self,
@@ -1016,15 +1002,10 @@ impl RetrieveMachine {
             self.active.remove(&shnum);
         }
         self.slots.remove(&(server, shnum));
-        let ids: Vec<RequestId> = self
+        for id in self
             .inflight
-            .iter()
-            .filter(|(_, r)| r.server == server && r.shnum == shnum)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            self.inflight.remove(&id);
-            self.retired.insert(id);
+            .retire_where(|r| r.server == server && r.shnum == shnum)
+        {
             actions.push(Action::Cancel { id });
         }
         let problem = Problem {
@@ -1046,8 +1027,7 @@ impl RetrieveMachine {
             return;
         }
         self.done = true;
-        for id in std::mem::take(&mut self.inflight).into_keys() {
-            self.retired.insert(id);
+        for id in self.inflight.retire_where(|_| true) {
             actions.push(Action::Cancel { id });
         }
         self.blocks.clear();

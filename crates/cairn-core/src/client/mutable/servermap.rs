@@ -41,7 +41,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
-use super::{MachineError, Millis, RequestId, ServerFailure, ServerIdx, ShareNum};
+use super::{
+    Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ServerIdx, ShareNum,
+};
 use crate::hashutil::{ssk_pubkey_fingerprint_hash, Hash};
 use crate::mutable::keys::{decrypt_privkey, SigningKey, VerifyingKey};
 use crate::mutable::layout::{
@@ -362,6 +364,12 @@ enum Purpose {
     Privkey,
 }
 
+impl SentAt for Request {
+    fn sent_at(&self) -> Millis {
+        self.sent
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Request {
     server: ServerIdx,
@@ -385,11 +393,11 @@ pub struct ServermapUpdater {
     /// Index in `servers` of the next server not yet asked.
     next: usize,
     answered: BTreeMap<ServerIdx, Answered>,
-    inflight: BTreeMap<RequestId, Request>,
+    /// Requests in flight; a late answer to one retired (answered, failed or cancelled)
+    /// is ignored.
+    inflight: Inflight<Request>,
     /// Every (server, share, purpose) ever sent: nothing is sent twice.
     sent: BTreeSet<(ServerIdx, Option<ShareNum>, Purpose)>,
-    /// Requests answered, failed or cancelled; a late answer to them is ignored.
-    retired: BTreeSet<RequestId>,
     /// Signature checks already made: (version, key, signature) -> ok.
     checked: BTreeMap<(VersionId, Vec<u8>, Vec<u8>), bool>,
     /// The checkstring each prefix re-read started from: if the re-read fails, the share
@@ -420,9 +428,8 @@ impl ServermapUpdater {
             servers: servers.to_vec(),
             next: 0,
             answered: BTreeMap::new(),
-            inflight: BTreeMap::new(),
+            inflight: Inflight::default(),
             sent: BTreeSet::new(),
-            retired: BTreeSet::new(),
             checked: BTreeMap::new(),
             prefix_checkstrings: BTreeMap::new(),
             completed_queries: 0,
@@ -452,13 +459,13 @@ impl ServermapUpdater {
         match event {
             Event::Tick => self.on_tick(now, &mut actions),
             Event::Answer { id, shares } => {
-                let Some(req) = self.take(id)? else {
+                let Some(req) = self.inflight.take(id)? else {
                     return Ok(actions);
                 };
                 self.on_answer(req, shares, now, &mut actions);
             }
             Event::Failed { id, reason } => {
-                let Some(req) = self.take(id)? else {
+                let Some(req) = self.inflight.take(id)? else {
                     return Ok(actions);
                 };
                 self.on_failed(req, reason);
@@ -490,25 +497,10 @@ impl ServermapUpdater {
 
     /// The earliest time at which a [`Event::Tick`] can change anything.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.inflight
-            .values()
-            .map(|r| r.sent.saturating_add(self.cfg.query_timeout))
-            .min()
+        self.inflight.next_deadline(self.cfg.query_timeout)
     }
 
     // ---------------------------------------------------------------------------------
-
-    fn take(&mut self, id: RequestId) -> Result<Option<Request>, MachineError> {
-        if let Some(r) = self.inflight.remove(&id) {
-            self.retired.insert(id);
-            return Ok(Some(r));
-        }
-        if self.retired.contains(&id) {
-            // Late answer to a request that timed out, or answered after the end.
-            return Ok(None);
-        }
-        Err(MachineError::UnknownRequest(id))
-    }
 
     fn send(
         &mut self,
@@ -561,15 +553,8 @@ impl ServermapUpdater {
     }
 
     fn on_tick(&mut self, now: Millis, actions: &mut Vec<Action>) {
-        let overdue: Vec<RequestId> = self
-            .inflight
-            .iter()
-            .filter(|(_, r)| now.saturating_sub(r.sent) >= self.cfg.query_timeout)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in overdue {
-            let req = self.inflight.remove(&id).expect("listed above");
-            self.retired.insert(id);
+        for id in self.inflight.overdue(now, self.cfg.query_timeout) {
+            let req = self.inflight.retire(id).expect("listed above");
             actions.push(Action::Cancel { id });
             let reason = format!("no answer within {} ms", self.cfg.query_timeout);
             self.on_failed(req, reason);
@@ -898,8 +883,7 @@ impl ServermapUpdater {
             return;
         }
         self.done = true;
-        for id in std::mem::take(&mut self.inflight).into_keys() {
-            self.retired.insert(id);
+        for id in self.inflight.retire_where(|_| true) {
             actions.push(Action::Cancel { id });
         }
         actions.push(Action::Finished);
