@@ -20,7 +20,6 @@ use cairn_core::client::download::{
     Action, DownloadConfig, DownloadMachine, DownloadStats, Event, Millis, ProblemKind, RequestId,
     ServerInfo,
 };
-use cairn_core::storage::gbs::MAX_REASON_LEN;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
@@ -388,14 +387,7 @@ impl Driver {
                         ) {
                             let entry = entry.clone();
                             let si = self.si;
-                            let mut reason = p.reason.clone();
-                            if reason.len() > MAX_REASON_LEN {
-                                let mut cut = MAX_REASON_LEN;
-                                while !reason.is_char_boundary(cut) {
-                                    cut -= 1;
-                                }
-                                reason.truncate(cut);
-                            }
+                            let reason = crate::GbsClient::fit_reason(p.reason.clone());
                             // fire and forget, as Tahoe's downloader does
                             tokio::spawn(async move {
                                 if let Err(e) = entry

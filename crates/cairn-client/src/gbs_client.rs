@@ -658,6 +658,19 @@ impl GbsClient {
         self.send(req, Expect::Read(range)).await.map(|(_, b)| b)
     }
 
+    /// `reason` cut (at a character boundary) to the longest a corruption advisory may
+    /// carry, [`gbs::MAX_REASON_LEN`] bytes.
+    pub fn fit_reason(mut reason: String) -> String {
+        if reason.len() > gbs::MAX_REASON_LEN {
+            let mut cut = gbs::MAX_REASON_LEN;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        reason
+    }
+
     async fn advise_corrupt(
         &self,
         kind: &str,
@@ -1220,6 +1233,16 @@ fn tls_error(e: std::io::Error, expected: &str) -> ConnectError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fit_reason_cuts_at_a_char_boundary() {
+        assert_eq!(GbsClient::fit_reason("bad hash".into()), "bad hash");
+        let long = format!("{}é", "x".repeat(gbs::MAX_REASON_LEN - 1));
+        let cut = GbsClient::fit_reason(long);
+        assert_eq!(cut, "x".repeat(gbs::MAX_REASON_LEN - 1));
+        let exact = "y".repeat(gbs::MAX_REASON_LEN + 5);
+        assert_eq!(GbsClient::fit_reason(exact).len(), gbs::MAX_REASON_LEN);
+    }
 
     #[test]
     fn faults() {

@@ -52,9 +52,7 @@ use cairn_core::mutable::codec::{encode, Encoding};
 use cairn_core::mutable::keys::{MutableKeys, SigningKey};
 use cairn_core::mutable::params::SegmentParams;
 use cairn_core::mutable::{DEFAULT_MAX_SEGMENT_SIZE, SALT_LEN};
-use cairn_core::storage::gbs::{
-    RtwRequest, RtwResponse, TestWriteVectors, WriteVector, MAX_REASON_LEN,
-};
+use cairn_core::storage::gbs::{RtwRequest, RtwResponse, TestWriteVectors, WriteVector};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -1098,18 +1096,11 @@ impl Ctx {
         }
         let entry = self.entry(server);
         let si = self.si;
-        let mut reason = if reason.is_empty() {
+        let reason = crate::GbsClient::fit_reason(if reason.is_empty() {
             "corrupt".to_string()
         } else {
             reason.to_string()
-        };
-        if reason.len() > MAX_REASON_LEN {
-            let mut cut = MAX_REASON_LEN;
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reason.truncate(cut);
-        }
+        });
         tokio::spawn(async move {
             if let Err(e) = entry
                 .client
