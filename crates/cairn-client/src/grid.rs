@@ -6,9 +6,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use cairn_core::hashutil::{self, Hash};
 use cairn_core::storage::gbs::VersionResponse;
 
-use crate::gbs_client::{ClientOptions, Fault, GbsClient, GbsClientError};
+use crate::gbs_client::{ClientOptions, Fault, GbsClient, GbsClientError, LeaseSecrets};
 use crate::servers::StaticServer;
 
 /// Health of one server as the client has seen it.
@@ -250,5 +251,33 @@ impl Grid {
                 tokio::time::sleep(fast.max(Duration::from_millis(100))).await;
             }
         })
+    }
+}
+
+/// Tahoe's lease secret chain for one file: the client secret, then the file's storage
+/// index (`file_renewal_secret_hash`), then each server's lease seed
+/// (`bucket_renewal_secret_hash`). CHK uploads and mutable writes both use it.
+#[derive(Clone)]
+pub(crate) struct FileLeases {
+    renew: Hash,
+    cancel: Hash,
+}
+
+impl FileLeases {
+    pub(crate) fn new(client_secret: &[u8], si: &[u8; 16]) -> Self {
+        let renew = hashutil::my_renewal_secret_hash(client_secret);
+        let cancel = hashutil::my_cancel_secret_hash(client_secret);
+        FileLeases {
+            renew: hashutil::file_renewal_secret_hash(&renew, si),
+            cancel: hashutil::file_cancel_secret_hash(&cancel, si),
+        }
+    }
+
+    pub(crate) fn for_server(&self, s: &ServerEntry) -> LeaseSecrets {
+        let seed = s.info.lease_seed();
+        LeaseSecrets {
+            renew: hashutil::bucket_renewal_secret_hash(&self.renew, seed),
+            cancel: hashutil::bucket_cancel_secret_hash(&self.cancel, seed),
+        }
     }
 }

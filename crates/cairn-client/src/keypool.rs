@@ -180,12 +180,7 @@ impl KeyPool {
     pub async fn take(&self) -> Result<SigningKey, KeyPoolError> {
         let receiver = {
             let mut state = self.shared.lock();
-            if let Some(key) = state.keys.pop_front() {
-                self.shared.counters.record_available(state.keys.len());
-                self.shared
-                    .counters
-                    .served_from_pool
-                    .fetch_add(1, Ordering::Relaxed);
+            if let Some(key) = self.pop_ready(&mut state) {
                 drop(state);
                 self.shared.wake_generators.notify_one();
                 return Ok(key);
@@ -220,14 +215,20 @@ impl KeyPool {
     /// and never counts as a waiting take.
     pub fn try_take(&self) -> Option<SigningKey> {
         let mut state = self.shared.lock();
+        let key = self.pop_ready(&mut state)?;
+        drop(state);
+        self.shared.wake_generators.notify_one();
+        Some(key)
+    }
+
+    /// A ready key, taken under the caller's lock and counted as served from the pool.
+    fn pop_ready(&self, state: &mut State) -> Option<SigningKey> {
         let key = state.keys.pop_front()?;
         self.shared.counters.record_available(state.keys.len());
         self.shared
             .counters
             .served_from_pool
             .fetch_add(1, Ordering::Relaxed);
-        drop(state);
-        self.shared.wake_generators.notify_one();
         Some(key)
     }
 

@@ -47,7 +47,7 @@ use cairn_core::client::mutable::servermap::{
     VersionId,
 };
 use cairn_core::client::mutable::{Millis, RequestId, ServerFailure, ServerIdx, ShareNum};
-use cairn_core::hashutil::{self, Hash};
+use cairn_core::hashutil::Hash;
 use cairn_core::mutable::codec::{encode, Encoding};
 use cairn_core::mutable::keys::{MutableKeys, SigningKey};
 use cairn_core::mutable::params::SegmentParams;
@@ -61,7 +61,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::gbs_client::LeaseSecrets;
-use crate::grid::{Grid, Problem, ServerEntry};
+use crate::grid::{FileLeases, Grid, Problem, ServerEntry};
 
 pub use cairn_core::mutable::MutableFormat;
 
@@ -879,32 +879,6 @@ fn retrieve_config(opts: &MutableOptions, eps: usize) -> RetrieveConfig {
         epsilon: Some(eps),
         stall_timeout: millis(opts.stall_timeout),
         ..RetrieveConfig::default()
-    }
-}
-
-/// Tahoe's lease secret chain for one file (`MutableFileNode.get_renewal_secret`).
-#[derive(Clone)]
-struct FileLeases {
-    renew: Hash,
-    cancel: Hash,
-}
-
-impl FileLeases {
-    fn new(client_secret: &[u8], si: &[u8; 16]) -> Self {
-        let renew = hashutil::my_renewal_secret_hash(client_secret);
-        let cancel = hashutil::my_cancel_secret_hash(client_secret);
-        FileLeases {
-            renew: hashutil::file_renewal_secret_hash(&renew, si),
-            cancel: hashutil::file_cancel_secret_hash(&cancel, si),
-        }
-    }
-
-    fn for_server(&self, s: &ServerEntry) -> LeaseSecrets {
-        let seed = s.info.lease_seed();
-        LeaseSecrets {
-            renew: hashutil::bucket_renewal_secret_hash(&self.renew, seed),
-            cancel: hashutil::bucket_cancel_secret_hash(&self.cancel, seed),
-        }
     }
 }
 

@@ -42,12 +42,12 @@ use cairn_core::client::upload::{
     Action, Candidate, Event, Placement, SelectionParams, ServerIdx, SetupError, ShareNum,
     UploadMachine, UploadUnhappy,
 };
-use cairn_core::hashutil::{self, Hash};
+use cairn_core::hashutil;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::gbs_client::{new_upload_secret, GbsClientError, LeaseSecrets};
-use crate::grid::{Grid, Problem, ServerEntry};
+use crate::gbs_client::{new_upload_secret, GbsClientError};
+use crate::grid::{FileLeases, Grid, Problem, ServerEntry};
 
 /// Bytes read and hashed per step of the key pass.
 pub const HASH_CHUNK: usize = 1 << 20;
@@ -371,31 +371,6 @@ fn hash_pass(
 
 // -------------------------------------------------------------------------------------
 // Leases
-
-/// Tahoe's lease secret chain for one file.
-struct FileLeases {
-    renew: Hash,
-    cancel: Hash,
-}
-
-impl FileLeases {
-    fn new(client_secret: &[u8], si: &[u8; 16]) -> Self {
-        let renew = hashutil::my_renewal_secret_hash(client_secret);
-        let cancel = hashutil::my_cancel_secret_hash(client_secret);
-        FileLeases {
-            renew: hashutil::file_renewal_secret_hash(&renew, si),
-            cancel: hashutil::file_cancel_secret_hash(&cancel, si),
-        }
-    }
-
-    fn for_server(&self, s: &ServerEntry) -> LeaseSecrets {
-        let seed = s.info.lease_seed();
-        LeaseSecrets {
-            renew: hashutil::bucket_renewal_secret_hash(&self.renew, seed),
-            cancel: hashutil::bucket_cancel_secret_hash(&self.cancel, seed),
-        }
-    }
-}
 
 // -------------------------------------------------------------------------------------
 // The CHK upload
