@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -193,24 +194,34 @@ class Procs:
             self._write_pidfile()
 
 
+def ephemeral_port_range():
+    """The kernel's range for the source ports of outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 class Ports:
-    """Free loopback TCP ports, never the same one twice in a run."""
+    """Free loopback TCP ports, never the same one twice in a run, chosen below the
+    ephemeral range: a port picked there (by binding to port 0) can be taken as the source
+    port of some outgoing connection before the node that is to listen on it starts."""
 
     def __init__(self):
         self.given = set()
+        lo, _ = ephemeral_port_range()
+        self.low, self.high = (10000, lo - 1) if lo > 12000 else (1024, 9999)
+        self.rng = random.Random()
 
     def take(self):
-        for _ in range(200):
-            s = socket.socket()
-            try:
-                s.bind((LOOPBACK, 0))
-                port = s.getsockname()[1]
-            finally:
-                s.close()
-            if port not in self.given:
+        for _ in range(500):
+            port = self.rng.randint(self.low, self.high)
+            if port not in self.given and port_is_free(port):
                 self.given.add(port)
                 return port
-        fail("could not find a free port on %s" % LOOPBACK)
+        fail("could not find a free port on %s in %d..%d" % (LOOPBACK, self.low, self.high))
 
 
 def port_accepts(port, timeout=0.3):
