@@ -10,9 +10,13 @@
 //! - `D/grid.json`: each node's name, directory, NURL, web URL and process id
 //!
 //! `grid up` reuses the node directories it finds (same identities, ports and shares), so
-//! a grid can be stopped and started again. Stopping only ever signals a process whose
+//! a grid can be stopped and started again. Ports are chosen outside the kernel's ephemeral
+//! range and never twice in one grid; a remembered port that something else holds when the
+//! grid starts again is replaced by a free one (the node's `tahoe.cfg`, its announcement,
+//! the client's `servers.yaml` and `grid.json` follow), with one line saying so. Stopping only ever signals a process whose
 //! command line is `cairn run <that node's directory>` (a recorded pid may have been reused).
 
+use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
@@ -21,8 +25,9 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cairn_storage::config::NodeConfig;
+use cairn_storage::config::{self as node_config, Listener, NodeConfig};
 use cairn_storage::identity::{self, NodeIdentity};
+use cairn_storage::ports;
 use cairn_storage::server::CreateNodeOptions;
 
 use crate::http::{self, NodeUrl};
@@ -292,26 +297,40 @@ fn storage_name(i: usize) -> String {
 fn create_nodes(dir: &Path, n: usize) -> Result<Vec<Member>> {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut members = Vec::new();
+    // Ports given to this grid's nodes so far: none of them listens yet, so a bind test
+    // alone would hand the same port out twice.
+    let mut given: HashSet<u16> = HashSet::new();
     let mut servers_yaml =
         String::from("# Written by `cairn grid up`: the storage nodes of this grid.\nstorage:\n");
     for i in 1..=n {
         let name = storage_name(i);
         let node_dir = dir.join(&name);
+        let mut moved = false;
         if !node_dir.join("tahoe.cfg").exists() {
+            let port = ports::pick(loopback, &given).context("choosing a port")?;
             let opts = CreateNodeOptions {
                 hostname: loopback.to_string(),
-                port: 0,
+                port,
                 listen: Some(loopback),
                 nickname: name.clone(),
                 reserved_space: RESERVED_SPACE.to_string(),
             };
             cairn_node::create_node(&node_dir, &opts, Some("none"))
                 .with_context(|| format!("creating storage node {}", node_dir.display()))?;
+        } else {
+            let config = NodeConfig::load(&node_dir)
+                .with_context(|| format!("{} is not a node directory", node_dir.display()))?;
+            moved = keep_ports_free(&name, &node_dir, &config.listeners, &mut given)?;
         }
         let config = NodeConfig::load(&node_dir)
             .with_context(|| format!("{} is not a node directory", node_dir.display()))?;
+        given.extend(config.listeners.iter().map(|l| l.port));
         let ident = NodeIdentity::load_or_create(&config)
             .with_context(|| format!("identity of {}", node_dir.display()))?;
+        if moved {
+            cairn_storage::server::write_announcement(&config, &ident)
+                .with_context(|| format!("announcement of {}", node_dir.display()))?;
+        }
         servers_yaml.push_str("  ");
         servers_yaml.push_str(&ident.announcement_yaml(&config.nickname, &config.hints));
         servers_yaml.push('\n');
@@ -333,8 +352,9 @@ fn create_nodes(dir: &Path, n: usize) -> Result<Vec<Member>> {
     let client_dir = dir.join(CLIENT_NAME);
     if !client_dir.join("tahoe.cfg").exists() {
         let happy = SHARES_HAPPY.min(n as u16);
+        let port = ports::pick(loopback, &given).context("choosing a port")?;
         let opts = cairn_node::CreateClientOptions {
-            webport: None, // a free 127.0.0.1 port, chosen now
+            webport: Some(cairn_node::WebPort::format(loopback, port)),
             nickname: CLIENT_NAME.into(),
             shares_needed: Some(SHARES_NEEDED),
             shares_happy: Some(happy),
@@ -343,8 +363,15 @@ fn create_nodes(dir: &Path, n: usize) -> Result<Vec<Member>> {
         cairn_node::create_client(&client_dir, &opts)
             .with_context(|| format!("creating the client node {}", client_dir.display()))?;
     }
-    let client = cairn_node::ClientConfig::load(&client_dir)
-        .with_context(|| format!("{} is not a client node directory", client_dir.display()))?;
+    let load_client = || {
+        cairn_node::ClientConfig::load(&client_dir)
+            .with_context(|| format!("{} is not a client node directory", client_dir.display()))
+    };
+    let mut client = load_client()?;
+    let web_listener: Vec<Listener> = client.web_port.iter().map(|w| w.listener).collect();
+    if keep_ports_free(CLIENT_NAME, &client_dir, &web_listener, &mut given)? {
+        client = load_client()?;
+    }
     let web = client
         .web_port
         .as_ref()
@@ -373,6 +400,52 @@ fn create_nodes(dir: &Path, n: usize) -> Result<Vec<Member>> {
         child: None,
     });
     Ok(members)
+}
+
+/// Make sure each of a node's listening ports is free and not given to another node of the
+/// grid; a taken one is replaced in the node's `tahoe.cfg` by a newly chosen port, with one
+/// line saying so. Returns whether anything moved. Adds the ports kept to `given`.
+fn keep_ports_free(
+    name: &str,
+    node_dir: &Path,
+    listeners: &[Listener],
+    given: &mut HashSet<u16>,
+) -> Result<bool> {
+    let cfg_path = node_dir.join(node_config::CONFIG_FILE);
+    let mut moved = false;
+    for l in listeners {
+        let why = if given.contains(&l.port) {
+            "given to another node of this grid".to_string()
+        } else if !ports::is_free(l.interface, l.port) {
+            format!(
+                "in use by {}",
+                ports::holder(l.port).unwrap_or_else(|| "another process".into())
+            )
+        } else {
+            given.insert(l.port);
+            continue;
+        };
+        let new = ports::pick(l.interface, given)
+            .with_context(|| format!("choosing a new port for {name}"))?;
+        let text = std::fs::read_to_string(&cfg_path)
+            .with_context(|| format!("reading {}", cfg_path.display()))?;
+        let Some(text) = node_config::move_port(&text, l.port, new) else {
+            bail!(
+                "{}: port {} is {why}, and no endpoint in [node] names it to move",
+                cfg_path.display(),
+                l.port
+            );
+        };
+        identity::write_replace(&cfg_path, text.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", cfg_path.display()))?;
+        eprintln!(
+            "cairn grid: {name}: port {} is {why}; moved to port {new}",
+            l.port
+        );
+        given.insert(new);
+        moved = true;
+    }
+    Ok(moved)
 }
 
 fn log_path(node_dir: &Path) -> PathBuf {

@@ -11,41 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn grid_json(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("grid.json")).unwrap()).unwrap()
-}
-
-fn pids(g: &serde_json::Value) -> Vec<u32> {
-    g["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|n| n["pid"].as_u64())
-        .map(|p| p as u32)
-        .collect()
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !matches!(
-                s.rsplit_once(')')
-                    .and_then(|(_, r)| r.split_whitespace().next()),
-                Some("Z" | "X")
-            )
-        })
-        .unwrap_or(false)
-}
-
-/// Stops the grid whatever happens to the test.
-struct Down<'a>(&'a Path);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = run(&["grid", "down", "--dir", self.0.to_str().unwrap()], None);
-    }
-}
-
 #[test]
 fn grid_up_put_get_down_and_up_again() {
     let t0 = Instant::now();
@@ -203,34 +168,13 @@ fn grid_up_names_the_node_that_failed() {
     let dir = tmp.path().join("g");
     let d = dir.to_str().unwrap();
     let _down = Down(&dir);
-    // Create the grid, stop it, then occupy storage02's port: it cannot start again.
-    assert_ok(&run(
-        &[
-            "grid",
-            "up",
-            "--servers",
-            "2",
-            "--dir",
-            d,
-            "--detach",
-            "--timeout",
-            "30",
-        ],
-        None,
-    ));
-    let g = grid_json(&dir);
+    // Create the grid, stop it, then put a file where storage02's share directory belongs:
+    // that node cannot start again.
+    assert_ok(&up_detached(d, Some("2")));
     assert_ok(&run(&["grid", "down", "--dir", d], None));
-    let nurl = g["nodes"][1]["nurl"].as_str().unwrap().to_string();
-    let port: u16 = nurl
-        .rsplit_once(':')
-        .unwrap()
-        .1
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let storage = dir.join("storage02/storage");
+    std::fs::remove_dir_all(&storage).unwrap();
+    std::fs::write(&storage, b"not a directory").unwrap();
     let o = run(
         &["grid", "up", "--dir", d, "--detach", "--timeout", "20"],
         None,
@@ -241,6 +185,143 @@ fn grid_up_names_the_node_that_failed() {
     // Nothing left running.
     let g = grid_json(&dir);
     assert!(pids(&g).is_empty(), "{g}");
+}
+
+#[test]
+fn grid_up_moves_a_remembered_port_that_was_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("g");
+    let d = dir.to_str().unwrap();
+    let _down = Down(&dir);
+    assert_ok(&up_detached(d, Some("2")));
+    let g = grid_json(&dir);
+    assert_ok(&run(&["grid", "down", "--dir", d], None));
+    let nodes = g["nodes"].as_array().unwrap();
+    let storage_port = nurl_port(nodes[1]["nurl"].as_str().unwrap());
+    let web_port = url_port(nodes[2]["web_url"].as_str().unwrap());
+    // Every port of the grid outside the kernel's ephemeral range, none given twice.
+    let eph = cairn_storage::ports::ephemeral_range();
+    let all = [
+        nurl_port(nodes[0]["nurl"].as_str().unwrap()),
+        storage_port,
+        web_port,
+    ];
+    for p in all {
+        assert!(!eph.contains(&p), "port {p} in the ephemeral range {eph:?}");
+    }
+    assert_eq!(
+        all.iter().collect::<std::collections::HashSet<_>>().len(),
+        3
+    );
+
+    // storage02's port held by a listener. The client's web port: a port that an outgoing
+    // connection holds as its source (as a browser's or a download's connection would, on
+    // a port inside the ephemeral range that an older cairn remembered): the kernel picks
+    // that connection's port, and the client's tahoe.cfg is made to name it.
+    let _listener = std::net::TcpListener::bind(("127.0.0.1", storage_port)).unwrap();
+    let peer = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let outgoing = std::net::TcpStream::connect(peer.local_addr().unwrap()).unwrap();
+    let taken_web = outgoing.local_addr().unwrap().port();
+    let cfg_path = dir.join("client/tahoe.cfg");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    let cfg = cairn_storage::config::move_port(&cfg, web_port, taken_web).unwrap();
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let web_port = taken_web;
+
+    let o = up_detached(d, None);
+    assert_ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "storage02: port {storage_port} is in use by pid {}",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "client: port {web_port} is in use by pid {}",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches("moved to port").count(), 2, "{err}");
+
+    // grid.json, the node's config and the client's server list name the new ports, and the
+    // grid works: a file goes in and comes back.
+    let g2 = grid_json(&dir);
+    let nodes2 = g2["nodes"].as_array().unwrap();
+    let new_storage = nurl_port(nodes2[1]["nurl"].as_str().unwrap());
+    let new_web = url_port(g2["gateway"].as_str().unwrap());
+    assert_ne!(new_storage, storage_port);
+    assert_ne!(new_web, web_port);
+    assert_eq!(
+        nurl_port(nodes2[0]["nurl"].as_str().unwrap()),
+        all[0],
+        "storage01 kept its port"
+    );
+    let cfg = std::fs::read_to_string(dir.join("storage02/tahoe.cfg")).unwrap();
+    assert!(
+        cfg.contains(&format!("tub.port = tcp:{new_storage}:interface=127.0.0.1")),
+        "{cfg}"
+    );
+    let yaml = std::fs::read_to_string(dir.join("client/private/servers.yaml")).unwrap();
+    assert!(yaml.contains(&format!(":{new_storage}/")), "{yaml}");
+    let client = dir.join("client");
+    let o = run(
+        &["put", "-d", client.to_str().unwrap(), "-"],
+        Some(b"moved ports"),
+    );
+    assert_ok(&o);
+    let cap = stdout(&o).lines().last().unwrap().to_string();
+    let o = run(&["get", "-d", client.to_str().unwrap(), &cap], None);
+    assert_ok(&o);
+    assert_eq!(o.stdout, b"moved ports");
+}
+
+#[test]
+fn run_names_the_port_taken_and_its_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("g");
+    let d = dir.to_str().unwrap();
+    let _down = Down(&dir);
+    assert_ok(&up_detached(d, Some("1")));
+    let g = grid_json(&dir);
+    assert_ok(&run(&["grid", "down", "--dir", d], None));
+    let port = nurl_port(g["nodes"][0]["nurl"].as_str().unwrap());
+    let _listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let t0 = Instant::now();
+    let o = run(&["run", dir.join("storage01").to_str().unwrap()], None);
+    assert!(!o.status.success());
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "port {port} on 127.0.0.1 is already in use by pid {}",
+            std::process::id()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn grid_up_and_down_thirty_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("g");
+    let d = dir.to_str().unwrap();
+    let _down = Down(&dir);
+    let t0 = Instant::now();
+    for i in 0..30 {
+        let o = up_detached(d, Some("2"));
+        assert!(
+            o.status.success(),
+            "start {i} failed:\n{}\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        assert_ok(&run(&["grid", "down", "--dir", d], None));
+    }
+    eprintln!("30 starts: {:.1} s", t0.elapsed().as_secs_f64());
 }
 
 #[test]

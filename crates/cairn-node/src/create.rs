@@ -1,7 +1,7 @@
 //! `cairn create-client` and the web-port part of `cairn create-node`: node directories in
 //! Tahoe's layout, so `tahoe run` can run them too.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use cairn_storage::config::CONFIG_FILE;
@@ -52,19 +52,13 @@ pub fn resolve_webport(webport: Option<&str>) -> Result<String, NodeError> {
     }
 }
 
-/// A TCP port free on `ip` right now (bound and released).
+/// A TCP port for a node to listen on later: free on `ip` now and outside the kernel's
+/// ephemeral range, where an outgoing connection could take it first (`cairn_storage::ports`).
 pub fn free_port(ip: IpAddr) -> Result<u16, NodeError> {
-    let l =
-        std::net::TcpListener::bind(SocketAddr::new(ip, 0)).map_err(|source| NodeError::Io {
-            what: format!("finding a free port on {ip}"),
-            source,
-        })?;
-    Ok(l.local_addr()
-        .map_err(|source| NodeError::Io {
-            what: "local address".into(),
-            source,
-        })?
-        .port())
+    cairn_storage::ports::pick(ip, &Default::default()).map_err(|source| NodeError::Io {
+        what: format!("finding a free port on {ip}"),
+        source,
+    })
 }
 
 /// The `tahoe.cfg` of a client node, line for line what `tahoe create-client` 1.20 writes.

@@ -136,9 +136,18 @@ async fn start_gateway(
     let addr = SocketAddr::new(ip, port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| NodeError::Io {
-            what: format!("web.port: listening on {addr}"),
-            source,
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                NodeError::Other(format!(
+                    "web.port: cannot listen: {}",
+                    cairn_storage::ports::in_use_message(addr)
+                ))
+            } else {
+                NodeError::Io {
+                    what: format!("web.port: listening on {addr}"),
+                    source,
+                }
+            }
         })?;
     let local = listener.local_addr().map_err(|source| NodeError::Io {
         what: "local address".into(),

@@ -197,7 +197,7 @@ pub fn parse_abbreviated_size(s: &str) -> Result<Option<u64>, String> {
 
 /// Where the node listens: from `[node] tub.port` (Twisted endpoint strings, comma separated:
 /// `tcp:PORT`, `tcp:PORT:interface=ADDR`, `tcp:port=PORT:interface=ADDR`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listener {
     pub interface: IpAddr,
     pub port: u16,
@@ -505,6 +505,64 @@ pub fn parse_endpoint(ep: &str) -> Result<Listener, String> {
     Ok(Listener { interface, port })
 }
 
+/// The keys of `[node]` whose endpoints name the node's listening ports.
+const PORT_KEYS: [&str; 3] = ["tub.port", "tub.location", "web.port"];
+
+/// `tahoe.cfg` text with every endpoint of `[node] tub.port`, `tub.location` and `web.port`
+/// that names port `old` (`tcp:OLD:…`, `tcp:HOST:OLD`, `port=OLD`) moved to `new`; every
+/// other line (comments, other keys and sections) kept as it is. Returns `None` when no
+/// endpoint names `old`.
+pub fn move_port(text: &str, old: u16, new: u16) -> Option<String> {
+    let (old_s, new_s) = (old.to_string(), new.to_string());
+    let move_field = |f: &str| -> String {
+        if f == old_s {
+            new_s.clone()
+        } else if f.strip_prefix("port=") == Some(old_s.as_str()) {
+            format!("port={new_s}")
+        } else {
+            f.to_string()
+        }
+    };
+    let mut section = String::new();
+    let mut changed = false;
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let ending = &line[body.len()..];
+        let trimmed = body.trim();
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            section = name.to_string();
+        }
+        let split = trimmed.find(['=', ':']).filter(|_| {
+            section == "node" && !body.starts_with([' ', '\t']) && !trimmed.starts_with(['#', ';'])
+        });
+        if let Some(pos) = split {
+            let key = trimmed[..pos].trim().to_ascii_lowercase();
+            if PORT_KEYS.contains(&key.as_str()) {
+                let value = trimmed[pos + 1..].trim();
+                let moved: Vec<String> = value
+                    .split(',')
+                    .map(|ep| {
+                        ep.trim()
+                            .split(':')
+                            .map(move_field)
+                            .collect::<Vec<_>>()
+                            .join(":")
+                    })
+                    .collect();
+                let moved = moved.join(",");
+                if moved != value {
+                    changed = true;
+                    out.push_str(&format!("{} = {moved}{ending}", trimmed[..pos].trim()));
+                    continue;
+                }
+            }
+        }
+        out.push_str(line);
+    }
+    changed.then_some(out)
+}
+
 /// The text of a new `tahoe.cfg`, as `tahoe create-node --hostname H --port P` writes it, but
 /// listening only on the given interface.
 pub fn new_config_text(
@@ -589,6 +647,30 @@ mod tests {
         );
         assert_eq!(parse_endpoint("tcp:3457").unwrap().port, 3457);
         assert!(parse_endpoint("tor:3457").is_err());
+    }
+
+    #[test]
+    fn move_port_rewrites_only_the_node_endpoints() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let text = new_config_text("n", "127.0.0.1", ip, 12345, "1G")
+            .replace("web.port =\n", "web.port = tcp:port=12345:interface=127.0.0.1\n")
+            + "\n[client]\n# tub.port = tcp:12345\nintroducer.furl = pb://x@tcp:127.0.0.1:12345/y\n";
+        let moved = move_port(&text, 12345, 23456).unwrap();
+        let cfg = Ini::parse(&moved, Path::new("tahoe.cfg")).unwrap();
+        assert_eq!(
+            cfg.get("node", "tub.port"),
+            Some("tcp:23456:interface=127.0.0.1")
+        );
+        assert_eq!(cfg.get("node", "tub.location"), Some("tcp:127.0.0.1:23456"));
+        assert_eq!(
+            cfg.get("node", "web.port"),
+            Some("tcp:port=23456:interface=127.0.0.1")
+        );
+        // Other sections and comments stay as they were.
+        assert!(moved.contains("# tub.port = tcp:12345\n"));
+        assert!(moved.contains("pb://x@tcp:127.0.0.1:12345/y"));
+        assert_eq!(moved.lines().count(), text.lines().count());
+        assert_eq!(move_port(&text, 999, 1000), None);
     }
 
     #[test]

@@ -8,11 +8,13 @@
 //! - [`store`]: the share directories: uploads, durable renames, atomic mutable writes
 //! - [`leasedb`]: the lease database (accounting, reconcile, audit, GC)
 //! - [`http`]: the HTTP storage protocol endpoints
+//! - [`ports`]: listening ports chosen outside the ephemeral range; who holds a taken one
 //! - [`server`]: node creation, the run loop, shutdown, background crawler and GC
 
 pub mod config;
 pub mod http;
 pub mod identity;
 pub mod leasedb;
+pub mod ports;
 pub mod server;
 pub mod store;

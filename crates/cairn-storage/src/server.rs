@@ -107,19 +107,12 @@ pub fn create_node(
         None => resolve_listen_address(&opts.hostname)?,
     };
     let port = if opts.port == 0 {
-        // Pick a free port now, as Tahoe does at creation.
-        let l = std::net::TcpListener::bind(SocketAddr::new(listen, 0)).map_err(|source| {
-            ServerError::Io {
-                what: format!("finding a free port on {listen}"),
-                source,
-            }
-        })?;
-        l.local_addr()
-            .map_err(|source| ServerError::Io {
-                what: "local address".into(),
-                source,
-            })?
-            .port()
+        // Pick a free port now, as Tahoe does at creation, but outside the ephemeral range
+        // (see `ports`).
+        crate::ports::pick(listen, &Default::default()).map_err(|source| ServerError::Io {
+            what: format!("finding a free port on {listen}"),
+            source,
+        })?
     } else {
         opts.port
     };
@@ -261,12 +254,19 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let conn_limit = Arc::new(Semaphore::new(opts.limits.max_connections.max(1)));
     let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     for addr in &opts.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Io {
-                what: format!("listening on {addr}"),
-                source,
-            })?;
+        let listener = TcpListener::bind(addr).await.map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                ServerError::Other(format!(
+                    "tub.port: cannot listen: {}",
+                    crate::ports::in_use_message(*addr)
+                ))
+            } else {
+                ServerError::Io {
+                    what: format!("listening on {addr}"),
+                    source,
+                }
+            }
+        })?;
         local_addrs.push(listener.local_addr().map_err(|source| ServerError::Io {
             what: "local address".into(),
             source,

@@ -210,3 +210,70 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+// ---- local grids (`cairn grid up`) ----------------------------------------------------
+
+pub fn grid_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("grid.json")).unwrap()).unwrap()
+}
+
+pub fn pids(g: &serde_json::Value) -> Vec<u32> {
+    g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["pid"].as_u64())
+        .map(|p| p as u32)
+        .collect()
+}
+
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !matches!(
+                s.rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next()),
+                Some("Z" | "X")
+            )
+        })
+        .unwrap_or(false)
+}
+
+/// Stops the grid whatever happens to the test.
+pub struct Down<'a>(pub &'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = run(&["grid", "down", "--dir", self.0.to_str().unwrap()], None);
+    }
+}
+
+pub fn up_detached(d: &str, servers: Option<&str>) -> std::process::Output {
+    let mut args = vec!["grid", "up", "--dir", d, "--detach", "--timeout", "30"];
+    if let Some(n) = servers {
+        args.extend(["--servers", n]);
+    }
+    run(&args, None)
+}
+
+/// The port of a NURL `pb://…@tcp:HOST:PORT/…`.
+pub fn nurl_port(nurl: &str) -> u16 {
+    nurl.rsplit_once(':')
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The port of a URL `http://HOST:PORT/`.
+pub fn url_port(url: &str) -> u16 {
+    url.trim_end_matches('/')
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse()
+        .unwrap()
+}
