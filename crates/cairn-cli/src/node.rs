@@ -142,6 +142,7 @@ pub fn run(dir: &Path) -> Result<()> {
                     Ok(s) => s,
                     Err(_) => {
                         let _ = tokio::signal::ctrl_c().await;
+                        exit_by_deadline();
                         return;
                     }
                 };
@@ -149,12 +150,47 @@ pub fn run(dir: &Path) -> Result<()> {
                 _ = term.recv() => {},
                 _ = tokio::signal::ctrl_c() => {},
             }
+            exit_by_deadline();
+            // A second signal while shutting down: stop now.
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+                eprintln!("cairn run: second signal during shutdown; exiting now");
+                std::process::exit(1);
+            });
         };
         cairn_node::run(dir, stop).await
     })?;
     // Don't wait for blocking tasks (a slow disk) past the shutdown deadline.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(())
+}
+
+/// How long `cairn run` may take to exit after SIGTERM or Ctrl-C, whatever is in flight:
+/// the graceful path (the node's grace period, then at most 1 s for blocking tasks) takes
+/// about 3 s; this bounds a task that never yields, a stuck disk or a join that hangs.
+const EXIT_DEADLINE: std::time::Duration = std::time::Duration::from_millis(4500);
+
+/// From the stop signal on, the process ends within [`EXIT_DEADLINE`]: a watchdog thread
+/// (outside the runtime, so no stuck task can hold it up) exits the process when the deadline
+/// passes. Nothing is lost by that: the storage server's files and lease database are
+/// crash-safe (a crash at any point is settled at the next start).
+fn exit_by_deadline() {
+    let spawned = std::thread::Builder::new()
+        .name("exit-deadline".into())
+        .spawn(|| {
+            std::thread::sleep(EXIT_DEADLINE);
+            eprintln!(
+                "cairn run: still shutting down {} s after the signal; exiting now",
+                EXIT_DEADLINE.as_secs_f64()
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        eprintln!("cairn run: no shutdown watchdog: {e}");
+    }
 }
 
 pub fn storage(cmd: StorageCommand) -> Result<ExitCode> {

@@ -903,6 +903,8 @@ fn encode_and_send(
     };
     let mut scratch = Vec::new();
     let mut pos = 0u64;
+    // Time spent waiting for the slowest writer (back-pressure), for the debug log.
+    let blocked = std::cell::Cell::new(std::time::Duration::ZERO);
 
     // Hand the accumulated bytes to every writer still alive, as one batch.
     let flush = |acc: &mut Vec<BytesMut>,
@@ -933,7 +935,7 @@ fn encode_and_send(
         *acc_offset += len as u64;
         let t = std::time::Instant::now();
         senders.retain(|tx| tx.blocking_send(batch.clone()).is_ok());
-        BLOCKED.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        blocked.set(blocked.get() + t.elapsed());
     };
 
     report_progress(&progress, Phase::Uploading, 0, size);
@@ -960,9 +962,9 @@ fn encode_and_send(
         report_progress(&progress, Phase::Uploading, pos, size);
     }
     let trailer = encoder.finish()?;
-    eprintln!(
-        "encoder blocked in send: {} ms",
-        BLOCKED.swap(0, Ordering::Relaxed) / 1000
+    tracing::debug!(
+        blocked_ms = blocked.get().as_millis() as u64,
+        "encoder waited for the share writers"
     );
     if !needed.is_empty() {
         for (sh, a) in needed.iter().zip(acc.iter_mut()) {
@@ -1122,5 +1124,3 @@ async fn write_chunk(
     }
     r
 }
-
-static BLOCKED: AtomicU64 = AtomicU64::new(0);

@@ -251,22 +251,38 @@ impl ServerState {
         n
     }
 
-    /// Bring the lease database's row for one share in line with its file.
-    fn sync_share_in_db(&self, db: &mut LeaseDb, si: &StorageIndex, shnum: u16) {
-        let key = ShareKey::new(*si, shnum);
-        let path = self.store.share_path(&si.0, shnum);
-        let r = match leasedb::shareinfo::read_share_info(&path) {
-            Ok(info) => db
-                .add_share(&key, info.kind, info.size)
-                .and_then(|_| db.set_leases(&key, &info.leases)),
-            Err(e) if e.is_not_found() => db.remove_share(&key).map(|_| ()),
-            Err(e) => {
-                tracing::warn!("lease database: cannot read {}: {e}", path.display());
-                Ok(())
+    /// Change the share files of `si` with `change_files`, bracketed in the lease database:
+    /// a pending change recorded durably before any file is touched, and settled after (the
+    /// bucket's rows made to match its files, whatever `change_files` did or failed to do).
+    /// A crash in between is settled at the next start, before a connection is accepted
+    /// (`leasedb::startup_recovery`). Call with the database locked: `db` is that lock's.
+    fn change_bucket<T>(
+        &self,
+        db: &mut LeaseDb,
+        si: &StorageIndex,
+        change_files: impl FnOnce() -> Result<T, HttpError>,
+    ) -> Result<T, HttpError> {
+        let change = db
+            .begin_change(si, now_secs())
+            .map_err(HttpError::internal)?;
+        let out = change_files();
+        self.settle(db, change);
+        out
+    }
+
+    /// Settle a pending change now (see [`ServerState::change_bucket`]); on a database error
+    /// it stays recorded and is settled at the next start.
+    fn settle(&self, db: &mut LeaseDb, change: leasedb::PendingChange) {
+        let si = change.storage_index().to_base32();
+        match db.settle_change(&self.store.storage_dir, change) {
+            Ok(found) => {
+                for d in found {
+                    tracing::debug!("lease database follows {si}: {d}");
+                }
             }
-        };
-        if let Err(e) = r {
-            tracing::warn!("lease database update for {key}: {e} (the crawler will repair it)");
+            Err(e) => {
+                tracing::warn!("lease database update for {si}: {e} (settled at the next start)")
+            }
         }
     }
 }
@@ -544,14 +560,20 @@ async fn allocate(
             nodeid: st.nodeid,
         };
         // Renew (or add) our lease on every share already held, and report them all.
+        if !existing.is_empty() {
+            st.change_bucket(&mut db, &si, || {
+                for &shnum in &existing {
+                    if let Err(e) = st
+                        .store
+                        .add_or_renew_lease(&si.0, shnum, &grant, Some(disk))
+                    {
+                        tracing::warn!("allocate: lease on {}/{shnum}: {e}", si.to_base32());
+                    }
+                }
+                Ok(())
+            })?;
+        }
         for &shnum in &existing {
-            match st
-                .store
-                .add_or_renew_lease(&si.0, shnum, &grant, Some(disk))
-            {
-                Ok(_) => st.sync_share_in_db(&mut db, &si, shnum),
-                Err(e) => tracing::warn!("allocate: lease on {}/{shnum}: {e}", si.to_base32()),
-            }
             if let Ok(s) = u8::try_from(shnum) {
                 resp.already_have.insert(s);
             }
@@ -754,11 +776,32 @@ async fn write_immutable(
     // Complete: make it durable, move it into place, then account for it.
     let st2 = st.clone();
     let lease = slot.lease;
-    let res = blocking(move || -> Result<(), StoreError> {
-        let size = st2.store.finish_incoming(&si.0, shnum, &file)?;
+    let res = blocking(move || -> Result<(), HttpError> {
+        // The rename into place is a change to the bucket: recorded first, so a crash
+        // before the commit below is settled at the next start.
+        let change = st2
+            .lock_db()
+            .begin_change(&si, now_secs())
+            .map_err(HttpError::internal)?;
+        let finished = st2.store.finish_incoming(&si.0, shnum, &file);
         let mut db = st2.lock_db();
-        if let Err(e) = db.commit_upload(&ShareKey::new(si, shnum), size, &lease) {
-            tracing::warn!("lease database commit {}/{shnum}: {e}", si.to_base32());
+        let size = match finished {
+            Ok(size) => size,
+            Err(e) => {
+                st2.settle(&mut db, change);
+                return Err(e.into());
+            }
+        };
+        match db.commit_upload(&ShareKey::new(si, shnum), size, &lease) {
+            Ok(_) => {
+                if let Err(e) = db.end_change(change) {
+                    tracing::warn!("lease database {}/{shnum}: {e}", si.to_base32());
+                }
+            }
+            Err(e) => {
+                tracing::warn!("lease database commit {}/{shnum}: {e}", si.to_base32());
+                st2.settle(&mut db, change);
+            }
         }
         Ok(())
     })
@@ -769,7 +812,7 @@ async fn write_immutable(
     if let Err(e) = res {
         let st3 = st.clone();
         let _ = blocking(move || st3.abort_blocking(si, shnum)).await;
-        return Err(e.into());
+        return Err(e);
     }
     Ok(cbor(StatusCode::CREATED, gbs::encode_required_ranges(&[])))
 }
@@ -982,12 +1025,13 @@ async fn add_lease(State(st): St, UrlPath(si): UrlPath<String>, headers: HeaderM
         } else {
             store::disk_available(&st.store.shares_dir, st.reserved_space).unwrap_or(0)
         };
-        for shnum in shares {
-            st.store
-                .add_or_renew_lease(&si.0, shnum, &grant, Some(avail))?;
-            st.sync_share_in_db(&mut db, &si, shnum);
-        }
-        Ok(())
+        st.change_bucket(&mut db, &si, || {
+            for shnum in shares {
+                st.store
+                    .add_or_renew_lease(&si.0, shnum, &grant, Some(avail))?;
+            }
+            Ok(())
+        })
     })
     .await??;
     Ok(empty(StatusCode::NO_CONTENT))
@@ -1031,18 +1075,17 @@ async fn read_test_write(
         let avail = avail.saturating_sub(st.uploads_in_progress().1);
         let mut ctx = RtwContext::new(st.nodeid, now_secs(), Some(avail));
         ctx.max_share_size = st.limits.max_mutable_share_size;
-        let res = st
-            .store
-            .read_test_write(&si.0, &req, &rtw_secrets, &ctx, Some(avail))?;
-        for &shnum in &res.written {
-            st.sync_share_in_db(&mut db, &si, shnum);
+        let rtw = || {
+            Ok(st
+                .store
+                .read_test_write(&si.0, &req, &rtw_secrets, &ctx, Some(avail))?)
+        };
+        if req.test_write_vectors.is_empty() {
+            // Reads only (a writer's servermap query): no file can change.
+            rtw()
+        } else {
+            st.change_bucket(&mut db, &si, rtw)
         }
-        for &shnum in &res.deleted {
-            if let Err(e) = db.remove_share(&ShareKey::new(si, shnum)) {
-                tracing::warn!("lease database: {e}");
-            }
-        }
-        Ok(res)
     })
     .await??;
     let resp = gbs::RtwResponse {

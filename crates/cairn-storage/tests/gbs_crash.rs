@@ -1,6 +1,7 @@
-//! kill -9 at random moments while immutable uploads and mutable overwrites are in flight;
-//! after each restart every share must be as it was or as it was meant to become (never
-//! torn), `incoming/` must be empty and no reservation may survive.
+//! kill -9 at random moments while immutable uploads, mutable overwrites and lease renewals
+//! are in flight; after each restart every share must be as it was or as it was meant to
+//! become (never torn), `incoming/` must be empty, no reservation may survive, and the audit
+//! must be clean: the lease database agrees with every share file right after the restart.
 //!
 //! The server runs in a child process: this test binary re-executed with
 //! `CAIRN_CRASH_CHILD_DIR` set runs only `crash_child_server`, which serves the node
@@ -150,6 +151,17 @@ async fn overwrite(c: &Client, v: u8) -> bool {
         Ok(r) if r.status == StatusCode::OK)
 }
 
+/// Add (or renew) a lease with renew secret `[n; 32]` on every share of `si`.
+async fn add_lease(c: &Client, si: &[u8; 16], n: u8) -> bool {
+    let p = format!("/storage/v1/lease/{}", gbs::storage_index_to_string(si));
+    let h = vec![
+        secret("lease-renew-secret", &[n; 32]),
+        secret("lease-cancel-secret", &[n ^ 0xff; 32]),
+    ];
+    matches!(c.try_raw(Method::PUT, &p, &h, vec![], false).await,
+        Ok(r) if r.status == StatusCode::NO_CONTENT)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_leaves_every_share_old_or_new() {
     if std::env::var_os(CHILD_ENV).is_some() {
@@ -170,7 +182,7 @@ async fn kill_9_leaves_every_share_old_or_new() {
     let mut attempted_max: u8;
     let mut completed: Vec<[u8; 16]> = Vec::new();
     let mut next_version: u8 = 1;
-    for round in 0..6u32 {
+    for round in 0..10u32 {
         let mut child = spawn_child(dir.path());
         wait_ready(&c).await;
         // Workload: uploads and overwrites, concurrently, until the kill.
@@ -201,10 +213,28 @@ async fn kill_9_leaves_every_share_old_or_new() {
                 }
             }
         });
+        // Lease renewals on the uploads of earlier rounds and on the mutable share.
+        let c3 = c.clone();
+        let renew_on: Vec<[u8; 16]> = completed.iter().rev().take(20).copied().collect();
+        let renewals = tokio::spawn(async move {
+            for n in 1u8.. {
+                let si = renew_on
+                    .get(n as usize % (renew_on.len() + 1))
+                    .copied()
+                    .unwrap_or(MUT_SI);
+                if !add_lease(&c3, &si, n).await && si != MUT_SI {
+                    break;
+                }
+                if n == 200 {
+                    break;
+                }
+            }
+        });
         tokio::time::sleep(Duration::from_millis(rng.gen_range(20..400))).await;
         child.kill().expect("kill -9");
         child.wait().unwrap();
         completed.extend(uploads.await.unwrap());
+        renewals.await.unwrap();
         let (acked, last_tried) = overwrites.await.unwrap();
         if let Some(a) = acked {
             acked_version = a;
@@ -229,7 +259,14 @@ async fn kill_9_leaves_every_share_old_or_new() {
                 0,
                 "seed {seed}: reservations survived a crash"
             );
+            assert!(db.pending_changes().unwrap().is_empty(), "seed {seed}");
         }
+        // The database agrees with the files right after the restart (no request in flight).
+        let audit = cairn_storage::leasedb::audit_storage_dir(&storage, false, 0).unwrap();
+        assert!(
+            audit.is_clean(),
+            "seed {seed}: audit after restart {round}:\n{audit}"
+        );
         // Immutable: every acknowledged upload is there, intact; any share present is intact.
         for si in &completed {
             let r = c
@@ -250,10 +287,12 @@ async fn kill_9_leaves_every_share_old_or_new() {
             if si == MUT_SI {
                 continue;
             }
-            assert_eq!(
-                bytes.len() as u64,
-                12 + IMM_LEN + 72,
-                "seed {seed}: torn container"
+            // Header, data, then the allocation lease and any added by renewals.
+            let leases = (bytes.len() as u64).checked_sub(12 + IMM_LEN);
+            assert!(
+                leases.is_some_and(|l| l >= 72 && l % 72 == 0),
+                "seed {seed}: torn container ({} bytes)",
+                bytes.len()
             );
             assert_eq!(
                 &bytes[12..12 + IMM_LEN as usize],

@@ -24,7 +24,8 @@ fn fresh_database_applies_every_migration_once() {
         vec![
             (1, "initial_schema", 1000),
             (2, "crawler_state", 1000),
-            (3, "recount_usage_totals", 1000)
+            (3, "recount_usage_totals", 1000),
+            (4, "pending_changes", 1000)
         ]
     );
     drop(db);
@@ -62,12 +63,16 @@ fn old_database_gets_exactly_the_later_migrations_and_the_repair_runs_once() {
             .unwrap();
         assert!(!db.check_counters().unwrap().is_empty());
     }
-    // Upgrading applies migration 3 (the repair), once.
+    // Upgrading applies migration 3 (the repair) and every later one, once.
     let db = LeaseDb::open(&path, 200).unwrap();
     let applied = db.applied_migrations().unwrap();
+    let later = (3..=SCHEMA_VERSION).map(|i| (i, 200));
     assert_eq!(
         applied.iter().map(|(i, _, t)| (*i, *t)).collect::<Vec<_>>(),
-        vec![(1, 100), (2, 100), (3, 200)]
+        [(1, 100), (2, 100)]
+            .into_iter()
+            .chain(later)
+            .collect::<Vec<_>>()
     );
     assert!(
         db.check_counters().unwrap().is_empty(),
@@ -103,8 +108,9 @@ fn a_migration_runs_once_and_a_failed_one_leaves_nothing_behind() {
     let (_t, dir) = tempdir();
     let path = dir.join("leasedb.sqlite");
     let mut list: Vec<Migration> = MIGRATIONS.to_vec();
+    let next = SCHEMA_VERSION + 1;
     list.push(Migration {
-        id: 4,
+        id: next,
         name: "test_counting",
         apply: counting,
     });
@@ -116,17 +122,17 @@ fn a_migration_runs_once_and_a_failed_one_leaves_nothing_behind() {
     // A failing migration rolls back entirely and is not recorded; the database stays at
     // the previous version.
     list.push(Migration {
-        id: 5,
+        id: next + 1,
         name: "test_failing",
         apply: failing,
     });
     let err = LeaseDb::open_with_migrations(&path, &list, list.len(), 4).unwrap_err();
     assert!(
-        matches!(err, LeaseDbError::MigrationFailed { id: 5, .. }),
+        matches!(err, LeaseDbError::MigrationFailed { id, .. } if id == next + 1),
         "{err}"
     );
-    let db = LeaseDb::open_with_migrations(&path, &list, 4, 5).unwrap();
-    assert_eq!(db.schema_version().unwrap(), 4);
+    let db = LeaseDb::open_with_migrations(&path, &list, list.len() - 1, 5).unwrap();
+    assert_eq!(db.schema_version().unwrap(), next);
     let n: i64 = db
         .connection()
         .query_row(
@@ -144,16 +150,15 @@ fn newer_database_is_refused_with_a_clear_error() {
     let path = dir.join("leasedb.sqlite");
     let mut list: Vec<Migration> = MIGRATIONS.to_vec();
     list.push(Migration {
-        id: 4,
+        id: SCHEMA_VERSION + 1,
         name: "from_the_future",
         apply: counting,
     });
     LeaseDb::open_with_migrations(&path, &list, list.len(), 1).unwrap();
     let err = LeaseDb::open(&path, 2).unwrap_err();
     match &err {
-        LeaseDbError::TooNew {
-            found: 4, known: 3, ..
-        } => {}
+        LeaseDbError::TooNew { found, known, .. }
+            if *found == SCHEMA_VERSION + 1 && *known == SCHEMA_VERSION => {}
         other => panic!("unexpected {other:?}"),
     }
     assert!(err.to_string().contains("newer"), "{err}");

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 
+use cairn_core::cap::StorageIndex;
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::{
@@ -522,6 +523,11 @@ impl LeaseDb {
 
     pub(crate) fn shares_in_prefix(&self, prefix: &str) -> Result<Vec<(ShareKey, ShareKind, u64)>> {
         self.shares_where("prefix = ?1", [prefix])
+    }
+
+    /// The recorded shares of one storage index.
+    pub(crate) fn shares_of(&self, si: &StorageIndex) -> Result<Vec<(ShareKey, ShareKind, u64)>> {
+        self.shares_where("si = ?1", [&si.0[..]])
     }
 
     fn shares_where<P: rusqlite::Params>(

@@ -501,79 +501,86 @@ pub fn collect_garbage(
         .collect();
     let tmp_dir = storage_dir.join(TMP_DIR);
     for share in db.shares_with_expired_leases(policy, now)? {
-        let path = share.share_path(storage_dir);
-        let (kind, size, records) = match read_share_records(&path) {
-            Ok(r) => r,
-            Err(e) if e.is_not_found() => {
-                db.remove_share(&share)?;
-                report.stale_rows.push(share);
-                continue;
-            }
-            Err(e) => {
-                report.errors.push((path, e.to_string()));
-                continue;
-            }
-        };
-        let leases = records.db_leases();
-        let expired = |exp: u32| policy.lease_expired(kind, u64::from(exp), now);
-        let any_live = leases
-            .iter()
-            .any(|l| !policy.lease_expired(kind, l.expiration, now));
-        if !leases.is_empty() && !any_live {
-            if let Err(e) = std::fs::remove_file(&path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    report.errors.push((path, e.to_string()));
-                    continue;
-                }
-            }
-            if let Some(bucket) = path.parent() {
-                // Fails (harmlessly) if other shares remain.
-                let _ = std::fs::remove_dir(bucket);
-            }
-            db.remove_share(&share)?;
-            report.freed_bytes += size;
-            report.removed.push(ExpiredShare { share, kind, size });
-            continue;
-        }
-        if all_expired_in_db.contains(&share) {
-            report.refreshed.push(share);
-        }
-        // Kept: cancel its expired leases in the file, then record what is left.
-        let (cancelled, ops, new_size) = match records {
-            ShareRecords::Immutable { layout, leases } => {
-                let r =
-                    immutable_remove_leases(&layout, &leases, |_, l| expired(l.expiration_secs));
-                (r.removed, r.ops, r.new_file_size)
-            }
-            ShareRecords::Mutable { header, mut leases } => {
-                let (n, ops) =
-                    leases.cancel(header.extra_lease_offset, |_, l| expired(l.expiration_secs));
-                (n, ops, size)
-            }
-        };
-        if cancelled > 0 {
-            match rewrite_share(&tmp_dir, &path, &ops) {
-                Ok(()) => {
-                    report.freed_bytes += size.saturating_sub(new_size);
-                    report.cancelled_leases += cancelled;
-                    report.trimmed.push(share);
+        // Recorded before the file is touched: a crash before the database follows is
+        // settled at the next start (see `changes.rs`).
+        let change = db.begin_change(&share.si, now)?;
+        'share: {
+            let path = share.share_path(storage_dir);
+            let (kind, size, records) = match read_share_records(&path) {
+                Ok(r) => r,
+                Err(e) if e.is_not_found() => {
+                    db.remove_share(&share)?;
+                    report.stale_rows.push(share);
+                    break 'share;
                 }
                 Err(e) => {
-                    report.errors.push((path.clone(), e));
+                    report.errors.push((path, e.to_string()));
+                    break 'share;
+                }
+            };
+            let leases = records.db_leases();
+            let expired = |exp: u32| policy.lease_expired(kind, u64::from(exp), now);
+            let any_live = leases
+                .iter()
+                .any(|l| !policy.lease_expired(kind, l.expiration, now));
+            if !leases.is_empty() && !any_live {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        report.errors.push((path, e.to_string()));
+                        break 'share;
+                    }
+                }
+                if let Some(bucket) = path.parent() {
+                    // Fails (harmlessly) if other shares remain.
+                    let _ = std::fs::remove_dir(bucket);
+                }
+                db.remove_share(&share)?;
+                report.freed_bytes += size;
+                report.removed.push(ExpiredShare { share, kind, size });
+                break 'share;
+            }
+            if all_expired_in_db.contains(&share) {
+                report.refreshed.push(share);
+            }
+            // Kept: cancel its expired leases in the file, then record what is left.
+            let (cancelled, ops, new_size) = match records {
+                ShareRecords::Immutable { layout, leases } => {
+                    let r = immutable_remove_leases(&layout, &leases, |_, l| {
+                        expired(l.expiration_secs)
+                    });
+                    (r.removed, r.ops, r.new_file_size)
+                }
+                ShareRecords::Mutable { header, mut leases } => {
+                    let (n, ops) =
+                        leases.cancel(header.extra_lease_offset, |_, l| expired(l.expiration_secs));
+                    (n, ops, size)
+                }
+            };
+            if cancelled > 0 {
+                match rewrite_share(&tmp_dir, &path, &ops) {
+                    Ok(()) => {
+                        report.freed_bytes += size.saturating_sub(new_size);
+                        report.cancelled_leases += cancelled;
+                        report.trimmed.push(share);
+                    }
+                    Err(e) => {
+                        report.errors.push((path.clone(), e));
+                    }
                 }
             }
+            // The database follows the file as it now is (re-read: exact, and also right if
+            // the rewrite failed).
+            let (final_size, leases) = match read_share_records(&path) {
+                Ok((_, s, r)) => (s, r.db_leases()),
+                Err(e) => {
+                    report.errors.push((path, e.to_string()));
+                    break 'share;
+                }
+            };
+            db.add_share(&share, kind, final_size)?;
+            db.set_leases(&share, &leases)?;
         }
-        // The database follows the file as it now is (re-read: exact, and also right if
-        // the rewrite failed).
-        let (final_size, leases) = match read_share_records(&path) {
-            Ok((_, s, r)) => (s, r.db_leases()),
-            Err(e) => {
-                report.errors.push((path, e.to_string()));
-                continue;
-            }
-        };
-        db.add_share(&share, kind, final_size)?;
-        db.set_leases(&share, &leases)?;
+        db.end_change(change)?;
     }
     report.leaseless = db.leaseless_shares()?.len();
     Ok(report)

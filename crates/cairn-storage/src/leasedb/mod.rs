@@ -18,11 +18,17 @@
 //! | [`LeaseDb::add_share`] | [`LeaseDb::remove_share`] |
 //! | [`LeaseDb::add_or_renew_lease`] | [`LeaseDb::remove_lease`] |
 //!
+//! Every change to share files is bracketed by a durable intent record
+//! ([`LeaseDb::begin_change`] .. [`LeaseDb::end_change`], see `changes.rs`), so a crash
+//! between a file change and its database update is settled at the next start, before the
+//! server accepts a connection.
+//!
 //! Time is always a parameter (seconds since the epoch); nothing here reads the clock.
 //! See `docs/leases-and-accounting.md` for the design and the server's call sites.
 
 mod accounting;
 pub mod audit;
+mod changes;
 pub mod gc;
 pub mod reconcile;
 mod schema;
@@ -36,13 +42,14 @@ use rusqlite::Connection;
 
 pub use accounting::{CommitOutcome, Usage};
 pub use audit::{audit, audit_storage_dir, resolve_storage_dir, AuditReport};
+pub use changes::PendingChange;
 pub use gc::{
     collect_garbage, parse_date, parse_duration, ExpirationMode, ExpirationPolicy, ExpiredShare,
     GcReport,
 };
 pub use reconcile::{
-    all_prefixes, reconcile_all, reconcile_prefix, startup_recovery, Crawler, Discrepancy,
-    StartupReport,
+    all_prefixes, reconcile_all, reconcile_bucket, reconcile_prefix, startup_recovery, Crawler,
+    Discrepancy, StartupReport,
 };
 pub use schema::{Migration, MIGRATIONS, SCHEMA_VERSION};
 pub use shareinfo::{ShareInfo, ShareInfoError};

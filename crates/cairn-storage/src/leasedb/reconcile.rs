@@ -3,7 +3,8 @@
 //! [`reconcile_prefix`] handles one of Tahoe's 1024 two-character prefix directories, so a
 //! server can spread a full pass over time with [`Crawler`] (whose position survives
 //! restarts in the database). [`reconcile_all`] does every prefix (and rebuilds a fresh
-//! database). [`startup_recovery`] handles uploads a crash interrupted.
+//! database). [`reconcile_bucket`] does one storage index. [`startup_recovery`] settles the
+//! share changes and uploads a crash interrupted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -268,6 +269,44 @@ pub fn reconcile_prefix(
 ) -> Result<Vec<Discrepancy>> {
     let dir = storage_dir.join("shares").join(prefix);
     let (on_disk, unknown) = walk_prefix(&dir, prefix)?;
+    let rows = db.shares_in_prefix(prefix)?;
+    reconcile_files(db, on_disk, unknown, rows, fix)
+}
+
+/// Reconcile the shares of one storage index (`shares/<prefix>/<si>/`) as
+/// [`reconcile_prefix`] does a prefix: what settles a pending change.
+pub fn reconcile_bucket(
+    storage_dir: &Path,
+    db: &mut LeaseDb,
+    si: &StorageIndex,
+    fix: bool,
+) -> Result<Vec<Discrepancy>> {
+    let probe = ShareKey::new(*si, 0);
+    let bucket = probe
+        .share_path(storage_dir)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut on_disk = Vec::new();
+    let mut unknown = Vec::new();
+    for (name, path, is_dir) in list_dir(&bucket)? {
+        match parse_shnum(&name) {
+            Some(shnum) if !is_dir => on_disk.push((ShareKey::new(*si, shnum), path)),
+            _ => unknown.push(path),
+        }
+    }
+    let rows = db.shares_of(si)?;
+    reconcile_files(db, on_disk, unknown, rows, fix)
+}
+
+/// Compare share files with the rows recorded for the same part of the store.
+fn reconcile_files(
+    db: &mut LeaseDb,
+    on_disk: Vec<(ShareKey, PathBuf)>,
+    unknown: Vec<PathBuf>,
+    rows: Vec<(ShareKey, ShareKind, u64)>,
+    fix: bool,
+) -> Result<Vec<Discrepancy>> {
     let mut out: Vec<Discrepancy> = unknown
         .into_iter()
         .map(|path| Discrepancy::UnknownEntry { path })
@@ -288,7 +327,7 @@ pub fn reconcile_prefix(
             }
         }
     }
-    for (key, kind, size) in db.shares_in_prefix(prefix)? {
+    for (key, kind, size) in rows {
         if seen.contains(&key) {
             continue;
         }
@@ -399,6 +438,10 @@ pub fn reconcile_incoming(
 /// What [`startup_recovery`] cleaned up.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StartupReport {
+    /// Changes to share files a crash interrupted (see `changes.rs`), settled from the files.
+    pub settled_changes: usize,
+    /// What the database had missed of them (each one fixed).
+    pub settled: Vec<Discrepancy>,
     /// Reservations left by the previous run (released).
     pub released_reservations: u64,
     pub released_bytes: u64,
@@ -410,18 +453,38 @@ impl fmt::Display for StartupReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "startup recovery: released {} reservations ({} bytes), removed {} partial uploads",
+            "startup recovery: settled {} interrupted share changes ({} rows fixed), released {} reservations ({} bytes), removed {} partial uploads",
+            self.settled_changes,
+            self.settled.len(),
             self.released_reservations,
             self.released_bytes,
             self.removed_incoming.len()
-        )
+        )?;
+        for d in &self.settled {
+            write!(f, "\n  {d}")?;
+        }
+        Ok(())
     }
 }
 
-/// Call once at server startup, before accepting connections: no upload survives a
-/// restart (Tahoe deletes `incoming/` at startup, `_clean_incomplete`), so release every
-/// reservation and delete every partial upload file, leaving `incoming/` itself in place.
+/// Call once at server startup, before accepting connections. First every change to share
+/// files that a crash interrupted is settled: the rows of its bucket are made to match the
+/// files (an upload renamed into place but not yet recorded, a mutable write, a lease
+/// renewal, a garbage-collection rewrite). Then, since no upload survives a restart (Tahoe
+/// deletes `incoming/` at startup, `_clean_incomplete`), every reservation is released and
+/// every partial upload deleted, leaving `incoming/` itself in place. The work is
+/// proportional to what was in flight, not to the size of the store.
 pub fn startup_recovery(storage_dir: &Path, db: &mut LeaseDb) -> Result<StartupReport> {
+    let mut settled = Vec::new();
+    let pending = db.pending_changes()?;
+    let settled_changes = pending.len();
+    for change in pending {
+        settled.extend(
+            db.settle_change(storage_dir, change)?
+                .into_iter()
+                .filter(Discrepancy::fixable),
+        );
+    }
     let (n, bytes) = db.release_all_reservations()?;
     let (files, _unknown) = walk_incoming(storage_dir)?;
     let mut removed = Vec::new();
@@ -430,6 +493,8 @@ pub fn startup_recovery(storage_dir: &Path, db: &mut LeaseDb) -> Result<StartupR
         removed.push(path);
     }
     Ok(StartupReport {
+        settled_changes,
+        settled,
         released_reservations: n,
         released_bytes: bytes,
         removed_incoming: removed,

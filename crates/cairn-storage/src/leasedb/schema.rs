@@ -47,10 +47,15 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "recount_usage_totals",
         apply: m3_recount_usage_totals,
     },
+    Migration {
+        id: 4,
+        name: "pending_changes",
+        apply: m4_pending_changes,
+    },
 ];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 fn m1_initial_schema(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
@@ -128,6 +133,19 @@ fn m2_crawler_state(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 /// recount fixes them once. It is also what `audit --fix` does for counters.
 fn m3_recount_usage_totals(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     recount_counters(tx)
+}
+
+/// The intent log (`changes.rs`): a storage index whose share files are being changed.
+fn m4_pending_changes(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "
+        CREATE TABLE pending_changes (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            si         BLOB    NOT NULL CHECK (length(si) = 16),
+            started_at INTEGER NOT NULL
+        );
+        ",
+    )
 }
 
 /// Recompute `account_usage` and `totals` from `shares`, `leases` and `reservations`.
