@@ -289,7 +289,8 @@ impl Driver {
             let wake = deadline.map_or(fallback, |d| d.min(fallback));
             let ev = tokio::select! {
                 biased;
-                ev = rx.recv() => ev.expect("the driver holds a sender"),
+                // `None` cannot happen (the driver holds a sender); a tick is harmless.
+                ev = rx.recv() => ev.unwrap_or(Event::Tick),
                 _ = tokio::time::sleep_until(wake) => Event::Tick,
             };
             if let Event::Listed { id, .. } | Event::Read { id, .. } | Event::Failed { id, .. } =

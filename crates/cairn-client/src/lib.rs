@@ -10,6 +10,8 @@
 //!
 //! See `docs/client.md`.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod download;
 pub mod gbs_client;
 pub mod grid;

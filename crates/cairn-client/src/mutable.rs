@@ -49,7 +49,7 @@ use cairn_core::client::mutable::servermap::{
 use cairn_core::client::mutable::{Millis, RequestId, ServerFailure, ServerIdx, ShareNum};
 use cairn_core::hashutil::Hash;
 use cairn_core::mutable::codec::{encode, Encoding};
-use cairn_core::mutable::keys::{MutableKeys, SigningKey};
+use cairn_core::mutable::keys::{ReaderKeys, SigningKey, WriterKeys};
 use cairn_core::mutable::params::SegmentParams;
 use cairn_core::mutable::{DEFAULT_MAX_SEGMENT_SIZE, SALT_LEN};
 use cairn_core::storage::gbs::{RtwRequest, RtwResponse, TestWriteVectors, WriteVector};
@@ -261,8 +261,8 @@ pub async fn create(
     data: &[u8],
     opts: &MutableOptions,
 ) -> Result<Published, MutableError> {
-    let keys = MutableKeys::from_signing_key(&key);
-    let ctx = Ctx::new(grid, &keys, opts);
+    let keys = WriterKeys::from_signing_key(&key);
+    let ctx = Ctx::new(grid, Some(&keys), keys.reader(), opts);
     let map = ServerMap::new(Mode::Write);
     let version = NewVersion {
         format,
@@ -281,7 +281,7 @@ pub async fn overwrite(
     opts: &MutableOptions,
 ) -> Result<Published, MutableError> {
     let (keys, format) = write_keys(writecap)?;
-    let ctx = Ctx::new(grid, &keys, opts);
+    let ctx = Ctx::new(grid, Some(&keys), keys.reader(), opts);
     let (map, privkey) = write_servermap(&ctx, &keys).await?;
     let version = next_version(&map, format, opts);
     publish_version(&ctx, &keys, &privkey, version, &map, data.to_vec()).await
@@ -332,7 +332,7 @@ pub async fn modify_with(
     opts: &MutableOptions,
 ) -> Result<Published, MutableError> {
     let (keys, format) = write_keys(writecap)?;
-    let ctx = Ctx::new(grid, &keys, opts);
+    let ctx = Ctx::new(grid, Some(&keys), keys.reader(), opts);
     let (map, privkey) = write_servermap(&ctx, &keys).await?;
     let Some(best) = map.best_recoverable_version() else {
         return Err(unrecoverable(&ctx, &map));
@@ -365,7 +365,7 @@ pub async fn modify_with(
 /// Read the best recoverable version whole, change it, publish it with the next seqnum.
 async fn modify_whole(
     ctx: &Ctx,
-    keys: &MutableKeys,
+    keys: &WriterKeys,
     privkey: &SigningKey,
     format: MutableFormat,
     map: &ServerMap,
@@ -380,7 +380,7 @@ async fn modify_whole(
         .and_then(|e| usize::try_from(e).ok())
         .ok_or_else(|| MutableError::Internal("offset past the largest file size".into()))?;
     let mut contents = Vec::with_capacity(best.data_length.max(end as u64) as usize);
-    retrieve_into(ctx, keys, map, None, &mut contents).await?;
+    retrieve_into(ctx, keys.reader(), map, None, &mut contents).await?;
     if contents.len() < end {
         contents.resize(end, 0);
     }
@@ -404,7 +404,7 @@ enum InPlace {
 /// of the newest version was read and the update computed.
 async fn modify_in_place(
     ctx: &Ctx,
-    keys: &MutableKeys,
+    keys: &WriterKeys,
     privkey: &SigningKey,
     map: &ServerMap,
     offset: u64,
@@ -437,8 +437,8 @@ async fn modify_in_place(
     // Old plaintext around the change, and the parts of every share the update needs,
     // read concurrently.
     let (old_text, olds) = tokio::join!(
-        read_kept_plaintext(ctx, keys, map, &plan),
-        read_old_shares(ctx, &plan, &holders),
+        read_kept_plaintext(ctx, keys.reader(), map, &plan),
+        read_old_shares(ctx, keys, &plan, &holders),
     );
     let (head, tail) = match old_text {
         Ok(t) => t,
@@ -492,7 +492,7 @@ async fn modify_in_place(
 /// else two, concurrently.
 async fn read_kept_plaintext(
     ctx: &Ctx,
-    keys: &MutableKeys,
+    keys: &ReaderKeys,
     map: &ServerMap,
     plan: &cairn_core::mutable::update::UpdatePlan,
 ) -> Result<(Vec<u8>, Vec<u8>), MutableError> {
@@ -524,7 +524,7 @@ async fn read_kept_plaintext(
 
 async fn read_range(
     ctx: &Ctx,
-    keys: &MutableKeys,
+    keys: &ReaderKeys,
     map: &ServerMap,
     range: Range<u64>,
 ) -> Result<Vec<u8>, MutableError> {
@@ -546,6 +546,7 @@ async fn read_range(
 /// whose every holder failed makes the whole update fall back to a full publish.
 async fn read_old_shares(
     ctx: &Ctx,
+    keys: &WriterKeys,
     plan: &cairn_core::mutable::update::UpdatePlan,
     holders: &BTreeMap<ShareNum, BTreeSet<ServerIdx>>,
 ) -> Result<Vec<cairn_core::mutable::update::OldShare>, String> {
@@ -559,7 +560,7 @@ async fn read_old_shares(
     let servers: BTreeSet<ServerIdx> = holders.values().flatten().copied().collect();
     let mut set = JoinSet::new();
     for server in servers {
-        let w = ctx.writer(server);
+        let w = ctx.writer(keys, server);
         let timeout = ctx.opts.query_timeout;
         let req = RtwRequest {
             read_vector: vec![
@@ -638,8 +639,8 @@ pub struct Opened {
 /// servermap update that must hear from `k + epsilon` servers.
 pub async fn open(grid: &Grid, cap: &Cap, opts: &MutableOptions) -> Result<Opened, MutableError> {
     let keys = read_keys(cap)?;
-    let fingerprint = keys.fingerprint().expect("read keys carry the fingerprint");
-    let ctx = Ctx::new(grid, &keys, opts);
+    let fingerprint = keys.fingerprint();
+    let ctx = Ctx::new(grid, None, &keys, opts);
     let mut k = opts.k;
     let mut n = opts.n.max(k);
     // Servers known to be down are asked last (the order only decides who is asked first).
@@ -828,17 +829,17 @@ impl Opened {
 // -------------------------------------------------------------------------------------
 // Caps and keys
 
-fn write_keys(cap: &Cap) -> Result<(MutableKeys, MutableFormat), MutableError> {
+fn write_keys(cap: &Cap) -> Result<(WriterKeys, MutableFormat), MutableError> {
     let (wk, fp, format) = match cap {
         Cap::SdmfWrite(c) => (*c.writekey().as_bytes(), *c.fingerprint(), c.format()),
         Cap::MdmfWrite(c) => (*c.writekey().as_bytes(), *c.fingerprint(), c.format()),
         Cap::SdmfRead(_) | Cap::MdmfRead(_) => return Err(MutableError::NotWriteable),
         other => return Err(MutableError::BadCap(other.kind_name().to_string())),
     };
-    Ok((MutableKeys::from_writekey(wk).with_fingerprint(fp), format))
+    Ok((WriterKeys::new(wk, fp), format))
 }
 
-fn read_keys(cap: &Cap) -> Result<MutableKeys, MutableError> {
+fn read_keys(cap: &Cap) -> Result<ReaderKeys, MutableError> {
     let (rk, fp) = match cap {
         Cap::SdmfWrite(c) => (*c.readkey().as_bytes(), *c.fingerprint()),
         Cap::MdmfWrite(c) => (*c.readkey().as_bytes(), *c.fingerprint()),
@@ -846,12 +847,12 @@ fn read_keys(cap: &Cap) -> Result<MutableKeys, MutableError> {
         Cap::MdmfRead(c) => (*c.readkey().as_bytes(), *c.fingerprint()),
         other => return Err(MutableError::BadCap(other.kind_name().to_string())),
     };
-    Ok(MutableKeys::from_readkey(rk).with_fingerprint(fp))
+    Ok(ReaderKeys::new(rk, fp))
 }
 
-fn caps(keys: &MutableKeys, format: MutableFormat) -> (String, String) {
-    let wk = *keys.writekey().expect("a writer has the writekey");
-    let fp = keys.fingerprint().expect("a writer knows the fingerprint");
+fn caps(keys: &WriterKeys, format: MutableFormat) -> (String, String) {
+    let wk = *keys.writekey();
+    let fp = keys.reader().fingerprint();
     match format {
         MutableFormat::Sdmf => {
             let c = SdmfWriteCap::new(wk, fp);
@@ -957,8 +958,8 @@ struct Ctx {
     counters: Arc<Counters>,
     opts: MutableOptions,
     leases: FileLeases,
-    /// Write-enabler master (`None` for readers).
-    write_enablers: Option<MutableKeys>,
+    /// The writer's keys, for write enablers (`None` for readers).
+    write_enablers: Option<WriterKeys>,
     /// The servermap queries' first reads of each share, which a retrieve uses instead of
     /// asking again when they cover what it wants.
     first_reads: Arc<FirstReads>,
@@ -1006,7 +1007,12 @@ impl FirstReads {
 }
 
 impl Ctx {
-    fn new(grid: &Grid, keys: &MutableKeys, opts: &MutableOptions) -> Ctx {
+    fn new(
+        grid: &Grid,
+        writer: Option<&WriterKeys>,
+        keys: &ReaderKeys,
+        opts: &MutableOptions,
+    ) -> Ctx {
         let si = keys.storage_index();
         let secret = opts
             .lease_secret
@@ -1018,7 +1024,7 @@ impl Ctx {
             counters: Arc::new(Counters::default()),
             opts: opts.clone(),
             leases: FileLeases::new(&secret, &si),
-            write_enablers: keys.writekey().map(|_| keys.clone()),
+            write_enablers: writer.cloned(),
             first_reads: Arc::default(),
         }
     }
@@ -1155,10 +1161,14 @@ async fn update_servermap(
         for a in std::mem::take(&mut actions) {
             match a {
                 SmAction::Query { id, server, len } => {
-                    let h = if ctx.write_enablers.is_some() {
-                        tokio::spawn(query_as_writer(ctx.writer(server), id, len, tx.clone()))
-                    } else {
-                        tokio::spawn(query(ctx.task(server), id, len, tx.clone()))
+                    let h = match &ctx.write_enablers {
+                        Some(keys) => tokio::spawn(query_as_writer(
+                            ctx.writer(keys, server),
+                            id,
+                            len,
+                            tx.clone(),
+                        )),
+                        None => tokio::spawn(query(ctx.task(server), id, len, tx.clone())),
                     };
                     tasks.add(id, server, h.abort_handle());
                 }
@@ -1204,7 +1214,8 @@ async fn update_servermap(
         let wake = clock.wake(m.next_deadline());
         let ev = tokio::select! {
             biased;
-            ev = rx.recv() => ev.expect("the driver holds a sender"),
+            // `None` cannot happen (the driver holds a sender); a tick is harmless.
+            ev = rx.recv() => ev.unwrap_or(SmEvent::Tick),
             _ = tokio::time::sleep_until(wake) => SmEvent::Tick,
         };
         ticked = matches!(ev, SmEvent::Tick);
@@ -1335,15 +1346,13 @@ async fn query_as_writer(w: Writer, id: RequestId, len: u64, tx: mpsc::Unbounded
 /// A write-mode servermap update; the private key it recovered.
 async fn write_servermap(
     ctx: &Ctx,
-    keys: &MutableKeys,
+    keys: &WriterKeys,
 ) -> Result<(ServerMap, SigningKey), MutableError> {
     let opts = &ctx.opts;
-    let fingerprint = keys
-        .fingerprint()
-        .expect("write caps carry the fingerprint");
+    let fingerprint = keys.reader().fingerprint();
     let mut cfg = UpdateConfig::new(Mode::Write, opts.k, opts.n.max(opts.k), fingerprint);
     cfg.epsilon = Some(opts.epsilon.max(usize::from(opts.k)));
-    cfg.writekey = keys.writekey().copied();
+    cfg.writekey = Some(*keys.writekey());
     cfg.query_timeout = millis(opts.query_timeout);
     let map = update_servermap(ctx, cfg, &ctx.permuted()).await?;
     if map.shares().is_empty() && map.bad_shares().is_empty() {
@@ -1478,7 +1487,7 @@ async fn encode_shares(
 
 async fn publish_version(
     ctx: &Ctx,
-    keys: &MutableKeys,
+    keys: &WriterKeys,
     privkey: &SigningKey,
     v: NewVersion,
     map: &ServerMap,
@@ -1516,7 +1525,7 @@ enum Payload {
 /// republishes if no version is left recoverable.
 async fn publish_payload(
     ctx: &Ctx,
-    keys: &MutableKeys,
+    keys: &WriterKeys,
     privkey: &SigningKey,
     header: &cairn_core::mutable::ShareHeader,
     map: &ServerMap,
@@ -1539,7 +1548,7 @@ async fn publish_payload(
         other => internal(other),
     })?;
     let payload = Arc::new(payload);
-    let result = run_publish(ctx, &mut m, &payload).await?;
+    let result = run_publish(ctx, keys, &mut m, &payload).await?;
     match result {
         Ok(outcome) => {
             let mut placed: BTreeMap<u8, BTreeSet<usize>> = outcome
@@ -1547,7 +1556,7 @@ async fn publish_payload(
                 .iter()
                 .map(|(sh, s)| (*sh, s.iter().map(|i| *i as usize).collect()))
                 .collect();
-            if let Some(extra) = retain_privkey(ctx, map, &outcome, &payload).await {
+            if let Some(extra) = retain_privkey(ctx, keys, map, &outcome, &payload).await {
                 placed.entry(extra.0).or_default().insert(extra.1);
             }
             let (writecap, readcap) = caps(keys, format);
@@ -1606,6 +1615,7 @@ async fn publish_payload(
 /// Drive one publish machine to its end.
 async fn run_publish(
     ctx: &Ctx,
+    keys: &WriterKeys,
     m: &mut PublishMachine,
     payload: &Arc<Payload>,
 ) -> Result<Result<PublishOutcome, PublishError>, MutableError> {
@@ -1622,7 +1632,7 @@ async fn run_publish(
                     server,
                     shares: tests,
                 } => {
-                    let w = ctx.writer(server);
+                    let w = ctx.writer(keys, server);
                     let payload = payload.clone();
                     let tx = tx.clone();
                     let h = tokio::spawn(async move {
@@ -1654,7 +1664,8 @@ async fn run_publish(
         let wake = clock.wake(m.next_deadline());
         let ev = tokio::select! {
             biased;
-            ev = rx.recv() => ev.expect("the driver holds a sender"),
+            // `None` cannot happen (the driver holds a sender); a tick is harmless.
+            ev = rx.recv() => ev.unwrap_or(PubEvent::Tick),
             _ = tokio::time::sleep_until(wake) => PubEvent::Tick,
         };
         ticked = matches!(ev, PubEvent::Tick);
@@ -1673,13 +1684,11 @@ struct Writer {
 }
 
 impl Ctx {
-    fn writer(&self, server: ServerIdx) -> Writer {
+    /// What writes to `server` need.
+    fn writer(&self, keys: &WriterKeys, server: ServerIdx) -> Writer {
         let entry = self.entry(server);
-        let keys = self.write_enablers.as_ref().expect("only writers publish");
         Writer {
-            write_enabler: keys
-                .write_enabler(entry.info.write_enabler_seed())
-                .expect("writer keys hold the writekey"),
+            write_enabler: keys.write_enabler(entry.info.write_enabler_seed()),
             lease: self.leases.for_server(&entry),
             task: self.task(server),
         }
@@ -1776,6 +1785,7 @@ fn first_read_of_each(data: BTreeMap<ShareNum, Vec<Vec<u8>>>) -> BTreeMap<ShareN
 /// encrypted private key stays with the writer. Returns (share, server) if it worked.
 async fn retain_privkey(
     ctx: &Ctx,
+    keys: &WriterKeys,
     map: &ServerMap,
     outcome: &PublishOutcome,
     payload: &Payload,
@@ -1809,7 +1819,7 @@ async fn retain_privkey(
             _ => WriteTest::Absent,
         },
     };
-    let w = ctx.writer(server);
+    let w = ctx.writer(keys, server);
     let tests = BTreeMap::from([(sh, test)]);
     match tokio::time::timeout(ctx.opts.write_timeout, w.write(&tests, payload)).await {
         Ok(Ok((true, _))) => Some((sh, own)),
@@ -1834,12 +1844,12 @@ async fn retain_privkey(
 /// what was done, for the error message.
 async fn recover_after_collision(
     ctx: &Ctx,
-    keys: &MutableKeys,
+    keys: &WriterKeys,
     privkey: &SigningKey,
     format: MutableFormat,
     our_data: Option<Vec<u8>>,
 ) -> String {
-    let fingerprint = keys.fingerprint().expect("writers know the fingerprint");
+    let fingerprint = keys.reader().fingerprint();
     let mut cfg = UpdateConfig::new(
         Mode::Check,
         ctx.opts.k,
@@ -1863,7 +1873,7 @@ async fn recover_after_collision(
     let (data, what) = match &best {
         Some(b) => {
             let mut buf = Vec::new();
-            match retrieve_into(ctx, keys, &map, None, &mut buf).await {
+            match retrieve_into(ctx, keys.reader(), &map, None, &mut buf).await {
                 Ok(_) => (Some(buf), format!("seqnum {}", b.seqnum)),
                 Err(e) => (
                     our_data,
@@ -1908,7 +1918,7 @@ async fn recover_after_collision(
         Ok(m) => m,
         Err(e) => return format!("republishing {what} failed: {e}"),
     };
-    match run_publish(ctx, &mut m, &shares.1).await {
+    match run_publish(ctx, keys, &mut m, &shares.1).await {
         Ok(Ok(_)) => format!("republished {what} as seqnum {seqnum}"),
         Ok(Err(e)) => format!("republishing {what} as seqnum {seqnum} failed: {e}"),
         Err(e) => format!("republishing {what} failed: {e}"),
@@ -1921,7 +1931,7 @@ async fn recover_after_collision(
 /// Read `range` (`None`: all) of the best recoverable version of `map` into `sink`.
 async fn retrieve_into(
     ctx: &Ctx,
-    keys: &MutableKeys,
+    keys: &ReaderKeys,
     map: &ServerMap,
     range: Option<Range<u64>>,
     sink: &mut (dyn AsyncWrite + Unpin + Send),
@@ -1935,7 +1945,7 @@ async fn retrieve_into(
         map,
         RetrieveKeys {
             readkey: *keys.readkey(),
-            fingerprint: keys.fingerprint().expect("keys carry the fingerprint"),
+            fingerprint: keys.fingerprint(),
         },
         range,
     )
@@ -2037,7 +2047,8 @@ async fn run_retrieve(
         let wake = clock.wake(m.next_deadline());
         let ev = tokio::select! {
             biased;
-            ev = rx.recv() => ev.expect("the driver holds a sender"),
+            // `None` cannot happen (the driver holds a sender); a tick is harmless.
+            ev = rx.recv() => ev.unwrap_or(RetEvent::Tick),
             _ = tokio::time::sleep_until(wake) => RetEvent::Tick,
         };
         if let RetEvent::Read { id, .. } | RetEvent::Failed { id, .. } = &ev {

@@ -212,7 +212,8 @@ pub async fn upload_file(
             src.segment(0, size as usize, &mut buf).map(|s| s.to_vec())
         })
         .await??;
-        return Ok(lit_report(&data, &progress));
+        return lit_report(&data, &progress)
+            .ok_or_else(|| UploadError::Internal("a LIT-sized read gave more bytes".into()));
     }
     let key = match key {
         Some(k) => k,
@@ -238,8 +239,8 @@ pub async fn upload_bytes(
 ) -> Result<UploadReport, UploadError> {
     check_params(&cfg.params)?;
     let size = data.len() as u64;
-    if chk::is_lit(size) {
-        return Ok(lit_report(&data, &progress));
+    if let Some(report) = lit_report(&data, &progress) {
+        return Ok(report);
     }
     let src = Source::Bytes(data);
     let key = {
@@ -338,14 +339,16 @@ fn report_progress(p: &Option<ProgressFn>, phase: Phase, done: u64, total: u64) 
     }
 }
 
-fn lit_report(data: &[u8], progress: &Option<ProgressFn>) -> UploadReport {
+/// The report of a LIT file (the data is the cap); `None` when `data` is too long for one.
+fn lit_report(data: &[u8], progress: &Option<ProgressFn>) -> Option<UploadReport> {
+    let cap = chk::lit_cap_string(data)?;
     let size = data.len() as u64;
     report_progress(progress, Phase::Done, size, size);
-    UploadReport {
-        cap: chk::lit_cap_string(data).expect("checked: LIT size"),
+    Some(UploadReport {
+        cap,
         size,
         ..UploadReport::default()
-    }
+    })
 }
 
 /// Pass 1: the convergent key.
@@ -1058,12 +1061,16 @@ async fn write_batch(
                 .map(|i| (*sh, *sec, batch.data[i].1.clone()))
         })
         .collect();
-    let results: Vec<(ShareNum, u64, Result<crate::WriteResult, GbsClientError>)> = if mine.len()
-        == 1
+    let results: Vec<(ShareNum, u64, Result<crate::WriteResult, GbsClientError>)> = if let [(
+        sh,
+        sec,
+        data,
+    )] = &mine[..]
     {
-        let (sh, sec, data) = mine.into_iter().next().expect("one");
+        // One share on this server: no task to spawn.
         let len = data.len() as u64;
-        vec![(sh, len, write_chunk(&s, &si, sh, &sec, offset, data).await)]
+        let r = write_chunk(&s, &si, *sh, sec, offset, data.clone()).await;
+        vec![(*sh, len, r)]
     } else {
         let mut set = JoinSet::new();
         for (sh, sec, data) in mine {

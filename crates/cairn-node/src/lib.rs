@@ -12,6 +12,8 @@
 //! - [`memory`]: keeping a long-running node's resident memory near its working set
 //! - [`node`]: starting and stopping everything ([`start`], [`run`])
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod config;
 pub mod create;
 pub mod gateway;

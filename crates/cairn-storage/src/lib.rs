@@ -11,6 +11,8 @@
 //! - [`ports`]: listening ports chosen outside the ephemeral range; who holds a taken one
 //! - [`server`]: node creation, the run loop, shutdown, background crawler and GC
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod config;
 pub mod http;
 pub mod identity;

@@ -466,3 +466,149 @@ impl MutableKeys {
         self.writekey.map(|wk| decrypt_privkey(&wk, enc_privkey))
     }
 }
+
+/// The keys a read cap gives: the readkey, the storage index derived from it and the
+/// verification key's fingerprint (every SSK/MDMF cap carries it). Nothing here can write:
+/// a reader has no writekey, so no write enabler and no private key, by type.
+#[derive(Clone)]
+pub struct ReaderKeys {
+    readkey: [u8; 16],
+    storage_index: [u8; 16],
+    fingerprint: [u8; 32],
+}
+
+impl ReaderKeys {
+    /// From a read cap's readkey and fingerprint.
+    pub fn new(readkey: [u8; 16], fingerprint: [u8; 32]) -> ReaderKeys {
+        ReaderKeys {
+            readkey,
+            storage_index: ssk_storage_index_hash(&readkey),
+            fingerprint,
+        }
+    }
+
+    pub fn readkey(&self) -> &[u8; 16] {
+        &self.readkey
+    }
+
+    pub fn storage_index(&self) -> [u8; 16] {
+        self.storage_index
+    }
+
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+}
+
+impl Drop for ReaderKeys {
+    fn drop(&mut self) {
+        self.readkey.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for ReaderKeys {}
+
+impl fmt::Debug for ReaderKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReaderKeys")
+            .field("readkey", &"<redacted>")
+            .field("storage_index", &crate::base32::encode(&self.storage_index))
+            .field("fingerprint", &crate::base32::encode(&self.fingerprint))
+            .finish()
+    }
+}
+
+/// The keys a write cap gives: the writekey, and the reader's keys derived from it.
+#[derive(Clone)]
+pub struct WriterKeys {
+    writekey: [u8; 16],
+    reader: ReaderKeys,
+}
+
+impl WriterKeys {
+    /// From a write cap's writekey and fingerprint.
+    pub fn new(writekey: [u8; 16], fingerprint: [u8; 32]) -> WriterKeys {
+        WriterKeys {
+            reader: ReaderKeys::new(ssk_readkey_hash(&writekey), fingerprint),
+            writekey,
+        }
+    }
+
+    /// Everything from the key pair (`derive_mutable_keys`).
+    pub fn from_signing_key(key: &SigningKey) -> WriterKeys {
+        Self::new(
+            ssk_writekey_hash(key.pkcs8_der()),
+            key.verifying_key().fingerprint(),
+        )
+    }
+
+    pub fn writekey(&self) -> &[u8; 16] {
+        &self.writekey
+    }
+
+    /// What a reader of the same file holds.
+    pub fn reader(&self) -> &ReaderKeys {
+        &self.reader
+    }
+
+    /// The write enabler for the server whose 20-byte seed (its Foolscap tubid) is given.
+    pub fn write_enabler(&self, server_seed: &[u8; 20]) -> Hash {
+        ssk_write_enabler_hash(&self.writekey, server_seed)
+    }
+
+    /// `encrypt_privkey(writekey, key.pkcs8_der())`.
+    pub fn encrypt_privkey(&self, key: &SigningKey) -> Vec<u8> {
+        encrypt_privkey(&self.writekey, key.pkcs8_der())
+    }
+
+    /// [`decrypt_privkey`] with this writekey.
+    pub fn decrypt_privkey(&self, enc_privkey: &[u8]) -> Result<SigningKey, KeyError> {
+        decrypt_privkey(&self.writekey, enc_privkey)
+    }
+}
+
+impl Drop for WriterKeys {
+    fn drop(&mut self) {
+        self.writekey.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for WriterKeys {}
+
+impl fmt::Debug for WriterKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriterKeys")
+            .field("writekey", &"<redacted>")
+            .field("reader", &self.reader)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn reader_and_writer_keys_derive_as_mutable_keys_do() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let key = SigningKey::generate_rsa(&mut rng).unwrap();
+        let all = MutableKeys::from_signing_key(&key);
+        let w = WriterKeys::from_signing_key(&key);
+        assert_eq!(Some(w.writekey()), all.writekey());
+        assert_eq!(w.reader().readkey(), all.readkey());
+        assert_eq!(w.reader().storage_index(), all.storage_index());
+        assert_eq!(Some(w.reader().fingerprint()), all.fingerprint());
+        assert_eq!(Some(w.write_enabler(&[3; 20])), all.write_enabler(&[3; 20]));
+        let enc = w.encrypt_privkey(&key);
+        assert_eq!(Some(enc.clone()), all.encrypt_privkey(&key));
+        assert_eq!(w.decrypt_privkey(&enc).unwrap().pkcs8_der(), key.pkcs8_der());
+        // A writer rebuilt from its cap's fields is the same writer; a reader from the
+        // reader's fields the same reader.
+        let again = WriterKeys::new(*w.writekey(), w.reader().fingerprint());
+        assert_eq!(again.reader().storage_index(), w.reader().storage_index());
+        let r = ReaderKeys::new(*w.reader().readkey(), w.reader().fingerprint());
+        assert_eq!(r.storage_index(), all.storage_index());
+        assert!(!format!("{w:?}{r:?}").contains(&format!("{:?}", w.writekey())));
+    }
+}

@@ -23,7 +23,7 @@ pub use codec::{
 };
 pub use keys::{
     decrypt_privkey, encrypt_privkey, BadSignature, KeyAlgorithm, KeyError, MutableKeys,
-    SigningKey, VerifyingKey,
+    ReaderKeys, SigningKey, VerifyingKey, WriterKeys,
 };
 pub use layout::{LayoutError, MutableShare, ShareHeader};
 pub use params::{ParamsError, SegmentParams};
