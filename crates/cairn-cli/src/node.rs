@@ -210,7 +210,8 @@ pub fn storage(cmd: StorageCommand) -> Result<ExitCode> {
                 Ok(c) => c.storage_dir,
                 Err(_) => cairn_storage::leasedb::resolve_storage_dir(&dir),
             };
-            let now = cairn_storage::http::now_secs();
+            use cairn_storage::clock::Clock;
+            let now = cairn_storage::clock::SystemClock.now_secs();
             let report = cairn_storage::leasedb::audit_storage_dir(&storage_dir, fix, now)?;
             print!("{report}");
             Ok(ExitCode::from(report.exit_code().clamp(0, 255) as u8))

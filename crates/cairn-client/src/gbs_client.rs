@@ -327,7 +327,9 @@ impl GbsClient {
         let counters = Arc::new(Counters::default());
         let server_name = ServerName::try_from(nurl.host.clone())
             // SNI is off and the SPKI pin is the whole check: any name will do.
-            .unwrap_or_else(|_| ServerName::from(std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST)));
+            .unwrap_or_else(|_| {
+                ServerName::from(std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST))
+            });
         let connector = PinnedConnector {
             host: nurl.host.clone(),
             port: nurl.port,

@@ -1061,34 +1061,32 @@ async fn write_batch(
                 .map(|i| (*sh, *sec, batch.data[i].1.clone()))
         })
         .collect();
-    let results: Vec<(ShareNum, u64, Result<crate::WriteResult, GbsClientError>)> = if let [(
-        sh,
-        sec,
-        data,
-    )] = &mine[..]
-    {
-        // One share on this server: no task to spawn.
-        let len = data.len() as u64;
-        let r = write_chunk(&s, &si, *sh, sec, offset, data.clone()).await;
-        vec![(*sh, len, r)]
-    } else {
-        let mut set = JoinSet::new();
-        for (sh, sec, data) in mine {
-            let s = s.clone();
+    let results: Vec<(ShareNum, u64, Result<crate::WriteResult, GbsClientError>)> =
+        if let [(sh, sec, data)] = &mine[..] {
+            // One share on this server: no task to spawn.
             let len = data.len() as u64;
-            set.spawn(async move { (sh, len, write_chunk(&s, &si, sh, &sec, offset, data).await) });
-        }
-        let mut out = Vec::new();
-        while let Some(r) = set.join_next().await {
-            out.push(r.map_err(|e| {
-                (
-                    Problem::Error(crate::Fault::Client),
-                    format!("write task: {e}"),
-                )
-            })?);
-        }
-        out
-    };
+            let r = write_chunk(&s, &si, *sh, sec, offset, data.clone()).await;
+            vec![(*sh, len, r)]
+        } else {
+            let mut set = JoinSet::new();
+            for (sh, sec, data) in mine {
+                let s = s.clone();
+                let len = data.len() as u64;
+                set.spawn(
+                    async move { (sh, len, write_chunk(&s, &si, sh, &sec, offset, data).await) },
+                );
+            }
+            let mut out = Vec::new();
+            while let Some(r) = set.join_next().await {
+                out.push(r.map_err(|e| {
+                    (
+                        Problem::Error(crate::Fault::Client),
+                        format!("write task: {e}"),
+                    )
+                })?);
+            }
+            out
+        };
     let mut out = Vec::with_capacity(results.len());
     for (sh, len, r) in results {
         match r {

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, State};
@@ -27,6 +27,7 @@ use cairn_core::storage::container::{
 use cairn_core::storage::gbs::{self, ByteRange, GbsError, ReadAnswer, Secrets};
 use cairn_core::storage::rtw::{RtwContext, RtwSecrets};
 
+use crate::clock::{iso_utc, Clock};
 use crate::config::Limits;
 use crate::leasedb::{self, AccountId, Lease, LeaseDb, ShareKey};
 use crate::store::{self, Store, StoreError};
@@ -48,6 +49,8 @@ pub struct ServerState {
     pub reserved_space: u64,
     pub readonly: bool,
     pub app_version: String,
+    /// The date, for leases, expiry and records (see `clock`).
+    pub clock: Arc<dyn Clock>,
     uploads: Mutex<HashMap<(StorageIndex, u16), Arc<UploadSlot>>>,
 }
 
@@ -122,14 +125,6 @@ impl RangeSet {
     }
 }
 
-/// Seconds since the epoch.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl ServerState {
     pub fn new(
         store: Store,
@@ -138,8 +133,10 @@ impl ServerState {
         limits: Limits,
         reserved_space: u64,
         readonly: bool,
+        clock: Arc<dyn Clock>,
     ) -> ServerState {
         ServerState {
+            clock,
             nodeid: store.nodeid,
             store,
             db: Mutex::new(db),
@@ -263,7 +260,7 @@ impl ServerState {
         change_files: impl FnOnce() -> Result<T, HttpError>,
     ) -> Result<T, HttpError> {
         let change = db
-            .begin_change(si, now_secs())
+            .begin_change(si, self.clock.now_secs())
             .map_err(HttpError::internal)?;
         let out = change_files();
         self.settle(db, change);
@@ -539,7 +536,7 @@ async fn allocate(
         (Some(r), Some(c), Some(u)) => (r, c, u),
         _ => return Err(HttpError::new(StatusCode::BAD_REQUEST, "missing secrets")),
     };
-    let now = now_secs();
+    let now = st.clock.now_secs();
     let expiration = expiration_for(now).map_err(HttpError::internal)?;
     let st2 = st.clone();
     let resp = blocking(move || -> Result<gbs::AllocateResponse, HttpError> {
@@ -781,7 +778,7 @@ async fn write_immutable(
         // before the commit below is settled at the next start.
         let change = st2
             .lock_db()
-            .begin_change(&si, now_secs())
+            .begin_change(&si, st2.clock.now_secs())
             .map_err(HttpError::internal)?;
         let finished = st2.store.finish_incoming(&si.0, shnum, &file);
         let mut db = st2.lock_db();
@@ -1004,7 +1001,7 @@ async fn add_lease(State(st): St, UrlPath(si): UrlPath<String>, headers: HeaderM
     let (Some(renew), Some(cancel)) = (secrets.lease_renew, secrets.lease_cancel) else {
         return Err(HttpError::new(StatusCode::BAD_REQUEST, "missing secrets"));
     };
-    let expiration = expiration_for(now_secs()).map_err(HttpError::internal)?;
+    let expiration = expiration_for(st.clock.now_secs()).map_err(HttpError::internal)?;
     let st2 = st.clone();
     blocking(move || -> Result<(), HttpError> {
         let st = st2;
@@ -1073,7 +1070,7 @@ async fn read_test_write(
             store::disk_available(&st.store.shares_dir, st.reserved_space).unwrap_or(0)
         };
         let avail = avail.saturating_sub(st.uploads_in_progress().1);
-        let mut ctx = RtwContext::new(st.nodeid, now_secs(), Some(avail));
+        let mut ctx = RtwContext::new(st.nodeid, st.clock.now_secs(), Some(avail));
         ctx.max_share_size = st.limits.max_mutable_share_size;
         let rtw = || {
             Ok(st
@@ -1156,42 +1153,19 @@ async fn corrupt(
     let st2 = st.clone();
     blocking(move || {
         if st2.available_space() > 64 * 1024 {
-            st2.store
-                .write_corruption_report(kind, &si.0, shnum, &req.reason, &iso_utc_now())
+            st2.store.write_corruption_report(
+                kind,
+                &si.0,
+                shnum,
+                &req.reason,
+                &iso_utc(st.clock.now()),
+            )
         } else {
             Ok(())
         }
     })
     .await??;
     Ok(empty(StatusCode::OK))
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.ffffff` in UTC (Tahoe's `iso_utc(sep="T")`).
-pub fn iso_utc_now() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Civil from days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = if month <= 2 { y + 1 } else { y };
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_micros()
-    )
 }
 
 #[cfg(test)]

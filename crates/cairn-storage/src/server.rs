@@ -14,8 +14,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Limits, NodeConfig};
-use crate::http::{self, now_secs, ServerState};
+use crate::http::{self, ServerState};
 use crate::identity::{self, NodeIdentity};
 use crate::leasedb::{self, ExpirationPolicy, LeaseDb};
 use crate::store::Store;
@@ -177,6 +178,8 @@ pub struct ServerOptions {
     pub readonly: bool,
     pub limits: Limits,
     pub expiration: ExpirationPolicy,
+    /// The date (the system clock, unless a test sets another).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ServerOptions {
@@ -203,6 +206,7 @@ impl ServerOptions {
             readonly: config.readonly,
             limits: config.limits.clone(),
             expiration: config.expiration,
+            clock: Arc::new(SystemClock),
         })
     }
 }
@@ -218,7 +222,7 @@ pub struct RunningServer {
 /// Open the storage directory (recovering from a crash: every reservation is released and
 /// every partial upload deleted), bind the listeners, and start serving.
 pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
-    let now = now_secs();
+    let now = opts.clock.now_secs();
     let storage_dir = opts.storage_dir.clone();
     let nodeid = opts.nodeid;
     let (store, db) =
@@ -245,6 +249,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         opts.limits.clone(),
         opts.reserved_space,
         opts.readonly,
+        opts.clock.clone(),
     ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -454,7 +459,7 @@ async fn background(
                 let n = state.limits.crawl_prefixes_per_step;
                 let finished = tokio::task::spawn_blocking(move || {
                     let mut db = st.db.lock().unwrap_or_else(|p| p.into_inner());
-                    match c.step(&mut db, n, now_secs()) {
+                    match c.step(&mut db, n, st.clock.now_secs()) {
                         Ok(step) => {
                             for d in &step.discrepancies {
                                 tracing::info!("lease crawler: {d}");
@@ -485,7 +490,8 @@ async fn run_gc(state: &Arc<ServerState>, policy: &ExpirationPolicy) {
     let policy = *policy;
     let _ = tokio::task::spawn_blocking(move || {
         let mut db = st.db.lock().unwrap_or_else(|p| p.into_inner());
-        match leasedb::collect_garbage(&st.store.storage_dir, &mut db, &policy, now_secs()) {
+        match leasedb::collect_garbage(&st.store.storage_dir, &mut db, &policy, st.clock.now_secs())
+        {
             Ok(report) => {
                 if !report.removed.is_empty() || !report.errors.is_empty() {
                     tracing::info!("{report}");

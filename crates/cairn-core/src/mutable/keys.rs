@@ -602,7 +602,10 @@ mod tests {
         assert_eq!(Some(w.write_enabler(&[3; 20])), all.write_enabler(&[3; 20]));
         let enc = w.encrypt_privkey(&key);
         assert_eq!(Some(enc.clone()), all.encrypt_privkey(&key));
-        assert_eq!(w.decrypt_privkey(&enc).unwrap().pkcs8_der(), key.pkcs8_der());
+        assert_eq!(
+            w.decrypt_privkey(&enc).unwrap().pkcs8_der(),
+            key.pkcs8_der()
+        );
         // A writer rebuilt from its cap's fields is the same writer; a reader from the
         // reader's fields the same reader.
         let again = WriterKeys::new(*w.writekey(), w.reader().fingerprint());
