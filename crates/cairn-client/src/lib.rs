@@ -13,6 +13,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod download;
+pub mod driver;
 pub mod gbs_client;
 pub mod grid;
 pub mod keypool;

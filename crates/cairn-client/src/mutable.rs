@@ -56,10 +56,9 @@ use cairn_core::storage::gbs::{RtwRequest, RtwResponse, TestWriteVectors, WriteV
 use rand::rngs::OsRng;
 use rand::RngCore;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
-use tokio::task::{AbortHandle, JoinSet};
-use tokio::time::Instant;
+use tokio::task::JoinSet;
 
+use crate::driver::{drive, Executor, MachineBroken, Run};
 use crate::gbs_client::LeaseSecrets;
 use crate::grid::{FileLeases, Grid, Problem, ServerEntry};
 
@@ -243,6 +242,12 @@ pub enum MutableError {
     /// Encoding failed or a machine was misused (a bug).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<MachineBroken> for MutableError {
+    fn from(e: MachineBroken) -> MutableError {
+        internal(e.0)
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> MutableError {
@@ -1093,56 +1098,6 @@ impl Ctx {
     }
 }
 
-/// Request tasks in flight: id -> (abort handle, server). Aborted when cancelled or when
-/// the operation ends (also when its future is dropped).
-#[derive(Default)]
-struct TaskSet(HashMap<RequestId, (AbortHandle, ServerIdx)>);
-
-impl TaskSet {
-    fn add(&mut self, id: RequestId, server: ServerIdx, h: AbortHandle) {
-        self.0.insert(id, (h, server));
-    }
-
-    fn done(&mut self, id: RequestId) {
-        self.0.remove(&id);
-    }
-
-    /// Abort; the server the request went to, if it was still running.
-    fn abort(&mut self, id: RequestId) -> Option<ServerIdx> {
-        self.0.remove(&id).map(|(h, s)| {
-            h.abort();
-            s
-        })
-    }
-}
-
-impl Drop for TaskSet {
-    fn drop(&mut self) {
-        for (_, (h, _)) in self.0.drain() {
-            h.abort();
-        }
-    }
-}
-
-/// Milliseconds since the operation's machine started.
-struct Clock(Instant);
-
-impl Clock {
-    fn new() -> Clock {
-        Clock(Instant::now())
-    }
-    fn now(&self) -> Millis {
-        self.0.elapsed().as_millis() as Millis
-    }
-    /// When to wake for a Tick: the machine's next deadline, at most a second away.
-    fn wake(&self, deadline: Option<Millis>) -> Instant {
-        let fallback = Instant::now() + Duration::from_secs(1);
-        deadline.map_or(fallback, |d| {
-            (self.0 + Duration::from_millis(d)).min(fallback)
-        })
-    }
-}
-
 // -------------------------------------------------------------------------------------
 // Servermap update
 
@@ -1152,78 +1107,7 @@ async fn update_servermap(
     servers: &[ServerIdx],
 ) -> Result<ServerMap, MutableError> {
     let mut m = ServermapUpdater::new(cfg, servers).map_err(internal)?;
-    let clock = Clock::new();
-    let (tx, mut rx) = mpsc::unbounded_channel::<SmEvent>();
-    let mut tasks = TaskSet::default();
-    let mut actions = m.start(clock.now());
-    let mut ticked = false;
-    loop {
-        for a in std::mem::take(&mut actions) {
-            match a {
-                SmAction::Query { id, server, len } => {
-                    let h = match &ctx.write_enablers {
-                        Some(keys) => tokio::spawn(query_as_writer(
-                            ctx.writer(keys, server),
-                            id,
-                            len,
-                            tx.clone(),
-                        )),
-                        None => tokio::spawn(query(ctx.task(server), id, len, tx.clone())),
-                    };
-                    tasks.add(id, server, h.abort_handle());
-                }
-                SmAction::ReadShare {
-                    id,
-                    server,
-                    shnum,
-                    offset,
-                    len,
-                } => {
-                    let t = ctx.task(server);
-                    let tx = tx.clone();
-                    let h = tokio::spawn(async move {
-                        t.count(Kind::Servermap);
-                        let ev = match t.read(shnum, offset, len).await {
-                            Ok(data) => SmEvent::Answer {
-                                id,
-                                shares: BTreeMap::from([(shnum, data)]),
-                            },
-                            Err(reason) => SmEvent::Failed { id, reason },
-                        };
-                        let _ = tx.send(ev);
-                    });
-                    tasks.add(id, server, h.abort_handle());
-                }
-                SmAction::Cancel { id } => {
-                    if let (Some(server), true) = (tasks.abort(id), ticked) {
-                        ctx.entry(server).report(
-                            Problem::Stall,
-                            format!(
-                                "no answer to a servermap query within {} ms",
-                                millis(ctx.opts.query_timeout)
-                            ),
-                        );
-                    }
-                }
-                SmAction::Finished => {}
-            }
-        }
-        if m.is_done() {
-            break;
-        }
-        let wake = clock.wake(m.next_deadline());
-        let ev = tokio::select! {
-            biased;
-            // `None` cannot happen (the driver holds a sender); a tick is harmless.
-            ev = rx.recv() => ev.unwrap_or(SmEvent::Tick),
-            _ = tokio::time::sleep_until(wake) => SmEvent::Tick,
-        };
-        ticked = matches!(ev, SmEvent::Tick);
-        if let SmEvent::Answer { id, .. } | SmEvent::Failed { id, .. } = &ev {
-            tasks.done(*id);
-        }
-        actions = m.handle(ev, clock.now()).map_err(internal)?;
-    }
+    drive(&mut m, &mut ServermapRun { ctx }).await?;
     let map = m.into_servermap();
     for ((server, shnum), bad) in map.bad_shares() {
         ctx.entry(*server)
@@ -1231,6 +1115,70 @@ async fn update_servermap(
         ctx.advise_corrupt(*server, *shnum, &bad.reason);
     }
     Ok(map)
+}
+
+/// Carries out a servermap update's queries and reads.
+struct ServermapRun<'a> {
+    ctx: &'a Ctx,
+}
+
+impl Executor<ServermapUpdater> for ServermapRun<'_> {
+    type Done = ();
+    type Error = MutableError;
+
+    async fn execute(
+        &mut self,
+        action: SmAction,
+        run: &mut Run<SmEvent>,
+    ) -> Result<Option<()>, MutableError> {
+        let ctx = self.ctx;
+        match action {
+            SmAction::Query { id, server, len } => match &ctx.write_enablers {
+                Some(keys) => run.spawn(
+                    id,
+                    server,
+                    query_as_writer(ctx.writer(keys, server), id, len),
+                ),
+                None => run.spawn(id, server, query(ctx.task(server), id, len)),
+            },
+            SmAction::ReadShare {
+                id,
+                server,
+                shnum,
+                offset,
+                len,
+            } => {
+                let t = ctx.task(server);
+                run.spawn(id, server, async move {
+                    t.count(Kind::Servermap);
+                    match t.read(shnum, offset, len).await {
+                        Ok(data) => SmEvent::Answer {
+                            id,
+                            shares: BTreeMap::from([(shnum, data)]),
+                        },
+                        Err(reason) => SmEvent::Failed { id, reason },
+                    }
+                });
+            }
+            SmAction::Cancel { id } => {
+                if let Some(server) = run.cancel(id) {
+                    ctx.entry(server).report(
+                        Problem::Stall,
+                        format!(
+                            "no answer to a servermap query within {} ms",
+                            millis(ctx.opts.query_timeout)
+                        ),
+                    );
+                }
+            }
+            SmAction::Finished => {}
+        }
+        Ok(None)
+    }
+
+    fn finished(&mut self, _: &ServermapUpdater) -> Result<(), MutableError> {
+        Ok(())
+    }
 }
 
 /// What a request task needs: the server, the storage index, the counters.
@@ -1276,14 +1224,13 @@ impl Task {
 }
 
 /// Tahoe's `slot_readv(si, [], [(0, len)])` over HTTP: list the shares, read each.
-async fn query(t: Task, id: RequestId, len: u64, tx: mpsc::UnboundedSender<SmEvent>) {
+async fn query(t: Task, id: RequestId, len: u64) -> SmEvent {
     t.count(Kind::Servermap);
     let listed = match t.entry.client.list_mutable_shares(&t.si).await {
         Ok(l) => l,
         Err(e) => {
             let reason = t.failed(&e);
-            let _ = tx.send(SmEvent::Failed { id, reason });
-            return;
+            return SmEvent::Failed { id, reason };
         }
     };
     let t = Arc::new(t);
@@ -1308,13 +1255,12 @@ async fn query(t: Task, id: RequestId, len: u64, tx: mpsc::UnboundedSender<SmEve
             Err(e) if e.is_not_found() => {}
             Err(e) => {
                 let reason = t.failed(&e);
-                let _ = tx.send(SmEvent::Failed { id, reason });
-                return;
+                return SmEvent::Failed { id, reason };
             }
         }
     }
     t.entry.report_ok();
-    let _ = tx.send(SmEvent::Answer { id, shares });
+    SmEvent::Answer { id, shares }
 }
 
 /// A writer's query: one read-test-write with no tests and no writes whose read vector
@@ -1322,7 +1268,7 @@ async fn query(t: Task, id: RequestId, len: u64, tx: mpsc::UnboundedSender<SmEve
 /// `slot_testv_and_readv_and_writev` reads all shares and, with nothing to write, changes
 /// nothing and touches no lease). One request per server instead of a list and one read
 /// per share. The server checks the write enabler against the shares it holds.
-async fn query_as_writer(w: Writer, id: RequestId, len: u64, tx: mpsc::UnboundedSender<SmEvent>) {
+async fn query_as_writer(w: Writer, id: RequestId, len: u64) -> SmEvent {
     let req = RtwRequest {
         read_vector: vec![cairn_core::storage::gbs::ReadVector {
             offset: 0,
@@ -1330,7 +1276,7 @@ async fn query_as_writer(w: Writer, id: RequestId, len: u64, tx: mpsc::Unbounded
         }],
         ..RtwRequest::default()
     };
-    let ev = match w.send(Kind::Servermap, &req).await {
+    match w.send(Kind::Servermap, &req).await {
         Ok(resp) => {
             let shares = first_read_of_each(resp.data);
             for (sh, first) in &shares {
@@ -1339,8 +1285,7 @@ async fn query_as_writer(w: Writer, id: RequestId, len: u64, tx: mpsc::Unbounded
             SmEvent::Answer { id, shares }
         }
         Err(reason) => SmEvent::Failed { id, reason },
-    };
-    let _ = tx.send(ev);
+    }
 }
 
 /// A write-mode servermap update; the private key it recovered.
@@ -1619,60 +1564,61 @@ async fn run_publish(
     m: &mut PublishMachine,
     payload: &Arc<Payload>,
 ) -> Result<Result<PublishOutcome, PublishError>, MutableError> {
-    let clock = Clock::new();
-    let (tx, mut rx) = mpsc::unbounded_channel::<PubEvent>();
-    let mut tasks = TaskSet::default();
-    let mut actions = m.start(clock.now());
-    let mut ticked = false;
-    loop {
-        for a in std::mem::take(&mut actions) {
-            match a {
-                PubAction::Write {
-                    id,
-                    server,
-                    shares: tests,
-                } => {
-                    let w = ctx.writer(keys, server);
-                    let payload = payload.clone();
-                    let tx = tx.clone();
-                    let h = tokio::spawn(async move {
-                        let ev = match w.write(&tests, &payload).await {
-                            Ok((wrote, current)) => PubEvent::Written { id, wrote, current },
-                            Err(reason) => PubEvent::Failed { id, reason },
-                        };
-                        let _ = tx.send(ev);
-                    });
-                    tasks.add(id, server, h.abort_handle());
-                }
-                PubAction::Cancel { id } => {
-                    if let (Some(server), true) = (tasks.abort(id), ticked) {
-                        ctx.entry(server).report(
-                            Problem::Stall,
-                            format!(
-                                "no answer to a mutable write within {} ms",
-                                millis(ctx.opts.write_timeout)
-                            ),
-                        );
+    drive(m, &mut PublishRun { ctx, keys, payload }).await
+}
+
+/// Carries out a publish's writes.
+struct PublishRun<'a> {
+    ctx: &'a Ctx,
+    keys: &'a WriterKeys,
+    payload: &'a Arc<Payload>,
+}
+
+impl Executor<PublishMachine> for PublishRun<'_> {
+    type Done = Result<PublishOutcome, PublishError>;
+    type Error = MutableError;
+
+    async fn execute(
+        &mut self,
+        action: PubAction,
+        run: &mut Run<PubEvent>,
+    ) -> Result<Option<Self::Done>, MutableError> {
+        let ctx = self.ctx;
+        match action {
+            PubAction::Write {
+                id,
+                server,
+                shares: tests,
+            } => {
+                let w = ctx.writer(self.keys, server);
+                let payload = self.payload.clone();
+                run.spawn(id, server, async move {
+                    match w.write(&tests, &payload).await {
+                        Ok((wrote, current)) => PubEvent::Written { id, wrote, current },
+                        Err(reason) => PubEvent::Failed { id, reason },
                     }
-                }
-                PubAction::Finished(r) => return Ok(r),
+                });
             }
+            PubAction::Cancel { id } => {
+                if let Some(server) = run.cancel(id) {
+                    ctx.entry(server).report(
+                        Problem::Stall,
+                        format!(
+                            "no answer to a mutable write within {} ms",
+                            millis(ctx.opts.write_timeout)
+                        ),
+                    );
+                }
+            }
+            PubAction::Finished(r) => return Ok(Some(r)),
         }
-        if let Some(r) = m.outcome() {
-            return Ok(r.clone());
-        }
-        let wake = clock.wake(m.next_deadline());
-        let ev = tokio::select! {
-            biased;
-            // `None` cannot happen (the driver holds a sender); a tick is harmless.
-            ev = rx.recv() => ev.unwrap_or(PubEvent::Tick),
-            _ = tokio::time::sleep_until(wake) => PubEvent::Tick,
-        };
-        ticked = matches!(ev, PubEvent::Tick);
-        if let PubEvent::Written { id, .. } | PubEvent::Failed { id, .. } = &ev {
-            tasks.done(*id);
-        }
-        actions = m.handle(ev, clock.now()).map_err(internal)?;
+        Ok(None)
+    }
+
+    fn finished(&mut self, m: &PublishMachine) -> Result<Self::Done, MutableError> {
+        m.outcome()
+            .cloned()
+            .ok_or_else(|| internal("publish ended without an outcome"))
     }
 }
 
@@ -1958,102 +1904,99 @@ async fn run_retrieve(
     m: &mut RetrieveMachine,
     sink: &mut (dyn AsyncWrite + Unpin + Send),
 ) -> Result<RetrieveOutcome, MutableError> {
-    let clock = Clock::new();
-    let (tx, mut rx) = mpsc::unbounded_channel::<RetEvent>();
-    let mut tasks = TaskSet::default();
-    let mut actions = m.start(clock.now());
-    loop {
-        for a in std::mem::take(&mut actions) {
-            match a {
-                RetAction::Read {
-                    id,
-                    server,
-                    shnum,
-                    offset,
-                    len,
-                    ..
-                } => {
-                    if let Some(data) = ctx.first_reads.get(server as usize, shnum, offset, len) {
-                        // The servermap's first read of this share already holds it.
-                        let _ = tx.send(RetEvent::Read { id, data });
-                        continue;
+    drive(m, &mut RetrieveRun { ctx, sink }).await
+}
+
+/// Carries out a retrieve's reads and writes its output to the sink.
+struct RetrieveRun<'a, 's> {
+    ctx: &'a Ctx,
+    sink: &'s mut (dyn AsyncWrite + Unpin + Send),
+}
+
+impl Executor<RetrieveMachine> for RetrieveRun<'_, '_> {
+    type Done = RetrieveOutcome;
+    type Error = MutableError;
+
+    async fn execute(
+        &mut self,
+        action: RetAction,
+        run: &mut Run<RetEvent>,
+    ) -> Result<Option<RetrieveOutcome>, MutableError> {
+        let ctx = self.ctx;
+        match action {
+            RetAction::Read {
+                id,
+                server,
+                shnum,
+                offset,
+                len,
+                ..
+            } => {
+                if let Some(data) = ctx.first_reads.get(server as usize, shnum, offset, len) {
+                    // The servermap's first read of this share already holds it.
+                    run.deliver(RetEvent::Read { id, data });
+                    return Ok(None);
+                }
+                let t = ctx.task(server);
+                run.spawn(id, server, async move {
+                    t.count(Kind::Read);
+                    match t.read(shnum, offset, len).await {
+                        Ok(data) => RetEvent::Read { id, data },
+                        Err(reason) => RetEvent::Failed { id, reason },
                     }
-                    let t = ctx.task(server);
-                    let tx = tx.clone();
-                    let h = tokio::spawn(async move {
-                        t.count(Kind::Read);
-                        let ev = match t.read(shnum, offset, len).await {
-                            Ok(data) => RetEvent::Read { id, data },
-                            Err(reason) => RetEvent::Failed { id, reason },
-                        };
-                        let _ = tx.send(ev);
-                    });
-                    tasks.add(id, server, h.abort_handle());
-                }
-                RetAction::Cancel { id } => {
-                    tasks.abort(id);
-                }
-                RetAction::Output { data, .. } => sink.write_all(&data).await?,
-                RetAction::Report(p) => {
-                    let entry = ctx.entry(p.server);
-                    match p.kind {
-                        // the request's task scored it by the error's fault
-                        ProblemKind::Error => {}
-                        ProblemKind::Stall => entry.report(Problem::Stall, p.reason.clone()),
-                        ProblemKind::Corrupt => {
-                            entry.report(
-                                Problem::Corrupt,
-                                format!("share {}: {}", p.shnum, p.reason),
-                            );
-                            ctx.advise_corrupt(p.server, p.shnum, &p.reason);
-                        }
-                        // a writer got in between, or a layout this reader does not
-                        // predict: not the server's fault
-                        ProblemKind::Changed | ProblemKind::Unsupported => {
-                            tracing::info!(server = %entry.name(), problem = %p, "mutable share dropped");
-                        }
+                });
+            }
+            RetAction::Cancel { id } => {
+                run.cancel(id);
+            }
+            RetAction::Output { data, .. } => self.sink.write_all(&data).await?,
+            RetAction::Report(p) => {
+                let entry = ctx.entry(p.server);
+                match p.kind {
+                    // the request's task scored it by the error's fault
+                    ProblemKind::Error => {}
+                    ProblemKind::Stall => entry.report(Problem::Stall, p.reason.clone()),
+                    ProblemKind::Corrupt => {
+                        entry.report(Problem::Corrupt, format!("share {}: {}", p.shnum, p.reason));
+                        ctx.advise_corrupt(p.server, p.shnum, &p.reason);
                     }
-                }
-                RetAction::Finished(r) => {
-                    sink.flush().await?;
-                    return r.map_err(|e| match e {
-                        cairn_core::client::mutable::RetrieveError::NotEnoughShares {
-                            seqnum,
-                            k,
-                            usable,
-                            problems,
-                        } => MutableError::NotEnoughServers {
-                            what: "reading (good shares of the chosen version)",
-                            tried: problems
-                                .iter()
-                                .map(|p| p.server)
-                                .collect::<BTreeSet<_>>()
-                                .len(),
-                            needed: usize::from(k),
-                            got: usable,
-                            reasons: problems
-                                .iter()
-                                .map(|p| format!("seqnum {seqnum}: {}: {p}", ctx.name(p.server)))
-                                .collect(),
-                        },
-                        other => MutableError::Unrecoverable(other.to_string()),
-                    });
+                    // a writer got in between, or a layout this reader does not
+                    // predict: not the server's fault
+                    ProblemKind::Changed | ProblemKind::Unsupported => {
+                        tracing::info!(server = %entry.name(), problem = %p, "mutable share dropped");
+                    }
                 }
             }
+            RetAction::Finished(r) => {
+                self.sink.flush().await?;
+                return r.map(Some).map_err(|e| match e {
+                    cairn_core::client::mutable::RetrieveError::NotEnoughShares {
+                        seqnum,
+                        k,
+                        usable,
+                        problems,
+                    } => MutableError::NotEnoughServers {
+                        what: "reading (good shares of the chosen version)",
+                        tried: problems
+                            .iter()
+                            .map(|p| p.server)
+                            .collect::<BTreeSet<_>>()
+                            .len(),
+                        needed: usize::from(k),
+                        got: usable,
+                        reasons: problems
+                            .iter()
+                            .map(|p| format!("seqnum {seqnum}: {}: {p}", ctx.name(p.server)))
+                            .collect(),
+                    },
+                    other => MutableError::Unrecoverable(other.to_string()),
+                });
+            }
         }
-        if m.is_done() {
-            return Err(internal("retrieve ended without a result"));
-        }
-        let wake = clock.wake(m.next_deadline());
-        let ev = tokio::select! {
-            biased;
-            // `None` cannot happen (the driver holds a sender); a tick is harmless.
-            ev = rx.recv() => ev.unwrap_or(RetEvent::Tick),
-            _ = tokio::time::sleep_until(wake) => RetEvent::Tick,
-        };
-        if let RetEvent::Read { id, .. } | RetEvent::Failed { id, .. } = &ev {
-            tasks.done(*id);
-        }
-        actions = m.handle(ev, clock.now()).map_err(internal)?;
+        Ok(None)
+    }
+
+    fn finished(&mut self, _: &RetrieveMachine) -> Result<RetrieveOutcome, MutableError> {
+        Err(internal("retrieve ended without a result"))
     }
 }

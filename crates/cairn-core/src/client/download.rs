@@ -54,10 +54,7 @@ use crate::chk::params::{
 use crate::chk::{ChkCapInfo, ChkDecoder, DecodeError, SegmentDecoder};
 use crate::hashutil::{Hash, HASH_LEN};
 
-/// Milliseconds since an origin the driver chooses (only differences matter).
-pub type Millis = u64;
-/// Identifies one request (list or read) for the life of a machine.
-pub type RequestId = u64;
+pub use crate::client::machine::{Millis, RequestId};
 /// Identifies one verify or decode job.
 pub type JobId = u64;
 

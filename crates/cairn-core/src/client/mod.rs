@@ -3,6 +3,8 @@
 //! machine returns (requests to send). No I/O, no clock, no randomness here; the I/O driver
 //! in `cairn-client` owns one machine per operation and never re-enters it.
 //!
+//! - [`machine`]: the one shape every machine has ([`machine::Machine`]), which one
+//!   driver runs.
 //! - [`upload`]: locating and allocating share holders for a CHK upload with Tahoe's
 //!   servers-of-happiness placement, and losing holders mid-upload.
 //! - [`download`]: choosing share holders, fetching and verifying blocks, switching away
@@ -12,5 +14,7 @@
 //!   a disconnect for another writer).
 
 pub mod download;
+#[macro_use]
+pub mod machine;
 pub mod mutable;
 pub mod upload;

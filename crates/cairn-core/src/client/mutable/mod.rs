@@ -30,11 +30,7 @@ pub use publish::{PublishConfig, PublishError, PublishMachine, PublishOutcome, W
 pub use retrieve::{RetrieveConfig, RetrieveError, RetrieveKeys, RetrieveMachine, RetrieveOutcome};
 pub use servermap::{Mode, ServerMap, ServermapUpdater, UpdateConfig, VersionId};
 
-/// Milliseconds since an origin the driver chooses (only differences matter).
-pub type Millis = u64;
-
-/// Identifies one request for the life of a machine.
-pub type RequestId = u64;
+pub use crate::client::machine::{Millis, RequestId};
 
 /// A server that failed, and why (the driver's description of the error).
 #[derive(Clone, Debug, PartialEq, Eq)]

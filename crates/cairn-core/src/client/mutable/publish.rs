@@ -807,6 +807,14 @@ fn homeless_note(homeless: &[ShareNum]) -> String {
     }
 }
 
+crate::client::machine::machine!(
+    PublishMachine,
+    Event,
+    Action,
+    super::MachineError,
+    [Written, Failed]
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

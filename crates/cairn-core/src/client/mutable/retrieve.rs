@@ -1065,3 +1065,11 @@ fn check_tree(nodes: &[Hash], num_leaves: usize) -> Result<(), Fault> {
         .and_then(|()| tree.set_hashes(&all, &BTreeMap::new()))
         .map_err(|e| Fault(ProblemKind::Corrupt, format!("block hash tree: {e}")))
 }
+
+crate::client::machine::machine!(
+    RetrieveMachine,
+    Event,
+    Action,
+    super::MachineError,
+    [Read, Failed]
+);

@@ -1002,6 +1002,14 @@ fn parse_prefix(data: &[u8]) -> Result<Prefix, LayoutError> {
     Ok(prefix)
 }
 
+crate::client::machine::machine!(
+    ServermapUpdater,
+    Event,
+    Action,
+    super::MachineError,
+    [Answer, Failed]
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
