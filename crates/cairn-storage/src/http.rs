@@ -20,6 +20,7 @@ use axum::Router;
 use futures_util::StreamExt;
 
 use cairn_core::cap::StorageIndex;
+use cairn_core::storage::allocate;
 use cairn_core::storage::container::{
     expiration_for, hash_lease_secret, LeaseGrant, NodeId, SecretForm, IMMUTABLE_DATA_OFFSET,
     MUTABLE_DATA_OFFSET,
@@ -570,34 +571,41 @@ async fn allocate(
                 Ok(())
             })?;
         }
-        for &shnum in &existing {
-            if let Ok(s) = u8::try_from(shnum) {
-                resp.already_have.insert(s);
-            }
-        }
-        let mut remaining = disk.saturating_sub(st.uploads_in_progress().1);
         let lease_record = grant.to_record(SecretForm::Hashed, false);
         let db_lease = Lease {
             account: AccountId(ALLOCATE_LEASE_OWNER),
             renew_key: hash_lease_secret(&renew),
             expiration: u64::from(expiration),
         };
-        for &sh in &req.share_numbers {
-            let shnum = u16::from(sh);
-            if existing.contains(&shnum) {
+        // Which shares to take: a pure decision (`cairn_core::storage::allocate`).
+        let (uploading, in_progress, held) = {
+            let u = st.lock_uploads();
+            let here: BTreeSet<u16> = u.keys().filter(|k| k.0 == si).map(|k| k.1).collect();
+            (here, u.len(), u.values().map(|s| s.allocated).sum::<u64>())
+        };
+        let plan = allocate::plan(
+            req.share_numbers.iter().map(|&sh| u16::from(sh)),
+            req.allocated_size,
+            allocate::AllocateState {
+                existing: &existing,
+                uploading: &uploading,
+                uploads_in_progress: in_progress,
+            },
+            allocate::AllocateLimits {
+                available: disk.saturating_sub(held),
+                max_share_size: st.limits.max_immutable_share_size,
+                max_concurrent_uploads: st.limits.max_concurrent_uploads,
+            },
+        );
+        resp.already_have = plan
+            .already_have
+            .iter()
+            .filter_map(|&shnum| u8::try_from(shnum).ok())
+            .collect();
+        for shnum in plan.allocate {
+            let Ok(sh) = u8::try_from(shnum) else {
                 continue;
-            }
-            if req.allocated_size > st.limits.max_immutable_share_size
-                || remaining < req.allocated_size
-            {
-                continue;
-            }
-            {
-                let u = st.lock_uploads();
-                if u.contains_key(&(si, shnum)) || u.len() >= st.limits.max_concurrent_uploads {
-                    continue;
-                }
-            }
+            };
             let key = ShareKey::new(si, shnum);
             match db.reserve(
                 &leasedb::Upload {
@@ -636,7 +644,6 @@ async fn allocate(
                 }),
             });
             st.lock_uploads().insert((si, shnum), slot);
-            remaining -= req.allocated_size;
             resp.allocated.insert(sh);
         }
         Ok(resp)

@@ -2,6 +2,7 @@
 //! the mutable test-and-write semantics, and the HTTP storage protocol's messages.
 //! `cairn-storage` does the I/O around them.
 
+pub mod allocate;
 pub mod container;
 pub mod gbs;
 pub mod gbs_client_support;
