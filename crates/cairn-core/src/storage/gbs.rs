@@ -1351,56 +1351,60 @@ pub mod cbor {
     }
 }
 
-/// Standard base64 with padding (what Python's `b64encode` makes; decoding is strict).
+/// Standard base64 with padding (what Python's `b64encode` makes; decoding is strict about
+/// length and padding, and, as Python's `b64decode`, lets unused trailing bits pass).
 pub mod b64 {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    use base64::alphabet;
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+    use base64::engine::DecodePaddingMode;
+    use base64::Engine;
+
+    const ENGINE: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+    );
 
     pub fn encode(data: &[u8]) -> String {
-        let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-        for chunk in data.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    fn val(c: u8) -> Option<u32> {
-        ALPHABET.iter().position(|&a| a == c).map(|p| p as u32)
+        ENGINE.encode(data)
     }
 
     /// Strict decode: length a multiple of 4, padding only at the end.
     pub fn decode(text: &str) -> Option<Vec<u8>> {
-        let t = text.as_bytes();
-        if !t.len().is_multiple_of(4) {
+        ENGINE.decode(text).ok()
+    }
+
+    /// Unpadded URL-safe base64 (Python's `urlsafe_b64encode(..).rstrip(b"=")`).
+    pub fn urlsafe_nopad(data: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+    }
+
+    /// Python's `base64.urlsafe_b64decode`, non-strict, as Tahoe's web API applies it to a
+    /// private key field: characters outside the alphabet are skipped, `+`/`/` read as
+    /// `-`/`_`, input ends at the first `=`, padding may be left out; a lone trailing
+    /// character (six bits, no byte) is refused.
+    pub fn urlsafe_decode_lenient(text: &str) -> Option<Vec<u8>> {
+        const LENIENT: GeneralPurpose = GeneralPurpose::new(
+            &alphabet::URL_SAFE,
+            GeneralPurposeConfig::new()
+                .with_decode_allow_trailing_bits(true)
+                .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+        );
+        let clean: Vec<u8> = text
+            .bytes()
+            .take_while(|&c| c != b'=')
+            .filter_map(|c| match c {
+                b'+' => Some(b'-'),
+                b'/' => Some(b'_'),
+                c if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' => Some(c),
+                _ => None,
+            })
+            .collect();
+        if clean.len() % 4 == 1 {
             return None;
         }
-        let mut out = Vec::with_capacity(t.len() / 4 * 3);
-        for (ci, chunk) in t.chunks(4).enumerate() {
-            let last = ci == t.len() / 4 - 1;
-            let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-            if pad > 2 || (pad > 0 && !last) {
-                return None;
-            }
-            let mut n = 0u32;
-            for &c in &chunk[..4 - pad] {
-                n = n << 6 | val(c)?;
-            }
-            n <<= 6 * pad as u32;
-            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-            out.extend_from_slice(&bytes[..3 - pad]);
-        }
-        Some(out)
+        LENIENT.decode(&clean).ok()
     }
 }
 
@@ -1614,6 +1618,49 @@ mod tests {
         assert_eq!(parse_share_number("-1"), None);
         assert_eq!(parse_share_number("+1"), None);
         assert_eq!(parse_share_number(""), None);
+    }
+
+    #[test]
+    fn urlsafe_lenient_decode_as_python_reads_a_key_field() {
+        use b64::urlsafe_decode_lenient as d;
+        // The reference: the hand-written decoder this replaced (bits accumulated, six-bit
+        // remainder refused), over every length and odd characters.
+        fn reference(text: &str) -> Option<Vec<u8>> {
+            let mut out = Vec::new();
+            let (mut acc, mut bits) = (0u32, 0u32);
+            for c in text.bytes() {
+                let v = match c {
+                    b'A'..=b'Z' => c - b'A',
+                    b'a'..=b'z' => c - b'a' + 26,
+                    b'0'..=b'9' => c - b'0' + 52,
+                    b'-' | b'+' => 62,
+                    b'_' | b'/' => 63,
+                    b'=' => break,
+                    _ => continue,
+                };
+                acc = (acc << 6) | u32::from(v);
+                bits += 6;
+                if bits >= 8 {
+                    bits -= 8;
+                    out.push((acc >> bits) as u8);
+                    acc &= (1 << bits) - 1;
+                }
+            }
+            (bits < 6).then_some(out)
+        }
+        for data in [&b""[..], b"a", b"ab", b"abc", b"abcd", &[0xff; 40]] {
+            let enc = b64::urlsafe_nopad(data);
+            for text in [
+                enc.clone(),
+                format!("{enc}=="),
+                format!(" {}\n", enc.replace('-', "+").replace('_', "/")),
+                format!("{enc}x"),
+                format!("{enc}=junk"),
+            ] {
+                assert_eq!(d(&text), reference(&text), "{text:?}");
+            }
+            assert_eq!(d(&enc).as_deref(), Some(data));
+        }
     }
 
     #[test]

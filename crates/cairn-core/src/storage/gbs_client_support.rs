@@ -176,46 +176,22 @@ fn valid_host_name(h: &str) -> bool {
         })
 }
 
-const URLSAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 /// Unpadded urlsafe base64 (Python's `urlsafe_b64encode(..).rstrip(b"=")`).
 pub fn urlsafe_b64_nopad(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..=chunk.len() {
-            out.push(URLSAFE[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
+    super::gbs::b64::urlsafe_nopad(data)
 }
 
 /// Decode a 43-character SPKI hash to its 32 bytes (canonical encodings only).
 pub fn spki_hash_bytes(text: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
     if text.len() != 43 {
         return None;
     }
-    let mut acc: u64 = 0;
-    let mut bits = 0;
-    let mut out = Vec::with_capacity(32);
-    for c in text.bytes() {
-        let v = URLSAFE.iter().position(|&a| a == c)? as u64;
-        acc = (acc << 6 | v) & 0xffff;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    if acc & ((1 << bits) - 1) != 0 {
-        return None;
-    }
-    out.try_into().ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()?
+        .try_into()
+        .ok()
 }
 
 /// The SPKI hash clients pin: urlsafe-b64(SHA-256(DER SubjectPublicKeyInfo)), unpadded

@@ -86,7 +86,7 @@ fn private_key_arg(args: &Args) -> Result<Option<SigningKey>, WebError> {
     let Some(text) = args.get("private-key") else {
         return Ok(None);
     };
-    let der = urlsafe_b64decode(text).ok_or_else(|| {
+    let der = cairn_core::storage::gbs::b64::urlsafe_decode_lenient(text).ok_or_else(|| {
         WebError::bad_request("invalid private-key= argument: not URL-safe base64")
     })?;
     SigningKey::from_pkcs8_der(&der).map(Some).map_err(|e| {
@@ -94,36 +94,6 @@ fn private_key_arg(args: &Args) -> Result<Option<SigningKey>, WebError> {
             "invalid private-key= argument: not an RSA private key in PKCS#8 DER: {e}"
         ))
     })
-}
-
-/// Python's `base64.urlsafe_b64decode` (non-strict: characters outside the alphabet are
-/// skipped; the padding may be left out here).
-fn urlsafe_b64decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            b'=' => break,
-            _ => continue,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // A lone trailing character (6 bits) cannot be valid base64.
-    if bits >= 6 {
-        return None;
-    }
-    Some(out)
 }
 
 /// A mutable file's new contents: the whole body, in memory (the driver encodes the file
