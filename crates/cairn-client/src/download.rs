@@ -9,7 +9,7 @@
 //! size. Servers are scored in the grid's health record: failed requests by their fault,
 //! corrupt shares (and the server is told, as Tahoe's downloader does) and stalls.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,14 +17,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_core::cap::ChkReadCap;
 use cairn_core::client::download::{
-    Action, DownloadConfig, DownloadMachine, DownloadStats, Event, Millis, ProblemKind, RequestId,
-    ServerInfo,
+    Action, DownloadConfig, DownloadMachine, DownloadStats, Event, ProblemKind, ServerInfo,
 };
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Semaphore};
-use tokio::task::AbortHandle;
-use tokio::time::Instant;
 
+use crate::driver::{drive, Executor, MachineBroken, Run};
 use crate::grid::{Grid, Problem, ServerEntry};
 use crate::upload::{Phase, Progress, ProgressFn};
 
@@ -101,6 +99,15 @@ pub enum DownloadError {
     /// Writing the plaintext failed.
     #[error("writing the downloaded data: {0}")]
     Io(#[from] std::io::Error),
+    /// A bug: the driver broke the protocol with the machine.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<MachineBroken> for DownloadError {
+    fn from(e: MachineBroken) -> DownloadError {
+        DownloadError::Internal(e.0)
+    }
 }
 
 /// (The contract's `Phase` has no download phase; transfer progress is reported under
@@ -151,16 +158,19 @@ pub async fn download(
     };
     report_progress(Phase::Locating, 0);
 
-    let driver = Driver {
+    let mut exec = DownloadRun {
         si,
         servers,
-        start: Instant::now(),
-        tasks: TaskSet::default(),
         cpu: Arc::new(Semaphore::new(workers.max(1))),
         advise_corrupt: opts.advise_corrupt,
         reported_ok: HashSet::new(),
+        out: out_tx,
     };
-    let run = driver.run(&mut machine, out_tx);
+    let run = async {
+        let r = drive(&mut machine, &mut exec).await;
+        drop(exec); // closes the plaintext channel: the writer ends
+        r
+    };
     let write = async {
         let mut written = 0u64;
         let mut failed = None;
@@ -184,7 +194,7 @@ pub async fn download(
     if let Some(e) = write_err {
         return Err(DownloadError::Io(e));
     }
-    result?;
+    result??;
     report_progress(Phase::Done, written);
     let servers = grid.permuted(&si);
     let reports: Vec<ServerProblem> = machine
@@ -224,92 +234,40 @@ fn problem_line(p: &ServerProblem) -> String {
     }
 }
 
-/// Network tasks in flight, aborted when cancelled or when the download ends (also when
-/// its future is dropped).
-#[derive(Default)]
-struct TaskSet(HashMap<RequestId, AbortHandle>);
-
-impl TaskSet {
-    fn abort(&mut self, id: RequestId) {
-        if let Some(h) = self.0.remove(&id) {
-            h.abort();
-        }
-    }
-}
-
-impl Drop for TaskSet {
-    fn drop(&mut self) {
-        for (_, h) in self.0.drain() {
-            h.abort();
-        }
-    }
-}
-
-struct Driver {
+/// Carries out a download's actions (see [`crate::driver`]): share lists and block reads
+/// as requests, verification and decoding on blocking threads, plaintext to the writer.
+struct DownloadRun {
     si: [u8; 16],
     servers: Vec<Arc<ServerEntry>>,
-    start: Instant,
-    tasks: TaskSet,
     cpu: Arc<Semaphore>,
     advise_corrupt: bool,
     reported_ok: HashSet<usize>,
+    out: mpsc::Sender<Vec<u8>>,
 }
 
-type Tx = mpsc::UnboundedSender<Event<Bytes>>;
+impl Executor<DownloadMachine<Bytes>> for DownloadRun {
+    type Done = Result<(), MachineError>;
+    type Error = DownloadError;
 
-impl Driver {
-    fn now(&self) -> Millis {
-        self.start.elapsed().as_millis() as Millis
-    }
-
-    async fn run(
-        mut self,
-        m: &mut DownloadMachine<Bytes>,
-        out: mpsc::Sender<Vec<u8>>,
-    ) -> Result<(), MachineError> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Event<Bytes>>();
-        let mut actions = m.start(self.now());
-        loop {
-            for a in std::mem::take(&mut actions) {
-                match a {
-                    Action::Finished(r) => return r,
-                    Action::Output { data, .. } => {
-                        if out.send(data).await.is_err() {
-                            // the writer failed; its error is returned by the caller
-                            return Ok(());
-                        }
-                    }
-                    other => self.execute(other, &tx),
+    async fn execute(
+        &mut self,
+        a: Action<Bytes>,
+        run: &mut Run<Event<Bytes>>,
+    ) -> Result<Option<Self::Done>, DownloadError> {
+        match a {
+            Action::Finished(r) => return Ok(Some(r)),
+            Action::Output { data, .. } => {
+                if self.out.send(data).await.is_err() {
+                    // the writer failed; its error is returned by the caller
+                    return Ok(Some(Ok(())));
                 }
             }
-            let deadline = m
-                .next_deadline()
-                .map(|d| self.start + Duration::from_millis(d));
-            let fallback = Instant::now() + Duration::from_secs(1);
-            let wake = deadline.map_or(fallback, |d| d.min(fallback));
-            let ev = tokio::select! {
-                biased;
-                // `None` cannot happen (the driver holds a sender); a tick is harmless.
-                ev = rx.recv() => ev.unwrap_or(Event::Tick),
-                _ = tokio::time::sleep_until(wake) => Event::Tick,
-            };
-            if let Event::Listed { id, .. } | Event::Read { id, .. } | Event::Failed { id, .. } =
-                &ev
-            {
-                self.tasks.0.remove(id);
-            }
-            actions = m.handle(ev, self.now());
-        }
-    }
-
-    fn execute(&mut self, a: Action<Bytes>, tx: &Tx) {
-        match a {
             Action::ListShares { id, server } => {
                 let entry = self.servers[server].clone();
                 let first = self.reported_ok.insert(server);
-                let (si, tx) = (self.si, tx.clone());
-                let h = tokio::spawn(async move {
-                    let ev = match entry.client.list_immutable_shares(&si).await {
+                let si = self.si;
+                run.spawn(id, run_server(server), async move {
+                    match entry.client.list_immutable_shares(&si).await {
                         Ok(set) => {
                             if first {
                                 entry.report_ok();
@@ -326,10 +284,8 @@ impl Driver {
                                 reason: e.to_string(),
                             }
                         }
-                    };
-                    let _ = tx.send(ev);
+                    }
                 });
-                self.tasks.0.insert(id, h.abort_handle());
             }
             Action::Read {
                 id,
@@ -340,9 +296,9 @@ impl Driver {
                 ..
             } => {
                 let entry = self.servers[server].clone();
-                let (si, tx) = (self.si, tx.clone());
-                let h = tokio::spawn(async move {
-                    let ev = match u8::try_from(shnum) {
+                let si = self.si;
+                run.spawn(id, run_server(server), async move {
+                    match u8::try_from(shnum) {
                         Err(_) => Event::Failed {
                             id,
                             reason: format!("share number {shnum} out of range"),
@@ -357,20 +313,20 @@ impl Driver {
                                 }
                             }
                         },
-                    };
-                    let _ = tx.send(ev);
+                    }
                 });
-                self.tasks.0.insert(id, h.abort_handle());
             }
-            Action::Cancel { id } => self.tasks.abort(id),
+            Action::Cancel { id } => {
+                run.cancel(id);
+            }
             Action::Verify(job) => {
                 if job.len() <= 16 * 1024 {
-                    let _ = tx.send(Event::Verified(job.run()));
+                    run.deliver(Event::Verified(job.run()));
                 } else {
-                    self.cpu_job(tx, move || Event::Verified(job.run()));
+                    self.cpu_job(run, move || Event::Verified(job.run()));
                 }
             }
-            Action::Decode(job) => self.cpu_job(tx, move || Event::Decoded(job.run())),
+            Action::Decode(job) => self.cpu_job(run, move || Event::Decoded(job.run())),
             Action::Report(p) => {
                 let entry = &self.servers[p.server];
                 match p.kind {
@@ -403,25 +359,37 @@ impl Driver {
                     }
                 }
             }
-            Action::Output { .. } | Action::Finished(_) => unreachable!("handled by run"),
         }
+        Ok(None)
     }
 
-    fn cpu_job(&self, tx: &Tx, f: impl FnOnce() -> Event<Bytes> + Send + 'static) {
-        let (tx, cpu) = (tx.clone(), self.cpu.clone());
-        tokio::spawn(async move {
-            let Ok(permit) = cpu.acquire_owned().await else {
-                return;
-            };
-            if let Ok(ev) = tokio::task::spawn_blocking(move || {
+    fn finished(&mut self, _: &DownloadMachine<Bytes>) -> Result<Self::Done, DownloadError> {
+        // The machine always says so with `Finished`, which ends the run first.
+        Ok(Ok(()))
+    }
+}
+
+/// The download machine numbers servers by `usize`, the driver by the placement's index.
+fn run_server(server: usize) -> cairn_core::placement::ServerIdx {
+    // A grid of more than 2^32 servers does not exist; saturate rather than wrap.
+    cairn_core::placement::ServerIdx::try_from(server)
+        .unwrap_or(cairn_core::placement::ServerIdx::MAX)
+}
+
+impl DownloadRun {
+    /// A CPU job on a blocking thread (at most `cpu_workers` at once); its event comes back
+    /// to the machine.
+    fn cpu_job(&self, run: &Run<Event<Bytes>>, f: impl FnOnce() -> Event<Bytes> + Send + 'static) {
+        let cpu = self.cpu.clone();
+        run.spawn_detached(async move {
+            let permit = cpu.acquire_owned().await.ok()?;
+            tokio::task::spawn_blocking(move || {
                 let ev = f();
                 drop(permit);
                 ev
             })
             .await
-            {
-                let _ = tx.send(ev);
-            }
+            .ok()
         });
     }
 }

@@ -100,6 +100,17 @@ impl<E: Send + 'static> Run<E> {
         self.tasks.insert(id, (h.abort_handle(), server));
     }
 
+    /// Work that is not a request to a server (CPU work on a blocking thread): it runs to
+    /// the end, not cancellable, and its event, if any, comes back to the machine.
+    pub fn spawn_detached(&self, work: impl Future<Output = Option<E>> + Send + 'static) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            if let Some(ev) = work.await {
+                let _ = tx.send(ev);
+            }
+        });
+    }
+
     /// An event known without asking anyone (data already at hand): the machine gets it next.
     pub fn deliver(&self, event: E) {
         let _ = self.tx.send(event);

@@ -1034,6 +1034,17 @@ impl Ctx {
         }
     }
 
+    /// Score a server that let a request pass its deadline (`server` from
+    /// [`Run::cancel`]: `None` when the cancel was not for a stall).
+    fn stalled(&self, server: Option<ServerIdx>, what: &str, timeout: Duration) {
+        if let Some(server) = server {
+            self.entry(server).report(
+                Problem::Stall,
+                format!("no answer to {what} within {} ms", millis(timeout)),
+            );
+        }
+    }
+
     fn entry(&self, server: ServerIdx) -> Arc<ServerEntry> {
         self.grid.servers()[server as usize].clone()
     }
@@ -1161,15 +1172,7 @@ impl Executor<ServermapUpdater> for ServermapRun<'_> {
                 });
             }
             SmAction::Cancel { id } => {
-                if let Some(server) = run.cancel(id) {
-                    ctx.entry(server).report(
-                        Problem::Stall,
-                        format!(
-                            "no answer to a servermap query within {} ms",
-                            millis(ctx.opts.query_timeout)
-                        ),
-                    );
-                }
+                ctx.stalled(run.cancel(id), "a servermap query", ctx.opts.query_timeout)
             }
             SmAction::Finished => {}
         }
@@ -1600,15 +1603,7 @@ impl Executor<PublishMachine> for PublishRun<'_> {
                 });
             }
             PubAction::Cancel { id } => {
-                if let Some(server) = run.cancel(id) {
-                    ctx.entry(server).report(
-                        Problem::Stall,
-                        format!(
-                            "no answer to a mutable write within {} ms",
-                            millis(ctx.opts.write_timeout)
-                        ),
-                    );
-                }
+                ctx.stalled(run.cancel(id), "a mutable write", ctx.opts.write_timeout)
             }
             PubAction::Finished(r) => return Ok(Some(r)),
         }

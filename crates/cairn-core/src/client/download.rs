@@ -1801,3 +1801,40 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
         }
     }
 }
+
+impl<B: AsRef<[u8]> + Clone> crate::client::machine::Machine for DownloadMachine<B> {
+    type Event = Event<B>;
+    type Action = Action<B>;
+    /// The download machine takes any event in any state.
+    type Error = std::convert::Infallible;
+
+    fn start(&mut self, now: Millis) -> Vec<Action<B>> {
+        DownloadMachine::start(self, now)
+    }
+    fn handle(&mut self, event: Event<B>, now: Millis) -> Result<Vec<Action<B>>, Self::Error> {
+        Ok(DownloadMachine::handle(self, event, now))
+    }
+    fn next_deadline(&self) -> Option<Millis> {
+        DownloadMachine::next_deadline(self)
+    }
+    fn is_done(&self) -> bool {
+        self.is_finished()
+    }
+}
+
+impl<B> crate::client::machine::MachineEvent for Event<B> {
+    fn tick() -> Self {
+        Event::Tick
+    }
+    fn is_tick(&self) -> bool {
+        matches!(self, Event::Tick)
+    }
+    fn request(&self) -> Option<RequestId> {
+        match self {
+            Event::Listed { id, .. } | Event::Read { id, .. } | Event::Failed { id, .. } => {
+                Some(*id)
+            }
+            _ => None,
+        }
+    }
+}

@@ -234,7 +234,9 @@ fn download_error(e: DownloadError) -> WebError {
             WebError::new(StatusCode::GONE, format!("UnrecoverableFileError: {e}"))
         }
         DownloadError::Grid(MachineError::BadCap(_)) => WebError::bad_request(e.to_string()),
-        DownloadError::Io(_) => WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        DownloadError::Io(_) | DownloadError::Internal(_) => {
+            WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
     }
 }
 
