@@ -9,8 +9,6 @@
 //! The seed is printed; `CAIRN_DRILL_SEED=<n>` replays the same schedule of sizes, kills and
 //! pauses (the timing of the processes themselves is not replayable).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Child;
@@ -18,7 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use cairn_test_support::cli::*;
+use cairn_test_support::data;
 use rand::{Rng, SeedableRng};
 
 /// 8 servers: with one down, the 7 left still meet the grid's happiness (7).
@@ -162,7 +161,7 @@ fn worker_immutable(client: PathBuf, load: Arc<Load>, acked: Arc<Mutex<Acked>>, 
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x1111);
     let c = client.to_str().unwrap();
     while load.enter() {
-        let data = pattern(rng.gen_range(1..96 * 1024), rng.gen());
+        let data = data::bytes(rng.gen_range(1..96 * 1024), rng.gen());
         let o = run(&["put", "-d", c, "-"], Some(&data));
         let stopped = load.stop.load(Ordering::SeqCst);
         load.leave();
@@ -181,7 +180,7 @@ fn worker_mutable(client: PathBuf, load: Arc<Load>, acked: Arc<Mutex<Acked>>, se
     let c = client.to_str().unwrap();
     let mut caps: Vec<String> = Vec::new();
     while load.enter() {
-        let data = pattern(rng.gen_range(1..4000), rng.gen());
+        let data = data::bytes(rng.gen_range(1..4000), rng.gen());
         let target = (caps.len() >= 3 || (!caps.is_empty() && rng.gen_bool(0.7)))
             .then(|| caps[rng.gen_range(0..caps.len())].clone());
         let o = match &target {

@@ -2,14 +2,13 @@
 //! put and got through its gateway, stopped, started again on the same directories; mutable
 //! files (`put --mutable`, `--format mdmf`, `put FILE WRITECAP`) through the same gateway.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use cairn_test_support::cli::*;
+use cairn_test_support::data;
 
 #[test]
 fn grid_up_put_get_down_and_up_again() {
@@ -63,7 +62,7 @@ fn grid_up_put_get_down_and_up_again() {
     // Put and get through the grid's client.
     let client = dir.join("client");
     let c = client.to_str().unwrap();
-    let data = pattern(3 * (1 << 20) + 777, 21);
+    let data = data::bytes(3 * (1 << 20) + 777, 21);
     let file = tmp.path().join("data.bin");
     std::fs::write(&file, &data).unwrap();
     let o = run(&["put", "-d", c, file.to_str().unwrap()], None);
@@ -349,7 +348,7 @@ fn grid_mutable_put_overwrite_get() {
     let c = client.to_str().unwrap();
 
     // SDMF (`--mutable`), from a file: the write cap is printed; get reads it back.
-    let v1 = pattern(5000, 31);
+    let v1 = data::bytes(5000, 31);
     let file = tmp.path().join("v1.bin");
     std::fs::write(&file, &v1).unwrap();
     let o = run(&["put", "--mutable", "-d", c, file.to_str().unwrap()], None);
@@ -361,7 +360,7 @@ fn grid_mutable_put_overwrite_get() {
     assert!(o.stdout == v1);
 
     // Overwrite through the write cap (stdin), as `tahoe put - WRITECAP`: same cap printed.
-    let v2 = pattern(300, 32);
+    let v2 = data::bytes(300, 32);
     let o = run(&["put", "-", &sdmf, "-d", c], Some(&v2));
     assert_ok(&o);
     assert_eq!(stdout(&o).trim(), sdmf);
@@ -370,7 +369,7 @@ fn grid_mutable_put_overwrite_get() {
     assert!(std::fs::read(&out).unwrap() == v2);
 
     // MDMF, several segments, with --json; the read cap reads it too.
-    let v3 = pattern(400_000, 33);
+    let v3 = data::bytes(400_000, 33);
     let o = run(&["put", "--format", "mdmf", "--json", "-d", c], Some(&v3));
     assert_ok(&o);
     let j: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();

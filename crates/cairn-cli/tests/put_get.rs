@@ -1,9 +1,13 @@
 //! `cairn put` / `cairn get` against a fake gateway: the HTTP requests they send (Tahoe's
 //! web API as `tahoe put`/`tahoe get` use it), finding the node, output, errors.
 
-mod common;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use common::*;
+use cairn_test_support::cli::*;
+use cairn_test_support::data;
 
 const CHK_CAP: &str = "URI:CHK:bq3pqpf5ut6ipxixzdjn2yfh5u:2gkwzh4kuloz5ryydwvzyeeoosmlj6aaqc3un3nkvkcoxkehdpfq:3:10:100000";
 const MDMF_WRITECAP: &str =
@@ -22,7 +26,7 @@ fn gateway(cap: &'static str, content: Vec<u8>) -> FakeGateway {
 fn put_sends_tahoes_request_and_prints_the_cap_last() {
     let gw = gateway(CHK_CAP, vec![]);
     let tmp = tempfile::tempdir().unwrap();
-    let data = pattern(300_001, 1);
+    let data = data::bytes(300_001, 1);
     let file = tmp.path().join("in.bin");
     std::fs::write(&file, &data).unwrap();
     let o = run(
@@ -258,7 +262,7 @@ fn find_pem_key() -> std::path::PathBuf {
 #[test]
 fn put_from_stdin_sends_content_length() {
     let gw = gateway(CHK_CAP, vec![]);
-    let data = pattern(1_000_003, 2);
+    let data = data::bytes(1_000_003, 2);
     for args in [
         vec!["put", "-u", &gw.url()],
         vec!["put", "-", "-u", &gw.url()],
@@ -279,7 +283,7 @@ fn put_from_stdin_sends_content_length() {
 
 #[test]
 fn json_output() {
-    let content = pattern(70_000, 3);
+    let content = data::bytes(70_000, 3);
     let gw = gateway(CHK_CAP, content.clone());
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("f");
@@ -325,7 +329,7 @@ fn json_output() {
 
 #[test]
 fn get_sends_the_cap_percent_encoded_and_writes_the_file() {
-    let content = pattern(2_500_000, 4);
+    let content = data::bytes(2_500_000, 4);
     let gw = gateway(CHK_CAP, content.clone());
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.bin");
@@ -419,7 +423,7 @@ fn interrupted_download_leaves_no_file() {
     let gw = FakeGateway::start(|_| Reply {
         status: 200,
         reason: "OK",
-        body: pattern(500_000, 5),
+        body: data::bytes(500_000, 5),
         content_length: Some(1_000_000),
     });
     let tmp = tempfile::tempdir().unwrap();
@@ -452,4 +456,147 @@ fn unreachable_gateway() {
         "{}",
         stderr(&o)
     );
+}
+
+// ---- a stand-in for a node's gateway that records every request -----------------------
+
+/// A request as the fake gateway received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// The request target as sent (path and query, still percent-encoded).
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the fake gateway answers.
+pub struct Reply {
+    pub status: u16,
+    pub reason: &'static str,
+    pub body: Vec<u8>,
+    /// Announce this length instead of the body's (to cut a download short).
+    pub content_length: Option<usize>,
+}
+
+impl Reply {
+    pub fn ok(body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status: 200,
+            reason: "OK",
+            body: body.into(),
+            content_length: None,
+        }
+    }
+    pub fn status(status: u16, reason: &'static str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            reason,
+            body: body.into(),
+            content_length: None,
+        }
+    }
+}
+
+type Handler = dyn Fn(&Recorded) -> Reply + Send + Sync;
+
+pub struct FakeGateway {
+    pub port: u16,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl FakeGateway {
+    pub fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> FakeGateway {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let reqs = requests.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (reqs, handler) = (reqs.clone(), handler.clone());
+                std::thread::spawn(move || serve(conn, &reqs, &*handler));
+            }
+        });
+        FakeGateway { port, requests }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// A node directory whose node.url points here (as Tahoe writes it: trailing slash, newline).
+    pub fn node_dir(&self, parent: &Path) -> std::path::PathBuf {
+        let d = parent.join("node");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("node.url"), format!("{}/\n", self.url())).unwrap();
+        d
+    }
+}
+
+fn serve(conn: TcpStream, reqs: &Mutex<Vec<Recorded>>, handler: &Handler) {
+    let mut r = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    if r.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).unwrap_or(0) == 0 {
+            return;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    if r.read_exact(&mut body).is_err() {
+        return;
+    }
+    let rec = Recorded {
+        method,
+        target,
+        headers,
+        body,
+    };
+    let reply = handler(&rec);
+    reqs.lock().unwrap().push(rec);
+    let mut w = conn;
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
+        reply.status,
+        reply.reason,
+        reply.content_length.unwrap_or(reply.body.len())
+    );
+    let _ = w.write_all(head.as_bytes());
+    let _ = w.write_all(&reply.body);
+    let _ = w.flush();
+    let _ = w.shutdown(std::net::Shutdown::Both);
 }

@@ -6,15 +6,14 @@
 //! `<repo>/.venv-tahoe` or /tmp/tahoe-venv). Without one the test says so and passes, unless
 //! CAIRN_REQUIRE_TAHOE=1.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use cairn_test_support::cli::*;
+use cairn_test_support::data;
 
 const SERVERS: usize = 2;
 /// 2-of-4, happy 2: two servers hold two shares each.
@@ -200,7 +199,7 @@ fn put_and_get_through_a_real_tahoe_gateway() {
 
     // An immutable multi-segment file: the cap is what `cairn cap` computes offline with the
     // client's convergence secret, and what `tahoe put` prints.
-    let data = pattern((1 << 20) + 12_345, 11);
+    let data = data::bytes((1 << 20) + 12_345, 11);
     let file = tmp.path().join("data.bin");
     std::fs::write(&file, &data).unwrap();
     let f = file.to_str().unwrap();
@@ -277,7 +276,7 @@ fn put_and_get_through_a_real_tahoe_gateway() {
     assert_eq!(run(&["get", &mdmf, "-d", d], None).stdout, b"an mdmf file");
 
     // A cap nobody stored: Tahoe's error, status and body, exit 1, no output file.
-    let missing = offline_cap_of(cairn_bin, &b64, &pattern(1000, 99), tmp.path());
+    let missing = offline_cap_of(cairn_bin, &b64, &data::bytes(1000, 99), tmp.path());
     let out2 = tmp.path().join("missing.bin");
     let o = run(&["get", &missing, out2.to_str().unwrap(), "-d", d], None);
     assert_eq!(o.status.code(), Some(1));

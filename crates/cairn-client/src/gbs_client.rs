@@ -312,18 +312,7 @@ impl GbsClient {
         let server = nurl.authority();
         let host_header = HeaderValue::from_str(&server)
             .map_err(|e| GbsClientError::InvalidRequest(format!("NURL host {server}: {e}")))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| GbsClientError::Unsupported(format!("TLS setup: {e}")))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SpkiPin {
-                expected: nurl.spki_hash.clone(),
-                provider,
-            }))
-            .with_no_client_auth();
-        tls.enable_sni = false;
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls = pinned_tls_config(&nurl.spki_hash)?;
         let counters = Arc::new(Counters::default());
         let server_name = ServerName::try_from(nurl.host.clone())
             // SNI is off and the SPKI pin is the whole check: any name will do.
@@ -1072,6 +1061,26 @@ impl std::fmt::Display for PinMismatchDetail {
 }
 
 impl std::error::Error for PinMismatchDetail {}
+
+/// The TLS client configuration of a storage-protocol connection, as Tahoe's client makes
+/// it: TLS 1.3, no SNI, ALPN `http/1.1`, and the server's certificate accepted only if the
+/// hash of its SubjectPublicKeyInfo equals `spki_hash` (the NURL's pin; nothing else about
+/// the certificate is checked).
+pub fn pinned_tls_config(spki_hash: &str) -> Result<rustls::ClientConfig, GbsClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| GbsClientError::Unsupported(format!("TLS setup: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(SpkiPin {
+            expected: spki_hash.to_string(),
+            provider,
+        }))
+        .with_no_client_auth();
+    tls.enable_sni = false;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
 
 /// `_TLSContextFactory`'s verification: the certificate's SPKI hash must equal the pin;
 /// nothing else about the certificate is checked.

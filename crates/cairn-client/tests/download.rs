@@ -2,8 +2,6 @@
 //! sizes, ranged reads that fetch only their segments, a corrupt share, every server but
 //! k down, a stalling server, and too few shares.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -14,10 +12,11 @@ use cairn_client::Grid;
 use cairn_core::chk::EncodingParams;
 use cairn_core::client::download::ProblemKind;
 use cairn_core::storage::container::immutable::IMMUTABLE_DATA_OFFSET;
-use common::grid::{static_server, TestGrid};
-use common::place::{place, Placed};
-use common::proxy::{Mode, Proxy};
-use common::upload_util::pseudo_random;
+use cairn_test_support::data;
+use cairn_test_support::grid::TestGrid;
+use cairn_test_support::grid::{place, Placed};
+use cairn_test_support::proxy::{Mode, Proxy};
+use cairn_test_support::storage_node::fast_options;
 
 const SECRET: &[u8] = b"download tests convergence secret";
 
@@ -48,10 +47,10 @@ async fn get(
 fn grid_via(tg: &TestGrid, proxied: &[(usize, SocketAddr)]) -> Grid {
     let mut anns = tg.announcements.clone();
     for &(i, addr) in proxied {
-        let n = tg.nodes[i].as_ref().expect("running");
-        anns[i] = static_server(&n.identity, &n.nickname, addr);
+        let n = &tg.servers[i];
+        anns[i] = n.static_server_at(addr);
     }
-    let (grid, skipped) = Grid::new(anns, common::fast_options());
+    let (grid, skipped) = Grid::new(anns, fast_options());
     assert!(skipped.is_empty());
     grid
 }
@@ -72,7 +71,7 @@ async fn round_trips_of_many_sizes() {
         (params(5, 8, 64 * 1024), 700_001),
     ];
     for (prm, size) in cases {
-        let data = pseudo_random(size as usize, size);
+        let data = data::bytes(size as usize, size);
         let p = place(&grid, &prm, SECRET, &data).await;
         let (out, report) = get(&grid, &p, 0..size, &DownloadOptions::default()).await;
         assert!(out == data, "size {size}: downloaded bytes differ");
@@ -94,7 +93,7 @@ async fn ranged_reads_fetch_only_the_segments_they_need() {
     let grid = tg.client();
     let prm = params(3, 4, 64 * 1024);
     let size = 10 * 65538 + 777;
-    let data = pseudo_random(size as usize, 99);
+    let data = data::bytes(size as usize, 99);
     let p = place(&grid, &prm, SECRET, &data).await;
     let seg = p.segment_size;
     assert_eq!(seg, 65538);
@@ -144,12 +143,12 @@ async fn ranged_reads_fetch_only_the_segments_they_need() {
 async fn a_corrupt_share_is_reported_and_the_others_are_used() {
     let tg = TestGrid::start(4).await;
     let prm = params(3, 4, 128 * 1024);
-    let data = pseudo_random(5 * 128 * 1024 + 10, 5);
+    let data = data::bytes(5 * 128 * 1024 + 10, 5);
     let p = place(&tg.client(), &prm, SECRET, &data).await;
     // the holder of share 3 is slow to answer, so shares 0, 1, 2 are chosen first
     let spare = p.holder(3);
     let proxy = Proxy::start(
-        tg.nodes[spare].as_ref().unwrap().addr,
+        tg.servers[spare].addr,
         Mode::Delay(Duration::from_millis(400)),
     )
     .await;
@@ -204,7 +203,7 @@ async fn a_corrupt_share_is_reported_and_the_others_are_used() {
 async fn every_server_but_k_down() {
     let mut tg = TestGrid::start(10).await;
     let grid = tg.client();
-    let data = pseudo_random(2 * 1024 * 1024 + 5, 10);
+    let data = data::bytes(2 * 1024 * 1024 + 5, 10);
     let p = place(&grid, &EncodingParams::default(), SECRET, &data).await;
     let keep = [p.holder(2), p.holder(5), p.holder(9)];
     for i in 0..10 {
@@ -238,19 +237,15 @@ async fn every_server_but_k_down() {
 async fn a_stalling_server_is_left_within_a_bounded_time() {
     let tg = TestGrid::start(4).await;
     let prm = params(3, 4, 256 * 1024);
-    let data = pseudo_random(8 * 256 * 1024 + 3, 7);
+    let data = data::bytes(8 * 256 * 1024 + 3, 7);
     let p = place(&tg.client(), &prm, SECRET, &data).await;
     // share 0's holder answers the share list and the small header reads, then stops
     // sending; share 3's holder is slow to answer, so it is the spare
     let staller = p.holder(0);
     let spare = p.holder(3);
-    let stall = Proxy::start(
-        tg.nodes[staller].as_ref().unwrap().addr,
-        Mode::StallAfter(24 * 1024),
-    )
-    .await;
+    let stall = Proxy::start(tg.servers[staller].addr, Mode::StallAfter(24 * 1024)).await;
     let slow = Proxy::start(
-        tg.nodes[spare].as_ref().unwrap().addr,
+        tg.servers[spare].addr,
         Mode::Delay(Duration::from_millis(400)),
     )
     .await;
@@ -296,7 +291,7 @@ async fn fewer_than_k_shares_is_a_clear_error() {
     let mut tg = TestGrid::start(5).await;
     let grid = tg.client();
     let prm = params(3, 5, 128 * 1024);
-    let data = pseudo_random(300_000, 3);
+    let data = data::bytes(300_000, 3);
     let p = place(&grid, &prm, SECRET, &data).await;
     for sh in [0, 2, 4] {
         tg.stop(p.holder(sh)).await;

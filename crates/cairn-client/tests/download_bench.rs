@@ -2,8 +2,6 @@
 //! verification, decoding, decryption): `cargo test --release -p cairn-client --test
 //! download_bench -- --ignored --nocapture`. `CAIRN_BENCH_MIB` sets the size (default 100).
 
-mod common;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -34,9 +32,9 @@ static A: Counting = Counting;
 
 use cairn_client::download::{download, DownloadOptions};
 use cairn_core::chk::EncodingParams;
-use common::grid::TestGrid;
-use common::place::place;
-use common::upload_util::pseudo_random;
+use cairn_test_support::data;
+use cairn_test_support::grid::place;
+use cairn_test_support::grid::TestGrid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run with --ignored --nocapture"]
@@ -48,7 +46,7 @@ async fn download_throughput() {
     let size = mib << 20;
     let tg = TestGrid::start(10).await;
     let grid = tg.client();
-    let data = pseudo_random(size as usize, 1);
+    let data = data::bytes(size as usize, 1);
     let p = place(&grid, &EncodingParams::default(), b"bench", &data).await;
     drop(data);
     for round in 0..3 {

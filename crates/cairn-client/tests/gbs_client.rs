@@ -1,8 +1,6 @@
 //! The GBS client against an in-process cairn storage server, and against misbehaving
 //! servers.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -14,7 +12,9 @@ use cairn_core::storage::gbs::{
     ByteRange, ReadVector, RtwRequest, TestVector, TestWriteVectors, VersionResponse, WriteVector,
 };
 use cairn_core::storage::gbs_client_support::Nurl;
-use common::*;
+use cairn_test_support::proxy::{counting_proxy, stalled_listener};
+use cairn_test_support::storage_node::{fast_options, tahoe_node_dir, StorageServer};
+use cairn_test_support::tls::{fake_server, nurl};
 
 fn lease(n: u8) -> LeaseSecrets {
     LeaseSecrets {
@@ -29,7 +29,7 @@ fn set(v: &[u8]) -> BTreeSet<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_round_trip() {
-    let node = Node::start().await;
+    let node = StorageServer::start_tahoe().await;
     let c = node.client();
 
     let v = c.version().await.unwrap();
@@ -234,8 +234,8 @@ async fn every_endpoint_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spki_mismatch_is_refused() {
     // Tahoe's own (X.509 v1) certificate on one side, a cairn-made one on the other
-    let node = Node::start().await;
-    let fresh = Node::start_fresh().await;
+    let node = StorageServer::start_tahoe().await;
+    let fresh = StorageServer::start("client-test").await;
     let other_id = &fresh.identity;
     fresh.client().version().await.unwrap();
     // the right address and swissnum, another server's pin
@@ -264,7 +264,7 @@ async fn spki_mismatch_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_reused() {
-    let node = Node::start().await;
+    let node = StorageServer::start_tahoe().await;
     let (proxy, accepts) = counting_proxy(node.addr).await;
     let c = GbsClient::new(&node.nurl_for(proxy), fast_options()).unwrap();
     let si = [3u8; 16];
@@ -328,7 +328,7 @@ fn fake_nurl(identity: &cairn_storage::identity::NodeIdentity, addr: std::net::S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_server_times_out_and_retries_are_bounded() {
-    let (_dir, _config, id) = tahoe_fixture();
+    let (_dir, _config, id) = tahoe_node_dir();
     let (addr, accepts) = stalled_listener().await;
 
     // no retries: one timeout, bounded time
@@ -389,7 +389,7 @@ fn http_response(status: &str, headers: &[(&str, String)], body: &[u8]) -> Vec<u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_responses_are_errors() {
-    let (_dir, _config, id) = tahoe_fixture();
+    let (_dir, _config, id) = tahoe_node_dir();
     let good_version = VersionResponse {
         maximum_immutable_share_size: 1,
         maximum_mutable_share_size: 1,

@@ -1,6 +1,5 @@
 //! The test grid itself: distinct servers, each reachable.
-mod common;
-use common::grid::TestGrid;
+use cairn_test_support::grid::TestGrid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_grid_servers_are_distinct_and_reachable() {

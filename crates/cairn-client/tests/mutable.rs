@@ -3,8 +3,6 @@
 //! are down or stall during a publish, too few servers, a stale server seen by a reader,
 //! the own-server private-key copy, and the round trips each operation takes.
 
-mod common;
-
 use std::time::Duration;
 
 use cairn_client::mutable::{
@@ -14,9 +12,10 @@ use cairn_client::mutable::{
 use cairn_client::Grid;
 use cairn_core::cap::Cap;
 use cairn_core::mutable::keys::SigningKey;
-use common::grid::{static_server, TestGrid};
-use common::proxy::{Mode, Proxy};
-use common::upload_util::pseudo_random;
+use cairn_test_support::data;
+use cairn_test_support::grid::TestGrid;
+use cairn_test_support::proxy::{Mode, Proxy};
+use cairn_test_support::storage_node::fast_options;
 
 const SEG: usize = 128 * 1024;
 
@@ -62,7 +61,7 @@ async fn sdmf_and_mdmf_create_read_round_trips() {
         (MutableFormat::Mdmf, 3 * SEG + 5),
     ];
     for (i, (format, size)) in cases.into_iter().enumerate() {
-        let data = pseudo_random(size, 7 + i as u64);
+        let data = data::bytes(size, 7 + i as u64);
         let p = create(&grid, key(i + 1).await, format, &data, &opts)
             .await
             .expect("create");
@@ -124,14 +123,14 @@ async fn overwrite_is_one_write_per_server_and_reads_see_it() {
         .into_iter()
         .enumerate()
     {
-        let v1 = pseudo_random(2 * SEG + 17, 1);
+        let v1 = data::bytes(2 * SEG + 17, 1);
         let p = create(&grid, key(i + 1).await, format, &v1, &opts)
             .await
             .unwrap();
         let before = open(&grid, &cap(&p.readcap), &opts).await.unwrap();
         assert_eq!(before.seqnum(), 1);
 
-        let v2 = pseudo_random(SEG + 3, 2);
+        let v2 = data::bytes(SEG + 3, 2);
         let q = overwrite(&grid, &cap(&p.writecap), &v2, &opts)
             .await
             .expect("overwrite");
@@ -186,7 +185,7 @@ async fn overwrite_is_one_write_per_server_and_reads_see_it() {
         // An Opened made before the overwrite still names version 1 (by design it reads
         // the version it chose); a fresh open sees version 2.
         assert_eq!(before.seqnum(), 1);
-        let third = pseudo_random(10, 3);
+        let third = data::bytes(10, 3);
         let q3 = overwrite(&grid, &cap(&p.writecap), &third, &opts)
             .await
             .unwrap();
@@ -205,14 +204,14 @@ async fn modify_replaces_a_range_and_extends() {
         .into_iter()
         .enumerate()
     {
-        let mut model = pseudo_random(3 * SEG + 100, 11);
+        let mut model = data::bytes(3 * SEG + 100, 11);
         let p = create(&grid, key(i + 1).await, format, &model, &opts)
             .await
             .unwrap();
         let w = cap(&p.writecap);
 
         // across a segment boundary
-        let patch = pseudo_random(5000, 12);
+        let patch = data::bytes(5000, 12);
         let at = SEG - 2500;
         let q = modify(&grid, &w, at as u64, &patch, &opts)
             .await
@@ -224,7 +223,7 @@ async fn modify_replaces_a_range_and_extends() {
         assert!(out == model, "{format:?}: modify in the middle");
 
         // overlapping the end: extends
-        let tail = pseudo_random(300, 13);
+        let tail = data::bytes(300, 13);
         let at = model.len() - 100;
         let q = modify(&grid, &w, at as u64, &tail, &opts).await.unwrap();
         model.truncate(at);
@@ -300,14 +299,14 @@ async fn mdmf_modify_rewrites_only_the_affected_segment() {
     let mut tg = TestGrid::start(10).await;
     let grid = tg.client();
     let opts = MutableOptions::new(3, 10, 7);
-    let mut model = pseudo_random(16 * SEG, 41);
+    let mut model = data::bytes(16 * SEG, 41);
     let p = create(&grid, key(1).await, MutableFormat::Mdmf, &model, &opts)
         .await
         .unwrap();
     let whole_publish = p.written_bytes;
     assert!(whole_publish > (16 * SEG / 3 * 10) as u64);
     let w = cap(&p.writecap);
-    let patch = pseudo_random(4096, 42);
+    let patch = data::bytes(4096, 42);
     let at = 7 * SEG + 1000;
     let q = modify(&grid, &w, at as u64, &patch, &opts).await.unwrap();
     model[at..at + patch.len()].copy_from_slice(&patch);
@@ -332,7 +331,7 @@ async fn mdmf_modify_rewrites_only_the_affected_segment() {
     assert!(out == model);
 
     // A change across a segment boundary that grows the file, then a second client.
-    let patch = pseudo_random(SEG + 500, 43);
+    let patch = data::bytes(SEG + 500, 43);
     let at = model.len() - 200;
     let q = modify(&grid, &w, at as u64, &patch, &opts).await.unwrap();
     assert!(q.in_place);
@@ -345,7 +344,7 @@ async fn mdmf_modify_rewrites_only_the_affected_segment() {
     // One server down: not every share is reachable, so the change is a whole publish.
     let down = grid.permuted(&si(&p))[0].index;
     tg.stop(down).await;
-    let patch = pseudo_random(100, 44);
+    let patch = data::bytes(100, 44);
     let q = modify(&grid, &w, 5, &patch, &opts).await.unwrap();
     assert!(!q.in_place);
     model[5..105].copy_from_slice(&patch);
@@ -359,7 +358,7 @@ async fn ranged_mdmf_reads_fetch_only_overlapping_segments() {
     let tg = TestGrid::start(4).await;
     let grid = tg.client();
     let opts = MutableOptions::new(3, 4, 3);
-    let data = pseudo_random(5 * SEG + 999, 21);
+    let data = data::bytes(5 * SEG + 999, 21);
     let p = create(&grid, key(1).await, MutableFormat::Mdmf, &data, &opts)
         .await
         .unwrap();
@@ -393,14 +392,14 @@ async fn publish_survives_a_down_server_and_a_stalled_one() {
     let mut tg = TestGrid::start(6).await;
     let grid = tg.client();
     let opts = MutableOptions::new(3, 6, 4);
-    let data = pseudo_random(50_000, 31);
+    let data = data::bytes(50_000, 31);
     let p = create(&grid, key(1).await, MutableFormat::Mdmf, &data, &opts)
         .await
         .unwrap();
     // the first server in this file's order goes down
     let first = grid.permuted(&si(&p))[0].index;
     tg.stop(first).await;
-    let v2 = pseudo_random(70_000, 32);
+    let v2 = data::bytes(70_000, 32);
     let q = match overwrite(&grid, &cap(&p.writecap), &v2, &opts).await {
         Ok(q) => q,
         Err(e) => panic!("overwrite with one server down failed: {e}"),
@@ -421,16 +420,16 @@ async fn publish_survives_a_down_server_and_a_stalled_one() {
 
     // A server that accepts connections and never answers: the publish drops it after
     // the write timeout and places its share elsewhere.
-    let node = tg.nodes[(first + 1) % 6].as_ref().unwrap();
+    let node = &tg.servers[(first + 1) % 6];
     let stalled = (first + 1) % 6;
     let proxy = Proxy::start(node.addr, Mode::StallAfter(0)).await;
     let mut anns = tg.announcements.clone();
-    anns[stalled] = static_server(&node.identity, &node.nickname, proxy.addr);
-    let (grid2, _) = Grid::new(anns, common::fast_options());
+    anns[stalled] = node.static_server_at(proxy.addr);
+    let (grid2, _) = Grid::new(anns, fast_options());
     let mut fast = opts.clone();
     fast.write_timeout = Duration::from_secs(1);
     fast.query_timeout = Duration::from_secs(1);
-    let data = pseudo_random(1000, 33);
+    let data = data::bytes(1000, 33);
     let started = std::time::Instant::now();
     let r = create(&grid2, key(2).await, MutableFormat::Sdmf, &data, &fast)
         .await
@@ -521,14 +520,14 @@ async fn a_reader_with_a_stale_server_gets_the_newest_version() {
     let mut tg = TestGrid::start(5).await;
     let grid = tg.client();
     let opts = MutableOptions::new(2, 5, 3);
-    let v1 = pseudo_random(40_000, 41);
+    let v1 = data::bytes(40_000, 41);
     let p = create(&grid, key(1).await, MutableFormat::Sdmf, &v1, &opts)
         .await
         .unwrap();
     // the server asked first keeps version 1 while version 2 is published elsewhere
     let first = grid.permuted(&si(&p))[0].index;
     tg.stop(first).await;
-    let v2 = pseudo_random(40_000, 42);
+    let v2 = data::bytes(40_000, 42);
     let q = overwrite(&grid, &cap(&p.writecap), &v2, &opts)
         .await
         .unwrap();
@@ -627,8 +626,8 @@ async fn concurrent_writers_collide_and_leave_a_recoverable_version() {
     let w = cap(&p.writecap);
     let mut collisions = 0;
     for round in 0..4u64 {
-        let a = pseudo_random(2000, 100 + round);
-        let b = pseudo_random(2000, 200 + round);
+        let a = data::bytes(2000, 100 + round);
+        let b = data::bytes(2000, 200 + round);
         let (ra, rb) = tokio::join!(
             overwrite(&grid, &w, &a, &opts),
             overwrite(&grid, &w, &b, &opts)

@@ -1,18 +1,16 @@
 //! `private/servers.yaml`: what `cairn storage announcement` prints, Tahoe's own format, and
 //! seeds / orders against values computed by Tahoe 1.20 (`vectors/permute/`).
 
-mod common;
-
 use cairn_client::gbs_client::GbsClient;
 use cairn_client::servers::{parse_servers_yaml, AnnouncementError, StaticServer};
 use cairn_core::base32;
 use cairn_core::storage::gbs_client_support::NurlScheme;
 use cairn_storage::config::LocationHint;
-use common::*;
+use cairn_test_support::storage_node::{fast_options, StorageServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn announcement_from_cairn_storage_parses_and_connects() {
-    let node = Node::start_fresh().await;
+    let node = StorageServer::start("client-test").await;
     let hints = vec![LocationHint::Tcp {
         host: "127.0.0.1".into(),
         port: node.addr.port(),

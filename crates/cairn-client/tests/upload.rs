@@ -4,8 +4,6 @@
 //! survived while happiness holds and reported clearly when it does not, and memory stays
 //! bounded for large files.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,10 +17,9 @@ use cairn_client::upload::{
 use cairn_client::Grid;
 use cairn_core::chk::{self, EncodingParams, Immutable};
 use cairn_core::placement::share_placement;
-use common::grid::TestGrid;
-use common::upload_util::{
-    chk_cap, decode_from_disk, each_share_verifies, pseudo_random, shares_on_disk,
-};
+use cairn_test_support::data;
+use cairn_test_support::grid::chk_cap;
+use cairn_test_support::grid::TestGrid;
 
 fn config(params: EncodingParams, convergence: &[u8]) -> UploadConfig {
     UploadConfig {
@@ -52,7 +49,7 @@ async fn upload_decodes_from_disk_with_the_cores_cap_and_tahoes_placement() {
     let tg = TestGrid::start(10).await;
     let grid = tg.client();
     let params = small_segments();
-    let data = pseudo_random(1_000_003, 1);
+    let data = data::bytes(1_000_003, 1);
     let cfg = config(params, b"secret one");
     let report = upload_bytes(&grid, &cfg, Bytes::from(data.clone()), None)
         .await
@@ -69,9 +66,9 @@ async fn upload_decodes_from_disk_with_the_cores_cap_and_tahoes_placement() {
 
     // What is on disk decodes to the file; every share verifies alone and is byte-identical
     // to the share the core's encoder produces.
-    assert_eq!(decode_from_disk(&tg, &report.cap), data);
-    assert_eq!(each_share_verifies(&tg, &report.cap), 10);
-    for (_, shnum, bytes) in shares_on_disk(&tg, &si) {
+    assert_eq!(tg.decode_from_disk(&report.cap), data);
+    assert_eq!(tg.each_share_verifies(&report.cap), 10);
+    for (_, shnum, bytes) in tg.shares_on_disk(&si) {
         assert!(
             bytes == expected.shares[shnum as usize],
             "share {shnum} differs from the core's"
@@ -108,7 +105,7 @@ async fn upload_decodes_from_disk_with_the_cores_cap_and_tahoes_placement() {
 async fn reupload_sends_no_share_data() {
     let tg = TestGrid::start(10).await;
     let grid = tg.client();
-    let data = Bytes::from(pseudo_random(700_000, 2));
+    let data = Bytes::from(data::bytes(700_000, 2));
     let cfg = config(small_segments(), b"again");
     let first = upload_bytes(&grid, &cfg, data.clone(), None).await.unwrap();
     assert_eq!(first.shares_written, 10);
@@ -127,7 +124,7 @@ async fn reupload_sends_no_share_data() {
     assert_eq!(second.shares_already_present, 10);
     assert_eq!(second.happiness, 10);
     assert_eq!(second.sharemap, first.sharemap);
-    assert_eq!(decode_from_disk(&tg, &second.cap), data);
+    assert_eq!(tg.decode_from_disk(&second.cap), data);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +137,7 @@ async fn file_upload_with_and_without_a_key() {
         total: 5,
         max_segment_size: 64 * 1024,
     };
-    let data = pseudo_random(300_001, 3);
+    let data = data::bytes(300_001, 3);
     let mut f = tempfile::tempfile().unwrap();
     f.write_all(&data).unwrap();
     let cfg = config(params, b"file");
@@ -158,7 +155,7 @@ async fn file_upload_with_and_without_a_key() {
     )
     .await
     .unwrap();
-    assert_eq!(decode_from_disk(&tg, &r1.cap), data);
+    assert_eq!(tg.decode_from_disk(&r1.cap), data);
 
     // progress: hashing, locating, uploading, done; bytes never go backwards within a phase
     let seen = phases.lock().unwrap().clone();
@@ -211,7 +208,7 @@ async fn small_files_are_lit_and_touch_no_server() {
     let (empty_grid, _) = Grid::new(Vec::new(), Default::default());
     let cfg = config(EncodingParams::default(), b"");
     for len in [0usize, 1, 55] {
-        let data = pseudo_random(len, 4);
+        let data = data::bytes(len, 4);
         let r = upload_bytes(&empty_grid, &cfg, Bytes::from(data.clone()), None)
             .await
             .unwrap();
@@ -240,7 +237,7 @@ async fn small_files_are_lit_and_touch_no_server() {
 async fn four_servers_cannot_make_happy_seven() {
     let tg = TestGrid::start(4).await;
     let grid = tg.client();
-    let data = Bytes::from(pseudo_random(200_000, 5));
+    let data = Bytes::from(data::bytes(200_000, 5));
     let cfg = config(small_segments(), b"four");
     let err = upload_bytes(&grid, &cfg, data.clone(), None)
         .await
@@ -280,7 +277,7 @@ async fn four_servers_cannot_make_happy_seven() {
     )
     .storage_index()
     .0;
-    assert!(shares_on_disk(&tg, &si).is_empty());
+    assert!(tg.shares_on_disk(&si).is_empty());
 
     // The buckets were aborted: the same file with happy 4 can allocate every share now.
     let ok_cfg = config(
@@ -294,7 +291,7 @@ async fn four_servers_cannot_make_happy_seven() {
         .await
         .unwrap();
     assert_eq!((r.happiness, r.shares_written), (4, 10));
-    assert_eq!(decode_from_disk(&tg, &r.cap), data);
+    assert_eq!(tg.decode_from_disk(&r.cap), data);
 }
 
 /// A progress callback that, the first time the encoder passes `at` bytes, signals the
@@ -326,7 +323,7 @@ fn pause_at(
 async fn two_servers_die_mid_upload_and_happiness_holds() {
     let mut tg = TestGrid::start(10).await;
     let grid = tg.client();
-    let data = Bytes::from(pseudo_random(6 << 20, 6));
+    let data = Bytes::from(data::bytes(6 << 20, 6));
     let cfg = config(small_segments(), b"die");
     let (progress, hit, go) = pause_at(data.len() as u64 / 4);
     let task = {
@@ -368,15 +365,15 @@ async fn two_servers_die_mid_upload_and_happiness_holds() {
         );
     }
     // The eight complete shares decode.
-    assert_eq!(decode_from_disk(&tg, &report.cap), data);
-    assert_eq!(each_share_verifies(&tg, &report.cap), 8);
+    assert_eq!(tg.decode_from_disk(&report.cap), data);
+    assert_eq!(tg.each_share_verifies(&report.cap), 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_servers_die_mid_upload() {
     let mut tg = TestGrid::start(10).await;
     let grid = tg.client();
-    let data = Bytes::from(pseudo_random(4 << 20, 7));
+    let data = Bytes::from(data::bytes(4 << 20, 7));
     let cfg = config(small_segments(), b"die more");
     let (progress, hit, go) = pause_at(data.len() as u64 / 4);
     let task = {
@@ -428,7 +425,7 @@ async fn a_server_down_before_the_upload_is_left_out() {
     let grid = tg.client();
     grid.probe_all().await; // the client believes every server is up
     tg.stop(4).await;
-    let data = Bytes::from(pseudo_random(500_000, 8));
+    let data = Bytes::from(data::bytes(500_000, 8));
     let report = upload_bytes(
         &grid,
         &config(small_segments(), b"down"),
@@ -449,11 +446,11 @@ async fn a_server_down_before_the_upload_is_left_out() {
         report.problems
     );
     assert!(tg.share_map(&report.storage_index.unwrap())[4].is_empty());
-    assert_eq!(decode_from_disk(&tg, &report.cap), data);
+    assert_eq!(tg.decode_from_disk(&report.cap), data);
 
     // A fresh client probes first and does not ask it at all.
     let fresh = tg.client();
-    let data2 = Bytes::from(pseudo_random(500_000, 9));
+    let data2 = Bytes::from(data::bytes(500_000, 9));
     let r2 = upload_bytes(&fresh, &config(small_segments(), b"down"), data2, None)
         .await
         .unwrap();
@@ -500,7 +497,7 @@ async fn memory_stays_bounded_for_a_large_file() {
     );
     assert!(bound < 24 << 20);
     // Every share is complete and carries the whole file.
-    let shares = shares_on_disk(&tg, &report.storage_index.unwrap());
+    let shares = tg.shares_on_disk(&report.storage_index.unwrap());
     assert_eq!(shares.len(), 10);
     let alloc = g.allocated_size(g.default_layout()).unwrap() as usize;
     assert!(shares.iter().all(|(_, _, d)| d.len() == alloc));

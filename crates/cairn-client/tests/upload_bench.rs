@@ -3,15 +3,13 @@
 //! `cargo test --release -p cairn-client --test upload_bench -- --ignored --nocapture`
 //! (`CAIRN_BENCH_MIB` sets the size, default 100).
 
-mod common;
-
 use std::io::Write;
 use std::time::Instant;
 
 use cairn_client::upload::{upload_file, UploadConfig};
 use cairn_core::chk::EncodingParams;
-use common::grid::TestGrid;
-use common::upload_util::pseudo_random;
+use cairn_test_support::data;
+use cairn_test_support::grid::TestGrid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
@@ -25,7 +23,7 @@ async fn upload_throughput() {
     grid.probe_all().await;
     let size = mib << 20;
     let mut f = tempfile::tempfile().unwrap();
-    let chunk = pseudo_random(1 << 20, 42);
+    let chunk = data::bytes(1 << 20, 42);
     for i in 0..mib {
         let mut c = chunk.clone();
         c[..8].copy_from_slice(&i.to_le_bytes());

@@ -15,23 +15,12 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use cairn_core::chk::{ChkEncoder, ChkGeometry, ConvergentKeyHasher, EncodingParams};
+use cairn_test_support::data;
 use criterion::{Criterion, Throughput};
 use sha2::{Digest, Sha256};
 
 const SIZE: usize = 64 << 20;
 const MB: f64 = 1e6;
-
-fn data(size: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// Exact bytes of SHA-256 input the format requires for a file of this geometry
 /// (bulk data only; the 64-byte tree nodes and SHA-256d outer hashes are < 0.01 %).
@@ -71,7 +60,7 @@ fn best_of<F: FnMut()>(runs: usize, mut f: F) -> Duration {
 }
 
 fn summary() {
-    let input = data(SIZE);
+    let input = data::bytes(SIZE, 1);
     let params = EncodingParams::default();
     let g = ChkGeometry::new(&params, SIZE as u64).unwrap();
     let work = required_sha_bytes(&g);
@@ -111,7 +100,7 @@ fn summary() {
 }
 
 fn criterion_groups(c: &mut Criterion) {
-    let input = data(16 << 20);
+    let input = data::bytes(16 << 20, 1);
     let mut g = c.benchmark_group("chk");
     g.throughput(Throughput::Bytes(input.len() as u64));
     g.sample_size(10);

@@ -15,23 +15,12 @@ use std::time::{Duration, Instant};
 
 use cairn_core::hashutil::tags;
 use cairn_core::sha256mb::{Kernel, Sha256Lanes, TaggedLanes};
+use cairn_test_support::data;
 use criterion::{Criterion, Throughput};
 use sha2::{Digest, Sha256};
 
 const MB: f64 = 1e6;
 const BLOCK: usize = 349_526;
-
-fn data(size: usize, seed: u64) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ seed;
-    (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 fn best_of<F: FnMut()>(runs: usize, mut f: F) -> Duration {
     (0..runs)
@@ -66,7 +55,7 @@ fn mbps(bytes: usize, t: Duration) -> f64 {
 
 fn summary() {
     let runs = 7;
-    let big: Vec<Vec<u8>> = (0..16).map(|i| data(1 << 20, i)).collect();
+    let big: Vec<Vec<u8>> = (0..16).map(|i| data::bytes(1 << 20, i)).collect();
     let t = best_of(runs, || {
         for m in &big {
             black_box(Sha256::digest(m));
@@ -103,7 +92,7 @@ fn summary() {
         println!("  sha-ni x{l}: {:8.0} MB/s", mbps(msgs.len() << 20, t));
     }
     for lanes in [10usize, 3] {
-        let msgs: Vec<Vec<u8>> = (0..lanes).map(|i| data(BLOCK, i as u64)).collect();
+        let msgs: Vec<Vec<u8>> = (0..lanes).map(|i| data::bytes(BLOCK, i as u64)).collect();
         println!(
             "{lanes} block hashes of {BLOCK} bytes, 8 KiB chunks (CHK 3-of-10, 1 MiB segments):"
         );
@@ -137,7 +126,7 @@ fn summary() {
 }
 
 fn criterion_groups(c: &mut Criterion) {
-    let msgs: Vec<Vec<u8>> = (0..10).map(|i| data(BLOCK, i)).collect();
+    let msgs: Vec<Vec<u8>> = (0..10).map(|i| data::bytes(BLOCK, i)).collect();
     let mut g = c.benchmark_group("sha256mb");
     g.throughput(Throughput::Bytes((10 * BLOCK) as u64));
     g.sample_size(20);

@@ -3,7 +3,7 @@
 //! stalls, ranged reads, and too few shares.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::sync::Arc;
 
 use cairn_core::cap::ChkReadCap;
@@ -13,7 +13,8 @@ use cairn_core::client::download::{
     Action, DownloadConfig, DownloadError, DownloadMachine, Event, Millis, ProblemKind,
     ReadPurpose, ServerInfo,
 };
-use rand::{RngCore, SeedableRng};
+use cairn_test_support::data;
+use cairn_test_support::stepping::bounded;
 
 type Buf = Arc<[u8]>;
 
@@ -79,7 +80,7 @@ fn run(cap: &ChkReadCap, servers: &[SimServer], range: Range<u64>, cfg: Download
     let mut actions = m.start(now);
     let mut expected_offset = range.start;
     let mut finished = None;
-    for _round in 0..1_000_000 {
+    bounded(1_000_000, || {
         for a in actions.drain(..) {
             seq += 1;
             match a {
@@ -173,7 +174,7 @@ fn run(cap: &ChkReadCap, servers: &[SimServer], range: Range<u64>, cfg: Download
             out.end_time = now;
             out.switches = m.stats().switches;
             out.servers_used = m.servers_used();
-            return out;
+            return ControlFlow::Break(());
         }
         let next_ev = queue.keys().next().copied();
         let deadline = m.next_deadline();
@@ -190,14 +191,10 @@ fn run(cap: &ChkReadCap, servers: &[SimServer], range: Range<u64>, cfg: Download
             }
             _ => panic!("machine waits for nothing and did not finish"),
         }
-    }
-    panic!("no end");
-}
-
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut v);
-    v
+        ControlFlow::Continue(())
+    })
+    .expect("no end");
+    out
 }
 
 fn encode(
@@ -207,7 +204,7 @@ fn encode(
     segsize: u64,
     layout: Option<LayoutVersion>,
 ) -> (Vec<u8>, EncodedFile) {
-    let plain = data(len, len as u64 ^ 0x5eed);
+    let plain = data::bytes(len, len as u64 ^ 0x5eed);
     let params = EncodingParams::new(k, k.min(n), n, segsize).unwrap();
     let f = encode_file(&params, [7u8; 16], &plain, layout).unwrap();
     (plain, f)

@@ -2,7 +2,6 @@
 //! both formats; every single-byte corruption is detected (naming the right share) or
 //! provably harmless; garbage and truncated input give errors, never panics.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use cairn_core::mutable::codec::Encoding;
@@ -11,26 +10,10 @@ use cairn_core::mutable::{
     decode, decrypt_privkey, encode, verify_share, DecodeError, KeyError, MutableFormat,
     MutableKeys, MutableShare, SegmentParams, SigningKey, VerifyingKey, SALT_LEN,
 };
+use cairn_test_support::fixtures::{key1, vector_key};
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-
-fn key(name: &str) -> SigningKey {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../vectors/mutable_keys")
-        .join(name);
-    SigningKey::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn key1() -> &'static SigningKey {
-    static K: OnceLock<SigningKey> = OnceLock::new();
-    K.get_or_init(|| key("key1.pem"))
-}
-
-fn key2() -> &'static SigningKey {
-    static K: OnceLock<SigningKey> = OnceLock::new();
-    K.get_or_init(|| key("key2.pem"))
-}
 
 struct Encoded {
     plaintext: Vec<u8>,
@@ -290,7 +273,7 @@ fn sign_and_verify() {
     let sig = key1().sign(&mut rng, msg).unwrap();
     assert_eq!(sig.len(), 256);
     let vk1 = key1().verifying_key();
-    let vk2 = key2().verifying_key();
+    let vk2 = vector_key(2).verifying_key();
     vk1.verify(msg, &sig).unwrap();
     assert!(
         vk2.verify(msg, &sig).is_err(),
@@ -323,13 +306,15 @@ fn share_signed_by_another_key_or_with_modified_prefix_fails() {
     // re-sign with key2 but keep key1's verification key: bad signature
     let mut other = share.clone();
     let mut rng = ChaCha20Rng::seed_from_u64(3);
-    other.signature = key2().sign(&mut rng, &share.signed_prefix()).unwrap();
+    other.signature = vector_key(2)
+        .sign(&mut rng, &share.signed_prefix())
+        .unwrap();
     assert!(matches!(
         verify_share(0, &other, &fp),
         Err(cairn_core::mutable::ShareFault::BadSignature)
     ));
     // swap in key2's verification key too: the fingerprint no longer matches
-    other.verification_key = key2().verifying_key().spki_der().to_vec();
+    other.verification_key = vector_key(2).verifying_key().spki_der().to_vec();
     assert!(matches!(
         verify_share(0, &other, &fp),
         Err(cairn_core::mutable::ShareFault::FingerprintMismatch)

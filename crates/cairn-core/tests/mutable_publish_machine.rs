@@ -6,196 +6,31 @@
 //! counts. Randomised runs print their seed and replay from it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::ops::ControlFlow;
 
 use cairn_core::client::mutable::publish::{
-    self, Event as PEvent, PublishConfig, PublishError, PublishMachine, PublishOutcome, WriteTest,
+    self, Event as PEvent, PublishConfig, PublishError, PublishMachine, PublishOutcome,
 };
 use cairn_core::client::mutable::servermap::{
     self, Event as SEvent, Mode, ServerMap, ServermapUpdater, UpdateConfig,
 };
 use cairn_core::client::mutable::{ServerIdx, ShareNum};
-use cairn_core::mutable::codec::Encoding;
-use cairn_core::mutable::{
-    encode, MutableFormat, MutableKeys, MutableShare, SegmentParams, ShareHeader, SigningKey,
-    SALT_LEN,
-};
+use cairn_core::mutable::{MutableFormat, MutableKeys};
+use cairn_test_support::fake_grid::{self, Grid};
+use cairn_test_support::fixtures::{self, key1, MutableVersion as Version};
+use cairn_test_support::stepping::{bounded, MAX_STEPS};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
 
 const K: u8 = 3;
 const N: u8 = 10;
 const HAPPY: usize = 7;
-/// A driver gives up after this many steps, so a livelock fails instead of hanging.
-const MAX_STEPS: usize = 10_000;
 
-fn key1() -> &'static SigningKey {
-    static KEY: OnceLock<SigningKey> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../vectors/mutable_keys/key1.pem");
-        SigningKey::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
-    })
-}
-
-/// One version of the file: its header and the N shares' bytes.
-#[derive(Clone)]
-struct Version {
-    header: ShareHeader,
-    shares: BTreeMap<ShareNum, Vec<u8>>,
-}
-
+/// A version of this file's test file (3-of-10, Tahoe's segment size).
 fn make_version(format: MutableFormat, seqnum: u64, plaintext: &[u8], seed: u64) -> Version {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let nsalts = SegmentParams::for_publish(format, K, N, plaintext.len() as u64)
-        .unwrap()
-        .num_salts();
-    let salts: Vec<[u8; SALT_LEN]> = (0..nsalts)
-        .map(|_| {
-            let mut s = [0u8; SALT_LEN];
-            rng.fill_bytes(&mut s);
-            s
-        })
-        .collect();
-    let shares: Vec<MutableShare> = encode(
-        &Encoding::new(format, K, N, seqnum),
-        key1(),
-        plaintext,
-        &salts,
-        &mut rng,
-    )
-    .unwrap();
-    Version {
-        header: shares[0].header.clone(),
-        shares: shares
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i as ShareNum, s.to_bytes().unwrap()))
-            .collect(),
-    }
-}
-
-#[derive(Clone, Debug, Default)]
-struct FakeServer {
-    shares: BTreeMap<ShareNum, Vec<u8>>,
-    /// Every request fails: the connection is gone.
-    down: bool,
-    /// Writes fail with a remote exception; reads work.
-    fail_writes: bool,
-    /// Requests are never answered (the driver's timer has to notice).
-    stalled: bool,
-}
-
-/// A write as sent: (server, share, seqnum of the version written).
-type WriteRecord = (ServerIdx, ShareNum, u64);
-
-#[derive(Clone, Debug, Default)]
-struct Grid {
-    servers: BTreeMap<ServerIdx, FakeServer>,
-    writes: Vec<WriteRecord>,
-    queries: BTreeMap<ServerIdx, usize>,
-}
-
-impl Grid {
-    /// Servers `1..=count`, empty.
-    fn new(count: ServerIdx) -> Grid {
-        Grid {
-            servers: (1..=count).map(|s| (s, FakeServer::default())).collect(),
-            ..Grid::default()
-        }
-    }
-
-    fn order(&self) -> Vec<ServerIdx> {
-        self.servers.keys().copied().collect()
-    }
-
-    fn put(&mut self, server: ServerIdx, shnum: ShareNum, bytes: &[u8]) {
-        self.servers
-            .get_mut(&server)
-            .unwrap()
-            .shares
-            .insert(shnum, bytes.to_vec());
-    }
-
-    fn read(
-        &mut self,
-        server: ServerIdx,
-        shnum: Option<ShareNum>,
-        offset: u64,
-        len: u64,
-    ) -> Result<BTreeMap<ShareNum, Vec<u8>>, String> {
-        *self.queries.entry(server).or_default() += 1;
-        let s = &self.servers[&server];
-        if s.down {
-            return Err("connection lost".into());
-        }
-        Ok(s.shares
-            .iter()
-            .filter(|(sh, _)| shnum.is_none_or(|want| want == **sh))
-            .map(|(sh, data)| {
-                let start = (offset as usize).min(data.len());
-                let end = (offset.saturating_add(len) as usize).min(data.len());
-                (*sh, data[start..end].to_vec())
-            })
-            .collect())
-    }
-
-    /// Tahoe's `slot_testv_and_readv_and_writev` for one request: all tests (operator
-    /// `eq`, data clipped at the share's length, missing shares empty), reads before
-    /// writes, writes only if every test passed.
-    fn test_and_write(
-        &mut self,
-        server: ServerIdx,
-        tests: &BTreeMap<ShareNum, WriteTest>,
-        version: &Version,
-    ) -> Result<(bool, BTreeMap<ShareNum, Vec<u8>>), String> {
-        for sh in tests.keys() {
-            self.writes.push((server, *sh, version.header.seqnum));
-        }
-        let s = self.servers.get_mut(&server).unwrap();
-        if s.down {
-            return Err("connection lost".into());
-        }
-        if s.fail_writes {
-            return Err(format!("remote exception on server {server}"));
-        }
-        let rv = publish::read_vector();
-        let current: BTreeMap<ShareNum, Vec<u8>> = s
-            .shares
-            .iter()
-            .map(|(sh, d)| (*sh, d[..(rv.size as usize).min(d.len())].to_vec()))
-            .collect();
-        let pass = tests.iter().all(|(sh, t)| {
-            let tv = t.test_vector();
-            let data = s.shares.get(sh).map(Vec::as_slice).unwrap_or(&[]);
-            let start = (tv.offset as usize).min(data.len());
-            let end = ((tv.offset + tv.size) as usize).min(data.len());
-            data[start..end] == tv.specimen[..]
-        });
-        if pass {
-            for sh in tests.keys() {
-                s.shares.insert(*sh, version.shares[sh].clone());
-            }
-        }
-        Ok((pass, current))
-    }
-
-    /// Share numbers of `seqnum` on the grid, and the servers holding each.
-    fn holders_of(&self, header: &ShareHeader) -> BTreeMap<ShareNum, BTreeSet<ServerIdx>> {
-        let cs = header.checkstring();
-        let mut m: BTreeMap<ShareNum, BTreeSet<ServerIdx>> = BTreeMap::new();
-        for (server, s) in &self.servers {
-            for (sh, d) in &s.shares {
-                if d.starts_with(&cs) {
-                    m.entry(*sh).or_default().insert(*server);
-                }
-            }
-        }
-        m
-    }
+    fixtures::make_version(format, (K, N), None, seqnum, plaintext, seed)
 }
 
 fn config(mode: Mode) -> UpdateConfig {
@@ -207,51 +42,7 @@ fn config(mode: Mode) -> UpdateConfig {
 
 /// Run a servermap update with immediate answers; returns the map.
 fn update(grid: &mut Grid, mode: Mode) -> ServerMap {
-    let servers = grid.order();
-    let mut m = ServermapUpdater::new(config(mode), &servers).unwrap();
-    let mut queue: VecDeque<servermap::Action> = m.start(0).into();
-    let mut now = 0;
-    for _ in 0..MAX_STEPS {
-        let Some(action) = queue.pop_front() else {
-            if m.is_done() {
-                break;
-            }
-            // Only stalled requests are left: let the timer fire.
-            now = m.next_deadline().expect("something is outstanding");
-            queue.extend(m.handle(SEvent::Tick, now).unwrap());
-            continue;
-        };
-        now += 1;
-        let stalled = match &action {
-            servermap::Action::Query { server, .. }
-            | servermap::Action::ReadShare { server, .. } => grid.servers[server].stalled,
-            _ => false,
-        };
-        if stalled {
-            continue;
-        }
-        let event = match action {
-            servermap::Action::Query { id, server, len } => match grid.read(server, None, 0, len) {
-                Ok(shares) => SEvent::Answer { id, shares },
-                Err(reason) => SEvent::Failed { id, reason },
-            },
-            servermap::Action::ReadShare {
-                id,
-                server,
-                shnum,
-                offset,
-                len,
-            } => match grid.read(server, Some(shnum), offset, len) {
-                Ok(shares) => SEvent::Answer { id, shares },
-                Err(reason) => SEvent::Failed { id, reason },
-            },
-            servermap::Action::Cancel { .. } => continue,
-            servermap::Action::Finished => break,
-        };
-        queue.extend(m.handle(event, now).unwrap());
-    }
-    assert!(m.is_done(), "servermap update did not finish");
-    m.into_servermap()
+    fake_grid::update_immediate(grid, config(mode))
 }
 
 /// When answers reach the publish machine.
@@ -289,7 +80,7 @@ fn publish(
     let mut requests: BTreeMap<ServerIdx, usize> = BTreeMap::new();
     let mut finished = None;
     let mut now = 0;
-    for _ in 0..MAX_STEPS {
+    bounded(MAX_STEPS, || {
         now += 1;
         if let Some(action) = to_send.pop_front() {
             match action {
@@ -299,7 +90,7 @@ fn publish(
                         for sh in shares.keys() {
                             grid.writes.push((server, *sh, version.header.seqnum));
                         }
-                        continue;
+                        return ControlFlow::Continue(());
                     }
                     let event = match grid.test_and_write(server, &shares, version) {
                         Ok((wrote, current)) => PEvent::Written { id, wrote, current },
@@ -316,21 +107,22 @@ fn publish(
                     finished = Some(r);
                 }
             }
-            continue;
+            return ControlFlow::Continue(());
         }
         if answers.is_empty() {
             if m.is_done() {
-                break;
+                return ControlFlow::Break(());
             }
             // Only stalled requests are left: let the timer fire.
             now = m.next_deadline().expect("something is outstanding");
             to_send.extend(m.handle(PEvent::Tick, now).unwrap());
-            continue;
+            return ControlFlow::Continue(());
         }
         let i = rng.gen_range(0..answers.len());
         let event = answers.swap_remove(i);
         to_send.extend(m.handle(event, now).unwrap());
-    }
+        ControlFlow::Continue(())
+    });
     assert!(m.is_done(), "publish did not finish");
     assert_eq!(m.outstanding(), 0);
     let result = finished.expect("a Finished action");

@@ -6,99 +6,39 @@
 //! (`RETRIEVE_SEED=<seed>`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
-use std::path::PathBuf;
+use std::ops::{ControlFlow, Range};
 use std::sync::OnceLock;
 
 use cairn_core::client::mutable::retrieve::{
-    self, Event as REvent, ProblemKind, ReadPart, RetrieveConfig, RetrieveError, RetrieveKeys,
-    RetrieveMachine, RetrieveOutcome, RetrieveSetupError,
+    self, Event as REvent, ProblemKind, ReadPart, RetrieveConfig, RetrieveError, RetrieveMachine,
+    RetrieveOutcome, RetrieveSetupError,
 };
-use cairn_core::client::mutable::servermap::{
-    self, Event as SEvent, Mode, ServerMap, ServermapUpdater, UpdateConfig,
-};
+use cairn_core::client::mutable::servermap::{Mode, ServerMap, UpdateConfig};
 use cairn_core::client::mutable::{ServerIdx, ShareNum};
-use cairn_core::mutable::codec::Encoding;
-use cairn_core::mutable::{
-    encode, MutableFormat, MutableKeys, MutableShare, SegmentParams, ShareHeader, SigningKey,
-    SALT_LEN,
-};
+use cairn_core::mutable::{MutableFormat, MutableShare, SALT_LEN};
+use cairn_test_support::data;
+use cairn_test_support::fake_grid::{self, Grid};
+use cairn_test_support::fixtures::{self, key1, retrieve_keys as keys, MutableVersion as Version};
+use cairn_test_support::stepping::{bounded, MAX_STEPS};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
 
 const K: u8 = 3;
 const N: u8 = 10;
-/// A driver gives up after this many steps, so a livelock fails instead of hanging.
-const MAX_STEPS: usize = 10_000;
 /// Small MDMF segments (1026 bytes at k=3) so a few KiB make many segments.
 const SMALL_SEGMENT: u64 = 1024;
 
-fn key1() -> &'static SigningKey {
-    static KEY: OnceLock<SigningKey> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../vectors/mutable_keys/key1.pem");
-        SigningKey::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
-    })
-}
-
-fn keys() -> RetrieveKeys {
-    RetrieveKeys {
-        readkey: *MutableKeys::from_signing_key(key1()).readkey(),
-        fingerprint: key1().verifying_key().fingerprint(),
-    }
-}
-
-/// One version of the file: its header, plaintext and the N shares' bytes.
-#[derive(Clone)]
-struct Version {
-    header: ShareHeader,
-    plaintext: Vec<u8>,
-    shares: BTreeMap<ShareNum, Vec<u8>>,
-}
-
-fn plaintext(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0xdead_beef);
-    let mut p = vec![0u8; len];
-    rng.fill_bytes(&mut p);
-    p
-}
-
+/// A version of this file's test file (3-of-10, small MDMF segments).
 fn make_version(format: MutableFormat, seqnum: u64, plaintext: &[u8], seed: u64) -> Version {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let nsalts =
-        SegmentParams::for_publish_with_max(format, K, N, plaintext.len() as u64, SMALL_SEGMENT)
-            .unwrap()
-            .num_salts();
-    let salts: Vec<[u8; SALT_LEN]> = (0..nsalts)
-        .map(|_| {
-            let mut s = [0u8; SALT_LEN];
-            rng.fill_bytes(&mut s);
-            s
-        })
-        .collect();
-    let encoding = Encoding {
-        max_segment_size: SMALL_SEGMENT,
-        ..Encoding::new(format, K, N, seqnum)
-    };
-    let shares: Vec<MutableShare> = encode(&encoding, key1(), plaintext, &salts, &mut rng).unwrap();
-    Version {
-        header: shares[0].header.clone(),
-        plaintext: plaintext.to_vec(),
-        shares: shares
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i as ShareNum, s.to_bytes().unwrap()))
-            .collect(),
-    }
+    fixtures::make_version(format, (K, N), Some(SMALL_SEGMENT), seqnum, plaintext, seed)
 }
 
 /// SDMF, 5000 bytes, seqnum 1.
 fn sdmf_v1() -> &'static Version {
     static V: OnceLock<Version> = OnceLock::new();
-    V.get_or_init(|| make_version(MutableFormat::Sdmf, 1, &plaintext(5000, 1), 1))
+    V.get_or_init(|| make_version(MutableFormat::Sdmf, 1, &data::bytes(5000, 1), 1))
 }
 
 /// MDMF, 10 000 bytes in 10 segments of 1026 bytes, seqnum 1 and 2.
@@ -110,19 +50,10 @@ fn mdmf(seqnum: u64) -> &'static Version {
         make_version(
             MutableFormat::Mdmf,
             seqnum,
-            &plaintext(10_000, seqnum * 7),
+            &data::bytes(10_000, seqnum * 7),
             seqnum * 11,
         )
     })
-}
-
-#[derive(Clone, Debug, Default)]
-struct FakeServer {
-    shares: BTreeMap<ShareNum, Vec<u8>>,
-    /// Every request fails: the connection is gone.
-    down: bool,
-    /// Requests are never answered (the driver's timer has to notice).
-    stalled: bool,
 }
 
 /// A share read as the retrieve machine sent it.
@@ -134,127 +65,12 @@ struct ReadRecord {
     len: u64,
 }
 
-#[derive(Clone, Debug, Default)]
-struct Grid {
-    servers: BTreeMap<ServerIdx, FakeServer>,
-}
-
-impl Grid {
-    /// Servers `1..=count`, empty.
-    fn new(count: ServerIdx) -> Grid {
-        Grid {
-            servers: (1..=count).map(|s| (s, FakeServer::default())).collect(),
-        }
-    }
-
-    /// Share `s - 1` of `v` on server `s`, for each server in `servers`.
-    fn with_version(count: ServerIdx, v: &Version, servers: Range<ServerIdx>) -> Grid {
-        let mut g = Grid::new(count);
-        for s in servers {
-            let sh = (s - 1) as ShareNum;
-            g.put(s, sh, &v.shares[&sh]);
-        }
-        g
-    }
-
-    fn order(&self) -> Vec<ServerIdx> {
-        self.servers.keys().copied().collect()
-    }
-
-    fn put(&mut self, server: ServerIdx, shnum: ShareNum, bytes: &[u8]) {
-        self.servers
-            .get_mut(&server)
-            .unwrap()
-            .shares
-            .insert(shnum, bytes.to_vec());
-    }
-
-    fn server(&mut self, s: ServerIdx) -> &mut FakeServer {
-        self.servers.get_mut(&s).unwrap()
-    }
-
-    fn read(
-        &self,
-        server: ServerIdx,
-        shnum: Option<ShareNum>,
-        offset: u64,
-        len: u64,
-    ) -> Result<BTreeMap<ShareNum, Vec<u8>>, String> {
-        let s = &self.servers[&server];
-        if s.down {
-            return Err("connection lost".into());
-        }
-        Ok(s.shares
-            .iter()
-            .filter(|(sh, _)| shnum.is_none_or(|want| want == **sh))
-            .map(|(sh, data)| {
-                let start = (offset as usize).min(data.len());
-                let end = (offset.saturating_add(len) as usize).min(data.len());
-                (*sh, data[start..end].to_vec())
-            })
-            .collect())
-    }
-}
-
-/// Run a read-mode servermap update in rounds: every request of a round is sent, then
-/// the answers come back in the order sent (so the first servers in permuted order answer
-/// first). Returns the map and the number of rounds.
+/// Run a read-mode servermap update in rounds (see `fake_grid::update_in_rounds`).
+/// Returns the map and the number of rounds.
 fn update(grid: &Grid, epsilon: Option<usize>) -> (ServerMap, usize) {
     let mut cfg = UpdateConfig::new(Mode::Read, K, N, key1().verifying_key().fingerprint());
     cfg.epsilon = epsilon;
-    let mut m = ServermapUpdater::new(cfg, &grid.order()).unwrap();
-    let mut batch = m.start(0);
-    let mut now = 0;
-    let mut rounds = 0;
-    for _ in 0..MAX_STEPS {
-        if m.is_done() {
-            break;
-        }
-        now += 1;
-        let mut events = Vec::new();
-        let mut sent = false;
-        for action in std::mem::take(&mut batch) {
-            let (id, r) = match action {
-                servermap::Action::Query { id, server, len } => {
-                    if grid.servers[&server].stalled {
-                        sent = true;
-                        continue;
-                    }
-                    (id, grid.read(server, None, 0, len))
-                }
-                servermap::Action::ReadShare {
-                    id,
-                    server,
-                    shnum,
-                    offset,
-                    len,
-                } => {
-                    if grid.servers[&server].stalled {
-                        sent = true;
-                        continue;
-                    }
-                    (id, grid.read(server, Some(shnum), offset, len))
-                }
-                servermap::Action::Cancel { .. } | servermap::Action::Finished => continue,
-            };
-            sent = true;
-            events.push(match r {
-                Ok(shares) => SEvent::Answer { id, shares },
-                Err(reason) => SEvent::Failed { id, reason },
-            });
-        }
-        rounds += usize::from(sent);
-        if events.is_empty() && !sent {
-            now = m.next_deadline().expect("something is outstanding");
-            batch.extend(m.handle(SEvent::Tick, now).unwrap());
-            continue;
-        }
-        for e in events {
-            batch.extend(m.handle(e, now).unwrap());
-        }
-    }
-    assert!(m.is_done(), "servermap update did not finish");
-    (m.into_servermap(), rounds)
+    fake_grid::update_in_rounds(grid, cfg)
 }
 
 /// Everything a retrieve run did.
@@ -302,7 +118,7 @@ fn retrieve(
     let mut finished = 0;
     let mut sent_parts = BTreeSet::new();
     let mut now = 0;
-    for _ in 0..MAX_STEPS {
+    bounded(MAX_STEPS, || {
         now += 1;
         let mut events = Vec::new();
         let mut sent = false;
@@ -367,12 +183,12 @@ fn retrieve(
         run.max_segments_pending = run.max_segments_pending.max(pending.len());
         run.rounds += usize::from(sent);
         if m.is_done() {
-            break;
+            return ControlFlow::Break(());
         }
         if events.is_empty() {
             now = m.next_deadline().expect("something is outstanding");
             batch.extend(m.handle(REvent::Tick, now).unwrap());
-            continue;
+            return ControlFlow::Continue(());
         }
         if shuffle.is_some() {
             events.shuffle(&mut rng);
@@ -380,7 +196,8 @@ fn retrieve(
         for e in events {
             batch.extend(m.handle(e, now).unwrap());
         }
-    }
+        ControlFlow::Continue(())
+    });
     // Anything the last step returned.
     for action in batch {
         match action {
@@ -444,7 +261,7 @@ fn sdmf_round_trip_in_one_round() {
 #[test]
 fn one_kib_reads_take_one_round_trip_after_the_servermap() {
     for format in [MutableFormat::Sdmf, MutableFormat::Mdmf] {
-        let v = make_version(format, 1, &plaintext(1024, 9), 9);
+        let v = make_version(format, 1, &data::bytes(1024, 9), 9);
         let grid = Grid::with_version(10, &v, 1..11);
         let (map, map_rounds) = update(&grid, None);
         let run = retrieve(&grid, &map, RetrieveConfig::default(), None, None);
@@ -975,8 +792,10 @@ fn shares_under_another_key_are_refused() {
         let mut m = RetrieveMachine::new(RetrieveConfig::default(), &map, wrong, None).unwrap();
         let mut queue: Vec<retrieve::Action> = m.start(0);
         let mut result = None;
-        for _ in 0..MAX_STEPS {
-            let Some(a) = queue.pop() else { break };
+        bounded(MAX_STEPS, || {
+            let Some(a) = queue.pop() else {
+                return ControlFlow::Break(());
+            };
             match a {
                 retrieve::Action::Read {
                     id,
@@ -993,7 +812,8 @@ fn shares_under_another_key_are_refused() {
                 retrieve::Action::Finished(r) => result = Some(r),
                 _ => {}
             }
-        }
+            ControlFlow::Continue(())
+        });
         let Some(Err(e)) = result else {
             panic!("{result:?}")
         };

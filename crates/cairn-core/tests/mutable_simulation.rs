@@ -55,8 +55,8 @@
 //! (`storage::container` + `storage::rtw`) instead of their hand-written test-and-write.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -65,8 +65,8 @@ use cairn_core::client::mutable::publish::{
     WriteTest,
 };
 use cairn_core::client::mutable::retrieve::{
-    self, Event as REvent, RetrieveConfig, RetrieveError, RetrieveKeys, RetrieveMachine,
-    RetrieveOutcome, RetrieveSetupError,
+    self, Event as REvent, RetrieveConfig, RetrieveError, RetrieveMachine, RetrieveOutcome,
+    RetrieveSetupError,
 };
 use cairn_core::client::mutable::servermap::{
     self, Event as SEvent, Mode, ServerMap, ServermapUpdater, UpdateConfig, VersionId,
@@ -74,14 +74,14 @@ use cairn_core::client::mutable::servermap::{
 };
 use cairn_core::client::mutable::{Millis, RequestId, ServerIdx, ShareNum};
 use cairn_core::mutable::codec::Encoding;
-use cairn_core::mutable::{
-    encode, MutableFormat, MutableKeys, SegmentParams, ShareHeader, SigningKey, SALT_LEN,
-};
+use cairn_core::mutable::{MutableFormat, MutableKeys, ShareHeader};
 use cairn_core::storage::container::{apply_file_ops, MutableContainer, NodeId};
 use cairn_core::storage::rtw::{
     self, ExistingShare, RtwContext, RtwRequest, RtwSecrets, ShareAction, SharePlan,
     TestWriteVectors, WriteVector,
 };
+use cairn_test_support::fixtures::{self, key1, retrieve_keys};
+use cairn_test_support::stepping::bounded;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
@@ -123,22 +123,6 @@ const GEOMETRIES: [Geometry; 3] = [
         happy: 5,
     },
 ];
-
-fn key1() -> &'static SigningKey {
-    static KEY: OnceLock<SigningKey> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../vectors/mutable_keys/key1.pem");
-        SigningKey::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
-    })
-}
-
-fn retrieve_keys() -> RetrieveKeys {
-    RetrieveKeys {
-        readkey: *MutableKeys::from_signing_key(key1()).readkey(),
-        fingerprint: key1().verifying_key().fingerprint(),
-    }
-}
 
 fn secrets() -> RtwSecrets {
     RtwSecrets {
@@ -183,27 +167,16 @@ fn version(g: Geometry, format: MutableFormat, seqnum: u64, content: u64) -> Arc
     let _ = rng.gen_range(0..LENGTHS.len());
     let mut plaintext = vec![0u8; len];
     rng.fill_bytes(&mut plaintext);
-    let nsalts = SegmentParams::for_publish_with_max(format, g.k, g.n, len as u64, MDMF_SEGMENT)
-        .unwrap()
-        .num_salts();
-    let salts: Vec<[u8; SALT_LEN]> = (0..nsalts)
-        .map(|_| {
-            let mut s = [0u8; SALT_LEN];
-            rng.fill_bytes(&mut s);
-            s
-        })
-        .collect();
     let encoding = Encoding {
         max_segment_size: MDMF_SEGMENT,
         ..Encoding::new(format, g.k, g.n, seqnum)
     };
-    let shares = encode(&encoding, key1(), &plaintext, &salts, &mut rng).unwrap();
-    let header = shares[0].header.clone();
+    let encoded = fixtures::encode_version(&encoding, &plaintext, &mut rng);
     let v = Arc::new(Version {
-        id: VersionId::from(&header),
-        header,
-        plaintext,
-        shares: shares.iter().map(|s| s.to_bytes().unwrap()).collect(),
+        id: VersionId::from(&encoded.header),
+        header: encoded.header,
+        plaintext: encoded.plaintext,
+        shares: encoded.shares.into_values().collect(),
     });
     cache.lock().unwrap().entry(key).or_insert(v).clone()
 }
@@ -1174,6 +1147,45 @@ impl Sim {
         }
     }
 
+    /// One step of the operation in progress: fire the machine's timer, or deliver the
+    /// next message in flight.
+    fn step_op(&mut self, client: &mut dyn Client) -> Result<(), String> {
+        let next = self.queue.keys().next().map(|k| k.0);
+        match (next, client.deadline()) {
+            (None, None) => {
+                return Err(format!(
+                    "operation {}: machine not done, nothing in flight, no deadline",
+                    self.op
+                ))
+            }
+            (t, Some(d)) if t.is_none_or(|t| d <= t) => {
+                self.now = self.now.max(d);
+                let outs = client.tick(self.now)?;
+                self.send_all(outs);
+            }
+            _ => {
+                let ((t, _), msg) = self.queue.pop_first().unwrap();
+                self.now = self.now.max(t);
+                match msg {
+                    Msg::ToServer {
+                        op,
+                        id,
+                        server,
+                        req,
+                        fate,
+                    } => self.at_server(op, id, server, req, fate),
+                    Msg::ToClient { op, id, reply } => {
+                        if op == self.op {
+                            let outs = client.reply(id, reply, self.now)?;
+                            self.send_all(outs);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Run one machine to its end.
     fn run_op(&mut self, client: &mut dyn Client) -> Result<(), String> {
         self.op += 1;
@@ -1181,45 +1193,19 @@ impl Sim {
         self.torn_this_op = 0;
         let outs = client.start(self.now)?;
         self.send_all(outs);
-        let mut steps = 0;
-        while !client.done() {
-            steps += 1;
-            if steps > MAX_STEPS {
-                return Err(format!("operation {} did not finish (livelock)", self.op));
+        let outcome = bounded(MAX_STEPS, || {
+            if client.done() {
+                return ControlFlow::Break(Ok(()));
             }
-            let next = self.queue.keys().next().map(|k| k.0);
-            match (next, client.deadline()) {
-                (None, None) => {
-                    return Err(format!(
-                        "operation {}: machine not done, nothing in flight, no deadline",
-                        self.op
-                    ))
-                }
-                (t, Some(d)) if t.is_none_or(|t| d <= t) => {
-                    self.now = self.now.max(d);
-                    let outs = client.tick(self.now)?;
-                    self.send_all(outs);
-                }
-                _ => {
-                    let ((t, _), msg) = self.queue.pop_first().unwrap();
-                    self.now = self.now.max(t);
-                    match msg {
-                        Msg::ToServer {
-                            op,
-                            id,
-                            server,
-                            req,
-                            fate,
-                        } => self.at_server(op, id, server, req, fate),
-                        Msg::ToClient { op, id, reply } => {
-                            if op == self.op {
-                                let outs = client.reply(id, reply, self.now)?;
-                                self.send_all(outs);
-                            }
-                        }
-                    }
-                }
+            match self.step_op(client) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(Err(e)),
             }
+        });
+        match outcome {
+            Some(r) => r?,
+            None if client.done() => {}
+            None => return Err(format!("operation {} did not finish (livelock)", self.op)),
         }
         // Answers for this operation go nowhere now; requests still travelling either
         // land now (before the next operation) or in the middle of later ones.

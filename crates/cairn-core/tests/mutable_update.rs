@@ -4,26 +4,16 @@
 //! plaintext, and the writes stay away from everything the update does not change.
 
 use std::ops::Range;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use cairn_core::mutable::codec::Encoding;
 use cairn_core::mutable::update::{apply, plan, OldShare, UpdateError, UpdatePlan, WriteVector};
 use cairn_core::mutable::{
-    decode, encode, MutableFormat, MutableKeys, MutableShare, SegmentParams, SigningKey, SALT_LEN,
+    decode, encode, MutableFormat, MutableKeys, MutableShare, SegmentParams, SALT_LEN,
 };
+use cairn_test_support::fixtures::key1;
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-
-fn key1() -> &'static SigningKey {
-    static K: OnceLock<SigningKey> = OnceLock::new();
-    K.get_or_init(|| {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../vectors/mutable_keys/key1.pem");
-        SigningKey::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
-    })
-}
 
 fn random_bytes(rng: &mut ChaCha20Rng, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];

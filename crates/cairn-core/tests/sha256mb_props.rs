@@ -5,20 +5,9 @@ use cairn_core::hashutil::{block_hash, tagged_hash, tags, TaggedHasher};
 use cairn_core::sha256mb::{
     block_hashes, sha256_many, tagged_hash_many, Kernel, Sha256Lanes, TaggedLanes,
 };
+use cairn_test_support::data;
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
-
-fn message(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
 
 fn reference(msgs: &[Vec<u8>]) -> Vec<[u8; 32]> {
     msgs.iter().map(|m| Sha256::digest(m).into()).collect()
@@ -64,7 +53,7 @@ fn every_kernel_on_edge_lengths() {
         for lanes in [1, 2, 3, 7, 8, 9, 10, 15, 16, 17, 33] {
             for &len in &EDGE_LENS {
                 let msgs: Vec<Vec<u8>> = (0..lanes)
-                    .map(|i| message(len, (i * 31 + len) as u64))
+                    .map(|i| data::bytes(len, (i * 31 + len) as u64))
                     .collect();
                 let want = reference(&msgs);
                 assert_eq!(
@@ -106,7 +95,7 @@ fn unequal_lengths_in_one_call() {
         let msgs: Vec<Vec<u8>> = lens
             .iter()
             .enumerate()
-            .map(|(i, &l)| message(l, i as u64))
+            .map(|(i, &l)| data::bytes(l, i as u64))
             .collect();
         assert_eq!(
             lanes_hash(kernel, &msgs, &[usize::MAX]),
@@ -129,7 +118,7 @@ fn unequal_lengths_in_one_call() {
 fn tagged_lanes_equal_hashutil() {
     for kernel in kernels() {
         for &len in &EDGE_LENS {
-            let msgs: Vec<Vec<u8>> = (0..10).map(|i| message(len, i)).collect();
+            let msgs: Vec<Vec<u8>> = (0..10).map(|i| data::bytes(len, i)).collect();
             let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
             let want: Vec<_> = msgs.iter().map(|m| block_hash(m)).collect();
             let mut h = match kernel {
@@ -152,7 +141,7 @@ fn tagged_lanes_equal_hashutil() {
 #[test]
 fn lanes_with_different_tags_stay_in_step() {
     // The encoder's use: segment hash and flat crypttext hash over the same bytes.
-    let data = message(100_000, 5);
+    let data = data::bytes(100_000, 5);
     let mut h = TaggedLanes::with_tags(&[tags::CIPHERTEXT_SEGMENT, tags::CIPHERTEXT, b"", b"x"]);
     let mut flat = TaggedHasher::new(tags::CIPHERTEXT);
     for c in data.chunks(16 * 1024 + 7) {
@@ -189,7 +178,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
     #[test]
     fn prop_all_kernels_match_sha2((lanes, lens, chunks, seed) in arb_case()) {
-        let msgs: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, &l)| message(l, seed ^ i as u64)).collect();
+        let msgs: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, &l)| data::bytes(l, seed ^ i as u64)).collect();
         prop_assert_eq!(msgs.len(), lanes);
         let want = reference(&msgs);
         for kernel in kernels() {

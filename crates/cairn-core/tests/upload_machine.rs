@@ -5,12 +5,14 @@
 //! (`allmydata/test/test_upload.py`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::ControlFlow;
 
 use cairn_core::client::upload::{
     Action, Candidate, Event, MachineError, Request, SelectionParams, SetupError, Stage,
     UploadMachine, UploadUnhappy,
 };
 use cairn_core::placement::{servers_of_happiness, share_placement, ServerIdx, ShareNum};
+use cairn_test_support::stepping::bounded;
 use proptest::prelude::*;
 
 /// One simulated server.
@@ -54,10 +56,10 @@ fn params(needed: u16, happy: u16, total: u16) -> SelectionParams {
 fn drive(m: &mut UploadMachine, mut sims: BTreeMap<ServerIdx, Sim>) -> Run {
     let mut queue: VecDeque<Action> = m.start().into();
     let mut log = Vec::new();
-    let mut steps = 0;
-    while let Some(a) = queue.pop_front() {
-        steps += 1;
-        assert!(steps < 10_000, "no progress");
+    bounded(10_000, || {
+        let Some(a) = queue.pop_front() else {
+            return ControlFlow::Break(());
+        };
         log.push(a.clone());
         let ev = match a {
             Action::ListShares { server } => {
@@ -103,11 +105,13 @@ fn drive(m: &mut UploadMachine, mut sims: BTreeMap<ServerIdx, Sim>) -> Run {
             }
             Action::Abort { server, shares } => {
                 sims.get_mut(&server).unwrap().aborted.extend(shares);
-                continue;
+                return ControlFlow::Continue(());
             }
         };
         queue.extend(m.handle(ev).expect("driver follows the protocol"));
-    }
+        ControlFlow::Continue(())
+    })
+    .expect("no progress");
     assert_eq!(m.outstanding(), 0);
     Run { log, sims }
 }

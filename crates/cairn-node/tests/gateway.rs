@@ -4,8 +4,6 @@
 //! and Tahoe's error codes; mutable files (create, overwrite, offset updates, reads, JSON,
 //! errors) on an in-memory mutable store with real SSK/MDMF caps.
 
-mod common;
-
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -21,7 +19,8 @@ use cairn_node::gateway::{
     self, mutable_error, Backend, BoxFuture, GatewayHandle, GatewayState, MutableFormat,
     MutableInfo, MutableOp, MutableReader, RoundTripCount, UploadSource, WebError,
 };
-use common::{data, get, put, quote_all, request, try_request};
+use cairn_test_support::data;
+use cairn_test_support::http::{get, put, quote_all, request, try_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Tiny base64 decoder for the vector file (no extra dependency).
@@ -556,7 +555,7 @@ async fn same_caps_as_tahoe_for_the_same_secret() {
 async fn lit_files_never_reach_the_grid() {
     let gw = gateway().await;
     for size in [0usize, 1, 55] {
-        let body = data(size, 7);
+        let body = data::bytes(size, 7);
         let r = put(&gw.url, "/uri", body.clone()).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.text(), cairn_core::chk::lit_cap_string(&body).unwrap());
@@ -588,7 +587,7 @@ async fn lit_files_never_reach_the_grid() {
 #[tokio::test]
 async fn caps_raw_and_percent_encoded() {
     let gw = gateway().await;
-    let body = data(5000, 1);
+    let body = data::bytes(5000, 1);
     let cap = put(&gw.url, "/uri", body.clone()).await.text();
     assert!(cap.starts_with("URI:CHK:"));
     let partly = cap.replace(':', "%3A");
@@ -651,7 +650,7 @@ async fn caps_raw_and_percent_encoded() {
 #[tokio::test]
 async fn t_json_uri_head_and_etag() {
     let gw = gateway().await;
-    let body = data(100_000, 2);
+    let body = data::bytes(100_000, 2);
     let cap = put(&gw.url, "/uri", body.clone()).await.text();
     let parsed = match cairn_core::cap::Cap::parse(&cap).unwrap() {
         cairn_core::cap::Cap::ChkRead(c) => c,
@@ -719,7 +718,7 @@ async fn t_json_uri_head_and_etag() {
 #[tokio::test]
 async fn ranges_as_tahoe_reads_them() {
     let gw = gateway().await;
-    let body = data(300_001, 3);
+    let body = data::bytes(300_001, 3);
     let cap = put(&gw.url, "/uri", body.clone()).await.text();
     let size = body.len();
     let path = format!("/uri/{}", quote_all(&cap));
@@ -876,7 +875,7 @@ async fn tahoe_error_codes() {
         }
     }
     // A verify cap has no key.
-    let cap = put(&gw.url, "/uri", data(1000, 9)).await.text();
+    let cap = put(&gw.url, "/uri", data::bytes(1000, 9)).await.text();
     let vcap = match cairn_core::cap::Cap::parse(&cap).unwrap() {
         cairn_core::cap::Cap::ChkRead(c) => c.verifier().to_string(),
         _ => unreachable!(),
@@ -893,7 +892,7 @@ async fn tahoe_error_codes() {
 #[tokio::test]
 async fn a_download_that_fails_midway_is_cut_short() {
     let gw = gateway().await;
-    let body = data(200_000, 4);
+    let body = data::bytes(200_000, 4);
     let cap = put(&gw.url, "/uri", body).await.text();
     *gw.backend.fail_after.lock().unwrap() = Some(50_000);
     // Headers (200, full Content-Length) are out when the failure comes: the body ends early
@@ -977,7 +976,7 @@ async fn chunked_uploads_without_a_length() {
         ((1 << 20) + 12_345, 3),
         (3 << 20, 4),
     ] {
-        let body = data(size, seed);
+        let body = data::bytes(size, seed);
         let (status, cap) = chunked_put(&gw.url, &body, 65_536).await;
         assert_eq!(status, 200, "{cap}");
         let back = get(&gw.url, &format!("/uri/{cap}")).await;
@@ -994,7 +993,7 @@ async fn chunked_uploads_without_a_length() {
 #[tokio::test]
 async fn spooled_files_leave_nothing_behind() {
     let gw = gateway().await;
-    let body = data(2 << 20, 5);
+    let body = data::bytes(2 << 20, 5);
     let r = put(&gw.url, "/uri", body).await;
     assert_eq!(r.status, 200);
     let tmp = gw._dir.path().join("client").join("tmp");
@@ -1062,7 +1061,7 @@ async fn mutable_create_read_overwrite_and_json() {
     ] {
         gw.backend.mutable_calls.lock().unwrap().clear();
         // Small bodies too: mutable files are never LIT.
-        let body = data(300, 1);
+        let body = data::bytes(300, 1);
         let r = put(&gw.url, &format!("/uri?{query}"), body.clone()).await;
         assert_eq!(r.status, 200, "{query}: {}", r.text());
         assert_eq!(r.header("content-type").unwrap(), "text/plain");
@@ -1122,7 +1121,7 @@ async fn mutable_create_read_overwrite_and_json() {
 
         // Overwrite: the answer is the write cap; shorter and longer contents.
         for len in [10usize, 0, 5000] {
-            let new = data(len, len as u64 + 7);
+            let new = data::bytes(len, len as u64 + 7);
             let r = put(&gw.url, &format!("/uri/{}", quote_all(&w)), new.clone()).await;
             assert_eq!(r.status, 200, "{}", r.text());
             assert_eq!(r.text(), w);
@@ -1180,7 +1179,7 @@ async fn mutable_create_read_overwrite_and_json() {
 #[tokio::test]
 async fn mutable_ranges_as_for_immutable_files() {
     let gw = gateway().await;
-    let body = data(100_000, 3);
+    let body = data::bytes(100_000, 3);
     let w = put(&gw.url, "/uri?format=MDMF", body.clone()).await.text();
     let (ro, _) = ro_and_verify(&w);
     type Span = Option<(usize, usize)>;
@@ -1287,7 +1286,7 @@ async fn mutable_offset_updates_as_tahoe_does() {
     assert_eq!(read(mdmf.clone()).await, "012abc6789X###");
 
     let (sdmf_ro, _) = ro_and_verify(&sdmf);
-    let chk = put(&gw.url, "/uri", data(1000, 5)).await.text();
+    let chk = put(&gw.url, "/uri", data::bytes(1000, 5)).await.text();
     let cases: Vec<(String, u16, &str)> = vec![
         (
             format!("/uri/{sdmf}?offset=-1"),

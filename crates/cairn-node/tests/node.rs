@@ -3,19 +3,75 @@
 //! disconnected servers, uploads through the gateway onto the servers, mutable files (create,
 //! read, overwrite, offset updates), shutdown.
 
-mod common;
-
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use cairn_core::chk::{convergent_key, encode_file, EncodingParams};
 use cairn_node::config::Secrets;
-use common::{
-    data, get, make_client, put, quote_all, request, set_client_option, statuses, wait_for, Servers,
-};
+use cairn_node::CreateClientOptions;
+use cairn_test_support::data;
+use cairn_test_support::grid::TestGrid;
+use cairn_test_support::http::{get, put, quote_all, request};
+
+/// A client node directory with `servers_yaml`, its gateway on a free port.
+pub fn make_client(dir: &Path, servers_yaml: &str, shares: (u16, u16, u16)) {
+    let opts = CreateClientOptions {
+        webport: Some("tcp:0:interface=127.0.0.1".into()),
+        nickname: "test-client".into(),
+        shares_needed: Some(shares.0),
+        shares_happy: Some(shares.1),
+        shares_total: Some(shares.2),
+    };
+    cairn_node::create_client(dir, &opts).expect("create client");
+    std::fs::write(dir.join("private").join("servers.yaml"), servers_yaml).unwrap();
+}
+
+/// Append `key = value` to `[client]` of a node's tahoe.cfg.
+pub fn set_client_option(dir: &Path, key: &str, value: &str) {
+    let p = dir.join("tahoe.cfg");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(
+        &p,
+        cairn_node::create::set_ini_value(&text, "client", key, value),
+    )
+    .unwrap();
+}
+
+/// Wait until `f` holds (polling), or panic with `what`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `connection_status` of each server in `GET /?t=json`, by node id.
+pub async fn statuses(base: &str) -> std::collections::BTreeMap<String, String> {
+    let j = get(base, "/?t=json").await.json();
+    j["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["nodeid"].as_str().unwrap().to_string(),
+                s["connection_status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
 
 #[tokio::test]
 async fn node_url_and_root_json_follow_the_servers() {
-    let mut servers = Servers::start(3).await;
+    let mut servers = TestGrid::start(3).await;
     let dir = tempfile::tempdir().unwrap();
     let client_dir = dir.path().join("client");
     // Besides the three servers: one that is down from the start.
@@ -96,14 +152,7 @@ async fn node_url_and_root_json_follow_the_servers() {
         );
         let id = s["nodeid"].as_str().unwrap();
         if let Some(i) = ids.iter().position(|x| x == id) {
-            let addr = servers.nodes[i]
-                .node
-                .as_ref()
-                .unwrap()
-                .storage
-                .as_ref()
-                .unwrap()
-                .local_addrs[0];
+            let addr = servers.servers[i].running().local_addrs[0];
             assert_eq!(
                 s["connection_status"],
                 format!("Connected to tcp:{addr} via tcp")
@@ -179,7 +228,7 @@ async fn node_url_and_root_json_follow_the_servers() {
 
 #[tokio::test]
 async fn uploads_go_to_the_servers() {
-    let servers = Servers::start(4).await;
+    let servers = TestGrid::start(4).await;
     let dir = tempfile::tempdir().unwrap();
     let client_dir = dir.path().join("client");
     make_client(&client_dir, &servers.servers_yaml(), (2, 3, 4));
@@ -209,7 +258,7 @@ async fn uploads_go_to_the_servers() {
     assert_eq!(servers.share_count(), 0);
 
     for (size, seed) in [(56usize, 1u64), (100_000, 2), (1_500_000, 3)] {
-        let body = data(size, seed);
+        let body = data::bytes(size, seed);
         let r = put(&url, "/uri", body.clone()).await;
         assert_eq!(r.status, 200, "size {size}: {}", r.text());
         // The cap the same secret and parameters give offline (and so in Tahoe).
@@ -230,7 +279,7 @@ async fn uploads_go_to_the_servers() {
     );
 
     // The same file again: same cap, shares already there.
-    let again = put(&url, "/uri", data(100_000, 2)).await;
+    let again = put(&url, "/uri", data::bytes(100_000, 2)).await;
     assert_eq!(again.status, 200);
     assert_eq!(servers.share_count(), 12);
     node.shutdown(Duration::from_secs(1)).await;
@@ -238,13 +287,13 @@ async fn uploads_go_to_the_servers() {
 
 #[tokio::test]
 async fn upload_without_enough_servers_is_a_clear_error() {
-    let servers = Servers::start(2).await;
+    let servers = TestGrid::start(2).await;
     let dir = tempfile::tempdir().unwrap();
     let client_dir = dir.path().join("client");
     make_client(&client_dir, &servers.servers_yaml(), (2, 3, 4));
     let node = cairn_node::start(&client_dir).await.unwrap();
     let url = node.web_url.clone().unwrap();
-    let r = put(&url, "/uri", data(10_000, 1)).await;
+    let r = put(&url, "/uri", data::bytes(10_000, 1)).await;
     assert_eq!(r.status, 500, "{}", r.text());
     assert!(
         r.text().starts_with("UploadUnhappinessError: "),
@@ -256,8 +305,31 @@ async fn upload_without_enough_servers_is_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_storage_node_without_a_gateway() {
+    // `create-node` with no web port: `start` runs the storage server and no gateway, and
+    // writes the announcement a client's servers.yaml takes.
+    let dir = tempfile::tempdir().unwrap();
+    let node_dir = dir.path().join("server");
+    let opts = cairn_storage::server::CreateNodeOptions {
+        hostname: "127.0.0.1".into(),
+        port: 0,
+        listen: None,
+        nickname: "server0".into(),
+        reserved_space: "0".into(),
+    };
+    let (_, id) = cairn_node::create_node(&node_dir, &opts, Some("none")).expect("create");
+    let node = cairn_node::start(&node_dir)
+        .await
+        .expect("start storage node");
+    assert!(node.storage.is_some() && node.web_url.is_none());
+    let ann = std::fs::read_to_string(node_dir.join("storage-announcement.yaml")).unwrap();
+    assert_eq!(ann.split(':').next().unwrap().trim(), id.server_id);
+    node.shutdown(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
 async fn a_storage_node_with_a_gateway() {
-    let servers = Servers::start(1).await;
+    let servers = TestGrid::start(1).await;
     let dir = tempfile::tempdir().unwrap();
     let node_dir = dir.path().join("full");
     let opts = cairn_storage::server::CreateNodeOptions {
@@ -293,7 +365,7 @@ async fn a_storage_node_with_a_gateway() {
 
 #[tokio::test]
 async fn unusable_servers_yaml_entries_are_skipped_with_a_reason() {
-    let servers = Servers::start(1).await;
+    let servers = TestGrid::start(1).await;
     let dir = tempfile::tempdir().unwrap();
     let client_dir = dir.path().join("client");
     let mut yaml = servers.servers_yaml();
@@ -331,7 +403,7 @@ async fn bad_config_stops_the_start() {
 
 #[tokio::test]
 async fn mutable_files_on_the_servers() {
-    let servers = Servers::start(4).await;
+    let servers = TestGrid::start(4).await;
     let dir = tempfile::tempdir().unwrap();
     let client_dir = dir.path().join("client");
     make_client(&client_dir, &servers.servers_yaml(), (2, 3, 4));
@@ -351,7 +423,7 @@ async fn mutable_files_on_the_servers() {
         ("SDMF", "URI:SSK:", 1000usize),
         ("MDMF", "URI:MDMF:", 300_000),
     ] {
-        let body = data(size, 11);
+        let body = data::bytes(size, 11);
         let before = mutable_trips(&url).await;
         let r = put(&url, &format!("/uri?format={format}"), body.clone()).await;
         assert_eq!(r.status, 200, "{format}: {}", r.text());
@@ -400,7 +472,7 @@ async fn mutable_files_on_the_servers() {
         assert!(r.body == body[100..200]);
 
         // Overwrite, then change bytes in place.
-        let v2 = data(size / 2 + 7, 12);
+        let v2 = data::bytes(size / 2 + 7, 12);
         let before = mutable_trips(&url).await;
         let r = put(&url, &format!("/uri/{w}"), v2.clone()).await;
         assert_eq!((r.status, r.text()), (200, w.clone()));
@@ -460,13 +532,13 @@ async fn mutable_files_on_the_servers() {
 
 #[tokio::test]
 async fn mutable_create_without_enough_servers_is_a_clear_error() {
-    let servers = Servers::start(1).await;
+    let servers = TestGrid::start(1).await;
     let dir = tempfile::tempdir().unwrap();
     let client_dir = dir.path().join("client");
     make_client(&client_dir, &servers.servers_yaml(), (2, 3, 4));
     let node = cairn_node::start(&client_dir).await.unwrap();
     let url = node.web_url.clone().unwrap();
-    let r = put(&url, "/uri?format=SDMF", data(1000, 1)).await;
+    let r = put(&url, "/uri?format=SDMF", data::bytes(1000, 1)).await;
     assert_eq!(r.status, 500, "{}", r.text());
     assert!(
         r.text().starts_with("NotEnoughServersError: "),

@@ -7,13 +7,12 @@
 //! `CAIRN_CRASH_CHILD_DIR` set runs only `crash_child_server`, which serves the node
 //! directory until killed. The seed is printed; `CAIRN_CRASH_SEED=<n>` replays a run.
 
-mod gbs_common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use cairn_core::storage::gbs::{self, ByteRange, RtwRequest, TestWriteVectors, WriteVector};
-use gbs_common::*;
+use cairn_test_support::gbs_raw::*;
+use cairn_test_support::storage_node::create_node_dir;
 use hyper::{Method, StatusCode};
 use rand::{Rng, SeedableRng};
 
@@ -51,7 +50,7 @@ fn spawn_child(dir: &std::path::Path) -> Child {
         .expect("spawn child server")
 }
 
-async fn wait_ready(c: &Client) {
+async fn wait_ready(c: &RawClient) {
     for _ in 0..400 {
         if let Ok(r) = c
             .try_raw(Method::GET, "/storage/v1/version", &[], vec![], false)
@@ -81,7 +80,7 @@ fn imm_si(round: u32, k: u32) -> [u8; 16] {
 }
 
 /// One immutable upload in 4 PATCHes; returns true if it completed.
-async fn upload(c: &Client, si: [u8; 16]) -> bool {
+async fn upload(c: &RawClient, si: [u8; 16]) -> bool {
     let data = imm_data(&si);
     let req = gbs::AllocateRequest {
         share_numbers: [0].into(),
@@ -130,7 +129,7 @@ async fn upload(c: &Client, si: [u8; 16]) -> bool {
 }
 
 /// Overwrite the mutable share with version `v` (every byte = v); true if acknowledged.
-async fn overwrite(c: &Client, v: u8) -> bool {
+async fn overwrite(c: &RawClient, v: u8) -> bool {
     let mut req = RtwRequest::default();
     req.test_write_vectors.insert(
         0,
@@ -152,7 +151,7 @@ async fn overwrite(c: &Client, v: u8) -> bool {
 }
 
 /// Add (or renew) a lease with renew secret `[n; 32]` on every share of `si`.
-async fn add_lease(c: &Client, si: &[u8; 16], n: u8) -> bool {
+async fn add_lease(c: &RawClient, si: &[u8; 16], n: u8) -> bool {
     let p = format!("/storage/v1/lease/{}", gbs::storage_index_to_string(si));
     let h = vec![
         secret("lease-renew-secret", &[n; 32]),
@@ -174,9 +173,9 @@ async fn kill_9_leaves_every_share_old_or_new() {
     println!("crash test seed: {seed} (replay with CAIRN_CRASH_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    let (config, identity) = make_node_dir(dir.path());
+    let (config, identity) = create_node_dir(dir.path(), "test");
     let addr = std::net::SocketAddr::new(config.listeners[0].interface, config.listeners[0].port);
-    let c = Client::new(addr, &identity.spki_hash, &identity.swissnum);
+    let c = RawClient::new(addr, &identity.spki_hash, &identity.swissnum);
     let storage = config.storage_dir.clone();
     let mut acked_version: u8 = 0; // 0 = share absent
     let mut attempted_max: u8;

@@ -1,15 +1,14 @@
 //! The storage server over real TLS on 127.0.0.1: every GBS endpoint and its error codes,
 //! container bytes on disk, limits, shutdown, and shares written by Tahoe served back.
 
-mod gbs_common;
-
 use std::collections::BTreeSet;
 
 use cairn_core::storage::container::hash_lease_secret;
 use cairn_core::storage::gbs::{
     self, ByteRange, RtwRequest, RtwResponse, TestVector, TestWriteVectors, WriteVector,
 };
-use gbs_common::*;
+use cairn_test_support::gbs_raw::*;
+use cairn_test_support::storage_node::{create_node_dir, StorageServer};
 use hyper::{Method, StatusCode};
 
 const SI_A: [u8; 16] = [1; 16];
@@ -19,7 +18,7 @@ fn si_path(si: &[u8; 16]) -> String {
 }
 
 async fn allocate(
-    c: &Client,
+    c: &RawClient,
     si: &[u8; 16],
     shares: &[u8],
     size: u64,
@@ -48,7 +47,7 @@ async fn allocate(
 }
 
 async fn patch(
-    c: &Client,
+    c: &RawClient,
     si: &[u8; 16],
     shnum: u8,
     upload: &[u8],
@@ -75,8 +74,8 @@ async fn patch(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn version_and_authorization() {
-    let n = TestNode::start().await;
-    let c = &n.client;
+    let n = StorageServer::start("test").await;
+    let c = &n.raw;
     let r = c.get("/storage/v1/version").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.headers["content-type"], "application/cbor");
@@ -132,8 +131,8 @@ async fn version_and_authorization() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn immutable_upload_in_pieces_and_reads() {
-    let n = TestNode::start().await;
-    let c = &n.client;
+    let n = StorageServer::start("test").await;
+    let c = &n.raw;
     let up = b"upload-secret-1";
     let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
     let a = allocate(c, &SI_A, &[0, 1, 2], 1000, up).await;
@@ -384,7 +383,7 @@ fn rtw_body(
     r.encode()
 }
 
-async fn rtw(c: &Client, si: &[u8; 16], we: &[u8; 32], body: Vec<u8>) -> Resp {
+async fn rtw(c: &RawClient, si: &[u8; 16], we: &[u8; 32], body: Vec<u8>) -> Resp {
     c.req(
         Method::POST,
         &format!("/storage/v1/mutable/{}/read-test-write", si_path(si)),
@@ -396,8 +395,8 @@ async fn rtw(c: &Client, si: &[u8; 16], we: &[u8; 32], body: Vec<u8>) -> Resp {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mutable_read_test_write() {
-    let n = TestNode::start().await;
-    let c = &n.client;
+    let n = StorageServer::start("test").await;
+    let c = &n.raw;
     let si = [9u8; 16];
     let we = [5u8; 32];
     // Create.
@@ -559,8 +558,8 @@ async fn mutable_read_test_write() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lease_renewal() {
-    let n = TestNode::start().await;
-    let c = &n.client;
+    let n = StorageServer::start("test").await;
+    let c = &n.raw;
     let up = b"u";
     allocate(c, &SI_A, &[0], 10, up).await;
     assert_eq!(
@@ -644,8 +643,8 @@ async fn lease_renewal() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_refused_and_touches_nothing() {
-    let n = TestNode::start().await;
-    let c = &n.client;
+    let n = StorageServer::start("test").await;
+    let c = &n.raw;
     allocate(c, &SI_A, &[0], 10, b"u").await;
     assert_eq!(
         patch(c, &SI_A, 0, b"u", 0, b"0123456789").await.status,
@@ -739,15 +738,15 @@ async fn bad_input_is_refused_and_touches_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn limits() {
     // reserved_space larger than the disk: nothing can be allocated, available-space is 0.
-    let n = TestNode::start_with(|o| o.reserved_space = u64::MAX / 2).await;
-    let v = gbs::VersionResponse::parse(&n.client.get("/storage/v1/version").await.body).unwrap();
+    let n = StorageServer::start_with("test", |o| o.reserved_space = u64::MAX / 2).await;
+    let v = gbs::VersionResponse::parse(&n.raw.get("/storage/v1/version").await.body).unwrap();
     assert_eq!(v.available_space, 0);
-    let a = allocate(&n.client, &SI_A, &[0, 1], 100, b"u").await;
+    let a = allocate(&n.raw, &SI_A, &[0, 1], 100, b"u").await;
     assert!(a.allocated.is_empty());
     assert_eq!(n.reserved_bytes(), 0);
     // RTW that needs space → 507, nothing written.
     let r = rtw(
-        &n.client,
+        &n.raw,
         &[4; 16],
         &[1; 32],
         rtw_body(
@@ -765,15 +764,15 @@ async fn limits() {
     assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE);
 
     // Concurrent uploads, share size and body limits.
-    let n = TestNode::start_with(|o| {
+    let n = StorageServer::start_with("test", |o| {
         o.limits.max_concurrent_uploads = 2;
         o.limits.max_immutable_share_size = 1000;
         o.limits.max_rtw_body_size = 1000;
     })
     .await;
-    let a = allocate(&n.client, &SI_A, &[0, 1, 2], 100, b"u").await;
+    let a = allocate(&n.raw, &SI_A, &[0, 1, 2], 100, b"u").await;
     assert_eq!(a.allocated.len(), 2);
-    let a = allocate(&n.client, &[2; 16], &[0], 1001, b"u").await;
+    let a = allocate(&n.raw, &[2; 16], &[0], 1001, b"u").await;
     assert!(a.allocated.is_empty());
     let big = rtw_body(
         0,
@@ -786,19 +785,19 @@ async fn limits() {
         &[],
     );
     assert_eq!(
-        rtw(&n.client, &[4; 16], &[1; 32], big).await.status,
+        rtw(&n.raw, &[4; 16], &[1; 32], big).await.status,
         StatusCode::PAYLOAD_TOO_LARGE
     );
-    let v = gbs::VersionResponse::parse(&n.client.get("/storage/v1/version").await.body).unwrap();
+    let v = gbs::VersionResponse::parse(&n.raw.get("/storage/v1/version").await.body).unwrap();
     assert_eq!(v.maximum_immutable_share_size, 1000);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_releases_reservations_and_partial_uploads() {
-    let mut n = TestNode::start().await;
-    allocate(&n.client, &SI_A, &[0, 1], 100, b"u").await;
+    let mut n = StorageServer::start("test").await;
+    allocate(&n.raw, &SI_A, &[0, 1], 100, b"u").await;
     assert_eq!(
-        patch(&n.client, &SI_A, 0, b"u", 0, &[1; 50]).await.status,
+        patch(&n.raw, &SI_A, 0, b"u", 0, &[1; 50]).await.status,
         StatusCode::OK
     );
     assert_eq!(n.reserved_bytes(), 200);
@@ -819,15 +818,16 @@ async fn shutdown_releases_reservations_and_partial_uploads() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_uploads_time_out() {
-    let n =
-        TestNode::start_with(|o| o.limits.upload_timeout = std::time::Duration::from_millis(300))
-            .await;
-    allocate(&n.client, &SI_A, &[0], 100, b"u").await;
+    let n = StorageServer::start_with("test", |o| {
+        o.limits.upload_timeout = std::time::Duration::from_millis(300)
+    })
+    .await;
+    allocate(&n.raw, &SI_A, &[0], 100, b"u").await;
     assert_eq!(n.reserved_bytes(), 100);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(n.reserved_bytes(), 0);
     assert_eq!(
-        patch(&n.client, &SI_A, 0, b"u", 0, &[1; 10]).await.status,
+        patch(&n.raw, &SI_A, 0, b"u", 0, &[1; 10]).await.status,
         StatusCode::NOT_FOUND
     );
 }
@@ -849,7 +849,7 @@ async fn serves_containers_tahoe_wrote() {
     let mutv: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("mutable.json")).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (config, identity) = make_node_dir(dir.path());
+    let (config, identity) = create_node_dir(dir.path(), "test");
     let shares = config.storage_dir.join("shares");
     let mut expected: Vec<([u8; 16], u8, bool, Vec<u8>)> = Vec::new();
     let mut place =
@@ -887,14 +887,8 @@ async fn serves_containers_tahoe_wrote() {
     }
     assert!(expected.len() >= 4);
     let before = snapshot(&shares);
-    let mut opts = cairn_storage::server::ServerOptions::from_node(&config, &identity).unwrap();
-    opts.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    let server = cairn_storage::server::start(opts).await.unwrap();
-    let c = Client::new(
-        server.local_addrs[0],
-        &identity.spki_hash,
-        &identity.swissnum,
-    );
+    let mut n = StorageServer::start_in(dir, config, identity, |_| {}).await;
+    let c = n.raw.clone();
     for (si, shnum, mutable, data) in &expected {
         let kind = if *mutable { "mutable" } else { "immutable" };
         let r = c
@@ -915,5 +909,5 @@ async fn serves_containers_tahoe_wrote() {
         }
     }
     assert_eq!(snapshot(&shares), before, "reading changes nothing");
-    server.shutdown(std::time::Duration::from_secs(1)).await;
+    n.stop().await;
 }

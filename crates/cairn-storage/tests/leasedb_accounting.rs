@@ -1,13 +1,11 @@
 //! Reference counting: every path that reserves space releases it, totals stay exact.
 
-mod leasedb_common;
-
 use std::collections::BTreeMap;
 
 use cairn_storage::leasedb::{
     audit, startup_recovery, AccountId, LeaseDb, ShareKey, ShareKind, Upload, Usage,
 };
-use leasedb_common::*;
+use cairn_test_support::containers::*;
 use proptest::prelude::*;
 
 const A: AccountId = AccountId(0);

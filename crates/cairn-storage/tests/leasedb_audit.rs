@@ -1,13 +1,11 @@
 //! Reconciliation, rebuild, crawler and audit against share files on disk.
 
-mod leasedb_common;
-
 use cairn_storage::leasedb::shareinfo::read_share_info;
 use cairn_storage::leasedb::{
     audit, audit_storage_dir, reconcile_prefix, AccountId, Crawler, Discrepancy, LeaseDb,
     ShareInfo, ShareKind, Upload,
 };
-use leasedb_common::*;
+use cairn_test_support::containers::*;
 
 /// Three shares (two immutable in one bucket, one mutable) recorded in a database.
 fn populated() -> (tempfile::TempDir, std::path::PathBuf, LeaseDb) {

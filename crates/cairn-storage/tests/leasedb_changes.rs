@@ -4,15 +4,13 @@
 //! change the server makes (through `Store`, as the HTTP handlers do), "crashes" by dropping
 //! the database before the update, and restarts.
 
-mod leasedb_common;
-
 use cairn_core::storage::container::{LeaseGrant, SecretForm};
 use cairn_core::storage::rtw::{RtwContext, RtwRequest, RtwSecrets, TestWriteVectors, WriteVector};
 use cairn_storage::leasedb::{
     audit, startup_recovery, AccountId, Discrepancy, LeaseDb, ShareKind, Upload,
 };
 use cairn_storage::store::Store;
-use leasedb_common::*;
+use cairn_test_support::containers::*;
 
 const NOW: u64 = 1_000;
 

@@ -1,13 +1,11 @@
 //! Lease expiry and garbage collection under Tahoe's expire.* settings.
 
-mod leasedb_common;
-
 use cairn_core::storage::container::ExpirationPolicy as CorePolicy;
 use cairn_storage::leasedb::{
     audit, collect_garbage, parse_date, parse_duration, AccountId, ExpirationMode,
     ExpirationPolicy, LeaseDb, ShareKey, ShareKind, Usage,
 };
-use leasedb_common::*;
+use cairn_test_support::containers::*;
 
 const DAY: u64 = 86_400;
 const NOW: u64 = 1_700_000_000;

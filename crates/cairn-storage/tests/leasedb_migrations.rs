@@ -1,11 +1,9 @@
 //! The schema's ordered migrations: each applied exactly once per database.
 
-mod leasedb_common;
-
 use cairn_storage::leasedb::{
     AccountId, LeaseDb, LeaseDbError, Migration, ShareKind, Upload, MIGRATIONS, SCHEMA_VERSION,
 };
-use leasedb_common::*;
+use cairn_test_support::containers::*;
 
 #[test]
 fn fresh_database_applies_every_migration_once() {

@@ -3,40 +3,13 @@
 //! Tahoe's identity — its X.509 v1 certificate, tubid, swissnum, server id, permutation
 //! seed — and serves TLS with it.
 
-mod gbs_common;
-
 use std::path::Path;
 
-use cairn_storage::config::NodeConfig;
-use cairn_storage::identity::NodeIdentity;
-use cairn_storage::server::{self, ServerOptions};
-use gbs_common::Client;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-fn fixture() -> (tempfile::TempDir, NodeConfig, NodeIdentity) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vectors/tahoe-node");
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&src, dir.path());
-    let config = NodeConfig::load(dir.path()).expect("Tahoe's tahoe.cfg loads");
-    let identity = NodeIdentity::load_or_create(&config).expect("Tahoe's private/ loads");
-    (dir, config, identity)
-}
+use cairn_test_support::storage_node::{tahoe_node_dir, StorageServer};
 
 #[test]
 fn keeps_tahoes_identity() {
-    let (dir, _config, identity) = fixture();
+    let (dir, _config, identity) = tahoe_node_dir();
     let read = |p: &str| {
         std::fs::read_to_string(dir.path().join(p))
             .unwrap()
@@ -62,22 +35,12 @@ fn keeps_tahoes_identity() {
 
 #[tokio::test]
 async fn serves_tls_with_tahoes_version_1_certificate() {
-    let (_dir, config, identity) = fixture();
-    let mut opts =
-        ServerOptions::from_node(&config, &identity).expect("server options from Tahoe's node dir");
-    opts.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    let running = server::start(opts)
-        .await
-        .expect("a server on Tahoe's certificate starts");
-    let client = Client::new(
-        running.local_addrs[0],
-        &identity.spki_hash,
-        &identity.swissnum,
-    );
-    let resp = client.get("/storage/v1/version").await;
+    // Server options from Tahoe's node directory, and a server on its certificate.
+    let mut n = StorageServer::start_tahoe().await;
+    let resp = n.raw.get("/storage/v1/version").await;
     assert_eq!(
         resp.status, 200,
         "version over TLS pinned to Tahoe's certificate"
     );
-    running.shutdown(std::time::Duration::from_secs(5)).await;
+    n.stop().await;
 }

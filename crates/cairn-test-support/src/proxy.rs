@@ -1,13 +1,50 @@
-//! A TCP proxy in front of a storage server that misbehaves on demand: it can delay
-//! everything the server sends, or forward only so many more bytes from the server and
-//! then stop forwarding (keeping the connections open: a stalled server).
+//! TCP stand-ins between a client and a server: a proxy that counts connections, one that
+//! misbehaves on demand (delays the server's first answer, or forwards only so many more
+//! bytes and then stalls with the connections open), and a listener that accepts and never
+//! answers.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// A TCP proxy in front of `backend` that counts accepted connections.
+pub async fn counting_proxy(backend: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = l.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut out) = TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// A listener that accepts connections and never answers (keeps them open).
+pub async fn stalled_listener() -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            held.lock().unwrap().push(s);
+        }
+    });
+    (addr, count)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {

@@ -1,5 +1,6 @@
-//! Fixtures for the lease-database tests: share files built with the container module.
-#![allow(dead_code)]
+//! Share container files for the lease-database tests, built with the core's container
+//! module: immutable and mutable shares with given leases, written where a store keeps
+//! them, and the lease records and database rows they should produce.
 
 use std::path::{Path, PathBuf};
 
