@@ -2,14 +2,13 @@
 //! server started with a stopped clock grants leases, renews them and records corruption
 //! advisories at that date, whatever the machine's clock says.
 
-mod gbs_common;
-
 use std::sync::Arc;
 
 use cairn_core::storage::gbs;
 use cairn_storage::clock::{Clock, ManualClock};
 use cairn_storage::leasedb::{ShareKey, DEFAULT_RENEWAL_TIME};
-use gbs_common::*;
+use cairn_test_support::gbs_raw::*;
+use cairn_test_support::storage_node::StorageServer;
 use hyper::{Method, StatusCode};
 
 const DAY: u64 = 86_400;
@@ -19,8 +18,8 @@ async fn leases_and_advisories_follow_the_servers_clock() {
     let start = 1_500_000_000; // 2017-07-14
     let clock = Arc::new(ManualClock::new(start));
     let c2 = clock.clone();
-    let node = TestNode::start_with(move |o| o.clock = c2).await;
-    let c = &node.client;
+    let node = StorageServer::start_with("test", move |o| o.clock = c2).await;
+    let c = &node.raw;
     let si = [0x42u8; 16];
     let path = format!(
         "/storage/v1/immutable/{}",
@@ -49,9 +48,8 @@ async fn leases_and_advisories_follow_the_servers_clock() {
         .req(Method::PATCH, &format!("{path}/3"), &h, vec![7; 10])
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let leases = |node: &TestNode| {
-        let st = &node.server.as_ref().unwrap().state;
-        let db = st.db.lock().unwrap();
+    let leases = |node: &StorageServer| {
+        let db = node.running().state.db.lock().unwrap();
         db.leases(&ShareKey::new(cairn_core::cap::StorageIndex(si), 3))
             .unwrap()
     };
