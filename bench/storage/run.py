@@ -58,7 +58,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # (name, clients, uploads per client, share size, chunk size) of the side-by-side workloads
 WORKLOADS = {
-    "full": [("64KiB-x50", 50, 40, 64 * KiB, 16 * KiB), ("1MiB-x8", 8, 32, MiB, 256 * KiB)],
+    "full": [("64KiB-x50", 50, 20, 64 * KiB, 16 * KiB), ("1MiB-x8", 8, 32, MiB, 256 * KiB)],
     "quick": [("64KiB-x50", 50, 4, 64 * KiB, 16 * KiB), ("1MiB-x8", 8, 4, MiB, 256 * KiB)],
 }
 

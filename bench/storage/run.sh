@@ -6,7 +6,7 @@
 #  2. one cairn storage node beside one Tahoe-LAFS 1.20 storage node, the same Rust client
 #     (crates/cairn-client/examples/storage_load.rs) driving both: write and read MiB/s,
 #     median of 5 runs, ratio cairn / Tahoe.
-#   bash bench/storage/run.sh --json bench/storage/results-$(date +%F).json   # about 5 minutes
+#   bash bench/storage/run.sh --json bench/storage/results-$(date +%F).json   # 4-6 minutes
 #   bash bench/storage/run.sh --quick                                          # about a minute
 # Arguments go to bench/storage/run.py.  Exits non-zero on any error or an unclean audit.
 set -euo pipefail
