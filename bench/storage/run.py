@@ -289,7 +289,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cairn", required=True)
     ap.add_argument("--load", required=True, help="the storage_load example binary")
-    ap.add_argument("--quick", action="store_true", help="fewer uploads and 2 runs (about a minute)")
+    ap.add_argument("--quick", action="store_true", help="fewer uploads and 2 runs (about 20 s)")
     ap.add_argument("--runs", type=int, help="side-by-side runs per server and workload (default 5, quick 2)")
     ap.add_argument("--load-clients", type=int, default=50)
     ap.add_argument("--load-uploads", type=int, help="uploads per client (default 40, quick 10)")

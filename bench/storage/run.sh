@@ -7,7 +7,7 @@
 #     (crates/cairn-client/examples/storage_load.rs) driving both: write and read MiB/s,
 #     median of 5 runs, ratio cairn / Tahoe.
 #   bash bench/storage/run.sh --json bench/storage/results-$(date +%F).json   # 4-6 minutes
-#   bash bench/storage/run.sh --quick                                          # about a minute
+#   bash bench/storage/run.sh --quick                                          # about 20 s
 # Arguments go to bench/storage/run.py.  Exits non-zero on any error or an unclean audit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
