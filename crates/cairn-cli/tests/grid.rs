@@ -13,32 +13,17 @@ use cairn_test_support::data;
 #[test]
 fn grid_up_put_get_down_and_up_again() {
     let t0 = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("g");
-    let d = dir.to_str().unwrap();
-    let _down = Down(&dir);
+    let grid = TempGrid::new();
+    let (tmp, dir, d) = (&grid.tmp, &grid.dir, grid.d());
 
-    let o = run(
-        &[
-            "grid",
-            "up",
-            "--servers",
-            "3",
-            "--dir",
-            d,
-            "--detach",
-            "--timeout",
-            "30",
-        ],
-        None,
-    );
+    let o = up_detached(d, Some("3"));
     assert_ok(&o);
     let url = stdout(&o).lines().last().unwrap().to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     // grid.json: 3 storage nodes with NURLs and server ids, a client with the gateway URL;
     // every recorded process alive.
-    let g = grid_json(&dir);
+    let g = grid_json(dir);
     assert_eq!(g["servers"], 3);
     assert_eq!(g["gateway"], url.as_str());
     let nodes = g["nodes"].as_array().unwrap();
@@ -108,7 +93,7 @@ fn grid_up_put_get_down_and_up_again() {
         first_pids.iter().all(|p| !alive(*p)),
         "a node survived grid down"
     );
-    assert!(pids(&grid_json(&dir)).is_empty());
+    assert!(pids(&grid_json(dir)).is_empty());
     let o = run(&["grid", "down", "--dir", d], None);
     assert_ok(&o);
     assert!(
@@ -130,7 +115,7 @@ fn grid_up_put_get_down_and_up_again() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), url, "the client keeps its web port");
-    let g2 = grid_json(&dir);
+    let g2 = grid_json(dir);
     for i in 0..3 {
         assert_eq!(g2["nodes"][i]["server_id"], g["nodes"][i]["server_id"]);
         assert_eq!(g2["nodes"][i]["nurl"], g["nodes"][i]["nurl"]);
@@ -157,16 +142,14 @@ fn grid_up_put_get_down_and_up_again() {
         second_pids.iter().all(|p| !alive(*p)),
         "a node survived the foreground grid's SIGTERM"
     );
-    assert!(pids(&grid_json(&dir)).is_empty());
+    assert!(pids(&grid_json(dir)).is_empty());
     eprintln!("grid test: {:.1} s", t0.elapsed().as_secs_f64());
 }
 
 #[test]
 fn grid_up_names_the_node_that_failed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("g");
-    let d = dir.to_str().unwrap();
-    let _down = Down(&dir);
+    let grid = TempGrid::new();
+    let (dir, d) = (&grid.dir, grid.d());
     // Create the grid, stop it, then put a file where storage02's share directory belongs:
     // that node cannot start again.
     assert_ok(&up_detached(d, Some("2")));
@@ -182,18 +165,16 @@ fn grid_up_names_the_node_that_failed() {
     let err = stderr(&o);
     assert!(err.contains("storage02"), "{err}");
     // Nothing left running.
-    let g = grid_json(&dir);
+    let g = grid_json(dir);
     assert!(pids(&g).is_empty(), "{g}");
 }
 
 #[test]
 fn grid_up_moves_a_remembered_port_that_was_taken() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("g");
-    let d = dir.to_str().unwrap();
-    let _down = Down(&dir);
+    let grid = TempGrid::new();
+    let (dir, d) = (&grid.dir, grid.d());
     assert_ok(&up_detached(d, Some("2")));
-    let g = grid_json(&dir);
+    let g = grid_json(dir);
     assert_ok(&run(&["grid", "down", "--dir", d], None));
     let nodes = g["nodes"].as_array().unwrap();
     let storage_port = nurl_port(nodes[1]["nurl"].as_str().unwrap());
@@ -248,7 +229,7 @@ fn grid_up_moves_a_remembered_port_that_was_taken() {
 
     // grid.json, the node's config and the client's server list name the new ports, and the
     // grid works: a file goes in and comes back.
-    let g2 = grid_json(&dir);
+    let g2 = grid_json(dir);
     let nodes2 = g2["nodes"].as_array().unwrap();
     let new_storage = nurl_port(nodes2[1]["nurl"].as_str().unwrap());
     let new_web = url_port(g2["gateway"].as_str().unwrap());
@@ -280,12 +261,10 @@ fn grid_up_moves_a_remembered_port_that_was_taken() {
 
 #[test]
 fn run_names_the_port_taken_and_its_holder() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("g");
-    let d = dir.to_str().unwrap();
-    let _down = Down(&dir);
+    let grid = TempGrid::new();
+    let (dir, d) = (&grid.dir, grid.d());
     assert_ok(&up_detached(d, Some("1")));
-    let g = grid_json(&dir);
+    let g = grid_json(dir);
     assert_ok(&run(&["grid", "down", "--dir", d], None));
     let port = nurl_port(g["nodes"][0]["nurl"].as_str().unwrap());
     let _listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
@@ -305,10 +284,8 @@ fn run_names_the_port_taken_and_its_holder() {
 
 #[test]
 fn grid_up_and_down_thirty_times() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("g");
-    let d = dir.to_str().unwrap();
-    let _down = Down(&dir);
+    let grid = TempGrid::new();
+    let d = grid.d();
     let t0 = Instant::now();
     for i in 0..30 {
         let o = up_detached(d, Some("2"));
@@ -325,24 +302,9 @@ fn grid_up_and_down_thirty_times() {
 
 #[test]
 fn grid_mutable_put_overwrite_get() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("g");
-    let d = dir.to_str().unwrap();
-    let _down = Down(&dir);
-    let o = run(
-        &[
-            "grid",
-            "up",
-            "--servers",
-            "3",
-            "--dir",
-            d,
-            "--detach",
-            "--timeout",
-            "30",
-        ],
-        None,
-    );
+    let grid = TempGrid::new();
+    let (tmp, dir, d) = (&grid.tmp, &grid.dir, grid.d());
+    let o = up_detached(d, Some("3"));
     assert_ok(&o);
     let client = dir.join("client");
     let c = client.to_str().unwrap();

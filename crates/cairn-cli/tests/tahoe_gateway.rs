@@ -215,21 +215,8 @@ fn put_and_get_through_a_real_tahoe_gateway() {
     .unwrap();
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
-    let offline = must(Command::new(cairn_bin).args([
-        "cap",
-        "--needed",
-        &NEEDED.to_string(),
-        "--total",
-        &TOTAL.to_string(),
-        "--convergence-secret-b64",
-        &b64,
-        f,
-    ]));
-    assert_eq!(
-        offline.trim(),
-        cap,
-        "the gateway's cap equals cairn's offline cap"
-    );
+    let offline = offline_cap_of_file(cairn_bin, &b64, &file);
+    assert_eq!(offline, cap, "the gateway's cap equals cairn's offline cap");
     let tahoe_cap = must(Command::new(venv.join("bin/tahoe")).args(["-d", d, "put", f]));
     assert_eq!(tahoe_cap.trim(), cap, "tahoe put gives the same cap");
 
@@ -292,6 +279,11 @@ fn put_and_get_through_a_real_tahoe_gateway() {
 fn offline_cap_of(cairn_bin: &str, b64: &str, data: &[u8], dir: &Path) -> String {
     let f = dir.join("never-uploaded");
     std::fs::write(&f, data).unwrap();
+    offline_cap_of_file(cairn_bin, b64, &f)
+}
+
+/// What `cairn cap` computes offline for file `f` with convergence secret `b64`.
+fn offline_cap_of_file(cairn_bin: &str, b64: &str, f: &Path) -> String {
     must(
         Command::new(cairn_bin)
             .args([
@@ -303,7 +295,7 @@ fn offline_cap_of(cairn_bin: &str, b64: &str, data: &[u8], dir: &Path) -> String
                 "--convergence-secret-b64",
                 b64,
             ])
-            .arg(&f),
+            .arg(f),
     )
     .trim()
     .to_string()

@@ -244,6 +244,23 @@ pub struct LeaseSecrets {
     pub cancel: [u8; 32],
 }
 
+/// The request secrets that carry a lease's renew and cancel secrets.
+fn lease_secrets(lease: &LeaseSecrets) -> Secrets {
+    Secrets {
+        lease_renew: Some(lease.renew),
+        lease_cancel: Some(lease.cancel),
+        ..Default::default()
+    }
+}
+
+/// The request secrets that carry an upload secret.
+fn upload_secrets(upload_secret: &[u8]) -> Secrets {
+    Secrets {
+        upload: Some(upload_secret.to_vec()),
+        ..Default::default()
+    }
+}
+
 impl std::fmt::Debug for LeaseSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LeaseSecrets(..)")
@@ -385,18 +402,8 @@ impl GbsClient {
         si: &[u8; 16],
         lease: &LeaseSecrets,
     ) -> Result<(), GbsClientError> {
-        let secrets = Secrets {
-            lease_renew: Some(lease.renew),
-            lease_cancel: Some(lease.cancel),
-            ..Default::default()
-        };
-        let req = Req::new(
-            Method::PUT,
-            format!("/storage/v1/lease/{}", si_str(si)),
-            false,
-        )
-        .secrets(&secrets);
-        self.send(req, Expect::Empty(&[204])).await.map(|_| ())
+        let path = format!("/storage/v1/lease/{}", si_str(si));
+        self.put_empty(path, &lease_secrets(lease), &[204]).await
     }
 
     // ---------------------------------------------------------------------------------
@@ -415,10 +422,8 @@ impl GbsClient {
     ) -> Result<AllocateResponse, GbsClientError> {
         check_upload_secret(upload_secret)?;
         let secrets = Secrets {
-            lease_renew: Some(lease.renew),
-            lease_cancel: Some(lease.cancel),
             upload: Some(upload_secret.to_vec()),
-            ..Default::default()
+            ..lease_secrets(lease)
         };
         let body = AllocateRequest {
             share_numbers: share_numbers.clone(),
@@ -455,10 +460,7 @@ impl GbsClient {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| GbsClientError::InvalidRequest("write past 2^64".into()))?;
-        let secrets = Secrets {
-            upload: Some(upload_secret.to_vec()),
-            ..Default::default()
-        };
+        let secrets = upload_secrets(upload_secret);
         let mut req = Req::new(
             Method::PATCH,
             format!("/storage/v1/immutable/{}/{shnum}", si_str(si)),
@@ -488,17 +490,21 @@ impl GbsClient {
         upload_secret: &[u8],
     ) -> Result<(), GbsClientError> {
         check_upload_secret(upload_secret)?;
-        let secrets = Secrets {
-            upload: Some(upload_secret.to_vec()),
-            ..Default::default()
-        };
-        let req = Req::new(
-            Method::PUT,
-            format!("/storage/v1/immutable/{}/{shnum}/abort", si_str(si)),
-            false,
-        )
-        .secrets(&secrets);
-        self.send(req, Expect::Empty(&[200])).await.map(|_| ())
+        let path = format!("/storage/v1/immutable/{}/{shnum}/abort", si_str(si));
+        self.put_empty(path, &upload_secrets(upload_secret), &[200])
+            .await
+    }
+
+    /// A `PUT` of `path` with `secrets`, no body, answered by one of the `ok` statuses
+    /// with none.
+    async fn put_empty(
+        &self,
+        path: String,
+        secrets: &Secrets,
+        ok: &'static [u16],
+    ) -> Result<(), GbsClientError> {
+        let req = Req::new(Method::PUT, path, false).secrets(secrets);
+        self.send(req, Expect::Empty(ok)).await.map(|_| ())
     }
 
     /// `GET /storage/v1/immutable/:si/shares`: the finished shares (empty for an unknown SI).
@@ -563,9 +569,7 @@ impl GbsClient {
         }
         let secrets = Secrets {
             write_enabler: Some(write_enabler.to_vec()),
-            lease_renew: Some(lease.renew),
-            lease_cancel: Some(lease.cancel),
-            ..Default::default()
+            ..lease_secrets(lease)
         };
         let req = Req::new(
             Method::POST,

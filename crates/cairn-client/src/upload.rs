@@ -217,15 +217,7 @@ pub async fn upload_file(
     }
     let key = match key {
         Some(k) => k,
-        None => {
-            let (src, params, conv, p) = (
-                src.clone(),
-                cfg.params,
-                cfg.convergence.clone(),
-                progress.clone(),
-            );
-            blocking(move || hash_pass(&src, &params, &conv, size, &p)).await??
-        }
+        None => hash_pass_blocking(&src, cfg, size, &progress).await?,
     };
     upload_chk(grid, cfg, src, size, key, progress).await
 }
@@ -243,15 +235,7 @@ pub async fn upload_bytes(
         return Ok(report);
     }
     let src = Source::Bytes(data);
-    let key = {
-        let (src, params, conv, p) = (
-            src.clone(),
-            cfg.params,
-            cfg.convergence.clone(),
-            progress.clone(),
-        );
-        blocking(move || hash_pass(&src, &params, &conv, size, &p)).await??
-    };
+    let key = hash_pass_blocking(&src, cfg, size, &progress).await?;
     upload_chk(grid, cfg, src, size, key, progress).await
 }
 
@@ -349,6 +333,23 @@ fn lit_report(data: &[u8], progress: &Option<ProgressFn>) -> Option<UploadReport
         size,
         ..UploadReport::default()
     })
+}
+
+/// [`hash_pass`] on a blocking thread, with the configuration's parameters and
+/// convergence secret.
+async fn hash_pass_blocking(
+    src: &Source,
+    cfg: &UploadConfig,
+    size: u64,
+    progress: &Option<ProgressFn>,
+) -> Result<[u8; 16], UploadError> {
+    let (src, params, conv, p) = (
+        src.clone(),
+        cfg.params,
+        cfg.convergence.clone(),
+        progress.clone(),
+    );
+    blocking(move || hash_pass(&src, &params, &conv, size, &p)).await?
 }
 
 /// Pass 1: the convergent key.

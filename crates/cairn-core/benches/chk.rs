@@ -11,11 +11,14 @@
 //!
 //! Run: `cargo bench -p cairn-core --bench chk` (summary only: `-- --summary`).
 
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_core::chk::{ChkEncoder, ChkGeometry, ConvergentKeyHasher, EncodingParams};
 use cairn_test_support::data;
+use common::best_of;
 use criterion::{Criterion, Throughput};
 use sha2::{Digest, Sha256};
 
@@ -46,17 +49,6 @@ fn encode(params: &EncodingParams, plaintext: &[u8]) -> [u8; 32] {
     }
     black_box(sink);
     enc.finish().unwrap().ueb_hash
-}
-
-fn best_of<F: FnMut()>(runs: usize, mut f: F) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap()
 }
 
 fn summary() {
@@ -117,11 +109,5 @@ fn criterion_groups(c: &mut Criterion) {
 }
 
 fn main() {
-    summary();
-    if std::env::args().any(|a| a == "--summary") {
-        return;
-    }
-    let mut c = Criterion::default().configure_from_args();
-    criterion_groups(&mut c);
-    c.final_summary();
+    common::main(summary, criterion_groups);
 }

@@ -10,28 +10,20 @@
 //! Run: `cargo bench -p cairn-core --bench sha256mb -- --summary` (criterion groups
 //! `sha256mb/...` without `--summary`).
 
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_core::hashutil::tags;
 use cairn_core::sha256mb::{Kernel, Sha256Lanes, TaggedLanes};
 use cairn_test_support::data;
+use common::best_of;
 use criterion::{Criterion, Throughput};
 use sha2::{Digest, Sha256};
 
 const MB: f64 = 1e6;
 const BLOCK: usize = 349_526;
-
-fn best_of<F: FnMut()>(runs: usize, mut f: F) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap()
-}
 
 fn lanes_once(kernel: Option<Kernel>, msgs: &[Vec<u8>], chunk: usize) -> Vec<[u8; 32]> {
     let mut h = match kernel {
@@ -149,11 +141,5 @@ fn criterion_groups(c: &mut Criterion) {
 }
 
 fn main() {
-    summary();
-    if std::env::args().any(|a| a == "--summary") {
-        return;
-    }
-    let mut c = Criterion::default().configure_from_args();
-    criterion_groups(&mut c);
-    c.final_summary();
+    common::main(summary, criterion_groups);
 }

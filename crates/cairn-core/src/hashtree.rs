@@ -56,6 +56,26 @@ fn needed_for(i: usize) -> impl Iterator<Item = usize> {
     })
 }
 
+/// In a tree of `len` nodes whose leaves start at `first_leaf`: the indices of the hashes
+/// that check leaf `leaf` against the root (the sibling chain, plus the leaf itself if
+/// asked); empty for an out-of-range leaf.
+fn needed_hashes(
+    first_leaf: usize,
+    len: usize,
+    leaf: usize,
+    include_leaf: bool,
+) -> BTreeSet<usize> {
+    let i = first_leaf + leaf;
+    if i >= len {
+        return BTreeSet::new();
+    }
+    let mut set: BTreeSet<usize> = needed_for(i).collect();
+    if include_leaf {
+        set.insert(i);
+    }
+    set
+}
+
 /// A complete tree over known leaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HashTree {
@@ -97,15 +117,7 @@ impl HashTree {
     /// (Tahoe's `needed_hashes`): the sibling chain, plus the leaf itself if asked.
     /// Out-of-range leaves give an empty set.
     pub fn needed_hashes(&self, leaf: usize, include_leaf: bool) -> BTreeSet<usize> {
-        let i = self.first_leaf + leaf;
-        if i >= self.nodes.len() {
-            return BTreeSet::new();
-        }
-        let mut set: BTreeSet<usize> = needed_for(i).collect();
-        if include_leaf {
-            set.insert(i);
-        }
-        set
+        needed_hashes(self.first_leaf, self.nodes.len(), leaf, include_leaf)
     }
 
     /// `(index, hash)` pairs for [`Self::needed_hashes`].
@@ -176,14 +188,7 @@ impl IncompleteHashTree {
 
     /// Which hashes are still needed to validate leaf `leaf`.
     pub fn needed_hashes(&self, leaf: usize, include_leaf: bool) -> BTreeSet<usize> {
-        let i = self.first_leaf + leaf;
-        if i >= self.nodes.len() {
-            return BTreeSet::new();
-        }
-        let mut set: BTreeSet<usize> = needed_for(i).collect();
-        if include_leaf {
-            set.insert(i);
-        }
+        let mut set = needed_hashes(self.first_leaf, self.nodes.len(), leaf, include_leaf);
         set.retain(|&j| self.nodes[j].is_none());
         set
     }

@@ -283,29 +283,17 @@ fn check_file(v: &Value) {
     for c in cases {
         check_case(c);
     }
-    for c in v
-        .get("dump_cap_with_secrets")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        check_dump_with_secrets(c);
-    }
-    for c in v
-        .get("lenient")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        check_lenient(c);
-    }
-    for c in v
-        .get("invalid")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        check_invalid(c);
+    // The optional lists of cases, each with its check.
+    type Check = fn(&Value);
+    let optional: [(&str, Check); 3] = [
+        ("dump_cap_with_secrets", check_dump_with_secrets),
+        ("lenient", check_lenient),
+        ("invalid", check_invalid),
+    ];
+    for (key, check) in optional {
+        for c in v.get(key).and_then(Value::as_array).into_iter().flatten() {
+            check(c);
+        }
     }
 }
 

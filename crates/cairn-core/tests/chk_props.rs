@@ -168,16 +168,8 @@ fn ueb_with_hostile_values_is_refused_or_bounded() {
     // authentic-looking UEB claiming an enormous file: validation must not allocate
     let u = Ueb {
         codec_name: Some(b"crs".to_vec()),
-        codec_params: None,
-        tail_codec_params: None,
-        size: None,
         segment_size: 3,
-        num_segments: None,
-        needed_shares: None,
-        total_shares: None,
-        crypttext_hash: None,
-        crypttext_root_hash: [0; 32],
-        share_root_hash: [0; 32],
+        ..Ueb::default()
     };
     assert!(u.validate(3, 10, u64::MAX).is_err() || u.validate(3, 10, u64::MAX).is_ok());
     assert!(

@@ -7,16 +7,35 @@ use cairn_core::chk::{
     self, ChkCapInfo, EncodingParams, Immutable, LayoutVersion, ShareLayout, Ueb,
 };
 use cairn_core::hashutil::storage_index_hash;
+use cairn_test_support::data;
 use serde::Deserialize;
 
+/// What a case encodes: parameters, convergence secret and seeded data of `size` bytes.
 #[derive(Deserialize)]
-struct CapCase {
+struct Encoding {
     k: u16,
     n: u16,
     max_segment_size: u64,
     convergence_b64: String,
     seed_b64: String,
     size: u64,
+}
+
+impl Encoding {
+    fn params(&self) -> EncodingParams {
+        EncodingParams::new(self.k, self.k.min(self.n), self.n, self.max_segment_size).unwrap()
+    }
+
+    /// The file: the seed repeated to `size` bytes.
+    fn data(&self) -> Vec<u8> {
+        stretch(&b64(&self.seed_b64), self.size)
+    }
+}
+
+#[derive(Deserialize)]
+struct CapCase {
+    #[serde(flatten)]
+    enc: Encoding,
     cap: String,
     #[serde(default)]
     verifycap: Option<String>,
@@ -25,12 +44,8 @@ struct CapCase {
 #[derive(Deserialize)]
 struct ShareCase {
     note: Option<String>,
-    k: u16,
-    n: u16,
-    max_segment_size: u64,
-    convergence_b64: String,
-    seed_b64: String,
-    size: u64,
+    #[serde(flatten)]
+    enc: Encoding,
     layout_version: u8,
     cap: String,
     shares: std::collections::BTreeMap<String, String>,
@@ -67,18 +82,18 @@ fn load<T: for<'de> Deserialize<'de>>(name: &str) -> Vec<T> {
 
 /// Streams like an uploader would: key pass in 64 KiB chunks, then segment by segment.
 fn cap_of(c: &CapCase) -> (String, Option<String>) {
-    let params = EncodingParams::new(c.k, c.k.min(c.n), c.n, c.max_segment_size).unwrap();
-    let conv = b64(&c.convergence_b64);
-    let data = stretch(&b64(&c.seed_b64), c.size);
-    if chk::is_lit(c.size) {
+    let params = c.enc.params();
+    let conv = b64(&c.enc.convergence_b64);
+    let data = c.enc.data();
+    if chk::is_lit(c.enc.size) {
         return (Immutable::Lit(data).cap_string(), None);
     }
-    let mut kh = chk::ConvergentKeyHasher::new(&params, c.size, &conv).unwrap();
+    let mut kh = chk::ConvergentKeyHasher::new(&params, c.enc.size, &conv).unwrap();
     for chunk in data.chunks(65536) {
         kh.update(chunk);
     }
     let key = kh.finish().unwrap();
-    let mut enc = chk::ChkEncoder::new(&params, key, c.size).unwrap();
+    let mut enc = chk::ChkEncoder::new(&params, key, c.enc.size).unwrap();
     let mut pos = 0;
     while let Some(len) = enc.next_segment_len() {
         enc.push_segment(&data[pos..pos + len]).unwrap();
@@ -104,16 +119,16 @@ fn run_caps(filter: impl Fn(&CapCase) -> bool) -> usize {
         assert_eq!(
             cap, c.cap,
             "k={} n={} S={} size={}",
-            c.k, c.n, c.max_segment_size, c.size
+            c.enc.k, c.enc.n, c.enc.max_segment_size, c.enc.size
         );
         if let (Some(v), Some(_)) = (vcap, &c.verifycap) {
             assert_eq!(
                 Some(v),
                 c.verifycap,
                 "verifycap k={} n={} size={}",
-                c.k,
-                c.n,
-                c.size
+                c.enc.k,
+                c.enc.n,
+                c.enc.size
             );
         }
         n += 1;
@@ -126,22 +141,22 @@ const BIG: u64 = 4 << 20;
 // Split so the test harness runs them on several threads.
 #[test]
 fn chk_caps_small() {
-    assert!(run_caps(|c| c.size < BIG) > 0);
+    assert!(run_caps(|c| c.enc.size < BIG) > 0);
 }
 
 #[test]
 fn chk_caps_big_narrow() {
-    assert!(run_caps(|c| c.size >= BIG && c.n <= 3) > 0);
+    assert!(run_caps(|c| c.enc.size >= BIG && c.enc.n <= 3) > 0);
 }
 
 #[test]
 fn chk_caps_big_3_of_10() {
-    assert!(run_caps(|c| c.size >= BIG && c.n == 10) > 0);
+    assert!(run_caps(|c| c.enc.size >= BIG && c.enc.n == 10) > 0);
 }
 
 #[test]
 fn chk_caps_big_wide() {
-    assert!(run_caps(|c| c.size >= BIG && c.n > 10) > 0);
+    assert!(run_caps(|c| c.enc.size >= BIG && c.enc.n > 10) > 0);
 }
 
 fn case_shares(c: &ShareCase) -> Vec<(u16, Vec<u8>)> {
@@ -151,23 +166,6 @@ fn case_shares(c: &ShareCase) -> Vec<(u16, Vec<u8>)> {
         .collect()
 }
 
-fn k_subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
-    fn rec(start: usize, n: usize, k: usize, cur: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
-        if cur.len() == k {
-            out.push(cur.clone());
-            return;
-        }
-        for i in start..n {
-            cur.push(i);
-            rec(i + 1, n, k, cur, out);
-            cur.pop();
-        }
-    }
-    let mut out = Vec::new();
-    rec(0, n, k, &mut Vec::new(), &mut out);
-    out
-}
-
 #[test]
 fn chk_shares_byte_for_byte_and_decode() {
     let cases: Vec<ShareCase> = load("chk_shares.json");
@@ -175,11 +173,11 @@ fn chk_shares_byte_for_byte_and_decode() {
     for c in &cases {
         let what = format!(
             "{:?} k={} n={} size={} v{}",
-            c.note, c.k, c.n, c.size, c.layout_version
+            c.note, c.enc.k, c.enc.n, c.enc.size, c.layout_version
         );
-        let params = EncodingParams::new(c.k, c.k.min(c.n), c.n, c.max_segment_size).unwrap();
-        let data = stretch(&b64(&c.seed_b64), c.size);
-        let key = chk::convergent_key(&params, &b64(&c.convergence_b64), &data).unwrap();
+        let params = c.enc.params();
+        let data = c.enc.data();
+        let key = chk::convergent_key(&params, &b64(&c.enc.convergence_b64), &data).unwrap();
         let layout = if c.layout_version == 1 {
             LayoutVersion::V1
         } else {
@@ -191,7 +189,7 @@ fn chk_shares_byte_for_byte_and_decode() {
         let ueb = Ueb::parse(&f.trailer.ueb_bytes).unwrap();
         assert_eq!(ueb.to_bytes(), f.trailer.ueb_bytes);
         let theirs = case_shares(c);
-        assert_eq!(theirs.len(), c.n as usize);
+        assert_eq!(theirs.len(), c.enc.n as usize);
         for (shnum, bytes) in &theirs {
             assert_eq!(&f.shares[*shnum as usize], bytes, "{what} share {shnum}");
             let l = ShareLayout::parse(bytes).unwrap();
@@ -208,11 +206,11 @@ fn chk_shares_byte_for_byte_and_decode() {
             chk::verify_share(&info, *shnum, bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
         }
         // every k-subset for small N, a sample of subsets otherwise
-        let subsets = if c.n <= 10 {
-            k_subsets(c.n as usize, c.k as usize)
+        let subsets = if c.enc.n <= 10 {
+            data::k_subsets(c.enc.n as usize, c.enc.k as usize)
         } else {
-            let n = c.n as usize;
-            let k = c.k as usize;
+            let n = c.enc.n as usize;
+            let k = c.enc.k as usize;
             vec![
                 (0..k).collect(),
                 (n - k..n).collect(),
@@ -241,7 +239,10 @@ fn python_set_order_of_share_hash_chains() {
     // The 71-of-255 case in chk_shares.json has chains in CPython set order, not sorted;
     // check the parsed order is what we write for every share there.
     let cases: Vec<ShareCase> = load("chk_shares.json");
-    let c = cases.iter().find(|c| c.n == 255).expect("a 255-share case");
+    let c = cases
+        .iter()
+        .find(|c| c.enc.n == 255)
+        .expect("a 255-share case");
     let mut unsorted = 0;
     for (_, bytes) in case_shares(c) {
         let idx: Vec<u16> = ShareLayout::parse(&bytes)

@@ -210,6 +210,14 @@ fn encode(
     (plain, f)
 }
 
+/// A file of `len` bytes encoded `k`-of-`n` in 4096-byte segments: its plaintext, its read
+/// cap, and servers holding one share each ([`one_each`]).
+fn file_on_servers(len: usize, k: u16, n: u16) -> (Vec<u8>, ChkReadCap, Vec<SimServer>) {
+    let (plain, f) = encode(len, k, n, 4096, None);
+    let servers = one_each(&f);
+    (plain, f.trailer.read_cap(), servers)
+}
+
 /// One share per server: server i holds share i.
 fn one_each(f: &EncodedFile) -> Vec<SimServer> {
     f.shares
@@ -429,9 +437,7 @@ fn corrupt_hashes_ueb_and_header_are_each_blamed_on_their_share() {
 
 #[test]
 fn every_server_but_k_down() {
-    let (plain, f) = encode(60_000, 3, 10, 4096, None);
-    let cap = f.trailer.read_cap();
-    let mut servers = one_each(&f);
+    let (plain, cap, mut servers) = file_on_servers(60_000, 3, 10);
     for (i, s) in servers.iter_mut().enumerate() {
         if ![2, 5, 9].contains(&i) {
             s.behaviour = Behaviour::Down;
@@ -505,9 +511,7 @@ fn a_corrupt_share_among_too_few_names_it() {
 
 #[test]
 fn a_stalling_server_is_left_after_the_stall_timeout() {
-    let (plain, f) = encode(100_000, 3, 10, 4096, None);
-    let cap = f.trailer.read_cap();
-    let mut servers = one_each(&f);
+    let (plain, cap, mut servers) = file_on_servers(100_000, 3, 10);
     // the fastest server answers small reads (list, header, chain) but stalls on blocks
     servers[0].behaviour = Behaviour::StallReadsOver(5000);
     let c = cfg();
@@ -533,9 +537,7 @@ fn a_stalling_server_is_left_after_the_stall_timeout() {
 
 #[test]
 fn a_stalled_share_is_retried_when_nothing_else_is_left() {
-    let (plain, f) = encode(30_000, 3, 3, 4096, None);
-    let cap = f.trailer.read_cap();
-    let mut servers = one_each(&f);
+    let (plain, cap, mut servers) = file_on_servers(30_000, 3, 3);
     // stalls on its first block read only: model by a latency longer than the stall timeout
     servers[1].latency = 2_500;
     let o = run(&cap, &servers, 0..plain.len() as u64, cfg());
@@ -555,9 +557,7 @@ fn a_stalled_share_is_retried_when_nothing_else_is_left() {
 
 #[test]
 fn a_slow_list_answer_does_not_block_the_download() {
-    let (plain, f) = encode(30_000, 3, 10, 4096, None);
-    let cap = f.trailer.read_cap();
-    let mut servers = one_each(&f);
+    let (plain, cap, mut servers) = file_on_servers(30_000, 3, 10);
     servers[0].latency = 60_000;
     let o = run(&cap, &servers, 0..plain.len() as u64, cfg());
     assert_eq!(o.result, Ok(()));

@@ -141,28 +141,16 @@ fn decode_matches_zfec_subsets() {
         let fec = Fec::new(case.k, case.n).unwrap();
         let blocks = fec.encode_all(&refs).unwrap();
         // The subset zfec was checked to decode, and the last k blocks in reverse.
-        let given: Vec<(usize, &[u8])> = case
-            .decode_from
-            .iter()
-            .map(|&s| (s, &blocks[s][..]))
-            .collect();
-        assert_eq!(
-            fec.decode_all(&given).unwrap(),
-            pieces,
-            "k={} n={}",
-            case.k,
-            case.n
-        );
-        let given: Vec<(usize, &[u8])> = (case.n - case.k..case.n)
-            .rev()
-            .map(|s| (s, &blocks[s][..]))
-            .collect();
-        assert_eq!(
-            fec.decode_all(&given).unwrap(),
-            pieces,
-            "k={} n={}",
-            case.k,
-            case.n
-        );
+        let last_k_reversed: Vec<usize> = (case.n - case.k..case.n).rev().collect();
+        for shares in [&case.decode_from, &last_k_reversed] {
+            let given: Vec<(usize, &[u8])> = shares.iter().map(|&s| (s, &blocks[s][..])).collect();
+            assert_eq!(
+                fec.decode_all(&given).unwrap(),
+                pieces,
+                "k={} n={}",
+                case.k,
+                case.n
+            );
+        }
     }
 }

@@ -146,28 +146,28 @@ fn every_derivation() {
     );
 }
 
+/// A case's `int_args`: integers given as decimal strings.
+fn int_args(c: &Value) -> Vec<u64> {
+    c["int_args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
 #[test]
 fn convergence_tags_and_errors() {
     let k = kat();
     for c in cases(&k, "convergence_hasher_tag") {
-        let i: Vec<u64> = c["int_args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_str().unwrap().parse().unwrap())
-            .collect();
+        let i = int_args(c);
         let tag =
             hashutil::convergence_tag(i[0] as usize, i[1] as usize, i[2], &hex(&c["convergence"]))
                 .unwrap();
         assert_eq!(tag, hex(&c["tag"]), "{c}");
     }
     for c in cases(&k, "derivation_errors") {
-        let i: Vec<u64> = c["int_args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_str().unwrap().parse().unwrap())
-            .collect();
+        let i = int_args(c);
         assert!(
             hashutil::convergence_tag(i[0] as usize, i[1] as usize, i[2], b"").is_err(),
             "{c}"

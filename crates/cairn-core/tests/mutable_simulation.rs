@@ -60,6 +60,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use cairn_core::client::machine::{Machine, MachineEvent};
 use cairn_core::client::mutable::publish::{
     self, Collision, Event as PEvent, PublishConfig, PublishError, PublishMachine, PublishOutcome,
     WriteTest,
@@ -423,6 +424,62 @@ trait Client {
     fn done(&self) -> bool;
 }
 
+/// One machine on the simulated network: its actions as requests to send, and the answers
+/// to them as its events. Every adapter is a [`Client`].
+trait Adapter {
+    type M: Machine;
+    /// The machine's name, in the errors it reports.
+    const NAME: &'static str;
+
+    fn machine(&mut self) -> &mut Self::M;
+    fn machine_ref(&self) -> &Self::M;
+    /// The requests to send for `actions` (the others are taken in).
+    fn outs(&mut self, actions: Vec<<Self::M as Machine>::Action>) -> Vec<Out>;
+    /// The event of the answer (or failure) `reply` to request `id`.
+    fn event(&mut self, id: RequestId, reply: Result<Resp, String>) -> <Self::M as Machine>::Event;
+
+    fn handle(
+        &mut self,
+        event: <Self::M as Machine>::Event,
+        now: Millis,
+    ) -> Result<Vec<Out>, String> {
+        let a = self
+            .machine()
+            .handle(event, now)
+            .map_err(|e| format!("{} machine: {e}", Self::NAME))?;
+        Ok(self.outs(a))
+    }
+}
+
+impl<A: Adapter> Client for A {
+    fn start(&mut self, now: Millis) -> Result<Vec<Out>, String> {
+        let a = self.machine().start(now);
+        Ok(self.outs(a))
+    }
+
+    fn reply(
+        &mut self,
+        id: RequestId,
+        reply: Result<Resp, String>,
+        now: Millis,
+    ) -> Result<Vec<Out>, String> {
+        let event = self.event(id, reply);
+        self.handle(event, now)
+    }
+
+    fn tick(&mut self, now: Millis) -> Result<Vec<Out>, String> {
+        self.handle(MachineEvent::tick(), now)
+    }
+
+    fn deadline(&self) -> Option<Millis> {
+        self.machine_ref().next_deadline()
+    }
+
+    fn done(&self) -> bool {
+        self.machine_ref().is_done()
+    }
+}
+
 /// What one server showed a servermap query: share number -> bytes read.
 type Answered = (ServerIdx, BTreeMap<ShareNum, Vec<u8>>);
 
@@ -435,7 +492,18 @@ struct SmapClient {
     answered: Vec<Answered>,
 }
 
-impl SmapClient {
+impl Adapter for SmapClient {
+    type M = ServermapUpdater;
+    const NAME: &'static str = "servermap";
+
+    fn machine(&mut self) -> &mut ServermapUpdater {
+        &mut self.m
+    }
+
+    fn machine_ref(&self) -> &ServermapUpdater {
+        &self.m
+    }
+
     fn outs(&mut self, actions: Vec<servermap::Action>) -> Vec<Out> {
         let mut outs = Vec::new();
         for a in actions {
@@ -470,22 +538,10 @@ impl SmapClient {
         }
         outs
     }
-}
 
-impl Client for SmapClient {
-    fn start(&mut self, now: Millis) -> Result<Vec<Out>, String> {
-        let a = self.m.start(now);
-        Ok(self.outs(a))
-    }
-
-    fn reply(
-        &mut self,
-        id: RequestId,
-        reply: Result<Resp, String>,
-        now: Millis,
-    ) -> Result<Vec<Out>, String> {
+    fn event(&mut self, id: RequestId, reply: Result<Resp, String>) -> SEvent {
         let first = self.open.remove(&id);
-        let event = match reply {
+        match reply {
             Ok(Resp::Shares(shares)) => {
                 if let Some((server, true)) = first {
                     self.answered.push((server, shares.clone()));
@@ -494,28 +550,7 @@ impl Client for SmapClient {
             }
             Ok(other) => panic!("servermap request answered with {other:?}"),
             Err(reason) => SEvent::Failed { id, reason },
-        };
-        let a = self
-            .m
-            .handle(event, now)
-            .map_err(|e| format!("servermap machine: {e}"))?;
-        Ok(self.outs(a))
-    }
-
-    fn tick(&mut self, now: Millis) -> Result<Vec<Out>, String> {
-        let a = self
-            .m
-            .handle(SEvent::Tick, now)
-            .map_err(|e| format!("servermap machine: {e}"))?;
-        Ok(self.outs(a))
-    }
-
-    fn deadline(&self) -> Option<Millis> {
-        self.m.next_deadline()
-    }
-
-    fn done(&self) -> bool {
-        self.m.is_done()
+        }
     }
 }
 
@@ -528,7 +563,18 @@ struct PubClient {
     finished_twice: bool,
 }
 
-impl PubClient {
+impl Adapter for PubClient {
+    type M = PublishMachine;
+    const NAME: &'static str = "publish";
+
+    fn machine(&mut self) -> &mut PublishMachine {
+        &mut self.m
+    }
+
+    fn machine_ref(&self) -> &PublishMachine {
+        &self.m
+    }
+
     fn outs(&mut self, actions: Vec<publish::Action>) -> Vec<Out> {
         let mut outs = Vec::new();
         for a in actions {
@@ -553,46 +599,13 @@ impl PubClient {
         }
         outs
     }
-}
 
-impl Client for PubClient {
-    fn start(&mut self, now: Millis) -> Result<Vec<Out>, String> {
-        let a = self.m.start(now);
-        Ok(self.outs(a))
-    }
-
-    fn reply(
-        &mut self,
-        id: RequestId,
-        reply: Result<Resp, String>,
-        now: Millis,
-    ) -> Result<Vec<Out>, String> {
-        let event = match reply {
+    fn event(&mut self, id: RequestId, reply: Result<Resp, String>) -> PEvent {
+        match reply {
             Ok(Resp::Written { wrote, current }) => PEvent::Written { id, wrote, current },
             Ok(other) => panic!("write answered with {other:?}"),
             Err(reason) => PEvent::Failed { id, reason },
-        };
-        let a = self
-            .m
-            .handle(event, now)
-            .map_err(|e| format!("publish machine: {e}"))?;
-        Ok(self.outs(a))
-    }
-
-    fn tick(&mut self, now: Millis) -> Result<Vec<Out>, String> {
-        let a = self
-            .m
-            .handle(PEvent::Tick, now)
-            .map_err(|e| format!("publish machine: {e}"))?;
-        Ok(self.outs(a))
-    }
-
-    fn deadline(&self) -> Option<Millis> {
-        self.m.next_deadline()
-    }
-
-    fn done(&self) -> bool {
-        self.m.is_done()
+        }
     }
 }
 
@@ -604,7 +617,18 @@ struct RetClient {
     reports: usize,
 }
 
-impl RetClient {
+impl Adapter for RetClient {
+    type M = RetrieveMachine;
+    const NAME: &'static str = "retrieve";
+
+    fn machine(&mut self) -> &mut RetrieveMachine {
+        &mut self.m
+    }
+
+    fn machine_ref(&self) -> &RetrieveMachine {
+        &self.m
+    }
+
     fn outs(&mut self, actions: Vec<retrieve::Action>) -> Vec<Out> {
         let mut outs = Vec::new();
         for a in actions {
@@ -637,46 +661,13 @@ impl RetClient {
         }
         outs
     }
-}
 
-impl Client for RetClient {
-    fn start(&mut self, now: Millis) -> Result<Vec<Out>, String> {
-        let a = self.m.start(now);
-        Ok(self.outs(a))
-    }
-
-    fn reply(
-        &mut self,
-        id: RequestId,
-        reply: Result<Resp, String>,
-        now: Millis,
-    ) -> Result<Vec<Out>, String> {
-        let event = match reply {
+    fn event(&mut self, id: RequestId, reply: Result<Resp, String>) -> REvent {
+        match reply {
             Ok(Resp::Data(data)) => REvent::Read { id, data },
             Ok(other) => panic!("read answered with {other:?}"),
             Err(reason) => REvent::Failed { id, reason },
-        };
-        let a = self
-            .m
-            .handle(event, now)
-            .map_err(|e| format!("retrieve machine: {e}"))?;
-        Ok(self.outs(a))
-    }
-
-    fn tick(&mut self, now: Millis) -> Result<Vec<Out>, String> {
-        let a = self
-            .m
-            .handle(REvent::Tick, now)
-            .map_err(|e| format!("retrieve machine: {e}"))?;
-        Ok(self.outs(a))
-    }
-
-    fn deadline(&self) -> Option<Millis> {
-        self.m.next_deadline()
-    }
-
-    fn done(&self) -> bool {
-        self.m.is_done()
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use cairn_core::mutable::{
     decode, decrypt_privkey, encrypt_privkey, verify_share, MutableFormat, MutableKeys,
     MutableShare, SegmentParams, SigningKey, VerifyingKey, SALT_LEN,
 };
+use cairn_test_support::data;
 use rand_core::{CryptoRng, RngCore};
 use serde_json::Value;
 
@@ -256,24 +257,6 @@ fn share_cases() -> Vec<Case> {
         .collect()
 }
 
-fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
-    let mut out = Vec::new();
-    let mut cur = Vec::new();
-    fn rec(start: usize, n: usize, k: usize, cur: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
-        if cur.len() == k {
-            out.push(cur.clone());
-            return;
-        }
-        for i in start..n {
-            cur.push(i);
-            rec(i + 1, n, k, cur, out);
-            cur.pop();
-        }
-    }
-    rec(0, n, k, &mut cur, &mut out);
-    out
-}
-
 #[test]
 fn tahoe_shares_parse_verify_and_decode() {
     let cases = share_cases();
@@ -309,7 +292,7 @@ fn tahoe_shares_parse_verify_and_decode() {
             assert_eq!(sk.pkcs8_der(), case.key.pkcs8_der());
         }
         let big = case.plaintext.len() > 100_000;
-        let subs = subsets(case.n as usize, case.k as usize);
+        let subs = data::k_subsets(case.n as usize, case.k as usize);
         let subs: Vec<_> = if big {
             subs.into_iter().step_by(17).collect()
         } else {

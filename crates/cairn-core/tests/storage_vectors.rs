@@ -84,13 +84,49 @@ fn grant(step: &Value, nodeid: NodeId) -> LeaseGrant {
     }
 }
 
-/// Tahoe's `add_or_renew_lease` on one immutable container file.
-fn immutable_add_or_renew(file: &mut Vec<u8>, g: &LeaseGrant) -> LeaseUpdate {
+/// A lease record is the one Tahoe shows: owner, expiration and stored secrets.
+fn assert_lease(l: &LeaseRecord, w: &Value) {
+    assert_eq!(u64::from(l.owner_num), u(&w["owner_num"]));
+    assert_eq!(u64::from(l.expiration_secs), u(&w["expiration"]));
+    assert_eq!(
+        l.renew_secret.stored_bytes().to_vec(),
+        hex(&w["renew_stored"])
+    );
+    assert_eq!(
+        l.cancel_secret.stored_bytes().to_vec(),
+        hex(&w["cancel_stored"])
+    );
+}
+
+/// An immutable container file's header, layout and leases.
+fn immutable_leases(file: &[u8]) -> (ImmutableContainerHeader, ImmutableLayout, Vec<LeaseRecord>) {
     let header = ImmutableContainerHeader::parse(file).unwrap();
     let layout = header.layout(file.len() as u64).unwrap();
     let (lo, ll) = layout.leases_range();
-    let mut leases =
+    let leases =
         parse_immutable_leases(header.version, &file[lo as usize..(lo + ll) as usize]).unwrap();
+    (header, layout, leases)
+}
+
+/// A `cancel_lease` step: `cancel` (`immutable_cancel` or `mutable_cancel`) on each share
+/// it names frees the bytes it says.
+fn replay_cancel(
+    model: &mut Files,
+    step: &Value,
+    ctx: &str,
+    cancel: fn(&mut Vec<u8>, &[u8; 32]) -> u64,
+) {
+    let secret: [u8; 32] = arr(&step["cancel_secret"]);
+    for shnum in step["shares"].as_array().unwrap() {
+        let f = model.get_mut(shnum.as_str().unwrap()).unwrap();
+        let freed = cancel(f, &secret);
+        assert_eq!(freed, u(&step["space_freed"]), "{ctx}");
+    }
+}
+
+/// Tahoe's `add_or_renew_lease` on one immutable container file.
+fn immutable_add_or_renew(file: &mut Vec<u8>, g: &LeaseGrant) -> LeaseUpdate {
+    let (header, layout, mut leases) = immutable_leases(file);
     let upd = add_or_renew(&mut leases, header.version.secret_form(), g, Some(1 << 40)).unwrap();
     let ops = immutable_lease_update_ops(&layout, &leases, upd);
     apply_file_ops(file, &ops);
@@ -110,11 +146,7 @@ fn mutable_add_or_renew(file: &mut Vec<u8>, g: &LeaseGrant) -> LeaseUpdate {
 /// Tahoe's `ShareFile.cancel_lease(cancel_secret)` on one immutable container file
 /// (as the lease crawler calls it): returns the bytes freed.
 fn immutable_cancel(file: &mut Vec<u8>, cancel: &[u8; 32]) -> u64 {
-    let header = ImmutableContainerHeader::parse(file).unwrap();
-    let layout = header.layout(file.len() as u64).unwrap();
-    let (lo, ll) = layout.leases_range();
-    let leases =
-        parse_immutable_leases(header.version, &file[lo as usize..(lo + ll) as usize]).unwrap();
+    let (_, layout, leases) = immutable_leases(file);
     let r = immutable_remove_leases(&layout, &leases, |_, l| l.cancel_secret.matches(cancel));
     assert!(r.removed > 0);
     assert!(r.ops.iter().any(|o| matches!(o, FileOp::Truncate { .. })));
@@ -223,14 +255,7 @@ fn immutable_vectors_replay() {
                         }
                     }
                 }
-                "cancel_lease" => {
-                    let cancel: [u8; 32] = arr(&step["cancel_secret"]);
-                    for shnum in step["shares"].as_array().unwrap() {
-                        let f = model.get_mut(shnum.as_str().unwrap()).unwrap();
-                        let freed = immutable_cancel(f, &cancel);
-                        assert_eq!(freed, u(&step["space_freed"]), "{ctx}");
-                    }
-                }
+                "cancel_lease" => replay_cancel(&mut model, step, &ctx, immutable_cancel),
                 "file" => {
                     model = files_after(step);
                     let file = &model["0"];
@@ -264,16 +289,7 @@ fn immutable_vectors_replay() {
             let wl = want["leases"].as_array().unwrap();
             assert_eq!(c.leases.len(), wl.len());
             for (l, w) in c.leases.iter().zip(wl) {
-                assert_eq!(u64::from(l.owner_num), u(&w["owner_num"]));
-                assert_eq!(
-                    l.renew_secret.stored_bytes().to_vec(),
-                    hex(&w["renew_stored"])
-                );
-                assert_eq!(
-                    l.cancel_secret.stored_bytes().to_vec(),
-                    hex(&w["cancel_stored"])
-                );
-                assert_eq!(u64::from(l.expiration_secs), u(&w["expiration"]));
+                assert_lease(l, w);
             }
         }
     }
@@ -390,14 +406,7 @@ fn mutable_vectors_replay() {
                         mutable_add_or_renew(f, &g);
                     }
                 }
-                "cancel_lease" => {
-                    let cancel: [u8; 32] = arr(&step["cancel_secret"]);
-                    for shnum in step["shares"].as_array().unwrap() {
-                        let f = model.get_mut(shnum.as_str().unwrap()).unwrap();
-                        let freed = mutable_cancel(f, &cancel);
-                        assert_eq!(freed, u(&step["space_freed"]), "{ctx}");
-                    }
-                }
+                "cancel_lease" => replay_cancel(&mut model, step, &ctx, mutable_cancel),
                 "rtw" => {
                     n_rtw += 1;
                     let (req, secrets) = rtw_request(step);
@@ -486,16 +495,7 @@ fn mutable_vectors_replay() {
             assert_eq!(live.len(), wl.len());
             for ((idx, l), w) in live.into_iter().zip(wl) {
                 assert_eq!(idx as u64, u(&w["index"]));
-                assert_eq!(u64::from(l.owner_num), u(&w["owner_num"]));
-                assert_eq!(u64::from(l.expiration_secs), u(&w["expiration"]));
-                assert_eq!(
-                    l.renew_secret.stored_bytes().to_vec(),
-                    hex(&w["renew_stored"])
-                );
-                assert_eq!(
-                    l.cancel_secret.stored_bytes().to_vec(),
-                    hex(&w["cancel_stored"])
-                );
+                assert_lease(l, w);
                 assert_eq!(l.nodeid.unwrap().to_vec(), hex(&w["nodeid"]));
             }
         }

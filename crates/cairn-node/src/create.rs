@@ -103,19 +103,8 @@ pub fn client_config_text(
          shares.happy = {happy}\n\
          shares.total = {total}\n\
          \n\
-         [storage]\n\
-         # Shall this node provide storage service?\n\
-         enabled = false\n\
-         #readonly =\n\
-         reserved_space = 1G\n\
-         #storage_dir =\n\
-         #expire.enabled =\n\
-         #expire.mode =\n\
-         \n\
-         [helper]\n\
-         # Shall this node run a helper service that clients can use?\n\
-         enabled = false\n\
-         \n"
+         {sections}",
+        sections = cairn_storage::config::storage_and_helper_sections(false, "1G"),
     )
 }
 

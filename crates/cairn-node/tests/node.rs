@@ -27,6 +27,48 @@ pub fn make_client(dir: &Path, servers_yaml: &str, shares: (u16, u16, u16)) {
 }
 
 /// Append `key = value` to `[client]` of a node's tahoe.cfg.
+/// A client node of `servers` with `shares` (needed, happy, total), started: its
+/// directory, the node and its web URL.
+async fn start_client(
+    servers: &TestGrid,
+    shares: (u16, u16, u16),
+) -> (tempfile::TempDir, cairn_node::RunningNode, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let client_dir = dir.path().join("client");
+    make_client(&client_dir, &servers.servers_yaml(), shares);
+    let node = cairn_node::start(&client_dir).await.unwrap();
+    let url = node.web_url.clone().unwrap();
+    (dir, node, url)
+}
+
+/// `cairn create-node` options for a storage node on 127.0.0.1, any port, no reserve.
+fn storage_node_options(nickname: &str) -> cairn_storage::server::CreateNodeOptions {
+    cairn_storage::server::CreateNodeOptions {
+        hostname: "127.0.0.1".into(),
+        port: 0,
+        listen: None,
+        nickname: nickname.into(),
+        reserved_space: "0".into(),
+    }
+}
+
+/// A PUT of `len` bytes to `path` through a client (2-of-4, happy 3) of only `servers`
+/// servers fails with a one-line `kind` error.
+async fn put_with_too_few_servers(servers: usize, path: &str, len: usize, kind: &str) {
+    let servers = TestGrid::start(servers).await;
+    let (_dir, node, url) = start_client(&servers, (2, 3, 4)).await;
+    let r = put(&url, path, data::bytes(len, 1)).await;
+    assert_one_line_error(&r, kind);
+    node.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A 500 whose body is one line naming Tahoe's exception `kind`.
+fn assert_one_line_error(r: &cairn_test_support::http::Resp, kind: &str) {
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().starts_with(&format!("{kind}: ")), "{}", r.text());
+    assert_eq!(r.text().trim_end().lines().count(), 1);
+}
+
 pub fn set_client_option(dir: &Path, key: &str, value: &str) {
     let p = dir.join("tahoe.cfg");
     let text = std::fs::read_to_string(&p).unwrap();
@@ -67,6 +109,19 @@ pub async fn statuses(base: &str) -> std::collections::BTreeMap<String, String> 
             )
         })
         .collect()
+}
+
+/// Wait (up to 20 s) until the node at `url` shows `n` servers connected.
+async fn wait_for_connected(url: &str, n: usize) {
+    wait_for("servers connected", Duration::from_secs(20), || async {
+        statuses(url)
+            .await
+            .values()
+            .filter(|s| s.starts_with("Connected"))
+            .count()
+            == n
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -240,15 +295,7 @@ async fn uploads_go_to_the_servers() {
     );
     let node = cairn_node::start(&client_dir).await.unwrap();
     let url = node.web_url.clone().unwrap();
-    wait_for("servers connected", Duration::from_secs(20), || async {
-        statuses(&url)
-            .await
-            .values()
-            .filter(|s| s.starts_with("Connected"))
-            .count()
-            == 4
-    })
-    .await;
+    wait_for_connected(&url, 4).await;
     let secrets = Secrets::load_or_create(&client_dir).unwrap();
     let params = EncodingParams::new(2, 3, 4, 4096).unwrap();
 
@@ -287,21 +334,7 @@ async fn uploads_go_to_the_servers() {
 
 #[tokio::test]
 async fn upload_without_enough_servers_is_a_clear_error() {
-    let servers = TestGrid::start(2).await;
-    let dir = tempfile::tempdir().unwrap();
-    let client_dir = dir.path().join("client");
-    make_client(&client_dir, &servers.servers_yaml(), (2, 3, 4));
-    let node = cairn_node::start(&client_dir).await.unwrap();
-    let url = node.web_url.clone().unwrap();
-    let r = put(&url, "/uri", data::bytes(10_000, 1)).await;
-    assert_eq!(r.status, 500, "{}", r.text());
-    assert!(
-        r.text().starts_with("UploadUnhappinessError: "),
-        "{}",
-        r.text()
-    );
-    assert_eq!(r.text().trim_end().lines().count(), 1);
-    node.shutdown(Duration::from_secs(1)).await;
+    put_with_too_few_servers(2, "/uri", 10_000, "UploadUnhappinessError").await;
 }
 
 #[tokio::test]
@@ -310,13 +343,7 @@ async fn a_storage_node_without_a_gateway() {
     // writes the announcement a client's servers.yaml takes.
     let dir = tempfile::tempdir().unwrap();
     let node_dir = dir.path().join("server");
-    let opts = cairn_storage::server::CreateNodeOptions {
-        hostname: "127.0.0.1".into(),
-        port: 0,
-        listen: None,
-        nickname: "server0".into(),
-        reserved_space: "0".into(),
-    };
+    let opts = storage_node_options("server0");
     let (_, id) = cairn_node::create_node(&node_dir, &opts, Some("none")).expect("create");
     let node = cairn_node::start(&node_dir)
         .await
@@ -332,13 +359,7 @@ async fn a_storage_node_with_a_gateway() {
     let servers = TestGrid::start(1).await;
     let dir = tempfile::tempdir().unwrap();
     let node_dir = dir.path().join("full");
-    let opts = cairn_storage::server::CreateNodeOptions {
-        hostname: "127.0.0.1".into(),
-        port: 0,
-        listen: None,
-        nickname: "full".into(),
-        reserved_space: "0".into(),
-    };
+    let opts = storage_node_options("full");
     cairn_node::create_node(&node_dir, &opts, None).unwrap();
     std::fs::write(
         node_dir.join("private/servers.yaml"),
@@ -404,20 +425,8 @@ async fn bad_config_stops_the_start() {
 #[tokio::test]
 async fn mutable_files_on_the_servers() {
     let servers = TestGrid::start(4).await;
-    let dir = tempfile::tempdir().unwrap();
-    let client_dir = dir.path().join("client");
-    make_client(&client_dir, &servers.servers_yaml(), (2, 3, 4));
-    let node = cairn_node::start(&client_dir).await.unwrap();
-    let url = node.web_url.clone().unwrap();
-    wait_for("servers connected", Duration::from_secs(20), || async {
-        statuses(&url)
-            .await
-            .values()
-            .filter(|s| s.starts_with("Connected"))
-            .count()
-            == 4
-    })
-    .await;
+    let (_dir, node, url) = start_client(&servers, (2, 3, 4)).await;
+    wait_for_connected(&url, 4).await;
 
     for (format, prefix, size) in [
         ("SDMF", "URI:SSK:", 1000usize),
@@ -532,21 +541,7 @@ async fn mutable_files_on_the_servers() {
 
 #[tokio::test]
 async fn mutable_create_without_enough_servers_is_a_clear_error() {
-    let servers = TestGrid::start(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let client_dir = dir.path().join("client");
-    make_client(&client_dir, &servers.servers_yaml(), (2, 3, 4));
-    let node = cairn_node::start(&client_dir).await.unwrap();
-    let url = node.web_url.clone().unwrap();
-    let r = put(&url, "/uri?format=SDMF", data::bytes(1000, 1)).await;
-    assert_eq!(r.status, 500, "{}", r.text());
-    assert!(
-        r.text().starts_with("NotEnoughServersError: "),
-        "{}",
-        r.text()
-    );
-    assert_eq!(r.text().trim_end().lines().count(), 1);
-    node.shutdown(Duration::from_secs(1)).await;
+    put_with_too_few_servers(1, "/uri?format=SDMF", 1000, "NotEnoughServersError").await;
 }
 
 fn delta(a: [u64; 3], b: [u64; 3]) -> [u64; 3] {

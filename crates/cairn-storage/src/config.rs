@@ -603,11 +603,22 @@ pub fn new_config_text(
          shares.happy = 7\n\
          shares.total = 10\n\
          \n\
-         [storage]\n\
+         {sections}\
+         # cairn's own limits go in a [cairn] section (see docs/operating-a-storage-node.md);\n\
+         # Tahoe refuses unknown sections, so add one only to a node that only cairn runs.\n",
+        sections = storage_and_helper_sections(true, reserved),
+    )
+}
+
+/// The `[storage]` and `[helper]` sections of a new `tahoe.cfg`, as Tahoe 1.20's
+/// `create-node` and `create-client` write them (a blank line after each).
+pub fn storage_and_helper_sections(storage_enabled: bool, reserved_space: &str) -> String {
+    format!(
+        "[storage]\n\
          # Shall this node provide storage service?\n\
-         enabled = true\n\
+         enabled = {storage_enabled}\n\
          #readonly =\n\
-         reserved_space = {reserved}\n\
+         reserved_space = {reserved_space}\n\
          #storage_dir =\n\
          #expire.enabled =\n\
          #expire.mode =\n\
@@ -615,9 +626,7 @@ pub fn new_config_text(
          [helper]\n\
          # Shall this node run a helper service that clients can use?\n\
          enabled = false\n\
-         \n\
-         # cairn's own limits go in a [cairn] section (see docs/operating-a-storage-node.md);\n\
-         # Tahoe refuses unknown sections, so add one only to a node that only cairn runs.\n"
+         \n"
     )
 }
 

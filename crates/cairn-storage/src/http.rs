@@ -912,14 +912,7 @@ async fn read_immutable(
     UrlPath((si, shnum)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> HResult {
-    let si = parse_si(&si)?;
-    let shnum = parse_shnum(&shnum)?;
-    authorize(&st, &headers, gbs::SECRETS_NONE)?;
-    let st2 = st.clone();
-    let share = blocking(move || st2.store.open_immutable(&si.0, shnum)).await??;
-    let Some(share) = share else {
-        return Err(HttpError::not_found());
-    };
+    let share = open_share(&st, &si, &shnum, &headers, Store::open_immutable).await?;
     ranged_read(&headers, share.file, IMMUTABLE_DATA_OFFSET, share.data_len)
 }
 
@@ -928,20 +921,29 @@ async fn read_mutable(
     UrlPath((si, shnum)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> HResult {
-    let si = parse_si(&si)?;
-    let shnum = parse_shnum(&shnum)?;
-    authorize(&st, &headers, gbs::SECRETS_NONE)?;
-    let st2 = st.clone();
-    let share = blocking(move || st2.store.open_mutable(&si.0, shnum)).await??;
-    let Some(share) = share else {
-        return Err(HttpError::not_found());
-    };
+    let share = open_share(&st, &si, &shnum, &headers, Store::open_mutable).await?;
     ranged_read(
         &headers,
         share.file,
         MUTABLE_DATA_OFFSET,
         share.header.data_length,
     )
+}
+
+/// The share a read request names, opened with `open`; 404 if the server has none.
+async fn open_share<T: Send + 'static>(
+    st: &Arc<ServerState>,
+    si: &str,
+    shnum: &str,
+    headers: &HeaderMap,
+    open: fn(&Store, &[u8; 16], u16) -> store::Result<Option<T>>,
+) -> Result<T, HttpError> {
+    let si = parse_si(si)?;
+    let shnum = parse_shnum(shnum)?;
+    authorize(st, headers, gbs::SECRETS_NONE)?;
+    let st2 = st.clone();
+    let share = blocking(move || open(&st2.store, &si.0, shnum)).await??;
+    share.ok_or_else(HttpError::not_found)
 }
 
 /// `read_range`: no Range → 200 with all the data; `bytes=a-b` → 206 (clipped) or 204.

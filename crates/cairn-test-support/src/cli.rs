@@ -103,6 +103,38 @@ pub fn alive(pid: u32) -> bool {
 /// Stops the grid whatever happens to the test.
 pub struct Down<'a>(pub &'a Path);
 
+/// A grid directory (`g`) in a fresh temporary directory; the grid in it is brought down
+/// when this is dropped, whatever happens to the test.
+pub struct TempGrid {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+}
+
+impl TempGrid {
+    pub fn new() -> TempGrid {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("g");
+        TempGrid { tmp, dir }
+    }
+
+    /// The grid directory, as `--dir` takes it.
+    pub fn d(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+}
+
+impl Default for TempGrid {
+    fn default() -> TempGrid {
+        TempGrid::new()
+    }
+}
+
+impl Drop for TempGrid {
+    fn drop(&mut self) {
+        let _down = Down(&self.dir);
+    }
+}
+
 impl Drop for Down<'_> {
     fn drop(&mut self) {
         let _ = run(&["grid", "down", "--dir", self.0.to_str().unwrap()], None);

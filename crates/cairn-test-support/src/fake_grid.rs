@@ -10,7 +10,7 @@ use cairn_core::client::mutable::publish::{self, WriteTest};
 use cairn_core::client::mutable::servermap::{
     self, Event as SEvent, ServerMap, ServermapUpdater, UpdateConfig,
 };
-use cairn_core::client::mutable::{ServerIdx, ShareNum};
+use cairn_core::client::mutable::{RequestId, ServerIdx, ShareNum};
 use cairn_core::mutable::ShareHeader;
 
 use crate::fixtures::MutableVersion;
@@ -172,27 +172,15 @@ pub fn update_immediate(grid: &mut Grid, cfg: UpdateConfig) -> ServerMap {
             return ControlFlow::Continue(());
         };
         now += 1;
-        let stalled = match &action {
-            servermap::Action::Query { server, .. }
-            | servermap::Action::ReadShare { server, .. } => grid.servers[server].stalled,
-            _ => false,
-        };
-        if stalled {
-            return ControlFlow::Continue(());
-        }
-        let (id, server, r) = match action {
-            servermap::Action::Query { id, server, len } => {
-                (id, server, grid.read(server, None, 0, len))
+        let (id, server, r) = match read_request(&action) {
+            Some((_, server, ..)) if grid.servers[&server].stalled => {
+                return ControlFlow::Continue(());
             }
-            servermap::Action::ReadShare {
-                id,
-                server,
-                shnum,
-                offset,
-                len,
-            } => (id, server, grid.read(server, Some(shnum), offset, len)),
-            servermap::Action::Cancel { .. } => return ControlFlow::Continue(()),
-            servermap::Action::Finished => return ControlFlow::Break(()),
+            Some((id, server, shnum, offset, len)) => {
+                (id, server, grid.read(server, shnum, offset, len))
+            }
+            None if action == servermap::Action::Finished => return ControlFlow::Break(()),
+            None => return ControlFlow::Continue(()),
         };
         *grid.queries.entry(server).or_default() += 1;
         let event = match r {
@@ -204,6 +192,25 @@ pub fn update_immediate(grid: &mut Grid, cfg: UpdateConfig) -> ServerMap {
     });
     assert!(m.is_done(), "servermap update did not finish");
     m.into_servermap()
+}
+
+/// A servermap read request: its id, its server, and what it reads (the share, all of
+/// them for a query, and the range, as [`Grid::read`] takes them); `None` for the other
+/// actions.
+fn read_request(
+    action: &servermap::Action,
+) -> Option<(RequestId, ServerIdx, Option<ShareNum>, u64, u64)> {
+    match *action {
+        servermap::Action::Query { id, server, len } => Some((id, server, None, 0, len)),
+        servermap::Action::ReadShare {
+            id,
+            server,
+            shnum,
+            offset,
+            len,
+        } => Some((id, server, Some(shnum), offset, len)),
+        servermap::Action::Cancel { .. } | servermap::Action::Finished => None,
+    }
 }
 
 /// Run a servermap update in rounds: every request of a round is sent, then the answers
@@ -222,30 +229,14 @@ pub fn update_in_rounds(grid: &Grid, cfg: UpdateConfig) -> (ServerMap, usize) {
         let mut events = Vec::new();
         let mut sent = false;
         for action in std::mem::take(&mut batch) {
-            let (id, r) = match action {
-                servermap::Action::Query { id, server, len } => {
-                    if grid.servers[&server].stalled {
-                        sent = true;
-                        continue;
-                    }
-                    (id, grid.read(server, None, 0, len))
-                }
-                servermap::Action::ReadShare {
-                    id,
-                    server,
-                    shnum,
-                    offset,
-                    len,
-                } => {
-                    if grid.servers[&server].stalled {
-                        sent = true;
-                        continue;
-                    }
-                    (id, grid.read(server, Some(shnum), offset, len))
-                }
-                servermap::Action::Cancel { .. } | servermap::Action::Finished => continue,
+            let Some((id, server, shnum, offset, len)) = read_request(&action) else {
+                continue;
             };
             sent = true;
+            if grid.servers[&server].stalled {
+                continue;
+            }
+            let r = grid.read(server, shnum, offset, len);
             events.push(match r {
                 Ok(shares) => SEvent::Answer { id, shares },
                 Err(reason) => SEvent::Failed { id, reason },

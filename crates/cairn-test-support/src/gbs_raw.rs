@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_core::storage::gbs::{self, b64};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use rustls::pki_types::ServerName;
 
@@ -102,15 +102,7 @@ impl RawClient {
             .await
             .map_err(|x| e("timeout")(&x))?
             .map_err(|x| e("request")(&x))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|x| e("body")(&x))?
-            .to_bytes()
-            .to_vec();
+        let (status, headers, body) = crate::http::read_response(resp).await?;
         Ok(Resp {
             status,
             headers,

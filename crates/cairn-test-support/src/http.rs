@@ -61,7 +61,20 @@ pub async fn try_request(
     }
     let req = req.body(Full::new(Bytes::from(body))).unwrap();
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
+    let (status, headers, body) = read_response(resp).await?;
+    Ok(Resp {
+        status: status.as_u16(),
+        headers,
+        body,
+    })
+}
+
+/// A response's status, headers and whole body; `Err("body: …")` if reading the body
+/// fails.
+pub(crate) async fn read_response(
+    resp: hyper::Response<hyper::body::Incoming>,
+) -> Result<(hyper::StatusCode, hyper::HeaderMap, Vec<u8>), String> {
+    let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp
         .into_body()
@@ -70,11 +83,7 @@ pub async fn try_request(
         .map_err(|e| format!("body: {e}"))?
         .to_bytes()
         .to_vec();
-    Ok(Resp {
-        status,
-        headers,
-        body,
-    })
+    Ok((status, headers, body))
 }
 
 pub async fn request(

@@ -1,7 +1,7 @@
 //! Fixtures shared by the tests of every cairn crate (a dev-dependency only; never
 //! published). One module per kind of fixture:
 //!
-//! * [`data`]: the seeded data generator.
+//! * [`data`]: the seeded data generator, and the k-subsets of share numbers.
 //! * [`fixtures`]: the test keys of `vectors/mutable_keys/` and encoded mutable versions.
 //! * [`fake_grid`]: the in-memory grid the core's mutable machine tests drive, and its
 //!   servermap-update drivers.

@@ -2,7 +2,7 @@
 
 use core::fmt::Write;
 
-use super::{Cap, ChkReadCap, ChkVerifyCap, LitCap, StorageIndex};
+use super::{Cap, ChkReadCap, ChkVerifyCap, LitCap, ReadKey, StorageIndex, WriteKey};
 use crate::{base32, hashutil};
 
 /// The exact text `tahoe debug dump-cap CAP` prints for `cap` when run without
@@ -46,131 +46,53 @@ fn b32(b: &[u8]) -> String {
 }
 
 fn dump_instance(cap: &Cap, o: &Opts<'_>, out: &mut String) {
+    line(out, header(cap));
+    dump_fields(cap, o, out);
+}
+
+/// The line that names the kind.
+fn header(cap: &Cap) -> &'static str {
     match cap {
-        Cap::ChkRead(c) => {
-            line(out, "CHK File:");
-            dump_chk(c, o, out);
-        }
-        Cap::ChkVerify(c) => {
-            line(out, "CHK Verifier URI:");
-            dump_chk_verifier(c, out);
-        }
-        Cap::Lit(c) => {
-            line(out, "Literal File URI:");
-            dump_lit(c, out);
-        }
-        Cap::SdmfWrite(c) => {
-            line(out, "SDMF Writeable URI:");
-            dump_write(
-                c.writekey().as_bytes(),
-                c.readkey().as_bytes(),
-                c.storage_index(),
-                c.fingerprint(),
-                o,
-                out,
-            );
-        }
-        Cap::SdmfRead(c) => {
-            line(out, "SDMF Read-only URI:");
-            dump_read(
-                c.readkey().as_bytes(),
-                c.storage_index(),
-                c.fingerprint(),
-                out,
-            );
-        }
-        Cap::SdmfVerify(c) => {
-            line(out, "SDMF Verifier URI:");
-            dump_verify(c.storage_index(), c.fingerprint(), out);
-        }
-        Cap::MdmfWrite(c) => {
-            line(out, "MDMF Writeable URI:");
-            dump_write(
-                c.writekey().as_bytes(),
-                c.readkey().as_bytes(),
-                c.storage_index(),
-                c.fingerprint(),
-                o,
-                out,
-            );
-        }
-        Cap::MdmfRead(c) => {
-            line(out, "MDMF Read-only URI:");
-            dump_read(
-                c.readkey().as_bytes(),
-                c.storage_index(),
-                c.fingerprint(),
-                out,
-            );
-        }
-        Cap::MdmfVerify(c) => {
-            line(out, "MDMF Verifier URI:");
-            dump_verify(c.storage_index(), c.fingerprint(), out);
-        }
-        Cap::ChkDir(c) => {
-            line(out, "CHK Directory URI:");
-            dump_chk(c.filenode_cap(), o, out);
-        }
-        Cap::ChkDirVerify(c) => {
-            line(out, "CHK Directory Verifier URI:");
-            dump_chk_verifier(c.filenode_cap(), out);
-        }
-        Cap::SdmfDirWrite(d) => {
-            line(out, "Directory Writeable URI:");
-            let c = d.filenode_cap();
-            dump_write(
-                c.writekey().as_bytes(),
-                c.readkey().as_bytes(),
-                c.storage_index(),
-                c.fingerprint(),
-                o,
-                out,
-            );
-        }
-        Cap::SdmfDirRead(d) => {
-            line(out, "Directory Read-only URI:");
-            let c = d.filenode_cap();
-            dump_read(
-                c.readkey().as_bytes(),
-                c.storage_index(),
-                c.fingerprint(),
-                out,
-            );
-        }
-        Cap::SdmfDirVerify(d) => {
-            line(out, "Directory Verifier URI:");
-            let c = d.filenode_cap();
-            dump_verify(c.storage_index(), c.fingerprint(), out);
-        }
-        Cap::MdmfDirWrite(d) => {
-            line(out, "Directory Writeable URI:");
-            let c = d.filenode_cap();
-            dump_write(
-                c.writekey().as_bytes(),
-                c.readkey().as_bytes(),
-                c.storage_index(),
-                c.fingerprint(),
-                o,
-                out,
-            );
-        }
-        Cap::MdmfDirRead(d) => {
-            line(out, "Directory Read-only URI:");
-            let c = d.filenode_cap();
-            dump_read(
-                c.readkey().as_bytes(),
-                c.storage_index(),
-                c.fingerprint(),
-                out,
-            );
-        }
-        Cap::MdmfDirVerify(d) => {
-            line(out, "Directory Verifier URI:");
-            let c = d.filenode_cap();
-            dump_verify(c.storage_index(), c.fingerprint(), out);
-        }
+        Cap::ChkRead(_) => "CHK File:",
+        Cap::ChkVerify(_) => "CHK Verifier URI:",
+        Cap::Lit(_) => "Literal File URI:",
+        Cap::SdmfWrite(_) => "SDMF Writeable URI:",
+        Cap::SdmfRead(_) => "SDMF Read-only URI:",
+        Cap::SdmfVerify(_) => "SDMF Verifier URI:",
+        Cap::MdmfWrite(_) => "MDMF Writeable URI:",
+        Cap::MdmfRead(_) => "MDMF Read-only URI:",
+        Cap::MdmfVerify(_) => "MDMF Verifier URI:",
+        Cap::ChkDir(_) => "CHK Directory URI:",
+        Cap::ChkDirVerify(_) => "CHK Directory Verifier URI:",
+        Cap::SdmfDirWrite(_) | Cap::MdmfDirWrite(_) => "Directory Writeable URI:",
+        Cap::SdmfDirRead(_) | Cap::MdmfDirRead(_) => "Directory Read-only URI:",
+        Cap::SdmfDirVerify(_) | Cap::MdmfDirVerify(_) => "Directory Verifier URI:",
         // LiteralDirectoryURI matches none of dump_uri_instance's isinstance checks.
-        Cap::LitDir(_) => line(out, "unknown cap type"),
+        Cap::LitDir(_) => "unknown cap type",
+    }
+}
+
+/// The indented lines after the header; a directory shows those of its filenode cap.
+fn dump_fields(cap: &Cap, o: &Opts<'_>, out: &mut String) {
+    match cap {
+        Cap::ChkRead(c) => dump_chk(c, o, out),
+        Cap::ChkVerify(c) => dump_chk_verifier(c, out),
+        Cap::Lit(c) => dump_lit(c, out),
+        Cap::SdmfWrite(c) => dump_write(c.writekey(), &c.readonly().into(), o, out),
+        Cap::MdmfWrite(c) => dump_write(c.writekey(), &c.readonly().into(), o, out),
+        Cap::SdmfRead(c) => dump_read(c.readkey(), &c.verifier().into(), o, out),
+        Cap::MdmfRead(c) => dump_read(c.readkey(), &c.verifier().into(), o, out),
+        Cap::SdmfVerify(c) => dump_verify(c.storage_index(), c.fingerprint(), out),
+        Cap::MdmfVerify(c) => dump_verify(c.storage_index(), c.fingerprint(), out),
+        Cap::ChkDir(d) => dump_chk(d.filenode_cap(), o, out),
+        Cap::ChkDirVerify(d) => dump_chk_verifier(d.filenode_cap(), out),
+        Cap::SdmfDirWrite(d) => dump_fields(&d.filenode_cap().clone().into(), o, out),
+        Cap::SdmfDirRead(d) => dump_fields(&d.filenode_cap().clone().into(), o, out),
+        Cap::SdmfDirVerify(d) => dump_fields(&d.filenode_cap().clone().into(), o, out),
+        Cap::MdmfDirWrite(d) => dump_fields(&d.filenode_cap().clone().into(), o, out),
+        Cap::MdmfDirRead(d) => dump_fields(&d.filenode_cap().clone().into(), o, out),
+        Cap::MdmfDirVerify(d) => dump_fields(&d.filenode_cap().clone().into(), o, out),
+        Cap::LitDir(_) => {}
     }
 }
 
@@ -194,22 +116,20 @@ fn dump_lit(c: &LitCap, out: &mut String) {
     line(out, &format!(" data: {}", quote_output(c.data())));
 }
 
-fn dump_write(
-    wk: &[u8; 16],
-    rk: &[u8; 16],
-    si: StorageIndex,
-    fp: &[u8; 32],
-    o: &Opts<'_>,
-    out: &mut String,
-) {
-    line(out, &format!(" writekey: {}", b32(wk)));
-    dump_read(rk, si, fp, out);
+/// A mutable write cap: its write key, then the lines of its read cap `read`, then the
+/// write enabler and secrets.
+fn dump_write(wk: &WriteKey, read: &Cap, o: &Opts<'_>, out: &mut String) {
+    line(out, &format!(" writekey: {}", b32(wk.as_bytes())));
+    dump_fields(read, o, out);
     line(out, "");
     if let Some(nodeid) = o.nodeid {
-        let we = hashutil::ssk_write_enabler_hash(wk, nodeid);
+        let we = hashutil::ssk_write_enabler_hash(wk.as_bytes(), nodeid);
         line(out, &format!(" write_enabler: {}", b32(&we)));
         line(out, "");
     }
+    let si = read
+        .storage_index()
+        .expect("a mutable cap has a storage index");
     dump_secrets(si, o, out);
 }
 
@@ -234,9 +154,10 @@ fn dump_secrets(si: StorageIndex, o: &Opts<'_>, out: &mut String) {
     }
 }
 
-fn dump_read(rk: &[u8; 16], si: StorageIndex, fp: &[u8; 32], out: &mut String) {
-    line(out, &format!(" readkey: {}", b32(rk)));
-    dump_verify(si, fp, out);
+/// A mutable read cap: its read key, then the lines of its verify cap `verify`.
+fn dump_read(rk: &ReadKey, verify: &Cap, o: &Opts<'_>, out: &mut String) {
+    line(out, &format!(" readkey: {}", b32(rk.as_bytes())));
+    dump_fields(verify, o, out);
 }
 
 fn dump_verify(si: StorageIndex, fp: &[u8; 32], out: &mut String) {

@@ -116,31 +116,15 @@ pub enum CapError {
     MustBeDeepImmutable { kind: &'static str },
 }
 
-/// Any capability.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub enum Cap {
-    Lit(LitCap),
-    ChkRead(ChkReadCap),
-    ChkVerify(ChkVerifyCap),
-    SdmfWrite(SdmfWriteCap),
-    SdmfRead(SdmfReadCap),
-    SdmfVerify(SdmfVerifyCap),
-    MdmfWrite(MdmfWriteCap),
-    MdmfRead(MdmfReadCap),
-    MdmfVerify(MdmfVerifyCap),
-    SdmfDirWrite(SdmfDirWriteCap),
-    SdmfDirRead(SdmfDirReadCap),
-    SdmfDirVerify(SdmfDirVerifyCap),
-    MdmfDirWrite(MdmfDirWriteCap),
-    MdmfDirRead(MdmfDirReadCap),
-    MdmfDirVerify(MdmfDirVerifyCap),
-    ChkDir(ChkDirCap),
-    ChkDirVerify(ChkDirVerifyCap),
-    LitDir(LitDirCap),
-}
-
-macro_rules! cap_from {
+/// `Cap`, with a variant per kind, and `From` each kind's type.
+macro_rules! cap_enum {
     ($($variant:ident($ty:ident)),* $(,)?) => {
+        /// Any capability.
+        #[derive(Clone, PartialEq, Eq, Hash, Debug)]
+        pub enum Cap {
+            $($variant($ty),)*
+        }
+
         $(impl From<$ty> for Cap {
             fn from(c: $ty) -> Cap {
                 Cap::$variant(c)
@@ -149,7 +133,7 @@ macro_rules! cap_from {
     };
 }
 
-cap_from!(
+cap_enum!(
     Lit(LitCap),
     ChkRead(ChkReadCap),
     ChkVerify(ChkVerifyCap),

@@ -297,19 +297,7 @@ impl ChkDecoder {
         // share hash chain -> share_root_hash; its leaf must be this share's block tree root
         let mut st = IncompleteHashTree::new(self.cap.total as usize);
         st.set_root(share_root).expect("empty tree accepts a root");
-        let mut chain = BTreeMap::new();
-        for (i, h) in share_hash_chain {
-            if chain.insert(i as usize, h).is_some_and(|old| old != h) {
-                return Err(DecodeError::BadShareHashChain {
-                    shnum,
-                    reason: HashTreeError::BadHash {
-                        index: i as usize,
-                        len: st.len(),
-                        first_leaf: st.len() / 2,
-                    },
-                });
-            }
-        }
+        let chain = chain_nodes(shnum, share_hash_chain, st.len())?;
         st.set_hashes(&chain, &BTreeMap::new())
             .map_err(|reason| DecodeError::BadShareHashChain { shnum, reason })?;
         let leaf = share_leaf(&st, shnum)?;
@@ -492,19 +480,7 @@ impl ChkDecoder {
         }
         let g = *self.geometry().ok_or(DecodeError::NoUeb)?;
         let st = self.share_tree.as_mut().ok_or(DecodeError::NoUeb)?;
-        let mut nodes = BTreeMap::new();
-        for (i, h) in chain {
-            if nodes.insert(i as usize, h).is_some_and(|old| old != h) {
-                return Err(DecodeError::BadShareHashChain {
-                    shnum,
-                    reason: HashTreeError::BadHash {
-                        index: i as usize,
-                        len: st.len(),
-                        first_leaf: st.len() / 2,
-                    },
-                });
-            }
-        }
+        let mut nodes = chain_nodes(shnum, chain, st.len())?;
         // Only the nodes this share's proof needs are taken (extra entries are ignored).
         let needed =
             IncompleteHashTree::new(self.cap.total as usize).needed_hashes(shnum as usize, true);
@@ -844,6 +820,29 @@ pub fn verify_share(cap: &ChkCapInfo, shnum: u16, share: &[u8]) -> Result<(), De
         .map_err(|reason| DecodeError::MalformedShare { shnum, reason })?;
     dec.add_share(shnum, &l)?;
     dec.verify_all_blocks(shnum, &l)
+}
+
+/// Share `shnum`'s hash chain as tree nodes, for a share hash tree of `tree_len` nodes;
+/// an index given twice with different hashes is a bad chain.
+fn chain_nodes(
+    shnum: u16,
+    chain: impl IntoIterator<Item = (u16, Hash)>,
+    tree_len: usize,
+) -> Result<BTreeMap<usize, Hash>, DecodeError> {
+    let mut nodes = BTreeMap::new();
+    for (i, h) in chain {
+        if nodes.insert(i as usize, h).is_some_and(|old| old != h) {
+            return Err(DecodeError::BadShareHashChain {
+                shnum,
+                reason: HashTreeError::BadHash {
+                    index: i as usize,
+                    len: tree_len,
+                    first_leaf: tree_len / 2,
+                },
+            });
+        }
+    }
+    Ok(nodes)
 }
 
 /// The share-hash-tree leaf of share `shnum`, once its chain has been set.

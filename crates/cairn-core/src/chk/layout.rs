@@ -105,15 +105,9 @@ impl<'a> ShareLayout<'a> {
             uri_extension: f(7),
         };
         let o = offsets;
-        let order = [
-            hl,
-            o.data,
-            o.plaintext_hash_tree,
-            o.crypttext_hash_tree,
-            o.block_hashes,
-            o.share_hashes,
-            o.uri_extension,
-        ];
+        // the header, then the sections in order
+        let mut order = [hl; 7];
+        order[1..].copy_from_slice(&o.in_order());
         if order.windows(2).any(|p| p[0] > p[1]) {
             return Err(LayoutError::BadOffsets(offsets));
         }

@@ -134,6 +134,20 @@ pub struct ShareOffsets {
     pub uri_extension: u64,
 }
 
+impl ShareOffsets {
+    /// The offsets in the order the header stores them (and the sections lie).
+    pub fn in_order(&self) -> [u64; 6] {
+        [
+            self.data,
+            self.plaintext_hash_tree,
+            self.crypttext_hash_tree,
+            self.block_hashes,
+            self.share_hashes,
+            self.uri_extension,
+        ]
+    }
+}
+
 /// Everything about a CHK file's shape that follows from `(k, N, segment_size, size)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ChkGeometry {
@@ -308,17 +322,10 @@ impl ChkGeometry {
         if !self.layout_fits(version) {
             return Err(ChkError::TooLarge);
         }
-        let o = self.offsets(version)?;
-        let fields = [
-            self.block_size,
-            self.share_size,
-            o.data,
-            o.plaintext_hash_tree,
-            o.crypttext_hash_tree,
-            o.block_hashes,
-            o.share_hashes,
-            o.uri_extension,
-        ];
+        let offsets = self.offsets(version)?.in_order();
+        let fields = [self.block_size, self.share_size]
+            .into_iter()
+            .chain(offsets);
         let mut out = Vec::with_capacity(version.header_len() as usize);
         out.extend_from_slice(&(version as u32).to_be_bytes());
         for f in fields {

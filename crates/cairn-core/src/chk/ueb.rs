@@ -47,7 +47,7 @@ impl CodecParams {
 /// A parsed URI extension block. Fields other than `segment_size`, `crypttext_root_hash`
 /// and `share_root_hash` are optional for readers (as in Tahoe); [`Ueb::for_file`] fills
 /// them all. Unknown keys are ignored (deprecated `plaintext_hash`, `plaintext_root_hash`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Ueb {
     pub codec_name: Option<Vec<u8>>,
     pub codec_params: Option<CodecParams>,
@@ -173,19 +173,7 @@ impl Ueb {
         if data.len() >= MAX_UEB_LEN {
             return Err(UebError::TooLong(data.len()));
         }
-        let mut u = Ueb {
-            codec_name: None,
-            codec_params: None,
-            tail_codec_params: None,
-            size: None,
-            segment_size: 0,
-            num_segments: None,
-            needed_shares: None,
-            total_shares: None,
-            crypttext_hash: None,
-            crypttext_root_hash: [0; 32],
-            share_root_hash: [0; 32],
-        };
+        let mut u = Ueb::default();
         let (mut have_seg, mut have_ctr, mut have_srh) = (false, false, false);
         let mut seen: Vec<&[u8]> = Vec::new();
         let mut pos = 0usize;

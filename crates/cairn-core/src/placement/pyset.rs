@@ -17,6 +17,29 @@
 
 const LINEAR_PROBES: usize = 9;
 const PERTURB_SHIFT: u32 = 5;
+
+/// CPython's probe sequence for `key` in a table of `mask + 1` slots, endless: runs of
+/// slots to look at in order, each a slot and the `LINEAR_PROBES` after it when they fit
+/// below the mask, else the slot alone; then on by the perturbed recurrence.
+fn probe_runs(mask: usize, key: u64) -> impl Iterator<Item = std::ops::RangeInclusive<usize>> {
+    let mut i = (key as usize) & mask;
+    let mut perturb = key;
+    std::iter::from_fn(move || {
+        let probes = if i + LINEAR_PROBES <= mask {
+            LINEAR_PROBES
+        } else {
+            0
+        };
+        let run = i..=i + probes;
+        perturb >>= PERTURB_SHIFT;
+        i = (i
+            .wrapping_mul(5)
+            .wrapping_add(1)
+            .wrapping_add(perturb as usize))
+            & mask;
+        Some(run)
+    })
+}
 const MIN_SIZE: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,29 +111,16 @@ impl PySet {
     }
 
     fn lookup(&self, key: u64) -> Option<usize> {
-        let mask = self.mask();
-        let mut i = (key as usize) & mask;
-        let mut perturb = key;
-        loop {
-            let probes = if i + LINEAR_PROBES <= mask {
-                LINEAR_PROBES
-            } else {
-                0
-            };
-            for j in i..=i + probes {
+        for run in probe_runs(self.mask(), key) {
+            for j in run {
                 match self.table[j] {
                     Slot::Unused => return None,
                     Slot::Key(k) if k == key => return Some(j),
                     _ => {}
                 }
             }
-            perturb >>= PERTURB_SHIFT;
-            i = (i
-                .wrapping_mul(5)
-                .wrapping_add(1)
-                .wrapping_add(perturb as usize))
-                & mask;
         }
+        unreachable!("the probe sequence never ends")
     }
 
     pub(crate) fn contains(&self, key: u64) -> bool {
@@ -120,16 +130,9 @@ impl PySet {
     /// `s.add(key)` (`set_add_entry`).
     pub(crate) fn add(&mut self, key: u64) {
         let mask = self.mask();
-        let mut i = (key as usize) & mask;
-        let mut perturb = key;
         let mut freeslot: Option<usize> = None;
-        loop {
-            let probes = if i + LINEAR_PROBES <= mask {
-                LINEAR_PROBES
-            } else {
-                0
-            };
-            for j in i..=i + probes {
+        for run in probe_runs(mask, key) {
+            for j in run {
                 match self.table[j] {
                     Slot::Unused => {
                         if let Some(f) = freeslot {
@@ -150,13 +153,8 @@ impl PySet {
                     Slot::Key(_) => {}
                 }
             }
-            perturb >>= PERTURB_SHIFT;
-            i = (i
-                .wrapping_mul(5)
-                .wrapping_add(1)
-                .wrapping_add(perturb as usize))
-                & mask;
         }
+        unreachable!("the probe sequence never ends")
     }
 
     /// `s.discard(key)`; returns whether it was present (`s.remove` raises when not).
@@ -172,27 +170,13 @@ impl PySet {
     }
 
     fn insert_clean(table: &mut [Slot], key: u64) {
-        let mask = table.len() - 1;
-        let mut i = (key as usize) & mask;
-        let mut perturb = key;
-        loop {
-            if table[i] == Slot::Unused {
-                table[i] = Slot::Key(key);
+        for mut run in probe_runs(table.len() - 1, key) {
+            if let Some(j) = run.find(|&j| table[j] == Slot::Unused) {
+                table[j] = Slot::Key(key);
                 return;
             }
-            if i + LINEAR_PROBES <= mask {
-                if let Some(j) = (i + 1..=i + LINEAR_PROBES).find(|&j| table[j] == Slot::Unused) {
-                    table[j] = Slot::Key(key);
-                    return;
-                }
-            }
-            perturb >>= PERTURB_SHIFT;
-            i = (i
-                .wrapping_mul(5)
-                .wrapping_add(1)
-                .wrapping_add(perturb as usize))
-                & mask;
         }
+        unreachable!("the probe sequence never ends")
     }
 
     /// `set_table_resize(so, minused)`.

@@ -181,10 +181,7 @@ async fn spool(state: &GatewayState, body: Body, length: Option<u64>) -> Result<
                 while let Some(chunk) = stream.next().await {
                     let chunk = match chunk {
                         Ok(c) => c,
-                        Err(e) => {
-                            file.abandon().await;
-                            return Err(body_error(e));
-                        }
+                        Err(e) => return file.fail(body_error(e)).await,
                     };
                     file.send(chunk).await?;
                 }
@@ -205,25 +202,24 @@ async fn spool(state: &GatewayState, body: Body, length: Option<u64>) -> Result<
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
             Ok(c) => c,
-            Err(e) => {
-                file.abandon().await;
-                return Err(body_error(e));
-            }
+            Err(e) => return file.fail(body_error(e)).await,
         };
         got += chunk.len() as u64;
         if got > size {
-            file.abandon().await;
-            return Err(WebError::bad_request(
-                "the request body is longer than its Content-Length",
-            ));
+            return file
+                .fail(WebError::bad_request(
+                    "the request body is longer than its Content-Length",
+                ))
+                .await;
         }
         file.send(chunk).await?;
     }
     if got != size {
-        file.abandon().await;
-        return Err(WebError::bad_request(format!(
-            "the request body ended after {got} of {size} bytes"
-        )));
+        return file
+            .fail(WebError::bad_request(format!(
+                "the request body ended after {got} of {size} bytes"
+            )))
+            .await;
     }
     file.finish().await.map(Spooled::Upload)
 }
@@ -309,9 +305,11 @@ impl FileSpool {
         }
     }
 
-    async fn abandon(mut self) {
+    /// Abandon the spool (the writer stops and its file goes) and fail with `err`.
+    async fn fail<T>(mut self, err: WebError) -> Result<T, WebError> {
         self.tx = None;
         let _ = (&mut self.task).await;
+        Err(err)
     }
 }
 
@@ -471,37 +469,22 @@ struct MutableCaps {
 }
 
 fn mutable_caps(cap: &Cap) -> MutableCaps {
-    let (rw_uri, ro_uri, verify_uri, format) = match cap {
-        Cap::SdmfWrite(c) => (
-            Some(c.to_string()),
-            c.readonly().to_string(),
-            c.verifier().to_string(),
-            MutableFormat::Sdmf,
+    assert!(
+        matches!(
+            cap,
+            Cap::SdmfWrite(_) | Cap::SdmfRead(_) | Cap::MdmfWrite(_) | Cap::MdmfRead(_)
         ),
-        Cap::SdmfRead(c) => (
-            None,
-            c.to_string(),
-            c.verifier().to_string(),
-            MutableFormat::Sdmf,
-        ),
-        Cap::MdmfWrite(c) => (
-            Some(c.to_string()),
-            c.readonly().to_string(),
-            c.verifier().to_string(),
-            MutableFormat::Mdmf,
-        ),
-        Cap::MdmfRead(c) => (
-            None,
-            c.to_string(),
-            c.verifier().to_string(),
-            MutableFormat::Mdmf,
-        ),
-        _ => unreachable!("FileCap::Mutable holds only SSK and MDMF write and read caps"),
+        "FileCap::Mutable holds only SSK and MDMF write and read caps"
+    );
+    let (Some(ro), Some(verify), Some(format)) =
+        (cap.readonly(), cap.verifier(), cap.mutable_format())
+    else {
+        unreachable!("mutable file caps have a read cap, a verify cap and a format")
     };
     MutableCaps {
-        rw_uri,
-        ro_uri,
-        verify_uri,
+        rw_uri: (!cap.is_readonly()).then(|| cap.to_string()),
+        ro_uri: ro.to_string(),
+        verify_uri: verify.to_string(),
         format,
     }
 }

@@ -530,13 +530,14 @@ impl LeaseDb {
         self.shares_where("si = ?1", [&si.0[..]])
     }
 
-    fn shares_where<P: rusqlite::Params>(
+    /// The shares (`s`) that match `cond`, in order.
+    pub(super) fn shares_where<P: rusqlite::Params>(
         &self,
         cond: &str,
         p: P,
     ) -> Result<Vec<(ShareKey, ShareKind, u64)>> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT si, shnum, kind, size FROM shares WHERE {cond} ORDER BY si, shnum"
+            "SELECT s.si, s.shnum, s.kind, s.size FROM shares AS s WHERE {cond} ORDER BY s.si, s.shnum"
         ))?;
         let rows = stmt.query_map(p, |r| {
             Ok((

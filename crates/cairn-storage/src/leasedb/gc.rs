@@ -300,46 +300,21 @@ impl LeaseDb {
     /// with at least one lease, all expired. From the database only (an index scan, not a
     /// disk scan). Ignores `policy.enabled` (so operators can preview).
     pub fn expired_shares(&self, policy: &ExpirationPolicy, now: u64) -> Result<Vec<ExpiredShare>> {
-        let mut kinds = Vec::new();
-        if policy.immutable {
-            kinds.push("immutable");
-        }
-        if policy.mutable {
-            kinds.push("mutable");
-        }
-        if kinds.is_empty() {
+        let Some((k1, k2, mult, bound)) = gc_query_params(policy, now) else {
             return Ok(Vec::new());
-        }
-        let (mult, bound) = policy.threshold(now);
-        let bound = bound.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
-        let mut stmt = self.conn.prepare(
-            "SELECT s.si, s.shnum, s.kind, s.size FROM shares AS s
-             WHERE s.kind IN (?1, ?2)
+        };
+        let shares = self.shares_where(
+            "s.kind IN (?1, ?2)
                AND EXISTS (SELECT 1 FROM leases AS l WHERE l.si = s.si AND l.shnum = s.shnum)
                AND NOT EXISTS (SELECT 1 FROM leases AS l
                                WHERE l.si = s.si AND l.shnum = s.shnum
-                                 AND ?3 * l.expiration >= ?4)
-             ORDER BY s.si, s.shnum",
+                                 AND ?3 * l.expiration >= ?4)",
+            params![k1, k2, mult, bound],
         )?;
-        let k2 = kinds.get(1).copied().unwrap_or(kinds[0]);
-        let rows = stmt.query_map(params![kinds[0], k2, mult as i64, bound], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (si, shnum, kind, size) = r?;
-            out.push(ExpiredShare {
-                share: ShareKey::new(si_from_blob(si)?, shnum as u16),
-                kind: ShareKind::from_db(&kind)?,
-                size: size as u64,
-            });
-        }
-        Ok(out)
+        Ok(shares
+            .into_iter()
+            .map(|(share, kind, size)| ExpiredShare { share, kind, size })
+            .collect())
     }
 
     /// Shares of a type the policy covers with at least one expired lease (whether or not
@@ -350,46 +325,33 @@ impl LeaseDb {
         policy: &ExpirationPolicy,
         now: u64,
     ) -> Result<Vec<ShareKey>> {
-        let mut kinds = Vec::new();
-        if policy.immutable {
-            kinds.push("immutable");
-        }
-        if policy.mutable {
-            kinds.push("mutable");
-        }
-        if kinds.is_empty() {
+        let Some((k1, k2, mult, bound)) = gc_query_params(policy, now) else {
             return Ok(Vec::new());
-        }
-        let (mult, bound) = policy.threshold(now);
-        let bound = bound.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
-        let mut stmt = self.conn.prepare(
-            "SELECT s.si, s.shnum FROM shares AS s
-             WHERE s.kind IN (?1, ?2)
+        };
+        self.share_keys_where(
+            "s.kind IN (?1, ?2)
                AND EXISTS (SELECT 1 FROM leases AS l
                            WHERE l.si = s.si AND l.shnum = s.shnum
-                             AND ?3 * l.expiration < ?4)
-             ORDER BY s.si, s.shnum",
-        )?;
-        let k2 = kinds.get(1).copied().unwrap_or(kinds[0]);
-        let rows = stmt.query_map(params![kinds[0], k2, mult as i64, bound], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (si, shnum) = r?;
-            out.push(ShareKey::new(si_from_blob(si)?, shnum as u16));
-        }
-        Ok(out)
+                             AND ?3 * l.expiration < ?4)",
+            params![k1, k2, mult, bound],
+        )
     }
 
     /// Shares with no lease records at all (never deleted by GC; reported).
     pub fn leaseless_shares(&self) -> Result<Vec<ShareKey>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT s.si, s.shnum FROM shares AS s WHERE NOT EXISTS
-               (SELECT 1 FROM leases AS l WHERE l.si = s.si AND l.shnum = s.shnum)
-             ORDER BY s.si, s.shnum",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+        self.share_keys_where(
+            "NOT EXISTS
+               (SELECT 1 FROM leases AS l WHERE l.si = s.si AND l.shnum = s.shnum)",
+            [],
+        )
+    }
+
+    /// The keys of the shares (`s`) that match `cond`, in order.
+    fn share_keys_where<P: rusqlite::Params>(&self, cond: &str, p: P) -> Result<Vec<ShareKey>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT s.si, s.shnum FROM shares AS s WHERE {cond} ORDER BY s.si, s.shnum"
+        ))?;
+        let rows = stmt.query_map(p, |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
         let mut out = Vec::new();
         for r in rows {
             let (si, shnum) = r?;
@@ -397,6 +359,27 @@ impl LeaseDb {
         }
         Ok(out)
     }
+}
+
+/// The parameters of the GC queries: the two share kinds the policy covers (the one twice
+/// if it covers one; `None` if it covers none) and the lease-expiration test
+/// `mult * expiration` against `bound` at `now`.
+fn gc_query_params(
+    policy: &ExpirationPolicy,
+    now: u64,
+) -> Option<(&'static str, &'static str, i64, i64)> {
+    let mut kinds = Vec::new();
+    if policy.immutable {
+        kinds.push("immutable");
+    }
+    if policy.mutable {
+        kinds.push("mutable");
+    }
+    let k1 = *kinds.first()?;
+    let k2 = kinds.get(1).copied().unwrap_or(k1);
+    let (mult, bound) = policy.threshold(now);
+    let bound = bound.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    Some((k1, k2, mult as i64, bound))
 }
 
 /// What one garbage-collection pass did.
