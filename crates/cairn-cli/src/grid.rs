@@ -305,7 +305,6 @@ fn create_nodes(dir: &Path, n: usize) -> Result<Vec<Member>> {
     for i in 1..=n {
         let name = storage_name(i);
         let node_dir = dir.join(&name);
-        let mut moved = false;
         if !node_dir.join("tahoe.cfg").exists() {
             let port = ports::pick(loopback, &given).context("choosing a port")?;
             let opts = CreateNodeOptions {
@@ -317,14 +316,16 @@ fn create_nodes(dir: &Path, n: usize) -> Result<Vec<Member>> {
             };
             cairn_node::create_node(&node_dir, &opts, Some("none"))
                 .with_context(|| format!("creating storage node {}", node_dir.display()))?;
-        } else {
-            let config = NodeConfig::load(&node_dir)
-                .with_context(|| format!("{} is not a node directory", node_dir.display()))?;
-            moved = keep_ports_free(&name, &node_dir, &config.listeners, &mut given)?;
         }
-        let config = NodeConfig::load(&node_dir)
-            .with_context(|| format!("{} is not a node directory", node_dir.display()))?;
-        given.extend(config.listeners.iter().map(|l| l.port));
+        let load = || {
+            NodeConfig::load(&node_dir)
+                .with_context(|| format!("{} is not a node directory", node_dir.display()))
+        };
+        let mut config = load()?;
+        let moved = keep_ports_free(&name, &node_dir, &config.listeners, &mut given)?;
+        if moved {
+            config = load()?;
+        }
         let ident = NodeIdentity::load_or_create(&config)
             .with_context(|| format!("identity of {}", node_dir.display()))?;
         if moved {

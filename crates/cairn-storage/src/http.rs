@@ -578,11 +578,13 @@ async fn allocate(
             expiration: u64::from(expiration),
         };
         // Which shares to take: a pure decision (`cairn_core::storage::allocate`).
-        let (uploading, in_progress, held) = {
-            let u = st.lock_uploads();
-            let here: BTreeSet<u16> = u.keys().filter(|k| k.0 == si).map(|k| k.1).collect();
-            (here, u.len(), u.values().map(|s| s.allocated).sum::<u64>())
-        };
+        let uploading: BTreeSet<u16> = st
+            .lock_uploads()
+            .keys()
+            .filter(|k| k.0 == si)
+            .map(|k| k.1)
+            .collect();
+        let (in_progress, held) = st.uploads_in_progress();
         let plan = allocate::plan(
             req.share_numbers.iter().map(|&sh| u16::from(sh)),
             req.allocated_size,
