@@ -7,6 +7,7 @@
 //! Layers, bottom up:
 //! - [`base32`], [`netstring`], [`hashutil`] (every Tahoe hash tag), [`crypto`] (AES-128-CTR),
 //!   [`hashtree`] (Tahoe's Merkle trees)
+//! - [`ids`]: the share number, server index and storage index newtypes
 //! - [`fec`]: zfec-compatible Reed-Solomon erasure coding
 //! - [`cap`]: one type per capability kind
 //! - [`chk`]: immutable files (parameters, UEB, share layouts, streaming encoder, verifying decoder)
@@ -23,6 +24,7 @@ pub mod crypto;
 pub mod fec;
 pub mod hashtree;
 pub mod hashutil;
+pub mod ids;
 pub mod mutable;
 pub mod netstring;
 pub mod permute;
