@@ -131,12 +131,7 @@ fn tahoe_format() {
     );
 }
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
+use cairn_test_support::data::hex;
 
 /// Announcements from `vectors/permute/permute.json`, rendered as a servers.yaml (block
 /// style, as a person would write it): seeds, lease seeds and per-file orders must be those

@@ -71,12 +71,7 @@ pub fn permute<T>(storage_index: &[u8], items: Vec<T>, seed: impl Fn(&T) -> &[u8
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use cairn_test_support::data::hex;
 
     /// Orders computed by Tahoe 1.20's `StorageFarmBroker.get_servers_for_psi`.
     #[test]

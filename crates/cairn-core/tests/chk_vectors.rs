@@ -61,12 +61,7 @@ fn b64(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
+use cairn_test_support::data::hex;
 
 fn stretch(seed: &[u8], size: u64) -> Vec<u8> {
     seed.iter().copied().cycle().take(size as usize).collect()

@@ -14,11 +14,7 @@ fn kat() -> Value {
 }
 
 fn hex(v: &Value) -> Vec<u8> {
-    let s = v.as_str().expect("hex string");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    cairn_test_support::data::hex(v.as_str().expect("hex string"))
 }
 
 fn cases<'a>(k: &'a Value, name: &str) -> &'a Vec<Value> {

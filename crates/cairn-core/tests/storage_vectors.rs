@@ -27,11 +27,7 @@ fn hex(v: &Value) -> Vec<u8> {
     let s = v
         .as_str()
         .unwrap_or_else(|| panic!("expected hex string, got {v}"));
-    assert!(s.len().is_multiple_of(2));
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    cairn_test_support::data::hex(s)
 }
 
 fn arr<const N: usize>(v: &Value) -> [u8; N] {

@@ -832,12 +832,7 @@ async fn idle_uploads_time_out() {
     );
 }
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
+use cairn_test_support::data::hex;
 
 /// Containers written by Tahoe-LAFS 1.20 (vectors/containers/) are served byte for byte.
 #[tokio::test(flavor = "multi_thread")]

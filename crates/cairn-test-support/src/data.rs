@@ -47,3 +47,15 @@ mod tests {
         assert!(bytes(0, 1).is_empty());
     }
 }
+
+/// The bytes of a hex string from a vector file (test input: panics, naming it, on bad hex).
+pub fn hex(text: &str) -> Vec<u8> {
+    assert!(text.len().is_multiple_of(2), "odd-length hex: {text:?}");
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&text[i..i + 2], 16)
+                .unwrap_or_else(|_| panic!("bad hex at {i} in {text:?}"))
+        })
+        .collect()
+}
