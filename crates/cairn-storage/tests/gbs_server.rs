@@ -122,9 +122,8 @@ async fn version_and_authorization() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        c.req(Method::DELETE, "/storage/v1/version", &[], vec![])
-            .await
-            .status,
+        c.status(Method::DELETE, "/storage/v1/version", &[], vec![])
+            .await,
         StatusCode::METHOD_NOT_ALLOWED
     );
 }
@@ -170,48 +169,22 @@ async fn immutable_upload_in_pieces_and_reads() {
     // Pieces, with an identical overlap and a conflicting one.
     let r = patch(c, &SI_A, 0, up, 0, &data[..400]).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(
-        gbs::parse_required_ranges(&r.body).unwrap(),
-        vec![ByteRange {
-            start: 400,
-            end: 1000
-        }]
-    );
+    assert_eq!(required(&r), [(400, 1000)]);
     let r = patch(c, &SI_A, 0, up, 300, &data[300..600]).await;
     assert_eq!(r.status, StatusCode::OK);
     let mut bad = data[500..700].to_vec();
     bad[50] ^= 1;
-    let before = std::fs::read(
-        n.storage_dir()
-            .join("shares/incoming")
-            .join(&si_path(&SI_A)[..2])
-            .join(si_path(&SI_A))
-            .join("0"),
-    )
-    .unwrap();
+    let before = std::fs::read(share_file(&n, "shares/incoming", &SI_A, 0)).unwrap();
     let r = patch(c, &SI_A, 0, up, 500, &bad).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    let after = std::fs::read(
-        n.storage_dir()
-            .join("shares/incoming")
-            .join(&si_path(&SI_A)[..2])
-            .join(si_path(&SI_A))
-            .join("0"),
-    )
-    .unwrap();
+    let after = std::fs::read(share_file(&n, "shares/incoming", &SI_A, 0)).unwrap();
     assert_eq!(
         before[..12 + 600],
         after[..12 + 600],
         "written data untouched by a conflicting write"
     );
     let r = patch(c, &SI_A, 0, up, 800, &data[800..]).await;
-    assert_eq!(
-        gbs::parse_required_ranges(&r.body).unwrap(),
-        vec![ByteRange {
-            start: 600,
-            end: 800
-        }]
-    );
+    assert_eq!(required(&r), [(600, 800)]);
     let r = patch(c, &SI_A, 0, up, 600, &data[600..800]).await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.headers["content-type"], "application/cbor");
@@ -223,14 +196,7 @@ async fn immutable_upload_in_pieces_and_reads() {
     );
 
     // Container bytes: v2 header, data, one owner-0 lease with hashed secrets.
-    let share = std::fs::read(
-        n.storage_dir()
-            .join("shares")
-            .join(&si_path(&SI_A)[..2])
-            .join(si_path(&SI_A))
-            .join("0"),
-    )
-    .unwrap();
+    let share = std::fs::read(share_file(&n, "shares", &SI_A, 0)).unwrap();
     assert_eq!(share.len(), 12 + 1000 + 72);
     assert_eq!(&share[..12], &[0, 0, 0, 2, 0, 0, 0x03, 0xe8, 0, 0, 0, 1]);
     assert_eq!(&share[12..1012], &data[..]);
@@ -284,52 +250,19 @@ async fn immutable_upload_in_pieces_and_reads() {
 
     // Abort: in progress → 200, then 404; complete → 405; wrong secret → 401.
     let ab = |shnum: u8| format!("/storage/v1/immutable/{}/{shnum}/abort", si_path(&SI_A));
-    assert_eq!(
-        c.req(
-            Method::PUT,
-            &ab(1),
-            &[secret("upload-secret", b"bad")],
-            vec![]
-        )
-        .await
-        .status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        c.req(Method::PUT, &ab(1), &[secret("upload-secret", up)], vec![])
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        c.req(Method::PUT, &ab(1), &[secret("upload-secret", up)], vec![])
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        c.req(Method::PUT, &ab(0), &[secret("upload-secret", up)], vec![])
-            .await
-            .status,
-        StatusCode::METHOD_NOT_ALLOWED
-    );
-    assert_eq!(
-        c.req(Method::PUT, &ab(2), &[secret("upload-secret", up)], vec![])
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        c.req(
-            Method::PUT,
-            &ab(5),
-            &[secret("upload-secret", b"other")],
-            vec![]
-        )
-        .await
-        .status,
-        StatusCode::OK
-    );
+    let other: &[u8] = b"other";
+    for (shnum, upload_secret, want) in [
+        (1, &b"bad"[..], StatusCode::UNAUTHORIZED),
+        (1, &up[..], StatusCode::OK),
+        (1, &up[..], StatusCode::NOT_FOUND),
+        (0, &up[..], StatusCode::METHOD_NOT_ALLOWED),
+        (2, &up[..], StatusCode::OK),
+        (5, other, StatusCode::OK),
+    ] {
+        let auth = [secret("upload-secret", upload_secret)];
+        let got = c.status(Method::PUT, &ab(shnum), &auth, vec![]).await;
+        assert_eq!(got, want, "abort share {shnum}");
+    }
     assert_eq!(n.reserved_bytes(), 0);
     assert!(!n
         .storage_dir()
@@ -344,12 +277,12 @@ async fn immutable_upload_in_pieces_and_reads() {
     }
     .encode();
     assert_eq!(
-        c.req(Method::POST, &cp, &[], body.clone()).await.status,
+        c.status(Method::POST, &cp, &[], body.clone()).await,
         StatusCode::OK
     );
     let cp9 = format!("/storage/v1/immutable/{}/9/corrupt", si_path(&SI_A));
     assert_eq!(
-        c.req(Method::POST, &cp9, &[], body).await.status,
+        c.status(Method::POST, &cp9, &[], body).await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
@@ -383,6 +316,40 @@ fn rtw_body(
     r.encode()
 }
 
+/// Where the server keeps share `shnum` of `si` in `area` (`shares`, or `shares/incoming`
+/// while uploading): Tahoe's layout, `<area>/<2 chars>/<si>/<n>`.
+fn share_file(n: &StorageServer, area: &str, si: &[u8; 16], shnum: u8) -> std::path::PathBuf {
+    let si = si_path(si);
+    n.storage_dir()
+        .join(area)
+        .join(&si[..2])
+        .join(&si)
+        .join(shnum.to_string())
+}
+
+/// The byte ranges an upload answer says are still required, as (start, end).
+fn required(r: &Resp) -> Vec<(u64, u64)> {
+    let ranges = gbs::parse_required_ranges(&r.body).unwrap();
+    ranges.into_iter().map(|b| (b.start, b.end)).collect()
+}
+
+fn tv(offset: u64, size: u64, specimen: Vec<u8>) -> TestVector {
+    TestVector {
+        offset,
+        size,
+        specimen,
+    }
+}
+
+fn wv(offset: u64, data: Vec<u8>) -> WriteVector {
+    WriteVector { offset, data }
+}
+
+/// A test-and-write body that only writes `data` at `offset` of share `shnum`.
+fn rtw_write(shnum: u8, offset: u64, data: Vec<u8>) -> Vec<u8> {
+    rtw_body(shnum, vec![], vec![wv(offset, data)], None, &[])
+}
+
 async fn rtw(c: &RawClient, si: &[u8; 16], we: &[u8; 32], body: Vec<u8>) -> Resp {
     c.req(
         Method::POST,
@@ -406,15 +373,8 @@ async fn mutable_read_test_write() {
         &we,
         rtw_body(
             0,
-            vec![TestVector {
-                offset: 0,
-                size: 1,
-                specimen: vec![],
-            }],
-            vec![WriteVector {
-                offset: 0,
-                data: b"hello world".to_vec(),
-            }],
+            vec![tv(0, 1, vec![])],
+            vec![wv(0, b"hello world".to_vec())],
             None,
             &[(0, 5)],
         ),
@@ -424,12 +384,7 @@ async fn mutable_read_test_write() {
     let resp = RtwResponse::parse(&r.body).unwrap();
     assert!(resp.success);
     assert!(resp.data.is_empty());
-    let path = n
-        .storage_dir()
-        .join("shares")
-        .join(&si_path(&si)[..2])
-        .join(si_path(&si))
-        .join("0");
+    let path = share_file(&n, "shares", &si, 0);
     let file = std::fs::read(&path).unwrap();
     assert_eq!(
         &file[..32],
@@ -445,15 +400,8 @@ async fn mutable_read_test_write() {
         &we,
         rtw_body(
             0,
-            vec![TestVector {
-                offset: 0,
-                size: 5,
-                specimen: b"hello".to_vec(),
-            }],
-            vec![WriteVector {
-                offset: 6,
-                data: b"there".to_vec(),
-            }],
+            vec![tv(0, 5, b"hello".to_vec())],
+            vec![wv(6, b"there".to_vec())],
             None,
             &[(0, 11)],
         ),
@@ -470,15 +418,8 @@ async fn mutable_read_test_write() {
         &we,
         rtw_body(
             0,
-            vec![TestVector {
-                offset: 0,
-                size: 5,
-                specimen: b"HELLO".to_vec(),
-            }],
-            vec![WriteVector {
-                offset: 0,
-                data: b"XXXXX".to_vec(),
-            }],
+            vec![tv(0, 5, b"HELLO".to_vec())],
+            vec![wv(0, b"XXXXX".to_vec())],
             None,
             &[],
         ),
@@ -487,22 +428,7 @@ async fn mutable_read_test_write() {
     assert!(!RtwResponse::parse(&r.body).unwrap().success);
     assert_eq!(std::fs::read(&path).unwrap(), before);
     // Bad write enabler → 401, nothing written.
-    let r = rtw(
-        c,
-        &si,
-        &[6; 32],
-        rtw_body(
-            0,
-            vec![],
-            vec![WriteVector {
-                offset: 0,
-                data: b"evil".to_vec(),
-            }],
-            None,
-            &[],
-        ),
-    )
-    .await;
+    let r = rtw(c, &si, &[6; 32], rtw_write(0, 0, b"evil".to_vec())).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(std::fs::read(&path).unwrap(), before);
     // Reads.
@@ -572,17 +498,10 @@ async fn lease_renewal() {
         secret("lease-cancel-secret", &[2; 32]),
     ];
     assert_eq!(
-        c.req(Method::PUT, &lp, &h, vec![]).await.status,
+        c.status(Method::PUT, &lp, &h, vec![]).await,
         StatusCode::NO_CONTENT
     );
-    let share = std::fs::read(
-        n.storage_dir()
-            .join("shares")
-            .join(&si_path(&SI_A)[..2])
-            .join(si_path(&SI_A))
-            .join("0"),
-    )
-    .unwrap();
+    let share = std::fs::read(share_file(&n, "shares", &SI_A, 0)).unwrap();
     assert_eq!(share.len(), 12 + 10 + 2 * 72);
     assert_eq!(&share[8..12], &[0, 0, 0, 2]);
     assert_eq!(
@@ -592,31 +511,24 @@ async fn lease_renewal() {
     );
     // Renewing the same lease adds nothing.
     assert_eq!(
-        c.req(Method::PUT, &lp, &h, vec![]).await.status,
+        c.status(Method::PUT, &lp, &h, vec![]).await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        std::fs::metadata(
-            n.storage_dir()
-                .join("shares")
-                .join(&si_path(&SI_A)[..2])
-                .join(si_path(&SI_A))
-                .join("0")
-        )
-        .unwrap()
-        .len(),
+        std::fs::metadata(share_file(&n, "shares", &SI_A, 0))
+            .unwrap()
+            .len(),
         12 + 10 + 144
     );
     // Unknown storage index → 404; short lease secret → 400.
     assert_eq!(
-        c.req(
+        c.status(
             Method::PUT,
             &format!("/storage/v1/lease/{}", si_path(&[2; 16])),
             &h,
             vec![]
         )
-        .await
-        .status,
+        .await,
         StatusCode::NOT_FOUND
     );
     let bad = vec![
@@ -624,7 +536,7 @@ async fn lease_renewal() {
         secret("lease-cancel-secret", &[2; 32]),
     ];
     assert_eq!(
-        c.req(Method::PUT, &lp, &bad, vec![]).await.status,
+        c.status(Method::PUT, &lp, &bad, vec![]).await,
         StatusCode::BAD_REQUEST
     );
     // The lease database agrees.
@@ -704,33 +616,18 @@ async fn bad_input_is_refused_and_touches_nothing() {
     let mut h = s.clone();
     h.push(("content-type".into(), "application/json".into()));
     assert_eq!(
-        c.req(Method::POST, &p, &h, b"{}".to_vec()).await.status,
+        c.status(Method::POST, &p, &h, b"{}".to_vec()).await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE
     );
     assert_eq!(
-        c.req(Method::POST, &p, &s, vec![0; 9000]).await.status,
+        c.status(Method::POST, &p, &s, vec![0; 9000]).await,
         StatusCode::PAYLOAD_TOO_LARGE
     );
     // RTW with garbage → 400.
     let r = rtw(c, &[3; 16], &[1; 32], vec![0xa0]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // RTW onto an immutable storage index → 4xx.
-    let r = rtw(
-        c,
-        &SI_A,
-        &[1; 32],
-        rtw_body(
-            0,
-            vec![],
-            vec![WriteVector {
-                offset: 0,
-                data: b"x".to_vec(),
-            }],
-            None,
-            &[],
-        ),
-    )
-    .await;
+    let r = rtw(c, &SI_A, &[1; 32], rtw_write(0, 0, b"x".to_vec())).await;
     assert!(r.status.is_client_error(), "{}", r.status);
     assert_eq!(snapshot(&n.storage_dir()), before, "stored data untouched");
 }
@@ -745,22 +642,7 @@ async fn limits() {
     assert!(a.allocated.is_empty());
     assert_eq!(n.reserved_bytes(), 0);
     // RTW that needs space → 507, nothing written.
-    let r = rtw(
-        &n.raw,
-        &[4; 16],
-        &[1; 32],
-        rtw_body(
-            0,
-            vec![],
-            vec![WriteVector {
-                offset: 0,
-                data: b"x".to_vec(),
-            }],
-            None,
-            &[],
-        ),
-    )
-    .await;
+    let r = rtw(&n.raw, &[4; 16], &[1; 32], rtw_write(0, 0, b"x".to_vec())).await;
     assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE);
 
     // Concurrent uploads, share size and body limits.
@@ -774,16 +656,7 @@ async fn limits() {
     assert_eq!(a.allocated.len(), 2);
     let a = allocate(&n.raw, &[2; 16], &[0], 1001, b"u").await;
     assert!(a.allocated.is_empty());
-    let big = rtw_body(
-        0,
-        vec![],
-        vec![WriteVector {
-            offset: 0,
-            data: vec![1; 2000],
-        }],
-        None,
-        &[],
-    );
+    let big = rtw_write(0, 0, vec![1; 2000]);
     assert_eq!(
         rtw(&n.raw, &[4; 16], &[1; 32], big).await.status,
         StatusCode::PAYLOAD_TOO_LARGE

@@ -120,6 +120,17 @@ impl RawClient {
         self.raw(method, path, headers, body, false).await
     }
 
+    /// Only the status of [`RawClient::req`]'s answer.
+    pub async fn status(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> StatusCode {
+        self.req(method, path, headers, body).await.status
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
         self.req(Method::GET, path, &[], vec![]).await
     }
