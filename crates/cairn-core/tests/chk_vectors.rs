@@ -2,7 +2,6 @@
 //! `chk_caps.json` (caps for many sizes/parameters, LIT included) and `chk_shares.json`
 //! (complete share bytes, layouts v1 and v2).
 
-use base64::Engine;
 use cairn_core::chk::{
     self, ChkCapInfo, EncodingParams, Immutable, LayoutVersion, ShareLayout, Ueb,
 };
@@ -57,9 +56,7 @@ struct Cases<T> {
     cases: Vec<T>,
 }
 
-fn b64(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
-}
+use cairn_test_support::data::b64;
 
 use cairn_test_support::data::hex;
 

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use base64::Engine;
 use cairn_core::base32;
 use cairn_core::hashutil::ssk_writekey_hash;
 use cairn_core::mutable::codec::{encode_unsigned, Encoding};
@@ -27,9 +26,7 @@ fn load_json(name: &str) -> Value {
 
 use cairn_test_support::data::hex;
 
-fn b64(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
-}
+use cairn_test_support::data::b64;
 
 fn load_key(file: &str) -> SigningKey {
     let pem = std::fs::read_to_string(vectors_dir().join(file)).unwrap();

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use base64_free::b64decode;
 use cairn_client::mutable::MutableError;
 use cairn_core::cap::ChkReadCap;
 use cairn_core::cap::{Cap, MdmfWriteCap, SdmfWriteCap};
@@ -20,37 +19,9 @@ use cairn_node::gateway::{
     MutableInfo, MutableOp, MutableReader, RoundTripCount, UploadSource, WebError,
 };
 use cairn_test_support::data;
-use cairn_test_support::http::{get, put, quote_all, request, try_request};
+use cairn_test_support::data::b64;
+use cairn_test_support::http::{get, put, quote_all, ranged, request, try_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Tiny base64 decoder for the vector file (no extra dependency).
-mod base64_free {
-    pub fn b64decode(s: &str) -> Vec<u8> {
-        let val = |c: u8| -> u32 {
-            match c {
-                b'A'..=b'Z' => (c - b'A') as u32,
-                b'a'..=b'z' => (c - b'a' + 26) as u32,
-                b'0'..=b'9' => (c - b'0' + 52) as u32,
-                b'+' => 62,
-                b'/' => 63,
-                _ => panic!("bad base64"),
-            }
-        };
-        let s: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
-        let mut out = Vec::new();
-        for chunk in s.chunks(4) {
-            let mut acc = 0u32;
-            for (i, &c) in chunk.iter().enumerate() {
-                acc |= val(c) << (18 - 6 * i);
-            }
-            let n = chunk.len() * 6 / 8;
-            for i in 0..n {
-                out.push((acc >> (16 - 8 * i)) as u8);
-            }
-        }
-        out
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct UploadSeen {
@@ -529,7 +500,7 @@ async fn same_caps_as_tahoe_for_the_same_secret() {
         {
             continue;
         }
-        let seed = b64decode(c["seed_b64"].as_str().unwrap());
+        let seed = b64(c["seed_b64"].as_str().unwrap());
         let body: Vec<u8> = seed.iter().cycle().take(size as usize).copied().collect();
         let r = put(&gw.url, "/uri", body.clone()).await;
         assert_eq!(r.status, 200, "{}", r.text());
@@ -570,12 +541,11 @@ async fn lit_files_never_reach_the_grid() {
     assert!(gw.backend.uploads.lock().unwrap().is_empty());
     let r = get(&gw.url, "/uri/URI:LIT:nbswy3dpeb3w64tmmq").await;
     assert_eq!(r.text(), "hello world");
-    let r = request(
+    let r = ranged(
         &gw.url,
         "GET",
         "/uri/URI:LIT:nbswy3dpeb3w64tmmq",
-        &[("range", "bytes=6-")],
-        vec![],
+        "bytes=6-",
     )
     .await;
     assert_eq!(
@@ -608,27 +578,14 @@ async fn caps_raw_and_percent_encoded() {
         assert_eq!(r.header("accept-ranges").unwrap(), "bytes");
     }
     // Content-Type from the name (/file/$CAP/NAME or ?filename=), text/plain otherwise.
-    assert_eq!(
-        get(&gw.url, &format!("/file/{cap}/report.pdf"))
-            .await
-            .header("content-type")
-            .unwrap(),
-        "application/pdf"
-    );
-    assert_eq!(
-        get(&gw.url, &format!("/uri/{cap}?filename=a.png"))
-            .await
-            .header("content-type")
-            .unwrap(),
-        "image/png"
-    );
-    assert_eq!(
-        get(&gw.url, &format!("/uri/{cap}"))
-            .await
-            .header("content-type")
-            .unwrap(),
-        "text/plain"
-    );
+    for (path, want) in [
+        (format!("/file/{cap}/report.pdf"), "application/pdf"),
+        (format!("/uri/{cap}?filename=a.png"), "image/png"),
+        (format!("/uri/{cap}"), "text/plain"),
+    ] {
+        let r = get(&gw.url, &path).await;
+        assert_eq!(r.header("content-type").as_deref(), Some(want), "{path}");
+    }
     let r = get(&gw.url, &format!("/uri/{cap}?save=true&filename=a.bin")).await;
     assert_eq!(
         r.header("content-disposition").unwrap(),
@@ -682,14 +639,7 @@ async fn t_json_uri_head_and_etag() {
     assert_eq!(h.status, 200);
     assert_eq!(h.header("content-length").unwrap(), "100000");
     assert!(h.body.is_empty());
-    let h = request(
-        &gw.url,
-        "HEAD",
-        &format!("/uri/{cap}"),
-        &[("range", "bytes=10-19")],
-        vec![],
-    )
-    .await;
+    let h = ranged(&gw.url, "HEAD", &format!("/uri/{cap}"), "bytes=10-19").await;
     assert_eq!(
         (h.status, h.header("content-length").unwrap()),
         (206, "10".into())
@@ -745,7 +695,7 @@ async fn ranges_as_tahoe_reads_them() {
         ),
     ];
     for &(range, status, part) in cases {
-        let r = request(&gw.url, "GET", &path, &[("range", range)], vec![]).await;
+        let r = ranged(&gw.url, "GET", &path, range).await;
         assert_eq!(
             r.status,
             status,
@@ -1151,23 +1101,9 @@ async fn mutable_create_read_overwrite_and_json() {
     assert_eq!((r.status, r.body.len()), (200, 0));
     assert_eq!(r.header("content-length").unwrap(), "0");
     // Tahoe: `bytes=0-` on an empty file has last < first and is ignored; `0-5` is beyond.
-    let r = request(
-        &gw.url,
-        "GET",
-        &format!("/uri/{w}"),
-        &[("range", "bytes=0-")],
-        vec![],
-    )
-    .await;
+    let r = ranged(&gw.url, "GET", &format!("/uri/{w}"), "bytes=0-").await;
     assert_eq!((r.status, r.body.len()), (200, 0));
-    let r = request(
-        &gw.url,
-        "GET",
-        &format!("/uri/{w}"),
-        &[("range", "bytes=0-5")],
-        vec![],
-    )
-    .await;
+    let r = ranged(&gw.url, "GET", &format!("/uri/{w}"), "bytes=0-5").await;
     assert_eq!(r.status, 416);
     let (ro, verify) = ro_and_verify(&w);
     assert_eq!(
@@ -1195,14 +1131,7 @@ async fn mutable_ranges_as_for_immutable_files() {
         ("bytes=100000-100001", 416, None),
     ];
     for (range, status, span) in cases {
-        let r = request(
-            &gw.url,
-            "GET",
-            &format!("/uri/{ro}"),
-            &[("range", range)],
-            vec![],
-        )
-        .await;
+        let r = ranged(&gw.url, "GET", &format!("/uri/{ro}"), range).await;
         assert_eq!(r.status, status, "{range}: {}", r.text());
         match (status, span) {
             (206, Some((a, b))) => {

@@ -11,7 +11,7 @@ use cairn_node::config::Secrets;
 use cairn_node::CreateClientOptions;
 use cairn_test_support::data;
 use cairn_test_support::grid::TestGrid;
-use cairn_test_support::http::{get, put, quote_all, request};
+use cairn_test_support::http::{get, put, quote_all, ranged};
 
 /// A client node directory with `servers_yaml`, its gateway on a free port.
 pub fn make_client(dir: &Path, servers_yaml: &str, shares: (u16, u16, u16)) {
@@ -469,14 +469,7 @@ async fn mutable_files_on_the_servers() {
         let ro = j[1]["ro_uri"].as_str().unwrap().to_string();
 
         // Ranged reads through the read cap.
-        let r = request(
-            &url,
-            "GET",
-            &format!("/uri/{ro}"),
-            &[("range", "bytes=100-199")],
-            vec![],
-        )
-        .await;
+        let r = ranged(&url, "GET", &format!("/uri/{ro}"), "bytes=100-199").await;
         assert_eq!(r.status, 206, "{}", r.text());
         assert!(r.body == body[100..200]);
 

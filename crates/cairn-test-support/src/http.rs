@@ -98,6 +98,11 @@ pub async fn request(
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
+/// `method` (GET or HEAD) with a `Range` header.
+pub async fn ranged(base: &str, method: &str, path: &str, range: &str) -> Resp {
+    request(base, method, path, &[("range", range)], vec![]).await
+}
+
 pub async fn get(base: &str, path: &str) -> Resp {
     request(base, "GET", path, &[], Vec::new()).await
 }
