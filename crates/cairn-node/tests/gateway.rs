@@ -126,26 +126,17 @@ struct MemoryMutable {
 /// Requests the in-memory backend claims for each operation (distinct numbers, so the
 /// gateway's sums can be checked): an open 8, a create 4 writes, an overwrite 8 + 4, a
 /// modify 8 + 2 reads + 4.
-const OPEN_TRIPS: RoundTripCount = RoundTripCount {
-    servermap: 8,
-    reads: 0,
-    writes: 0,
-};
-const CREATE_TRIPS: RoundTripCount = RoundTripCount {
-    servermap: 0,
-    reads: 0,
-    writes: 4,
-};
-const OVERWRITE_TRIPS: RoundTripCount = RoundTripCount {
-    servermap: 8,
-    reads: 0,
-    writes: 4,
-};
-const MODIFY_TRIPS: RoundTripCount = RoundTripCount {
-    servermap: 8,
-    reads: 2,
-    writes: 4,
-};
+const fn trips(servermap: u64, reads: u64, writes: u64) -> RoundTripCount {
+    RoundTripCount {
+        servermap,
+        reads,
+        writes,
+    }
+}
+const OPEN_TRIPS: RoundTripCount = trips(8, 0, 0);
+const CREATE_TRIPS: RoundTripCount = trips(0, 0, 4);
+const OVERWRITE_TRIPS: RoundTripCount = trips(8, 0, 4);
+const MODIFY_TRIPS: RoundTripCount = trips(8, 2, 4);
 
 impl MutableReader for MemoryMutable {
     fn info(&self) -> MutableInfo {
