@@ -11,8 +11,8 @@ use cairn_core::client::compose::collision::{
     self, Action, CollisionRecovery, Event, NewVersion, Outcome, RecoveryConfig, Source,
 };
 use cairn_core::client::compose::modify::{
-    self, after_setback, kept_reads, AfterSetback, How, KeptReads, ModifyError, PastEnd,
-    Setback, WholeReason,
+    self, after_setback, kept_reads, AfterSetback, How, KeptReads, ModifyError, PastEnd, Setback,
+    WholeReason,
 };
 use cairn_core::client::machine::{Machine, MachineEvent, RequestId};
 use cairn_core::client::mutable::servermap::{self, Mode, ServerMap, UpdateConfig};
@@ -54,7 +54,10 @@ fn full_grid(v: &Version) -> Grid {
 }
 
 fn whole(map: &ServerMap, offset: u64, len: u64) -> WholeReason {
-    match modify::decide(map, offset, len, PastEnd::FillZeros).unwrap().how {
+    match modify::decide(map, offset, len, PastEnd::FillZeros)
+        .unwrap()
+        .how
+    {
         How::Whole(w) => w,
         How::InPlace(p) => panic!("expected a whole republish, got in place {:?}", p.plan),
     }
@@ -214,10 +217,19 @@ fn kept_plaintext_reads_at_segment_boundaries() {
 
 #[test]
 fn setbacks() {
-    assert_eq!(after_setback(Setback::OldSharesUnreadable), AfterSetback::Whole);
+    assert_eq!(
+        after_setback(Setback::OldSharesUnreadable),
+        AfterSetback::Whole
+    );
     assert_eq!(after_setback(Setback::NotComputable), AfterSetback::Whole);
-    assert_eq!(after_setback(Setback::TooFewServers), AfterSetback::RefreshThenWhole);
-    assert_eq!(after_setback(Setback::OldPlaintextUnreadable), AfterSetback::Fail);
+    assert_eq!(
+        after_setback(Setback::TooFewServers),
+        AfterSetback::RefreshThenWhole
+    );
+    assert_eq!(
+        after_setback(Setback::OldPlaintextUnreadable),
+        AfterSetback::Fail
+    );
     assert_eq!(after_setback(Setback::Other), AfterSetback::Fail);
 }
 
@@ -310,9 +322,7 @@ fn recover(grid: &mut Grid, format: MutableFormat, ours: Option<Vec<u8>>, late: 
                     },
                 )
             }
-            Action::Read(_) | Action::BadShares(_) => {
-                return ControlFlow::Continue(())
-            }
+            Action::Read(_) | Action::BadShares(_) => return ControlFlow::Continue(()),
             Action::Encode { data, version } => {
                 encoded.push(version);
                 let mut enc = Encoding::new(version.format, version.k, version.n, version.seqnum);

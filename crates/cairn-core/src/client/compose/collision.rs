@@ -25,8 +25,8 @@ use crate::client::mutable::servermap::{
     self, BadShare, Mode, ServerMap, ServermapUpdater, UpdateConfig,
 };
 use crate::client::mutable::{
-    publish, retrieve, MachineError, PublishConfig, PublishError, PublishMachine,
-    RetrieveConfig, RetrieveKeys, RetrieveMachine, ServerIdx, VersionId,
+    publish, retrieve, MachineError, PublishConfig, PublishError, PublishMachine, RetrieveConfig,
+    RetrieveKeys, RetrieveMachine, ServerIdx, VersionId,
 };
 use crate::mutable::{MutableFormat, ShareHeader};
 
@@ -35,6 +35,8 @@ use crate::mutable::{MutableFormat, ShareHeader};
 pub struct RecoveryConfig {
     /// The check-mode update (its mode is forced to [`Mode::Check`]).
     pub update: UpdateConfig,
+    /// The read-back of the best version; its epsilon is clamped to what the servers can
+    /// give beyond that version's `k` (with every server answering, nothing is hidden).
     pub retrieve: RetrieveConfig,
     pub keys: RetrieveKeys,
     /// Servers of happiness of a republish (capped at the version's `N`, at least 1).
@@ -75,7 +77,10 @@ impl std::fmt::Display for Source {
                 write!(f, "this write's data (no version was recoverable)")
             }
             Source::OursReadFailed { seqnum, reason } => {
-                write!(f, "this write's data (reading seqnum {seqnum} failed: {reason})")
+                write!(
+                    f,
+                    "this write's data (reading seqnum {seqnum} failed: {reason})"
+                )
             }
         }
     }
@@ -92,6 +97,8 @@ pub enum Outcome {
     NothingToRepublish { highest: u64 },
     /// The check-mode update could not run.
     CheckFailed { reason: String },
+    /// The driver stopped the machine (a driver bug, not a server's doing).
+    Interrupted { reason: String },
     /// The republish of `source` (as `seqnum`, when it got that far) failed.
     RepublishFailed {
         source: Source,
@@ -114,6 +121,7 @@ impl std::fmt::Display for Outcome {
                 "no version is recoverable and this in-place update holds no whole copy to \
                  republish (highest seqnum seen {highest})"
             ),
+            Outcome::Interrupted { reason } => write!(f, "collision recovery stopped: {reason}"),
             Outcome::CheckFailed { reason } => {
                 write!(f, "checking the file afterwards failed: {reason}")
             }
@@ -134,12 +142,19 @@ impl std::fmt::Display for Outcome {
 /// What the check-mode map calls for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    NewestRecoverable { seqnum: u64 },
+    NewestRecoverable {
+        seqnum: u64,
+    },
     /// Read `best` back, then republish it as `version` (this writer's data if the
     /// read fails).
-    RepublishBest { best: VersionId, version: NewVersion },
+    RepublishBest {
+        best: VersionId,
+        version: NewVersion,
+    },
     /// Nothing is recoverable: republish this writer's data as `version`, if it has it.
-    RepublishOurs { version: NewVersion },
+    RepublishOurs {
+        version: NewVersion,
+    },
 }
 
 /// Decide from a check-mode map. `format`, `k`, `n`: the file's, for when no version is
@@ -177,7 +192,10 @@ pub enum Action {
     BadShares(Vec<BadShare>),
     Read(retrieve::Action),
     /// Encode and sign `data` as `version`; answer with [`Event::Encoded`].
-    Encode { data: Vec<u8>, version: NewVersion },
+    Encode {
+        data: Vec<u8>,
+        version: NewVersion,
+    },
     Publish(publish::Action),
     Finished(Outcome),
 }
@@ -374,8 +392,10 @@ impl CollisionRecovery {
                 self.finish(Outcome::NewestRecoverable { seqnum }, out)
             }
             Decision::RepublishBest { best, version } => {
-                match RetrieveMachine::new(self.cfg.retrieve.clone(), &map, self.cfg.keys.clone(), None)
-                {
+                let mut rcfg = self.cfg.retrieve.clone();
+                let beyond_k = self.servers.len().saturating_sub(usize::from(best.k));
+                rcfg.epsilon = rcfg.epsilon.map(|e| e.min(beyond_k));
+                match RetrieveMachine::new(rcfg, &map, self.cfg.keys.clone(), None) {
                     Ok(mut machine) => {
                         let a = machine.start(now);
                         self.phase = Phase::Read {
@@ -423,7 +443,10 @@ impl CollisionRecovery {
             version,
             data,
             ..
-        } = std::mem::replace(&mut self.phase, Phase::Done(Outcome::NothingToRepublish { highest: 0 }))
+        } = std::mem::replace(
+            &mut self.phase,
+            Phase::Done(Outcome::NothingToRepublish { highest: 0 }),
+        )
         else {
             return;
         };
@@ -473,7 +496,10 @@ impl CollisionRecovery {
             map,
             source,
             version,
-        } = std::mem::replace(&mut self.phase, Phase::Done(Outcome::NothingToRepublish { highest: 0 }))
+        } = std::mem::replace(
+            &mut self.phase,
+            Phase::Done(Outcome::NothingToRepublish { highest: 0 }),
+        )
         else {
             return;
         };

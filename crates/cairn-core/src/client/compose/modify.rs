@@ -55,9 +55,7 @@ impl WholeReason {
     pub fn describe(self) -> &'static str {
         match self {
             WholeReason::Sdmf => "SDMF files are republished whole",
-            WholeReason::OtherVersionsOrBadShares => {
-                "other versions or bad shares are on the grid"
-            }
+            WholeReason::OtherVersionsOrBadShares => "other versions or bad shares are on the grid",
             WholeReason::MissingShares => "not every share of the version was found",
             WholeReason::PastTheEnd => "the change cannot be applied in place (past the end)",
             WholeReason::OneSegment => "a one-segment file is cheaper to republish whole",
@@ -168,7 +166,10 @@ pub enum KeptReads {
         tail_from: u64,
     },
     /// Head and tail far apart: two reads.
-    Both { head: Range<u64>, tail: Range<u64> },
+    Both {
+        head: Range<u64>,
+        tail: Range<u64>,
+    },
 }
 
 /// Which reads [`KeptReads`] the plan needs.
