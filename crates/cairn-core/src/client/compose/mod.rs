@@ -9,7 +9,10 @@
 //! - [`collision`]: after a publish collided with another writer, a check-mode servermap
 //!   update and then, if the newest version is not recoverable, a republish of the best
 //!   one; a composite [`crate::client::machine::Machine`] with a typed outcome.
+//! - [`verify_chk`]: a CHK download that also reads and verifies every share found,
+//!   reporting each as good, corrupt (and where) or unreachable.
 
 pub mod collision;
 pub mod first_reads;
 pub mod modify;
+pub mod verify_chk;
