@@ -23,6 +23,7 @@ use cairn_test_support::data;
 use cairn_test_support::fake_grid::{self, Grid};
 use cairn_test_support::fixtures::{self, key1, retrieve_keys, MutableVersion as Version};
 use cairn_test_support::stepping::{bounded, MAX_STEPS};
+use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -257,7 +258,8 @@ struct Run {
 }
 
 /// Run recovery on `grid`, answering each request as it is sent. With `late`, every
-/// check-phase answer is also delivered a second time after the check is over.
+/// check-phase answer is delivered a second time when the read phase starts (or at the
+/// end): the machine must drop them.
 fn recover(grid: &mut Grid, format: MutableFormat, ours: Option<Vec<u8>>, late: bool) -> Run {
     let mut m = CollisionRecovery::new(recovery_config(format), &grid.order(), ours);
     let mut queue: VecDeque<Action> = Machine::start(&mut m, 0).into();
@@ -268,11 +270,10 @@ fn recover(grid: &mut Grid, format: MutableFormat, ours: Option<Vec<u8>>, late: 
     let mut now = 0;
     let outcome = bounded(MAX_STEPS, || {
         let Some(action) = queue.pop_front() else {
-            if let Some(e) = replay.pop() {
-                queue.extend(m.handle(e, now).unwrap());
-                return ControlFlow::Continue(());
-            }
             assert!(m.is_done(), "nothing to do and not done");
+            for e in replay.drain(..) {
+                assert_eq!(m.handle(e, now).unwrap(), Vec::new());
+            }
             return ControlFlow::Break(m.outcome().unwrap().clone());
         };
         now += 1;
@@ -307,6 +308,10 @@ fn recover(grid: &mut Grid, format: MutableFormat, ours: Option<Vec<u8>>, late: 
                 len,
                 ..
             }) => {
+                // answers of the check phase arriving again now are dropped
+                for e in replay.drain(..) {
+                    assert_eq!(m.handle(e, now).unwrap(), Vec::new());
+                }
                 ids.push(id);
                 Event::Read(
                     match grid
@@ -497,4 +502,58 @@ fn encoding_failure_and_unknown_ids() {
         "republishing this write's data (no version was recoverable) failed: no RNG"
     );
     assert!(m.is_done());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// On a ten-segment MDMF file with every share of one version: in place exactly when
+    /// the change starts inside the file (or at its end), with the next seqnum; the kept
+    /// plaintext lies in the affected segments, ends at the offset and starts after the new
+    /// bytes, within the old file.
+    #[test]
+    fn in_place_decisions_and_kept_reads_agree_with_the_geometry(
+        offset in 0u64..11_000,
+        len in 0u64..4000,
+    ) {
+        let map = ten_segment_map();
+        let d = modify::decide(map, offset, len, PastEnd::FillZeros).unwrap();
+        prop_assert_eq!(d.offset, offset);
+        match d.how {
+            How::Whole(why) => {
+                prop_assert!(offset > 10_000);
+                prop_assert_eq!(why, WholeReason::PastTheEnd);
+            }
+            How::InPlace(p) => {
+                prop_assert!(offset <= 10_000);
+                prop_assert_eq!(p.seqnum, 2);
+                let first = p.plan.segments.start * SEG;
+                let last_end = (p.plan.segments.end * SEG).min(10_000);
+                let (head, tail) = match kept_reads(&p.plan) {
+                    KeptReads::Nothing => (offset..offset, 0..0),
+                    KeptReads::Head(h) => (h, 0..0),
+                    KeptReads::Tail(t) => (offset..offset, t),
+                    KeptReads::Joined { range, head_len, tail_from } => {
+                        prop_assert!(tail_from >= head_len);
+                        (range.start..range.start + head_len,
+                         range.start + tail_from..range.end)
+                    }
+                    KeptReads::Both { head, tail } => (head, tail),
+                };
+                prop_assert!(head.start >= first.min(offset));
+                prop_assert_eq!(head.end, offset);
+                if !tail.is_empty() {
+                    prop_assert_eq!(tail.start, offset + len);
+                    prop_assert!(tail.end <= last_end);
+                }
+            }
+        }
+    }
+}
+
+fn ten_segment_map() -> &'static ServerMap {
+    static MAP: std::sync::OnceLock<ServerMap> = std::sync::OnceLock::new();
+    MAP.get_or_init(|| {
+        let v = version(MutableFormat::Mdmf, 1, 10_000);
+        update(&mut full_grid(&v), Mode::Write)
+    })
 }
