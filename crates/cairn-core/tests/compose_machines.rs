@@ -270,7 +270,12 @@ fn recover(grid: &mut Grid, format: MutableFormat, ours: Option<Vec<u8>>, late: 
     let mut now = 0;
     let outcome = bounded(MAX_STEPS, || {
         let Some(action) = queue.pop_front() else {
-            assert!(m.is_done(), "nothing to do and not done");
+            if !m.is_done() {
+                // only unanswered (stalled) requests are left: let the timer fire
+                now = m.next_deadline().expect("waiting for something");
+                queue.extend(m.handle(Event::Tick, now).unwrap());
+                return ControlFlow::Continue(());
+            }
             for e in replay.drain(..) {
                 assert_eq!(m.handle(e, now).unwrap(), Vec::new());
             }
@@ -291,6 +296,9 @@ fn recover(grid: &mut Grid, format: MutableFormat, ours: Option<Vec<u8>>, late: 
                     _ => return ControlFlow::Continue(()),
                 };
                 ids.push(id);
+                if grid.servers[&server].stalled {
+                    return ControlFlow::Continue(());
+                }
                 let e = Event::Check(match grid.read(server, shnum, offset, len) {
                     Ok(shares) => servermap::Event::Answer { id, shares },
                     Err(reason) => servermap::Event::Failed { id, reason },
@@ -339,6 +347,9 @@ fn recover(grid: &mut Grid, format: MutableFormat, ours: Option<Vec<u8>>, late: 
             }
             Action::Publish(publish::Action::Write { id, server, shares }) => {
                 ids.push(id);
+                if grid.servers[&server].stalled {
+                    return ControlFlow::Continue(());
+                }
                 let v = written.as_ref().expect("encoded before publishing");
                 Event::Publish(match grid.test_and_write(server, &shares, v) {
                     Ok((wrote, current)) => publish::Event::Written { id, wrote, current },
@@ -556,4 +567,27 @@ fn ten_segment_map() -> &'static ServerMap {
         let v = version(MutableFormat::Mdmf, 1, 10_000);
         update(&mut full_grid(&v), Mode::Write)
     })
+}
+
+#[test]
+fn a_stalled_server_times_out_and_recovery_goes_on() {
+    let v1 = version(MutableFormat::Mdmf, 1, 5000);
+    let v2 = version(MutableFormat::Mdmf, 2, 5000);
+    let mut g = full_grid(&v1);
+    g.put(1, 0, &v2.shares[&0]);
+    // server 10 holds share 9 of v1 and never answers: not needed, 9 others hold v1
+    g.server(10).stalled = true;
+    let run = recover(&mut g, MutableFormat::Mdmf, None, false);
+    assert_eq!(
+        run.outcome,
+        Outcome::Republished {
+            source: Source::Version { seqnum: 1 },
+            seqnum: 3
+        }
+    );
+    assert_unique(&run.ids);
+    g.server(10).stalled = false;
+    let map = update(&mut g, Mode::Check);
+    assert_eq!(map.best_recoverable_version().unwrap().seqnum, 3);
+    assert_eq!(map.highest_seqnum(), 3);
 }
