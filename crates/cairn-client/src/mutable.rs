@@ -21,18 +21,27 @@
 //! * Collisions: a publish that finds another writer's shares returns
 //!   [`MutableError::UncoordinatedWrite`] after making sure some complete version stays
 //!   recoverable (a fresh check-mode servermap; if the newest version there is not
-//!   recoverable, the best recoverable one is republished with a higher seqnum).
+//!   recoverable, the best recoverable one is republished with a higher seqnum): the
+//!   core's composite [`CollisionRecovery`] machine, run by the same driver.
+//! * Decisions live in the core ([`cairn_core::client::compose`]): in place or whole for
+//!   a change ([`modify::decide`]), first-read reuse ([`CoreFirstReads`]), collision
+//!   recovery. This file carries them out.
 //!
 //! Round trips are counted as HTTP requests sent ([`RoundTrips`]): a servermap query
 //! to a server holding one share is two (list, read).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_core::cap::{Cap, MdmfWriteCap, SdmfWriteCap};
+use cairn_core::client::compose::collision::{self, CollisionRecovery, RecoveryConfig};
+use cairn_core::client::compose::first_reads::FirstReads as CoreFirstReads;
+use cairn_core::client::compose::modify::{
+    self, after_setback, AfterSetback, How, KeptReads, Setback,
+};
 use cairn_core::client::mutable::publish::{
     self, Action as PubAction, Event as PubEvent, PublishConfig, PublishError, PublishMachine,
     PublishOutcome, WriteTest,
@@ -43,8 +52,8 @@ use cairn_core::client::mutable::retrieve::{
 };
 use cairn_core::client::mutable::servermap::QUERY_READ_LEN;
 use cairn_core::client::mutable::servermap::{
-    Action as SmAction, Event as SmEvent, Mode, ServerMap, ServermapUpdater, UpdateConfig,
-    VersionId,
+    Action as SmAction, BadShare, Event as SmEvent, Mode, ServerMap, ServermapUpdater,
+    UpdateConfig, VersionId,
 };
 use cairn_core::client::mutable::{Millis, RequestId, ServerFailure, ServerIdx, ShareNum};
 use cairn_core::hashutil::Hash;
@@ -314,20 +323,15 @@ pub async fn modify(
     modify_with(grid, writecap, offset, data, PastEnd::FillZeros, opts).await
 }
 
-/// What [`modify_with`] does with an offset past the end of the file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PastEnd {
-    /// Zeros fill the gap ([`modify`]).
-    FillZeros,
-    /// Tahoe's web API (`PUT /uri/$WRITECAP?offset=N`): SDMF writes at the end instead
-    /// (`old[:offset] + data + old[offset + len:]`), MDMF refuses
-    /// ([`MutableError::OffsetPastEnd`]).
-    Tahoe,
-}
+/// What [`modify_with`] does with an offset past the end of the file: zeros fill the gap
+/// ([`modify`]), or Tahoe's web API rule (SDMF writes at the end, MDMF refuses with
+/// [`MutableError::OffsetPastEnd`]). Decided in the core ([`modify::decide`]).
+pub use cairn_core::client::compose::modify::PastEnd;
 
 /// [`modify`] with a choice of what an offset past the end means; the file's size and
 /// format come from the write-mode servermap update the change needs anyway, so there is
-/// no separate open.
+/// no separate open. Whether the change is written in place or whole, and what follows an
+/// in-place attempt that fell short, is the core's decision ([`modify`]).
 pub async fn modify_with(
     grid: &Grid,
     writecap: &Cap,
@@ -339,32 +343,42 @@ pub async fn modify_with(
     let (keys, format) = write_keys(writecap)?;
     let ctx = Ctx::new(grid, Some(&keys), keys.reader(), opts);
     let (map, privkey) = write_servermap(&ctx, &keys).await?;
-    let Some(best) = map.best_recoverable_version() else {
-        return Err(unrecoverable(&ctx, &map));
-    };
-    let size = best.data_length;
-    let offset = match (past_end, best.format) {
-        (PastEnd::Tahoe, _) if offset <= size => offset,
-        (PastEnd::Tahoe, MutableFormat::Sdmf) => size,
-        (PastEnd::Tahoe, MutableFormat::Mdmf) => {
+    let decision = match modify::decide(&map, offset, data.len() as u64, past_end) {
+        Ok(d) => d,
+        Err(modify::ModifyError::Unrecoverable) => return Err(unrecoverable(&ctx, &map)),
+        Err(modify::ModifyError::OffsetPastEnd { offset, size }) => {
             return Err(MutableError::OffsetPastEnd { offset, size })
         }
-        (PastEnd::FillZeros, _) => offset,
     };
-    match modify_in_place(&ctx, &keys, &privkey, &map, offset, data).await {
-        InPlace::Done(r) => return r,
-        InPlace::NotApplicable(why) => {
-            tracing::debug!(why, "mutable modify: whole-file read-modify-write");
-        }
-        InPlace::Incomplete(e) => {
-            // Some servers took the new version, too few to be happy. A fresh servermap
-            // sees which version is now best; if it is ours the change is already in it.
-            tracing::warn!(error = %e, "in-place update incomplete; republishing the whole file");
-            let (map, privkey) = write_servermap(&ctx, &keys).await?;
+    let offset = decision.offset;
+    let plan = match decision.how {
+        How::InPlace(plan) => plan,
+        How::Whole(why) => {
+            tracing::debug!(
+                why = why.describe(),
+                "mutable modify: whole-file read-modify-write"
+            );
             return modify_whole(&ctx, &keys, &privkey, format, &map, offset, data).await;
         }
+    };
+    let (setback, err) = match modify_in_place(&ctx, &keys, &privkey, &map, *plan, data).await {
+        Ok(r) => return Ok(r),
+        Err(e) => e,
+    };
+    match after_setback(setback) {
+        AfterSetback::Fail => Err(err),
+        AfterSetback::Whole => {
+            tracing::info!(error = %err, "mutable modify: in place not possible; whole-file read-modify-write");
+            modify_whole(&ctx, &keys, &privkey, format, &map, offset, data).await
+        }
+        AfterSetback::RefreshThenWhole => {
+            // Some servers took the new version, too few to be happy. A fresh servermap
+            // sees which version is now best; if it is ours the change is already in it.
+            tracing::warn!(error = %err, "in-place update incomplete; republishing the whole file");
+            let (map, privkey) = write_servermap(&ctx, &keys).await?;
+            modify_whole(&ctx, &keys, &privkey, format, &map, offset, data).await
+        }
     }
-    modify_whole(&ctx, &keys, &privkey, format, &map, offset, data).await
 }
 
 /// Read the best recoverable version whole, change it, publish it with the next seqnum.
@@ -394,50 +408,25 @@ async fn modify_whole(
     publish_version(ctx, keys, privkey, version, map, contents).await
 }
 
-/// How an in-place update attempt ended.
-enum InPlace {
-    /// Published in place, or failed in a way a whole-file publish would not fix (a
-    /// collision, an unreadable old version).
-    Done(Result<Published, MutableError>),
-    /// Not attempted (why); nothing was written.
-    NotApplicable(&'static str),
-    /// The in-place publish reached too few servers; some may hold the new version.
-    Incomplete(MutableError),
-}
-
-/// Try an in-place MDMF update (see [`modify`]). Nothing is written unless every share
-/// of the newest version was read and the update computed.
+/// Carry out the in-place MDMF update the core chose ([`modify::InPlace`]). Nothing is
+/// written unless every share of the version was read and the update computed. A
+/// shortfall comes back as the [`Setback`] the core decides the next step by, with the
+/// error to report if that step is to give up.
 async fn modify_in_place(
     ctx: &Ctx,
     keys: &WriterKeys,
     privkey: &SigningKey,
     map: &ServerMap,
-    offset: u64,
+    chosen: modify::InPlace,
     data: &[u8],
-) -> InPlace {
+) -> Result<Published, (Setback, MutableError)> {
     use cairn_core::mutable::update;
-    let Some(best) = map.best_recoverable_version() else {
-        return InPlace::NotApplicable("no recoverable version");
-    };
-    if best.format != MutableFormat::Mdmf {
-        return InPlace::NotApplicable("SDMF files are republished whole");
-    }
-    if best.seqnum != map.highest_seqnum()
-        || map.shares().values().any(|v| *v != best)
-        || !map.bad_shares().is_empty()
-    {
-        return InPlace::NotApplicable("other versions or bad shares are on the grid");
-    }
-    let holders = map.versions().remove(&best).unwrap_or_default();
-    if (0..best.n).any(|sh| !holders.contains_key(&sh)) {
-        return InPlace::NotApplicable("not every share of the version was found");
-    }
-    let Ok(plan) = update::plan(&best.header(), offset, data.len() as u64) else {
-        return InPlace::NotApplicable("the change cannot be applied in place (past the end)");
-    };
-    if plan.old_params.num_segments < 2 {
-        return InPlace::NotApplicable("a one-segment file is cheaper to republish whole");
-    }
+    let modify::InPlace {
+        version: best,
+        plan,
+        holders,
+        seqnum,
+    } = chosen;
 
     // Old plaintext around the change, and the parts of every share the update needs,
     // read concurrently.
@@ -445,22 +434,18 @@ async fn modify_in_place(
         read_kept_plaintext(ctx, keys.reader(), map, &plan),
         read_old_shares(ctx, keys, &plan, &holders),
     );
-    let (head, tail) = match old_text {
-        Ok(t) => t,
-        Err(e) => return InPlace::Done(Err(e)),
-    };
-    let olds = match olds {
-        Ok(o) => o,
-        Err(why) => {
-            tracing::info!(%why, "in-place update: reading the old shares failed");
-            return InPlace::NotApplicable("some share could not be read");
-        }
-    };
-    let seg_plain = match plan.segment_plaintext(&head, data, &tail) {
-        Ok(p) => p,
-        Err(e) => return InPlace::Done(Err(internal(e))),
-    };
-    let seqnum = map.highest_seqnum() + 1;
+    let (head, tail) = old_text.map_err(|e| (Setback::OldPlaintextUnreadable, e))?;
+    let olds = olds.map_err(|why| {
+        (
+            Setback::OldSharesUnreadable,
+            internal(format!(
+                "in-place update: reading the old shares failed: {why}"
+            )),
+        )
+    })?;
+    let seg_plain = plan
+        .segment_plaintext(&head, data, &tail)
+        .map_err(|e| (Setback::Other, internal(e)))?;
     let key = privkey.clone();
     let computed = tokio::task::spawn_blocking(move || {
         let mut salts = vec![[0u8; SALT_LEN]; plan.num_salts()];
@@ -473,10 +458,14 @@ async fn modify_in_place(
     let upd = match computed {
         Ok(Ok(u)) => u,
         Ok(Err(e)) => {
-            tracing::info!(error = %e, "in-place update could not be computed");
-            return InPlace::NotApplicable("the old shares do not allow an in-place update");
+            return Err((
+                Setback::NotComputable,
+                internal(format!(
+                    "the old shares do not allow an in-place update: {e}"
+                )),
+            ))
         }
-        Err(e) => return InPlace::Done(Err(internal(e))),
+        Err(e) => return Err((Setback::Other, internal(e))),
     };
     let mut writes = vec![Vec::new(); usize::from(best.n)];
     for (sh, w) in upd.writes {
@@ -486,41 +475,42 @@ async fn modify_in_place(
         old: best.checkstring(),
         writes,
     };
-    match publish_payload(ctx, keys, privkey, &upd.header, map, payload, None).await {
-        Err(e @ MutableError::NotEnoughServers { .. }) => InPlace::Incomplete(e),
-        r => InPlace::Done(r),
-    }
+    publish_payload(ctx, keys, privkey, &upd.header, map, payload, None)
+        .await
+        .map_err(|e| match e {
+            e @ MutableError::NotEnoughServers { .. } => (Setback::TooFewServers, e),
+            e => (Setback::Other, e),
+        })
 }
 
 /// The old plaintext an update keeps around the new bytes (`plan.keep_head`,
-/// `plan.keep_tail`): one ranged retrieve when both lie in one segment (or neighbours),
-/// else two, concurrently.
+/// `plan.keep_tail`), read as the core's [`modify::kept_reads`] says: one ranged retrieve
+/// when both lie in one segment (or neighbours), else two, concurrently.
 async fn read_kept_plaintext(
     ctx: &Ctx,
     keys: &ReaderKeys,
     map: &ServerMap,
     plan: &cairn_core::mutable::update::UpdatePlan,
 ) -> Result<(Vec<u8>, Vec<u8>), MutableError> {
-    let (h, t) = (plan.keep_head.clone(), plan.keep_tail.clone());
-    let split = |mut all: Vec<u8>, from: u64| {
-        let tail = all.split_off((t.start - from) as usize);
-        all.truncate((h.end - h.start) as usize);
-        (all, tail)
-    };
-    match (h.is_empty(), t.is_empty()) {
-        (true, true) => Ok((Vec::new(), Vec::new())),
-        (false, true) => Ok((read_range(ctx, keys, map, h).await?, Vec::new())),
-        (true, false) => Ok((Vec::new(), read_range(ctx, keys, map, t).await?)),
-        (false, false)
-            if plan.old_segments.len() < 2 || t.start - h.end <= plan.old_params.segment_size =>
-        {
-            let all = read_range(ctx, keys, map, h.start..t.end).await?;
-            Ok(split(all, h.start))
+    match modify::kept_reads(plan) {
+        KeptReads::Nothing => Ok((Vec::new(), Vec::new())),
+        KeptReads::Head(h) => Ok((read_range(ctx, keys, map, h).await?, Vec::new())),
+        KeptReads::Tail(t) => Ok((Vec::new(), read_range(ctx, keys, map, t).await?)),
+        KeptReads::Joined {
+            range,
+            head_len,
+            tail_from,
+        } => {
+            let mut all = read_range(ctx, keys, map, range).await?;
+            // read_range returned exactly the range's length, which bounds both offsets.
+            let tail = all.split_off(tail_from as usize);
+            all.truncate(head_len as usize);
+            Ok((all, tail))
         }
-        (false, false) => {
+        KeptReads::Both { head, tail } => {
             let (a, b) = tokio::join!(
-                read_range(ctx, keys, map, h.clone()),
-                read_range(ctx, keys, map, t.clone())
+                read_range(ctx, keys, map, head),
+                read_range(ctx, keys, map, tail)
             );
             Ok((a?, b?))
         }
@@ -970,14 +960,10 @@ struct Ctx {
     first_reads: Arc<FirstReads>,
 }
 
-/// `(server, share) -> (bytes from offset 0, length asked for)` of the servermap queries'
-/// first reads. Bytes shorter than asked are the whole share. They are what the servermap
-/// judged the share's version by, so a retrieve of that version may use them.
+/// The servermap queries' first reads of each share ([`CoreFirstReads`]), shared by the
+/// request tasks that record them and the retrieves that reuse them.
 #[derive(Default)]
-struct FirstReads(Mutex<HashMap<(usize, ShareNum), FirstRead>>);
-
-/// Bytes read from offset 0, and the length that was asked for.
-type FirstRead = (Arc<Vec<u8>>, u64);
+struct FirstReads(Mutex<CoreFirstReads>);
 
 impl std::fmt::Debug for FirstReads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -988,26 +974,18 @@ impl std::fmt::Debug for FirstReads {
 
 impl FirstReads {
     fn put(&self, server: usize, shnum: ShareNum, data: &[u8], asked: u64) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((server, shnum), (Arc::new(data.to_vec()), asked));
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).record(
+            server as ServerIdx,
+            shnum,
+            data,
+            asked,
+        );
     }
 
-    /// Bytes `offset..offset + len` of the share if the first read holds them (short at
-    /// the end of the share, as a server's answer is).
-    fn get(&self, server: usize, shnum: ShareNum, offset: u64, len: u64) -> Option<Vec<u8>> {
+    /// Bytes `offset..offset + len` of the share if the first read determines them.
+    fn get(&self, server: ServerIdx, shnum: ShareNum, offset: u64, len: u64) -> Option<Vec<u8>> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (data, asked) = map.get(&(server, shnum))?;
-        let have = data.len() as u64;
-        let end = offset.checked_add(len)?;
-        let whole = have < *asked;
-        if end <= have || whole {
-            let from = offset.min(have) as usize;
-            Some(data[from..end.min(have) as usize].to_vec())
-        } else {
-            None
-        }
+        map.get(server, shnum, offset, len).map(<[u8]>::to_vec)
     }
 }
 
@@ -1120,12 +1098,18 @@ async fn update_servermap(
     let mut m = ServermapUpdater::new(cfg, servers).map_err(internal)?;
     drive(&mut m, &mut ServermapRun { ctx }).await?;
     let map = m.into_servermap();
-    for ((server, shnum), bad) in map.bad_shares() {
-        ctx.entry(*server)
-            .report(Problem::Corrupt, format!("share {shnum}: {}", bad.reason));
-        ctx.advise_corrupt(*server, *shnum, &bad.reason);
-    }
+    report_bad_shares(ctx, map.bad_shares().values());
     Ok(map)
+}
+
+/// Score the holders of shares that failed the servermap's checks and tell them, as
+/// Tahoe does.
+fn report_bad_shares<'b>(ctx: &Ctx, bad: impl IntoIterator<Item = &'b BadShare>) {
+    for b in bad {
+        ctx.entry(b.server)
+            .report(Problem::Corrupt, format!("share {}: {}", b.shnum, b.reason));
+        ctx.advise_corrupt(b.server, b.shnum, &b.reason);
+    }
 }
 
 /// Carries out a servermap update's queries and reads.
@@ -1142,45 +1126,57 @@ impl Executor<ServermapUpdater> for ServermapRun<'_> {
         action: SmAction,
         run: &mut Run<SmEvent>,
     ) -> Result<Option<()>, MutableError> {
-        let ctx = self.ctx;
-        match action {
-            SmAction::Query { id, server, len } => match &ctx.write_enablers {
-                Some(keys) => run.spawn(
-                    id,
-                    server,
-                    query_as_writer(ctx.writer(keys, server), id, len),
-                ),
-                None => run.spawn(id, server, query(ctx.task(server), id, len)),
-            },
-            SmAction::ReadShare {
-                id,
-                server,
-                shnum,
-                offset,
-                len,
-            } => {
-                let t = ctx.task(server);
-                run.spawn(id, server, async move {
-                    t.count(Kind::Servermap);
-                    match t.read(shnum, offset, len).await {
-                        Ok(data) => SmEvent::Answer {
-                            id,
-                            shares: BTreeMap::from([(shnum, data)]),
-                        },
-                        Err(reason) => SmEvent::Failed { id, reason },
-                    }
-                });
-            }
-            SmAction::Cancel { id } => {
-                ctx.stalled(run.cancel(id), "a servermap query", ctx.opts.query_timeout)
-            }
-            SmAction::Finished => {}
-        }
+        servermap_action(self.ctx, action, run, std::convert::identity);
         Ok(None)
     }
 
     fn finished(&mut self, _: &ServermapUpdater) -> Result<(), MutableError> {
         Ok(())
+    }
+}
+
+/// Carry out one servermap action in a run whose events wrap the servermap's (`wrap`:
+/// the identity for a servermap update of its own, a variant for a composite machine).
+fn servermap_action<E: Send + 'static>(
+    ctx: &Ctx,
+    action: SmAction,
+    run: &mut Run<E>,
+    wrap: fn(SmEvent) -> E,
+) {
+    match action {
+        SmAction::Query { id, server, len } => match &ctx.write_enablers {
+            Some(keys) => {
+                let q = query_as_writer(ctx.writer(keys, server), id, len);
+                run.spawn(id, server, async move { wrap(q.await) })
+            }
+            None => {
+                let q = query(ctx.task(server), id, len);
+                run.spawn(id, server, async move { wrap(q.await) })
+            }
+        },
+        SmAction::ReadShare {
+            id,
+            server,
+            shnum,
+            offset,
+            len,
+        } => {
+            let t = ctx.task(server);
+            run.spawn(id, server, async move {
+                t.count(Kind::Servermap);
+                wrap(match t.read(shnum, offset, len).await {
+                    Ok(data) => SmEvent::Answer {
+                        id,
+                        shares: BTreeMap::from([(shnum, data)]),
+                    },
+                    Err(reason) => SmEvent::Failed { id, reason },
+                })
+            });
+        }
+        SmAction::Cancel { id } => {
+            ctx.stalled(run.cancel(id), "a servermap query", ctx.opts.query_timeout)
+        }
+        SmAction::Finished => {}
     }
 }
 
@@ -1586,28 +1582,14 @@ impl Executor<PublishMachine> for PublishRun<'_> {
         action: PubAction,
         run: &mut Run<PubEvent>,
     ) -> Result<Option<Self::Done>, MutableError> {
-        let ctx = self.ctx;
-        match action {
-            PubAction::Write {
-                id,
-                server,
-                shares: tests,
-            } => {
-                let w = ctx.writer(self.keys, server);
-                let payload = self.payload.clone();
-                run.spawn(id, server, async move {
-                    match w.write(&tests, &payload).await {
-                        Ok((wrote, current)) => PubEvent::Written { id, wrote, current },
-                        Err(reason) => PubEvent::Failed { id, reason },
-                    }
-                });
-            }
-            PubAction::Cancel { id } => {
-                ctx.stalled(run.cancel(id), "a mutable write", ctx.opts.write_timeout)
-            }
-            PubAction::Finished(r) => return Ok(Some(r)),
-        }
-        Ok(None)
+        Ok(publish_action(
+            self.ctx,
+            self.keys,
+            self.payload,
+            action,
+            run,
+            std::convert::identity,
+        ))
     }
 
     fn finished(&mut self, m: &PublishMachine) -> Result<Self::Done, MutableError> {
@@ -1615,6 +1597,39 @@ impl Executor<PublishMachine> for PublishRun<'_> {
             .cloned()
             .ok_or_else(|| internal("publish ended without an outcome"))
     }
+}
+
+/// Carry out one publish action in a run whose events wrap the publish's (`wrap`); the
+/// publish's result when it finished.
+fn publish_action<E: Send + 'static>(
+    ctx: &Ctx,
+    keys: &WriterKeys,
+    payload: &Arc<Payload>,
+    action: PubAction,
+    run: &mut Run<E>,
+    wrap: fn(PubEvent) -> E,
+) -> Option<Result<PublishOutcome, PublishError>> {
+    match action {
+        PubAction::Write {
+            id,
+            server,
+            shares: tests,
+        } => {
+            let w = ctx.writer(keys, server);
+            let payload = payload.clone();
+            run.spawn(id, server, async move {
+                wrap(match w.write(&tests, &payload).await {
+                    Ok((wrote, current)) => PubEvent::Written { id, wrote, current },
+                    Err(reason) => PubEvent::Failed { id, reason },
+                })
+            });
+        }
+        PubAction::Cancel { id } => {
+            ctx.stalled(run.cancel(id), "a mutable write", ctx.opts.write_timeout)
+        }
+        PubAction::Finished(r) => return Some(r),
+    }
+    None
 }
 
 /// What a write task needs.
@@ -1781,88 +1796,104 @@ async fn retain_privkey(
     }
 }
 
-/// After a collision: make sure some complete version is recoverable. Returns a note on
-/// what was done, for the error message.
+/// After a collision: make sure some complete version is recoverable. The core's
+/// [`CollisionRecovery`] decides (a check-mode servermap, then perhaps a read-back and a
+/// republish); this runs it. Its outcome goes into the error message.
 async fn recover_after_collision(
     ctx: &Ctx,
     keys: &WriterKeys,
     privkey: &SigningKey,
     format: MutableFormat,
     our_data: Option<Vec<u8>>,
-) -> String {
+) -> collision::Outcome {
+    let opts = &ctx.opts;
     let fingerprint = keys.reader().fingerprint();
-    let mut cfg = UpdateConfig::new(
-        Mode::Check,
-        ctx.opts.k,
-        ctx.opts.n.max(ctx.opts.k),
-        fingerprint,
-    );
-    cfg.query_timeout = millis(ctx.opts.query_timeout);
-    let map = match update_servermap(ctx, cfg, &ctx.permuted()).await {
-        Ok(m) => m,
-        Err(e) => return format!("checking the file afterwards failed: {e}"),
-    };
-    let highest = map.highest_seqnum();
-    let best = map.best_recoverable_version();
-    if let Some(b) = &best {
-        if b.seqnum >= highest {
-            return format!("the newest version (seqnum {}) is recoverable", b.seqnum);
-        }
-    }
-    // The newest version is not recoverable: republish the best recoverable one (or, if
-    // there is none, what this writer meant to write) above every seqnum seen.
-    let (data, what) = match &best {
-        Some(b) => {
-            let mut buf = Vec::new();
-            match retrieve_into(ctx, keys.reader(), &map, None, &mut buf).await {
-                Ok(_) => (Some(buf), format!("seqnum {}", b.seqnum)),
-                Err(e) => (
-                    our_data,
-                    format!(
-                        "this write's data (reading seqnum {} failed: {e})",
-                        b.seqnum
-                    ),
-                ),
-            }
-        }
-        None => (
-            our_data,
-            "this write's data (no version was recoverable)".to_string(),
-        ),
-    };
-    // An in-place update holds only the changed bytes, not a whole version.
-    let Some(data) = data else {
-        return format!(
-            "no version is recoverable and this in-place update holds no whole copy to \
-             republish (highest seqnum seen {highest})"
-        );
-    };
-    let (k, n) = best
-        .as_ref()
-        .map_or((ctx.opts.k, ctx.opts.n), |b| (b.k, b.n));
-    let v = NewVersion {
+    let mut update = UpdateConfig::new(Mode::Check, opts.k, opts.n.max(opts.k), fingerprint);
+    update.query_timeout = millis(opts.query_timeout);
+    let cfg = RecoveryConfig {
+        update,
+        retrieve: retrieve_config(opts, opts.epsilon),
+        keys: RetrieveKeys {
+            readkey: *keys.reader().readkey(),
+            fingerprint,
+        },
+        happy: opts.happy,
+        write_timeout: millis(opts.write_timeout),
         format,
-        k,
-        n,
-        seqnum: highest + 1,
+        k: opts.k,
+        n: opts.n,
     };
-    let seqnum = v.seqnum;
-    let shares = match encode_shares(privkey, &v, ctx.opts.max_segment_size, data).await {
-        Ok((h, s)) => (h, Arc::new(Payload::Whole(s))),
-        Err(e) => return format!("republishing {what} failed: {e}"),
+    let mut m = CollisionRecovery::new(cfg, &ctx.permuted(), our_data);
+    let mut run = RecoveryRun {
+        ctx,
+        keys,
+        privkey,
+        payload: Arc::new(Payload::Whole(Vec::new())),
     };
-    let happy = ctx.opts.happy.min(usize::from(n)).max(1);
-    let mut pcfg = PublishConfig::new(happy);
-    pcfg.write_timeout = millis(ctx.opts.write_timeout);
-    let servers = ctx.permuted();
-    let mut m = match PublishMachine::new(pcfg, &map, &servers, &shares.0) {
-        Ok(m) => m,
-        Err(e) => return format!("republishing {what} failed: {e}"),
-    };
-    match run_publish(ctx, keys, &mut m, &shares.1).await {
-        Ok(Ok(_)) => format!("republished {what} as seqnum {seqnum}"),
-        Ok(Err(e)) => format!("republishing {what} as seqnum {seqnum} failed: {e}"),
-        Err(e) => format!("republishing {what} failed: {e}"),
+    drive(&mut m, &mut run)
+        .await
+        .unwrap_or_else(|e| collision::Outcome::Interrupted {
+            reason: e.to_string(),
+        })
+}
+
+/// Carries out a collision recovery's requests (through the servermap, retrieve and
+/// publish executors' own code) and its encoding.
+struct RecoveryRun<'a> {
+    ctx: &'a Ctx,
+    keys: &'a WriterKeys,
+    privkey: &'a SigningKey,
+    /// The shares of the version being republished, once encoded.
+    payload: Arc<Payload>,
+}
+
+impl Executor<CollisionRecovery> for RecoveryRun<'_> {
+    type Done = collision::Outcome;
+    type Error = MutableError;
+
+    async fn execute(
+        &mut self,
+        action: collision::Action,
+        run: &mut Run<collision::Event>,
+    ) -> Result<Option<collision::Outcome>, MutableError> {
+        use collision::{Action as A, Event as E};
+        let ctx = self.ctx;
+        match action {
+            A::Check(a) => servermap_action(ctx, a, run, E::Check),
+            A::BadShares(bad) => report_bad_shares(ctx, &bad),
+            A::Read(a) => retrieve_request(ctx, a, run, E::Read),
+            A::Encode { data, version } => {
+                let v = NewVersion {
+                    format: version.format,
+                    k: version.k,
+                    n: version.n,
+                    seqnum: version.seqnum,
+                };
+                // Nothing else is in flight while the machine waits for the shares.
+                let encoded =
+                    encode_shares(self.privkey, &v, ctx.opts.max_segment_size, data).await;
+                let header = match encoded {
+                    Ok((header, shares)) => {
+                        self.payload = Arc::new(Payload::Whole(shares));
+                        Ok(header)
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                run.deliver(E::Encoded(header));
+            }
+            // the recovery machine reads the publish's end itself
+            A::Publish(a) => {
+                publish_action(ctx, self.keys, &self.payload, a, run, E::Publish);
+            }
+            A::Finished(o) => return Ok(Some(o)),
+        }
+        Ok(None)
+    }
+
+    fn finished(&mut self, m: &CollisionRecovery) -> Result<collision::Outcome, MutableError> {
+        m.outcome()
+            .cloned()
+            .ok_or_else(|| internal("collision recovery ended without an outcome"))
     }
 }
 
@@ -1919,49 +1950,7 @@ impl Executor<RetrieveMachine> for RetrieveRun<'_, '_> {
     ) -> Result<Option<RetrieveOutcome>, MutableError> {
         let ctx = self.ctx;
         match action {
-            RetAction::Read {
-                id,
-                server,
-                shnum,
-                offset,
-                len,
-                ..
-            } => {
-                if let Some(data) = ctx.first_reads.get(server as usize, shnum, offset, len) {
-                    // The servermap's first read of this share already holds it.
-                    run.deliver(RetEvent::Read { id, data });
-                    return Ok(None);
-                }
-                let t = ctx.task(server);
-                run.spawn(id, server, async move {
-                    t.count(Kind::Read);
-                    match t.read(shnum, offset, len).await {
-                        Ok(data) => RetEvent::Read { id, data },
-                        Err(reason) => RetEvent::Failed { id, reason },
-                    }
-                });
-            }
-            RetAction::Cancel { id } => {
-                run.cancel(id);
-            }
             RetAction::Output { data, .. } => self.sink.write_all(&data).await?,
-            RetAction::Report(p) => {
-                let entry = ctx.entry(p.server);
-                match p.kind {
-                    // the request's task scored it by the error's fault
-                    ProblemKind::Error => {}
-                    ProblemKind::Stall => entry.report(Problem::Stall, p.reason.clone()),
-                    ProblemKind::Corrupt => {
-                        entry.report(Problem::Corrupt, format!("share {}: {}", p.shnum, p.reason));
-                        ctx.advise_corrupt(p.server, p.shnum, &p.reason);
-                    }
-                    // a writer got in between, or a layout this reader does not
-                    // predict: not the server's fault
-                    ProblemKind::Changed | ProblemKind::Unsupported => {
-                        tracing::info!(server = %entry.name(), problem = %p, "mutable share dropped");
-                    }
-                }
-            }
             RetAction::Finished(r) => {
                 self.sink.flush().await?;
                 return r.map(Some).map_err(|e| match e {
@@ -1987,11 +1976,68 @@ impl Executor<RetrieveMachine> for RetrieveRun<'_, '_> {
                     other => MutableError::Unrecoverable(other.to_string()),
                 });
             }
+            other => retrieve_request(ctx, other, run, std::convert::identity),
         }
         Ok(None)
     }
 
     fn finished(&mut self, _: &RetrieveMachine) -> Result<RetrieveOutcome, MutableError> {
         Err(internal("retrieve ended without a result"))
+    }
+}
+
+/// Carry out a retrieve's read, cancel or problem report in a run whose events wrap the
+/// retrieve's (`wrap`); output and the end are the caller's.
+fn retrieve_request<E: Send + 'static>(
+    ctx: &Ctx,
+    action: RetAction,
+    run: &mut Run<E>,
+    wrap: fn(RetEvent) -> E,
+) {
+    match action {
+        RetAction::Read {
+            id,
+            server,
+            shnum,
+            offset,
+            len,
+            ..
+        } => {
+            if let Some(data) = ctx.first_reads.get(server, shnum, offset, len) {
+                // The servermap's first read of this share already holds it.
+                run.deliver(wrap(RetEvent::Read { id, data }));
+                return;
+            }
+            let t = ctx.task(server);
+            run.spawn(id, server, async move {
+                t.count(Kind::Read);
+                wrap(match t.read(shnum, offset, len).await {
+                    Ok(data) => RetEvent::Read { id, data },
+                    Err(reason) => RetEvent::Failed { id, reason },
+                })
+            });
+        }
+        RetAction::Cancel { id } => {
+            run.cancel(id);
+        }
+        RetAction::Report(p) => {
+            let entry = ctx.entry(p.server);
+            match p.kind {
+                // the request's task scored it by the error's fault
+                ProblemKind::Error => {}
+                ProblemKind::Stall => entry.report(Problem::Stall, p.reason.clone()),
+                ProblemKind::Corrupt => {
+                    entry.report(Problem::Corrupt, format!("share {}: {}", p.shnum, p.reason));
+                    ctx.advise_corrupt(p.server, p.shnum, &p.reason);
+                }
+                // a writer got in between, or a layout this reader does not
+                // predict: not the server's fault
+                ProblemKind::Changed | ProblemKind::Unsupported => {
+                    tracing::info!(server = %entry.name(), problem = %p, "mutable share dropped");
+                }
+            }
+        }
+        // the retrieve's own executor handles these
+        RetAction::Output { .. } | RetAction::Finished(_) => {}
     }
 }

@@ -9,10 +9,13 @@
 //!   servers-of-happiness placement, and losing holders mid-upload.
 //! - [`download`]: choosing share holders, fetching and verifying blocks, switching away
 //!   from servers that fail, stall or send corrupt data.
+//! - [`compose`]: decisions that combine the mutable machines (first-read reuse, the
+//!   in-place-or-whole modify decision, collision recovery as a composite machine).
 //! - [`mutable`]: mutable files: the servermap update (who holds which version) and
 //!   publish (placing a new version with test-and-write, losing servers without mistaking
 //!   a disconnect for another writer).
 
+pub mod compose;
 pub mod download;
 #[macro_use]
 pub mod machine;
