@@ -28,7 +28,8 @@ pub enum CreateError {
     Other(String),
 }
 
-/// Tahoe's node-directory marker and the text `tahoe create-client` writes into it.
+/// Tahoe's node-directory marker and the text `tahoe create-node` and `create-client` write
+/// into it.
 const TAHOE_CLIENT_TAC: &str = "tahoe-client.tac";
 const TAHOE_CLIENT_TAC_TEXT: &str = "\nimport sys\n\
 print(\"Nodes created by Tahoe-LAFS v1.11.0 or later cannot be run by\")\n\
