@@ -25,10 +25,10 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cairn_storage::config::{self as node_config, Listener, NodeConfig};
-use cairn_storage::identity::{self, NodeIdentity};
-use cairn_storage::ports;
-use cairn_storage::server::CreateNodeOptions;
+use cairn_config::config::{self as node_config, Listener, NodeConfig};
+use cairn_config::create::CreateNodeOptions;
+use cairn_config::identity::{self, NodeIdentity};
+use cairn_config::ports;
 
 use crate::http::{self, NodeUrl};
 
@@ -329,7 +329,7 @@ fn create_nodes(dir: &Path, n: usize) -> Result<Vec<Member>> {
         let ident = NodeIdentity::load_or_create(&config)
             .with_context(|| format!("identity of {}", node_dir.display()))?;
         if moved {
-            cairn_storage::server::write_announcement(&config, &ident)
+            cairn_config::create::write_announcement(&config, &ident)
                 .with_context(|| format!("announcement of {}", node_dir.display()))?;
         }
         servers_yaml.push_str("  ");

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use cairn_storage::config::NodeConfig;
-use cairn_storage::identity::NodeIdentity;
-use cairn_storage::server::CreateNodeOptions;
+use cairn_config::config::NodeConfig;
+use cairn_config::create::CreateNodeOptions;
+use cairn_config::identity::NodeIdentity;
 
 #[derive(clap::Args)]
 pub struct CreateNodeArgs {

@@ -180,7 +180,7 @@ fn grid_up_moves_a_remembered_port_that_was_taken() {
     let storage_port = nurl_port(nodes[1]["nurl"].as_str().unwrap());
     let web_port = url_port(nodes[2]["web_url"].as_str().unwrap());
     // Every port of the grid outside the kernel's ephemeral range, none given twice.
-    let eph = cairn_storage::ports::ephemeral_range();
+    let eph = cairn_config::ports::ephemeral_range();
     let all = [
         nurl_port(nodes[0]["nurl"].as_str().unwrap()),
         storage_port,
@@ -204,7 +204,7 @@ fn grid_up_moves_a_remembered_port_that_was_taken() {
     let taken_web = outgoing.local_addr().unwrap().port();
     let cfg_path = dir.join("client/tahoe.cfg");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap();
-    let cfg = cairn_storage::config::move_port(&cfg, web_port, taken_web).unwrap();
+    let cfg = cairn_config::config::move_port(&cfg, web_port, taken_web).unwrap();
     std::fs::write(&cfg_path, cfg).unwrap();
     let web_port = taken_web;
 

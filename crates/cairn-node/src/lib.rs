@@ -6,20 +6,19 @@
 //! web API that exists so far (`PUT /uri`, `GET /uri/$CAP` with `Range`, `?t=json`,
 //! `GET /?t=json`). See `docs/client-node.md`.
 //!
-//! - [`config`]: `tahoe.cfg` client keys, `web.port`, the convergence and lease secrets
-//! - [`create`]: `cairn create-client`, the web port of `cairn create-node`
+//! - [`config`], [`create`]: re-exported from `cairn_config` (`client`, `create`), which owns
+//!   the node directory: `tahoe.cfg` client keys, `web.port`, the secrets, node creation
 //! - [`gateway`]: the web API
 //! - [`memory`]: keeping a long-running node's resident memory near its working set
 //! - [`node`]: starting and stopping everything ([`start`], [`run`])
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod config;
-pub mod create;
 pub mod gateway;
 pub mod memory;
 pub mod node;
 
+pub use cairn_config::{client as config, create};
 pub use config::{ClientConfig, NodeConfigError, Secrets, WebPort};
 pub use create::{create_client, create_node, CreateClientOptions};
 pub use node::{run, start, RunningNode};
@@ -30,11 +29,14 @@ pub enum NodeError {
     #[error(transparent)]
     Config(#[from] NodeConfigError),
     #[error(transparent)]
-    StorageConfig(#[from] cairn_storage::config::ConfigError),
+    StorageConfig(#[from] cairn_config::config::ConfigError),
+    #[cfg(feature = "storage")]
     #[error(transparent)]
     Server(#[from] cairn_storage::server::ServerError),
     #[error(transparent)]
-    Identity(#[from] cairn_storage::identity::IdentityError),
+    Identity(#[from] cairn_config::identity::IdentityError),
+    #[error(transparent)]
+    Create(#[from] cairn_config::create::CreateError),
     #[error(transparent)]
     Servers(#[from] cairn_client::servers::ServersYamlError),
     #[error("{what}: {source}")]

@@ -8,13 +8,26 @@ use std::time::Duration;
 use cairn_client::gbs_client::ClientOptions;
 use cairn_client::servers::load_servers_yaml;
 use cairn_client::Grid;
-use cairn_storage::identity::{self, NodeIdentity};
+use cairn_config::identity::{self, NodeIdentity};
+#[cfg(feature = "storage")]
 use cairn_storage::server::{self, RunningServer, ServerOptions};
 
 use crate::config::{ClientConfig, Secrets};
 use crate::create::node_url_path;
 use crate::gateway::{self, GatewayHandle, GatewayState};
 use crate::NodeError;
+
+/// Built without the `storage` feature, a node runs no storage server: this uninhabited
+/// type keeps [`RunningNode::storage`] (then always `None`) and the code around it one shape.
+#[cfg(not(feature = "storage"))]
+pub enum RunningServer {}
+
+#[cfg(not(feature = "storage"))]
+impl RunningServer {
+    async fn shutdown(self, _grace: Duration) -> usize {
+        match self {}
+    }
+}
 
 /// How often the client asks every storage server for its version (servers it cannot
 /// reach: four times as often), which keeps `GET /?t=json`'s `connection_status` fresh.
@@ -64,15 +77,12 @@ pub async fn start(dir: &Path) -> Result<RunningNode, NodeError> {
     let config = ClientConfig::load(dir)?;
     let secrets = Secrets::load_or_create(dir)?;
 
-    let mut storage = None;
-    let mut identity = None;
-    if config.node.storage_enabled {
-        let id = NodeIdentity::load_or_create(&config.node)?;
-        server::write_announcement(&config.node, &id)?;
-        let opts = ServerOptions::from_node(&config.node, &id)?;
-        storage = Some(server::start(opts).await?);
-        identity = Some(id);
-    }
+    let (storage, identity) = if config.node.storage_enabled {
+        let (s, id) = start_storage(&config).await?;
+        (Some(s), Some(id))
+    } else {
+        (None, None)
+    };
 
     let mut node = RunningNode {
         config,
@@ -102,6 +112,23 @@ pub async fn start(dir: &Path) -> Result<RunningNode, NodeError> {
             Err(e)
         }
     }
+}
+
+#[cfg(feature = "storage")]
+async fn start_storage(config: &ClientConfig) -> Result<(RunningServer, NodeIdentity), NodeError> {
+    let id = NodeIdentity::load_or_create(&config.node)?;
+    server::write_announcement(&config.node, &id)?;
+    let opts = ServerOptions::from_node(&config.node, &id)?;
+    Ok((server::start(opts).await?, id))
+}
+
+#[cfg(not(feature = "storage"))]
+async fn start_storage(_config: &ClientConfig) -> Result<(RunningServer, NodeIdentity), NodeError> {
+    Err(NodeError::Other(
+        "[storage] enabled = true, but this cairn was built without the storage server \
+         (cargo feature `storage`); set [storage] enabled = false"
+            .into(),
+    ))
 }
 
 async fn start_gateway(
@@ -140,7 +167,7 @@ async fn start_gateway(
             if source.kind() == std::io::ErrorKind::AddrInUse {
                 NodeError::Other(format!(
                     "web.port: cannot listen: {}",
-                    cairn_storage::ports::in_use_message(addr)
+                    cairn_config::ports::in_use_message(addr)
                 ))
             } else {
                 NodeError::Io {
@@ -185,6 +212,7 @@ impl RunningNode {
     /// What `cairn run` prints once the node is up.
     pub fn describe(&self) -> String {
         let mut out = String::new();
+        #[cfg(feature = "storage")]
         if let (Some(s), Some(id)) = (&self.storage, &self.identity) {
             for a in &s.local_addrs {
                 out.push_str(&format!("cairn storage node listening on {a}\n"));

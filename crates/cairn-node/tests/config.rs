@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use cairn_config::config::Ini;
 use cairn_core::chk::DEFAULT_MAX_SEGMENT_SIZE;
 use cairn_node::config::{load_or_create_secret, ClientConfig, Secrets, WebPort};
-use cairn_node::{CreateClientOptions, NodeError};
-use cairn_storage::config::Ini;
+use cairn_node::CreateClientOptions;
 
 fn load(text: &str) -> Result<ClientConfig, String> {
     let ini = Ini::parse(text, Path::new("tahoe.cfg")).map_err(|e| e.to_string())?;
@@ -317,7 +317,7 @@ fn create_client_options() {
 #[test]
 fn create_node_sets_the_web_port() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = cairn_storage::server::CreateNodeOptions {
+    let opts = cairn_config::create::CreateNodeOptions {
         hostname: "127.0.0.1".into(),
         port: 0,
         listen: None,
@@ -346,7 +346,8 @@ fn create_node_sets_the_web_port() {
     assert!(cfg.web_port.is_none());
     let e = cairn_node::create_node(&dir.path().join("d"), &opts, Some("tcp:x")).unwrap_err();
     assert!(
-        matches!(e, NodeError::Other(_)) && e.to_string().contains("--webport"),
+        matches!(e, cairn_config::create::CreateError::Other(_))
+            && e.to_string().contains("--webport"),
         "{e}"
     );
     assert!(!dir.path().join("d").exists());

@@ -42,8 +42,8 @@ async fn start_client(
 }
 
 /// `cairn create-node` options for a storage node on 127.0.0.1, any port, no reserve.
-fn storage_node_options(nickname: &str) -> cairn_storage::server::CreateNodeOptions {
-    cairn_storage::server::CreateNodeOptions {
+fn storage_node_options(nickname: &str) -> cairn_config::create::CreateNodeOptions {
+    cairn_config::create::CreateNodeOptions {
         hostname: "127.0.0.1".into(),
         port: 0,
         listen: None,
@@ -133,7 +133,7 @@ async fn node_url_and_root_json_follow_the_servers() {
     let mut yaml = servers.servers_yaml();
     let dead = {
         let extra = tempfile::tempdir().unwrap();
-        let opts = cairn_storage::server::CreateNodeOptions {
+        let opts = cairn_config::create::CreateNodeOptions {
             hostname: "127.0.0.1".into(),
             port: 0,
             listen: None,

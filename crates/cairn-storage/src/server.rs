@@ -1,4 +1,4 @@
-//! Creating a node directory, and running the storage server: TLS listeners, per-connection
+//! Running the storage server: TLS listeners, per-connection
 //! limits, the background upload-timeout sweeper, lease crawler and garbage collector, and a
 //! graceful shutdown that aborts uploads in flight so no reservation or partial file leaks.
 
@@ -21,12 +21,18 @@ use crate::identity::{self, NodeIdentity};
 use crate::leasedb::{self, ExpirationPolicy, LeaseDb};
 use crate::store::Store;
 
+pub use cairn_config::create::{
+    create_storage_node as create_node, write_announcement, CreateNodeOptions,
+};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    Create(#[from] cairn_config::create::CreateError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -39,132 +45,6 @@ pub enum ServerError {
     },
     #[error("{0}")]
     Other(String),
-}
-
-/// Options of `cairn create-node`.
-#[derive(Debug, Clone)]
-pub struct CreateNodeOptions {
-    pub hostname: String,
-    pub port: u16,
-    /// Address to listen on; by default the hostname if it is an IP address, else the
-    /// address it resolves to.
-    pub listen: Option<IpAddr>,
-    pub nickname: String,
-    pub reserved_space: String,
-}
-
-/// Tahoe's node-directory marker, with the text `tahoe create-node` writes into it.
-const TAHOE_CLIENT_TAC: &str = "tahoe-client.tac";
-const TAHOE_CLIENT_TAC_TEXT: &str = "\nimport sys\n\
-print(\"Nodes created by Tahoe-LAFS v1.11.0 or later cannot be run by\")\n\
-print(\"releases of Tahoe-LAFS before v1.10.0.\")\n\
-sys.exit(1)\n";
-
-/// The address a node created for `hostname` listens on: the hostname itself if it is an
-/// IP address, else what it resolves to here. Never the wildcard address: a node listens
-/// only on the host it is created for.
-fn resolve_listen_address(hostname: &str) -> Result<IpAddr, ServerError> {
-    if let Ok(ip) = hostname.parse() {
-        return Ok(ip);
-    }
-    use std::net::ToSocketAddrs;
-    let resolved = (hostname, 0u16)
-        .to_socket_addrs()
-        .map_err(|source| ServerError::Io {
-            what: format!(
-                "resolving --hostname {hostname} (pass --listen-address to choose the address)"
-            ),
-            source,
-        })?;
-    let mut addrs: Vec<IpAddr> = resolved.map(|a| a.ip()).collect();
-    addrs.sort_by_key(|a| !a.is_ipv4()); // prefer IPv4, as Tahoe's tcp: endpoints do
-    addrs.into_iter().next().ok_or_else(|| {
-        ServerError::Other(format!(
-            "--hostname {hostname} resolves to no address; pass --listen-address"
-        ))
-    })
-}
-
-/// Create a node directory as `tahoe create-node` would (tahoe.cfg, private/, identity,
-/// storage/), listening only on the given address. Refuses a directory that already has a
-/// tahoe.cfg. Returns the loaded config and identity.
-pub fn create_node(
-    dir: &Path,
-    opts: &CreateNodeOptions,
-) -> Result<(NodeConfig, NodeIdentity), ServerError> {
-    let cfg_path = dir.join(config::CONFIG_FILE);
-    if cfg_path.exists() {
-        return Err(ServerError::Other(format!(
-            "{} already exists; not overwriting a node",
-            cfg_path.display()
-        )));
-    }
-    std::fs::create_dir_all(dir).map_err(|source| ServerError::Io {
-        what: dir.display().to_string(),
-        source,
-    })?;
-    let listen = match opts.listen {
-        Some(a) => a,
-        None => resolve_listen_address(&opts.hostname)?,
-    };
-    let port = if opts.port == 0 {
-        // Pick a free port now, as Tahoe does at creation, but outside the ephemeral range
-        // (see `ports`).
-        crate::ports::pick(listen, &Default::default()).map_err(|source| ServerError::Io {
-            what: format!("finding a free port on {listen}"),
-            source,
-        })?
-    } else {
-        opts.port
-    };
-    let text = config::new_config_text(
-        &opts.nickname,
-        &opts.hostname,
-        listen,
-        port,
-        &opts.reserved_space,
-    );
-    identity::write_replace(&cfg_path, text.as_bytes(), 0o644)?;
-    let readme = "This directory contains files which contain private data for the node.\n\
-                  Do not share them with anyone.\n";
-    std::fs::create_dir_all(dir.join("private")).map_err(|source| ServerError::Io {
-        what: "private/".into(),
-        source,
-    })?;
-    identity::write_replace(
-        &dir.join("private").join("README"),
-        readme.as_bytes(),
-        0o600,
-    )?;
-    // Tahoe recognises a node directory by this marker (`tahoe run` refuses a directory
-    // without a `*client*.tac`); with it, a Tahoe node can take over a cairn node directory.
-    identity::write_replace(
-        &dir.join(TAHOE_CLIENT_TAC),
-        TAHOE_CLIENT_TAC_TEXT.as_bytes(),
-        0o644,
-    )?;
-    let config = NodeConfig::load(dir)?;
-    std::fs::create_dir_all(&config.storage_dir).map_err(|source| ServerError::Io {
-        what: config.storage_dir.display().to_string(),
-        source,
-    })?;
-    let identity = NodeIdentity::load_or_create(&config)?;
-    write_announcement(&config, &identity)?;
-    Ok((config, identity))
-}
-
-/// Write `DIR/storage-announcement.yaml` (what `cairn storage announcement` prints).
-pub fn write_announcement(config: &NodeConfig, identity: &NodeIdentity) -> Result<(), ServerError> {
-    let text = format!(
-        "{}\n",
-        identity.announcement_yaml(&config.nickname, &config.hints)
-    );
-    identity::write_replace(
-        &identity::announcement_file(&config.basedir),
-        text.as_bytes(),
-        0o644,
-    )?;
-    Ok(())
 }
 
 /// What a server needs to run, independent of a node directory (tests use this directly).

@@ -3,7 +3,7 @@
 use cairn_core::storage::container::ExpirationPolicy as CorePolicy;
 use cairn_storage::leasedb::{
     audit, collect_garbage, parse_date, parse_duration, AccountId, ExpirationMode,
-    ExpirationPolicy, LeaseDb, ShareKey, ShareKind, Usage,
+    ExpirationPolicy, LeaseDb, LeaseExpiry, ShareKey, ShareKind, Usage,
 };
 use cairn_test_support::containers::*;
 

@@ -158,7 +158,7 @@ fn own_server(config: &ClientConfig, grid: &Grid) -> Option<usize> {
         return None;
     }
     // The storage server was started first, so its identity exists and this only reads it.
-    let id = match cairn_storage::identity::NodeIdentity::load_or_create(&config.node) {
+    let id = match cairn_config::identity::NodeIdentity::load_or_create(&config.node) {
         Ok(id) => id,
         Err(e) => {
             tracing::warn!("own storage server's identity: {e}");

@@ -45,7 +45,7 @@ pub use audit::{audit, audit_storage_dir, resolve_storage_dir, AuditReport};
 pub use changes::PendingChange;
 pub use gc::{
     collect_garbage, parse_date, parse_duration, ExpirationMode, ExpirationPolicy, ExpiredShare,
-    GcReport,
+    GcReport, LeaseExpiry,
 };
 pub use reconcile::{
     all_prefixes, reconcile_all, reconcile_bucket, reconcile_prefix, startup_recovery, Crawler,

@@ -1,5 +1,5 @@
 //! A node's configuration as Tahoe-LAFS 1.20 reads it: `DIR/tahoe.cfg` (the storage settings
-//! come from [`cairn_storage::config::NodeConfig`]; this module adds the client's and the web
+//! come from [`crate::config::NodeConfig`]; this module adds the client's and the web
 //! gateway's keys) and the secrets in `DIR/private/`.
 //!
 //! | key | Tahoe's default | meaning |
@@ -20,8 +20,8 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::config::{ConfigError, Ini, Listener, NodeConfig, CONFIG_FILE};
 use cairn_core::chk::{EncodingParams, DEFAULT_MAX_SEGMENT_SIZE};
-use cairn_storage::config::{ConfigError, Ini, Listener, NodeConfig, CONFIG_FILE};
 
 /// Errors reading or creating a node's configuration.
 #[derive(Debug, thiserror::Error)]

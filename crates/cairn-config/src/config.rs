@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::leasedb::ExpirationPolicy;
+use crate::expire::ExpirationPolicy;
 
 /// The config file name, as Tahoe.
 pub const CONFIG_FILE: &str = "tahoe.cfg";
@@ -404,7 +404,7 @@ impl NodeConfig {
         let secs = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
             match ini.get_nonempty("cairn", key) {
                 None => Ok(default),
-                Some(v) => crate::leasedb::parse_duration(v)
+                Some(v) => crate::expire::parse_duration(v)
                     .ok()
                     .and_then(|s| u64::try_from(s).ok())
                     .or_else(|| v.trim().parse::<u64>().ok())
