@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use cairn_core::client::machine::{Machine, MachineEvent, Millis, RequestId};
+use cairn_core::client::machine::legacy::{Machine, MachineEvent};
+use cairn_core::client::machine::{Millis, RequestId};
 use cairn_core::client::mutable::ServerIdx;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;

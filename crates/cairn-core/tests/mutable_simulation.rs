@@ -60,7 +60,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use cairn_core::client::machine::{Machine, MachineEvent};
+use cairn_core::client::machine::legacy::{Machine, MachineEvent};
 use cairn_core::client::mutable::publish::{
     self, Collision, Event as PEvent, PublishConfig, PublishError, PublishMachine, PublishOutcome,
     WriteTest,

@@ -1802,7 +1802,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
     }
 }
 
-impl<B: AsRef<[u8]> + Clone> crate::client::machine::Machine for DownloadMachine<B> {
+impl<B: AsRef<[u8]> + Clone> crate::client::machine::legacy::Machine for DownloadMachine<B> {
     type Event = Event<B>;
     type Action = Action<B>;
     /// The download machine takes any event in any state.
@@ -1822,7 +1822,7 @@ impl<B: AsRef<[u8]> + Clone> crate::client::machine::Machine for DownloadMachine
     }
 }
 
-impl<B> crate::client::machine::MachineEvent for Event<B> {
+impl<B> crate::client::machine::legacy::MachineEvent for Event<B> {
     fn tick() -> Self {
         Event::Tick
     }
