@@ -47,7 +47,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::gbs_client::{new_upload_secret, GbsClientError};
-use crate::grid::{FileLeases, Grid, Problem, ServerEntry};
+use crate::grid::{FileLeases, Grid, ServerEntry};
+use cairn_core::client::machine::ProblemKind;
 
 /// Bytes read and hashed per step of the key pass.
 pub const HASH_CHUNK: usize = 1 << 20;
@@ -527,7 +528,7 @@ async fn locate(
                             let why = format!(
                                 "no answer to a version request within {SELECTION_TIMEOUT:?}"
                             );
-                            s.report(Problem::Stall, why.clone());
+                            s.report(ProblemKind::Stall, why.clone());
                             Err(why)
                         }
                     }
@@ -669,12 +670,12 @@ fn settle<T>(
         }
         Ok(Err(e)) => {
             let reason = e.to_string();
-            s.report(Problem::Error(e.fault()), reason.clone());
+            s.report(ProblemKind::Failed(e.fault()), reason.clone());
             Err(reason)
         }
         Err(_) => {
             let reason = format!("no answer to the {what} request within {SELECTION_TIMEOUT:?}");
-            s.report(Problem::Stall, reason.clone());
+            s.report(ProblemKind::Stall, reason.clone());
             Err(reason)
         }
     }
@@ -771,7 +772,7 @@ enum WriterEnd {
     /// The encoder stopped before the last batch (its error is reported instead).
     Incomplete,
     Failed {
-        problem: Problem,
+        problem: ProblemKind,
         reason: String,
     },
 }
@@ -981,7 +982,7 @@ fn encode_and_send(
 
 /// What one batch write task returns: the shares it completed (and whether each was
 /// closed), or why the server failed.
-type BatchResult = Result<Vec<(ShareNum, bool)>, (Problem, String)>;
+type BatchResult = Result<Vec<(ShareNum, bool)>, (ProblemKind, String)>;
 
 /// One server's writer: PATCH its shares' bytes from every batch, up to
 /// [`WRITES_IN_FLIGHT`] batches at once (the server accepts ranges in any order and
@@ -1008,7 +1009,7 @@ async fn writer(
                 }
                 Some(Ok(Err((problem, reason)))) => return WriterEnd::Failed { problem, reason },
                 Some(Err(e)) => {
-                    return WriterEnd::Failed { problem: Problem::Error(crate::Fault::Client), reason: format!("write task: {e}") }
+                    return WriterEnd::Failed { problem: ProblemKind::Failed(crate::Fault::Client), reason: format!("write task: {e}") }
                 }
                 None => {}
             },
@@ -1032,7 +1033,7 @@ async fn writer(
         .collect();
     if !missing.is_empty() {
         return WriterEnd::Failed {
-            problem: Problem::Error(crate::Fault::Server),
+            problem: ProblemKind::Failed(crate::Fault::Server),
             reason: format!(
                 "share(s) {missing:?} not reported complete after every byte was written"
             ),
@@ -1050,7 +1051,7 @@ async fn write_batch(
     shares: Arc<Vec<(ShareNum, [u8; 20])>>,
     batch: Arc<Batch>,
     sent: Arc<AtomicU64>,
-) -> Result<Vec<(ShareNum, bool)>, (Problem, String)> {
+) -> Result<Vec<(ShareNum, bool)>, (ProblemKind, String)> {
     let offset = batch.offset;
     let mine: Vec<(ShareNum, [u8; 20], Bytes)> = shares
         .iter()
@@ -1081,7 +1082,7 @@ async fn write_batch(
             while let Some(r) = set.join_next().await {
                 out.push(r.map_err(|e| {
                     (
-                        Problem::Error(crate::Fault::Client),
+                        ProblemKind::Failed(crate::Fault::Client),
                         format!("write task: {e}"),
                     )
                 })?);
@@ -1097,7 +1098,7 @@ async fn write_batch(
             }
             Err(e) => {
                 return Err((
-                    Problem::Error(e.fault()),
+                    ProblemKind::Failed(e.fault()),
                     format!("writing share {sh} at offset {offset}: {e}"),
                 ))
             }

@@ -40,7 +40,7 @@ pub type Millis = u64;
 pub type RequestId = u64;
 
 /// Whose fault a failed request is (the driver classifies its errors; scoring weighs them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Fault {
     /// The server could not be reached or did not answer in time: maybe transient.
     Network,
@@ -79,7 +79,7 @@ impl fmt::Display for Failure {
 }
 
 /// What a server did wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProblemKind {
     /// A request failed; the fault decides how much it counts against the server.
     Failed(Fault),
@@ -269,47 +269,3 @@ pub mod legacy {
         fn request(&self) -> Option<RequestId>;
     }
 }
-
-/// One implementation of [`legacy::Machine`] per machine still on its own vocabulary.
-macro_rules! machine {
-    ($machine:ty, $event:ident, $action:ty, $error:ty, [$($answer:ident),+]) => {
-        impl $crate::client::machine::legacy::Machine for $machine {
-            type Event = $event;
-            type Action = $action;
-            type Error = $error;
-            fn start(&mut self, now: $crate::client::machine::Millis) -> Vec<$action> {
-                <$machine>::start(self, now)
-            }
-            fn handle(
-                &mut self,
-                event: $event,
-                now: $crate::client::machine::Millis,
-            ) -> Result<Vec<$action>, $error> {
-                <$machine>::handle(self, event, now)
-            }
-            fn next_deadline(&self) -> Option<$crate::client::machine::Millis> {
-                <$machine>::next_deadline(self)
-            }
-            fn is_done(&self) -> bool {
-                <$machine>::is_done(self)
-            }
-        }
-
-        impl $crate::client::machine::legacy::MachineEvent for $event {
-            fn tick() -> Self {
-                $event::Tick
-            }
-            fn is_tick(&self) -> bool {
-                matches!(self, $event::Tick)
-            }
-            fn request(&self) -> Option<$crate::client::machine::RequestId> {
-                match self {
-                    $($event::$answer { id, .. })|+ => Some(*id),
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-pub(crate) use machine;
