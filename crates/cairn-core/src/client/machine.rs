@@ -244,28 +244,3 @@ pub trait Machine {
     /// When the machine wants a tick even if nothing else happens.
     fn next_deadline(&self) -> Option<Millis>;
 }
-
-/// The shape the machines had before [`Machine`]: each its own event and action enums.
-/// Kept only while the machines move to [`Machine`]; nothing new implements it.
-pub mod legacy {
-    pub use super::{Millis, RequestId};
-
-    /// A protocol machine with its own event and action vocabulary.
-    pub trait Machine {
-        type Event: MachineEvent;
-        type Action;
-        type Error: std::fmt::Display;
-        fn start(&mut self, now: Millis) -> Vec<Self::Action>;
-        fn handle(&mut self, event: Self::Event, now: Millis)
-            -> Result<Vec<Self::Action>, Self::Error>;
-        fn next_deadline(&self) -> Option<Millis>;
-        fn is_done(&self) -> bool;
-    }
-
-    /// What a driver needs of every machine's events.
-    pub trait MachineEvent: Sized {
-        fn tick() -> Self;
-        fn is_tick(&self) -> bool;
-        fn request(&self) -> Option<RequestId>;
-    }
-}
