@@ -11,7 +11,9 @@
 //! at least `happy` servers (servers-of-happiness), or an error saying why not.
 //!
 //! ```
-//! use cairn_core::client::mutable::publish::{Action, Event, PublishConfig, PublishMachine};
+//! use cairn_core::client::mutable::publish::{
+//!     Action, Event, PublishConfig, PublishMachine, Written,
+//! };
 //! use cairn_core::client::mutable::servermap::{Mode, ServerMap};
 //! use cairn_core::mutable::{MutableFormat, ShareHeader};
 //!
