@@ -418,7 +418,7 @@ async fn upload_chk(
         .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
     let leases = Arc::new(FileLeases::new(&client_secret, &si));
     let mut sel = select(&candidates, &si, allocated_size, &params, &leases).await?;
-    let name = |i: ServerIdx| sel.servers[i as usize].name();
+    let name = |i: ServerIdx| server_name(&sel.servers, i);
     let placement = match sel.machine.outcome() {
         Some(Ok(p)) => p.clone(),
         Some(Err(u)) => {
@@ -434,7 +434,7 @@ async fn upload_chk(
     tracing::debug!(si = %cairn_core::base32::encode(&si), writes = ?placement.writes, present = ?placement.present, "placement");
 
     let outcome = write_shares(&mut sel, &si, encoder, src, size, &placement, &progress).await;
-    let name = |i: ServerIdx| sel.servers[i as usize].name();
+    let name = |i: ServerIdx| server_name(&sel.servers, i);
     problems.extend(failure_lines(&sel.machine, &name));
     let (trailer, stats) = outcome?;
     let placement = match sel.machine.outcome() {
@@ -453,7 +453,8 @@ async fn upload_chk(
                 u16::from(sh),
                 servers
                     .into_iter()
-                    .map(|s| sel.servers[s as usize].info.server_id.clone())
+                    .filter_map(|s| sel.servers.get(s as usize))
+                    .map(|s| s.info.server_id.clone())
                     .collect(),
             )
         })
@@ -549,6 +550,13 @@ async fn locate(
         }
     }
     (chosen, problems)
+}
+
+/// A candidate's name for messages (the machine's index, should it name no candidate).
+fn server_name(servers: &[Arc<ServerEntry>], i: ServerIdx) -> String {
+    servers
+        .get(i as usize)
+        .map_or_else(|| format!("server #{i}"), |s| s.name())
 }
 
 /// Run the selection machine: list shares, then allocation rounds.
@@ -814,7 +822,11 @@ async fn write_shares(
     for (&server, shares) in &placement.writes {
         let (tx, rx) = mpsc::channel::<Arc<Batch>>(PIPELINE_DEPTH);
         senders.push(tx);
-        let s = sel.servers[server as usize].clone();
+        let Some(s) = sel.servers.get(server as usize).cloned() else {
+            return Err(UploadError::Internal(format!(
+                "placement names server {server}, not a candidate"
+            )));
+        };
         let mine: Vec<(ShareNum, [u8; 20])> = shares
             .iter()
             .filter_map(|sh| sel.secrets.get(&(server, *sh)).map(|sec| (*sh, *sec)))
@@ -842,7 +854,9 @@ async fn write_shares(
         let WriterEnd::Failed { problem, reason } = end else {
             continue;
         };
-        let entry = sel.servers[server as usize].clone();
+        let Some(entry) = sel.servers.get(server as usize).cloned() else {
+            continue;
+        };
         entry.report(problem, reason.clone());
         match sel.machine.server_lost(server, reason) {
             Ok(lost) => {
@@ -852,7 +866,7 @@ async fn write_shares(
                 }
             }
             Err(u) => {
-                let name = |i: ServerIdx| sel.servers[i as usize].name();
+                let name = |i: ServerIdx| server_name(&sel.servers, i);
                 fatal = Some(unhappy_error(
                     &u,
                     "upload failed while writing shares",
