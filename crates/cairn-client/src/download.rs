@@ -280,10 +280,7 @@ impl Executor<DownloadMachine<Bytes>> for DownloadRun {
                 });
             }
             Request::Read {
-                shnum,
-                offset,
-                len,
-                ..
+                shnum, offset, len, ..
             } => {
                 run.spawn(id, async move {
                     let Ok(sh) = u8::try_from(shnum) else {

@@ -35,15 +35,15 @@ use std::time::Duration;
 use cairn_core::cap::{Cap, MdmfWriteCap, SdmfWriteCap};
 use cairn_core::client::machine::{Chunk, Failure, Problem, ProblemKind, ServerIndex};
 use cairn_core::client::mutable::publish::{
-    self, PublishConfig, PublishError, PublishMachine, PublishOutcome, Write, Written, WriteTest,
+    self, PublishConfig, PublishError, PublishMachine, PublishOutcome, Write, WriteTest, Written,
 };
 use cairn_core::client::mutable::retrieve::{
-    Read as RetRead, RetrieveConfig, RetrieveError, RetrieveKeys, RetrieveMachine, RetrieveOutcome, RetrieveSetupError,
+    Read as RetRead, RetrieveConfig, RetrieveError, RetrieveKeys, RetrieveMachine, RetrieveOutcome,
+    RetrieveSetupError,
 };
 use cairn_core::client::mutable::servermap::QUERY_READ_LEN;
 use cairn_core::client::mutable::servermap::{
-    Mode, Read as SmRead, ServerMap, ServermapUpdater, UpdateConfig,
-    VersionId,
+    Mode, Read as SmRead, ServerMap, ServermapUpdater, UpdateConfig, VersionId,
 };
 use cairn_core::client::mutable::{Millis, RequestId, ServerFailure, ServerIdx, ShareNum};
 use cairn_core::hashutil::Hash;
@@ -583,7 +583,9 @@ async fn read_old_shares(
             let r = match tokio::time::timeout(timeout, w.send(Kind::Read, &req)).await {
                 Ok(Ok(resp)) => Ok(resp.data),
                 Ok(Err(f)) => {
-                    w.task.entry.report(ProblemKind::Failed(f.fault), f.message.clone());
+                    w.task
+                        .entry
+                        .report(ProblemKind::Failed(f.fault), f.message.clone());
                     Err(f.message)
                 }
                 Err(_) => {
@@ -1122,8 +1124,10 @@ async fn update_servermap(
     let mut m = ServermapUpdater::new(cfg, servers).map_err(internal)?;
     let map = drive(&mut m, &mut ServermapRun { ctx }).await?;
     for ((server, shnum), bad) in map.bad_shares() {
-        ctx.entry(*server)
-            .report(ProblemKind::Corrupt, format!("share {shnum}: {}", bad.reason));
+        ctx.entry(*server).report(
+            ProblemKind::Corrupt,
+            format!("share {shnum}: {}", bad.reason),
+        );
         ctx.advise_corrupt(*server, *shnum, &bad.reason);
     }
     Ok(map)
@@ -1170,7 +1174,10 @@ impl Executor<ServermapUpdater> for ServermapRun<'_> {
         match job {}
     }
 
-    async fn output(&mut self, out: std::convert::Infallible) -> Result<Option<ServerMap>, MutableError> {
+    async fn output(
+        &mut self,
+        out: std::convert::Infallible,
+    ) -> Result<Option<ServerMap>, MutableError> {
         match out {}
     }
 
@@ -1578,7 +1585,13 @@ impl Executor<PublishMachine> for PublishRun<'_> {
     type Done = Result<PublishOutcome, PublishError>;
     type Error = MutableError;
 
-    fn send(&mut self, id: RequestId, server: ServerIndex, request: Write, run: &mut Run<PublishMachine>) {
+    fn send(
+        &mut self,
+        id: RequestId,
+        server: ServerIndex,
+        request: Write,
+        run: &mut Run<PublishMachine>,
+    ) {
         let ctx = self.ctx;
         let Some(server) = ctx.grid_index(server) else {
             run.spawn(id, async move { Err(not_a_server(server)) });
@@ -1596,7 +1609,10 @@ impl Executor<PublishMachine> for PublishRun<'_> {
         match job {}
     }
 
-    async fn output(&mut self, out: std::convert::Infallible) -> Result<Option<Self::Done>, MutableError> {
+    async fn output(
+        &mut self,
+        out: std::convert::Infallible,
+    ) -> Result<Option<Self::Done>, MutableError> {
         match out {}
     }
 
@@ -1898,7 +1914,14 @@ async fn run_retrieve(
     m: &mut RetrieveMachine,
     sink: &mut (dyn AsyncWrite + Unpin + Send),
 ) -> Result<RetrieveOutcome, MutableError> {
-    let r = drive(m, &mut RetrieveRun { ctx, sink: &mut *sink }).await;
+    let r = drive(
+        m,
+        &mut RetrieveRun {
+            ctx,
+            sink: &mut *sink,
+        },
+    )
+    .await;
     if r.is_ok() {
         sink.flush().await?;
     }
@@ -1915,7 +1938,13 @@ impl Executor<RetrieveMachine> for RetrieveRun<'_, '_> {
     type Done = RetrieveOutcome;
     type Error = MutableError;
 
-    fn send(&mut self, id: RequestId, server: ServerIndex, request: RetRead, run: &mut Run<RetrieveMachine>) {
+    fn send(
+        &mut self,
+        id: RequestId,
+        server: ServerIndex,
+        request: RetRead,
+        run: &mut Run<RetrieveMachine>,
+    ) {
         let ctx = self.ctx;
         let Some(server) = ctx.grid_index(server) else {
             run.spawn(id, async move { Err(not_a_server(server)) });

@@ -9,12 +9,11 @@ use std::sync::Arc;
 use cairn_core::cap::ChkReadCap;
 use cairn_core::chk::params::LayoutVersion;
 use cairn_core::chk::{encode_file, EncodedFile, EncodingParams};
-use cairn_core::client::machine::{Chunk, Failure, Fault, Job};
 use cairn_core::client::download::{
-    Action, DownloadConfig, DownloadError, DownloadMachine, Event, Millis, ProblemKind, Request,
-    Response,
-    ReadPurpose, ServerInfo,
+    Action, DownloadConfig, DownloadError, DownloadMachine, Event, Millis, ProblemKind,
+    ReadPurpose, Request, Response, ServerInfo,
 };
+use cairn_core::client::machine::{Chunk, Failure, Fault, Job};
 use cairn_test_support::data;
 use cairn_test_support::stepping::bounded;
 
@@ -172,12 +171,10 @@ fn run(cap: &ChkReadCap, servers: &[SimServer], range: Range<u64>, cfg: Download
                     expected_offset += data.len() as u64;
                     out.data.extend_from_slice(&data);
                 }
-                Action::Report(p) => out.problems.push((
-                    p.server.get(),
-                    p.shnum.map(u16::from),
-                    p.kind,
-                    p.reason,
-                )),
+                Action::Report(p) => {
+                    out.problems
+                        .push((p.server.get(), p.shnum.map(u16::from), p.kind, p.reason))
+                }
                 Action::Finish(r) => finished = Some(r),
             }
         }

@@ -8,11 +8,11 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::ControlFlow;
 
+use cairn_core::client::machine::{Failure, Fault, Problem, ProblemKind, ServerIndex};
 use cairn_core::client::mutable::publish::{
     self, Event as PEvent, PublishConfig, PublishError, PublishMachine, PublishOutcome, Write,
     Written,
 };
-use cairn_core::client::machine::{Failure, Fault, Problem, ProblemKind, ServerIndex};
 use cairn_core::client::mutable::servermap::{
     self, Event as SEvent, Mode, ServerMap, ServermapUpdater, UpdateConfig,
 };

@@ -9,12 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{ControlFlow, Range};
 use std::sync::OnceLock;
 
+use cairn_core::client::machine::{Chunk, Failure, Fault, ServerIndex};
 use cairn_core::client::mutable::retrieve::{
     self, Event as REvent, ProblemKind, ReadPart, RetrieveConfig, RetrieveError, RetrieveMachine,
     RetrieveOutcome, RetrieveSetupError,
 };
 use cairn_core::client::mutable::servermap::{Mode, ServerMap, UpdateConfig};
-use cairn_core::client::machine::{Chunk, Failure, Fault, ServerIndex};
 use cairn_core::client::mutable::{ServerIdx, ShareNum};
 use cairn_core::mutable::{MutableFormat, MutableShare, SALT_LEN};
 use cairn_test_support::data;
@@ -344,9 +344,13 @@ fn driver_mistakes_and_late_answers() {
         .iter()
         .any(|a| matches!(a, retrieve::Action::Report(p) if p.server == ServerIndex(1))));
     // A replacement (server 4) is asked at once.
-    assert!(actions
-        .iter()
-        .any(|a| matches!(a, retrieve::Action::Send { server: ServerIndex(4), .. })));
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        retrieve::Action::Send {
+            server: ServerIndex(4),
+            ..
+        }
+    )));
     for id in &on_1[1..] {
         let late = m
             .handle(
@@ -777,11 +781,11 @@ fn random_fault_schedules() {
                     "seed {seed}: {e}"
                 );
                 // It may give up only once every share it did not drop is in use.
-                let corrupt: BTreeSet<(ServerIdx, ShareNum)> =
-                    run.reports
-                        .iter()
-                        .map(|p| (p.server.0, p.shnum.expect("a share's problem").0))
-                        .collect();
+                let corrupt: BTreeSet<(ServerIdx, ShareNum)> = run
+                    .reports
+                    .iter()
+                    .map(|p| (p.server.0, p.shnum.expect("a share's problem").0))
+                    .collect();
                 let good: BTreeSet<ShareNum> = map
                     .shares()
                     .keys()

@@ -442,11 +442,7 @@ trait Adapter {
     /// Whether the machine returned its `Finish` action.
     fn finished(&self) -> bool;
 
-    fn handle(
-        &mut self,
-        event: EventOf<Self::M>,
-        now: Millis,
-    ) -> Result<Vec<Out>, String> {
+    fn handle(&mut self, event: EventOf<Self::M>, now: Millis) -> Result<Vec<Out>, String> {
         let a = self
             .machine()
             .handle(event, now)

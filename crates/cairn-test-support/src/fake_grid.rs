@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::{ControlFlow, Range};
 
+use cairn_core::client::machine::{Failure, Fault};
 use cairn_core::client::mutable::publish::{self, WriteTest};
 use cairn_core::client::mutable::servermap::{
     self, Event as SEvent, ServerMap, ServermapUpdater, UpdateConfig,
 };
-use cairn_core::client::machine::{Failure, Fault};
 use cairn_core::client::mutable::{RequestId, ServerIdx, ShareNum};
 use cairn_core::mutable::ShareHeader;
 
@@ -180,9 +180,7 @@ pub fn update_immediate(grid: &mut Grid, cfg: UpdateConfig) -> ServerMap {
             Some((id, server, shnum, offset, len)) => {
                 (id, server, grid.read(server, shnum, offset, len))
             }
-            None if matches!(action, servermap::Action::Finish(_)) => {
-                return ControlFlow::Break(())
-            }
+            None if matches!(action, servermap::Action::Finish(_)) => return ControlFlow::Break(()),
             None => return ControlFlow::Continue(()),
         };
         *grid.queries.entry(server).or_default() += 1;

@@ -54,8 +54,8 @@ use crate::chk::params::{
 use crate::chk::{ChkCapInfo, ChkDecoder, DecodeError, SegmentDecoder};
 use crate::hashutil::{Hash, HASH_LEN};
 
-pub use crate::client::machine::{Millis, RequestId};
 use crate::client::machine::{self, Chunk, ServerIndex, ShareNum};
+pub use crate::client::machine::{Millis, RequestId};
 /// Identifies one verify or decode job.
 pub type JobId = u64;
 

@@ -239,8 +239,11 @@ pub trait Machine {
     /// The first actions.
     fn start(&mut self, now: Millis) -> Vec<ActionOf<Self>>;
     /// One event; the actions it leads to.
-    fn handle(&mut self, event: EventOf<Self>, now: Millis)
-        -> Result<Vec<ActionOf<Self>>, Self::Error>;
+    fn handle(
+        &mut self,
+        event: EventOf<Self>,
+        now: Millis,
+    ) -> Result<Vec<ActionOf<Self>>, Self::Error>;
     /// When the machine wants a tick even if nothing else happens.
     fn next_deadline(&self) -> Option<Millis>;
 }

@@ -82,9 +82,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::placement::{failure_message, servers_of_happiness, share_placement, UnhappinessError};
-pub use crate::client::machine::{Millis, RequestId};
 use crate::client::machine::{self, Problem, ProblemKind, ServerIndex};
+pub use crate::client::machine::{Millis, RequestId};
+use crate::placement::{failure_message, servers_of_happiness, share_placement, UnhappinessError};
 pub use crate::placement::{ServerIdx, ShareNum};
 
 /// Tahoe asks at most `2 × N` servers (`all_servers[:(2 * total_shares)]`).
@@ -168,7 +168,9 @@ pub struct Abort {
 /// A request as the selection rounds decide it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Out {
-    ListShares { server: ServerIdx },
+    ListShares {
+        server: ServerIdx,
+    },
     Allocate {
         server: ServerIdx,
         shares: BTreeSet<ShareNum>,
@@ -191,7 +193,10 @@ enum Reply {
         already_have: BTreeSet<ShareNum>,
         allocated: BTreeSet<ShareNum>,
     },
-    Failed { server: ServerIdx, reason: String },
+    Failed {
+        server: ServerIdx,
+        reason: String,
+    },
 }
 
 impl Reply {
@@ -1204,4 +1209,3 @@ impl machine::Machine for UploadMachine {
         UploadMachine::next_deadline(self)
     }
 }
-

@@ -172,7 +172,8 @@ pub struct Written {
 }
 
 /// What the driver must do; the publish ends with its result.
-pub type Action = machine::Action<Write, std::convert::Infallible, Result<PublishOutcome, PublishError>>;
+pub type Action =
+    machine::Action<Write, std::convert::Infallible, Result<PublishOutcome, PublishError>>;
 
 /// What happened; on a tick, writes overdue by [`PublishConfig::write_timeout`] fail
 /// (reported as stalls).

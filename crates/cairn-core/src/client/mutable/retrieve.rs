@@ -61,11 +61,11 @@ use std::ops::Range;
 
 use thiserror::Error;
 
-use crate::client::machine::{self, Chunk, ServerIndex};
 use super::servermap::{ServerMap, VersionId};
 use super::{
     Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ServerIdx, ShareNum,
 };
+use crate::client::machine::{self, Chunk, ServerIndex};
 use crate::crypto::AesCtr;
 use crate::fec::Fec;
 use crate::hashtree::{tree_len, IncompleteHashTree};
@@ -684,7 +684,13 @@ impl RetrieveMachine {
         }
         if data.len() as u64 > req.len {
             let reason = format!("answered {} bytes to a read of {}", data.len(), req.len);
-            return self.drop_share(req.server, req.shnum, ProblemKind::Failed(machine::Fault::Server), reason, actions);
+            return self.drop_share(
+                req.server,
+                req.shnum,
+                ProblemKind::Failed(machine::Fault::Server),
+                reason,
+                actions,
+            );
         }
         let slot = self.slots.get_mut(&key).expect("checked");
         match req.part {

@@ -333,7 +333,11 @@ pub enum Read {
     Query { len: u64 },
     /// Read `[offset, offset + len)` of share `shnum` (answer: that share alone; fewer
     /// bytes where the share ends).
-    Share { shnum: ShareNum, offset: u64, len: u64 },
+    Share {
+        shnum: ShareNum,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// A server's answer to a [`Read`]: share number -> bytes read.
