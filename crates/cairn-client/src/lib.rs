@@ -21,8 +21,9 @@ pub mod mutable;
 pub mod servers;
 pub mod upload;
 
+pub use cairn_core::client::machine::{Problem, ProblemKind};
 pub use gbs_client::{
     ClientOptions, ClientStats, Fault, GbsClient, GbsClientError, RetryPolicy, WriteResult,
 };
-pub use grid::{Grid, Problem, ServerEntry, ServerHealth};
+pub use grid::{Grid, ServerEntry, ServerHealth};
 pub use servers::{parse_servers_yaml, ServersFile, StaticServer};

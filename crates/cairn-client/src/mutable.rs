@@ -31,29 +31,32 @@
 //! to a server holding one share is two (list, read).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::ops::Range;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_core::cap::{Cap, MdmfWriteCap, SdmfWriteCap};
-use cairn_core::client::compose::collision::{self, CollisionRecovery, RecoveryConfig};
+use cairn_core::client::compose::collision::{
+    self, CollisionRecovery, Encode, RecoveryConfig, Request as RecRequest, Response as RecResponse,
+};
 use cairn_core::client::compose::first_reads::FirstReads as CoreFirstReads;
 use cairn_core::client::compose::modify::{
     self, after_setback, AfterSetback, How, KeptReads, Setback,
 };
+use cairn_core::client::machine::{Chunk, Failure, Problem, ProblemKind, ServerIndex};
 use cairn_core::client::mutable::publish::{
-    self, Action as PubAction, Event as PubEvent, PublishConfig, PublishError, PublishMachine,
-    PublishOutcome, WriteTest,
+    self, PublishConfig, PublishError, PublishMachine, PublishOutcome, Write, WriteTest, Written,
 };
 use cairn_core::client::mutable::retrieve::{
-    Action as RetAction, Event as RetEvent, ProblemKind, RetrieveConfig, RetrieveKeys,
-    RetrieveMachine, RetrieveOutcome, RetrieveSetupError,
+    Read as RetRead, RetrieveConfig, RetrieveError, RetrieveKeys, RetrieveMachine, RetrieveOutcome,
+    RetrieveSetupError,
 };
 use cairn_core::client::mutable::servermap::QUERY_READ_LEN;
 use cairn_core::client::mutable::servermap::{
-    Action as SmAction, BadShare, Event as SmEvent, Mode, ServerMap, ServermapUpdater,
-    UpdateConfig, VersionId,
+    BadShare, Mode, Read as SmRead, ServerMap, ServermapUpdater, Shares, UpdateConfig, VersionId,
 };
 use cairn_core::client::mutable::{Millis, RequestId, ServerFailure, ServerIdx, ShareNum};
 use cairn_core::hashutil::Hash;
@@ -69,7 +72,7 @@ use tokio::task::JoinSet;
 
 use crate::driver::{drive, Executor, MachineBroken, Run};
 use crate::gbs_client::LeaseSecrets;
-use crate::grid::{FileLeases, Grid, Problem, ServerEntry};
+use crate::grid::{FileLeases, Grid, ServerEntry};
 
 pub use cairn_core::mutable::MutableFormat;
 
@@ -572,11 +575,17 @@ async fn read_old_shares(
         };
         set.spawn(async move {
             let r = match tokio::time::timeout(timeout, w.send(Kind::Read, &req)).await {
-                Ok(r) => r.map(|resp| resp.data),
+                Ok(Ok(resp)) => Ok(resp.data),
+                Ok(Err(f)) => {
+                    w.task
+                        .entry
+                        .report(ProblemKind::Failed(f.fault), f.message.clone());
+                    Err(f.message)
+                }
                 Err(_) => {
                     w.task
                         .entry
-                        .report(Problem::Stall, "no answer to an in-place update read");
+                        .report(ProblemKind::Stall, "no answer to an in-place update read");
                     Err("no answer".to_string())
                 }
             };
@@ -810,7 +819,7 @@ impl Opened {
             problems: outcome
                 .problems
                 .iter()
-                .map(|p| format!("{}: {p}", ctx.name(p.server)))
+                .map(|p| format!("{}: {p}", ctx.name(p.server.0)))
                 .collect(),
             newer_unrecoverable: outcome
                 .newer_unrecoverable
@@ -1012,19 +1021,18 @@ impl Ctx {
         }
     }
 
-    /// Score a server that let a request pass its deadline (`server` from
-    /// [`Run::cancel`]: `None` when the cancel was not for a stall).
-    fn stalled(&self, server: Option<ServerIdx>, what: &str, timeout: Duration) {
-        if let Some(server) = server {
-            self.entry(server).report(
-                Problem::Stall,
-                format!("no answer to {what} within {} ms", millis(timeout)),
-            );
-        }
+    /// The server a machine names, if it is one of the grid's.
+    fn server(&self, server: ServerIndex) -> Option<&ServerEntry> {
+        self.grid.servers().get(server.get()).map(|e| &**e)
     }
 
     fn entry(&self, server: ServerIdx) -> Arc<ServerEntry> {
         self.grid.servers()[server as usize].clone()
+    }
+
+    /// The grid's index for a machine's server index (`None`: not a server of the grid).
+    fn grid_index(&self, server: ServerIndex) -> Option<ServerIdx> {
+        self.server(server).map(|_| server.0)
     }
 
     fn name(&self, server: ServerIdx) -> String {
@@ -1096,8 +1104,7 @@ async fn update_servermap(
     servers: &[ServerIdx],
 ) -> Result<ServerMap, MutableError> {
     let mut m = ServermapUpdater::new(cfg, servers).map_err(internal)?;
-    drive(&mut m, &mut ServermapRun { ctx }).await?;
-    let map = m.into_servermap();
+    let map = drive(&mut m, &mut ServermapRun { ctx }).await?;
     report_bad_shares(ctx, map.bad_shares().values());
     Ok(map)
 }
@@ -1106,8 +1113,10 @@ async fn update_servermap(
 /// Tahoe does.
 fn report_bad_shares<'b>(ctx: &Ctx, bad: impl IntoIterator<Item = &'b BadShare>) {
     for b in bad {
-        ctx.entry(b.server)
-            .report(Problem::Corrupt, format!("share {}: {}", b.shnum, b.reason));
+        ctx.entry(b.server).report(
+            ProblemKind::Corrupt,
+            format!("share {}: {}", b.shnum, b.reason),
+        );
         ctx.advise_corrupt(b.server, b.shnum, &b.reason);
     }
 }
@@ -1118,65 +1127,69 @@ struct ServermapRun<'a> {
 }
 
 impl Executor<ServermapUpdater> for ServermapRun<'_> {
-    type Done = ();
+    type Done = ServerMap;
     type Error = MutableError;
 
-    async fn execute(
+    fn send(
         &mut self,
-        action: SmAction,
-        run: &mut Run<SmEvent>,
-    ) -> Result<Option<()>, MutableError> {
-        servermap_action(self.ctx, action, run, std::convert::identity);
-        Ok(None)
+        id: RequestId,
+        server: ServerIndex,
+        request: SmRead,
+        run: &mut Run<ServermapUpdater>,
+    ) {
+        run.spawn(id, servermap_request(self.ctx, server, request));
     }
 
-    fn finished(&mut self, _: &ServermapUpdater) -> Result<(), MutableError> {
-        Ok(())
+    fn work(&mut self, job: std::convert::Infallible, _: &mut Run<ServermapUpdater>) {
+        match job {}
+    }
+
+    async fn output(
+        &mut self,
+        out: std::convert::Infallible,
+    ) -> Result<Option<ServerMap>, MutableError> {
+        match out {}
+    }
+
+    fn server(&self, server: ServerIndex) -> Option<&ServerEntry> {
+        self.ctx.server(server)
+    }
+
+    fn finish(&mut self, map: ServerMap) -> Result<ServerMap, MutableError> {
+        Ok(map)
     }
 }
 
-/// Carry out one servermap action in a run whose events wrap the servermap's (`wrap`:
-/// the identity for a servermap update of its own, a variant for a composite machine).
-fn servermap_action<E: Send + 'static>(
-    ctx: &Ctx,
-    action: SmAction,
-    run: &mut Run<E>,
-    wrap: fn(SmEvent) -> E,
-) {
-    match action {
-        SmAction::Query { id, server, len } => match &ctx.write_enablers {
-            Some(keys) => {
-                let q = query_as_writer(ctx.writer(keys, server), id, len);
-                run.spawn(id, server, async move { wrap(q.await) })
-            }
-            None => {
-                let q = query(ctx.task(server), id, len);
-                run.spawn(id, server, async move { wrap(q.await) })
-            }
+/// A request to a server index no grid server has (a machine given a bad list).
+fn not_a_server(server: ServerIndex) -> Failure {
+    Failure::new(
+        crate::Fault::Client,
+        format!("server {} is not a server of the grid", server.0),
+    )
+}
+
+/// A server's answer (or failure) to a servermap read; the servermap update's executor
+/// and a composite's both send it.
+type Reply<T> = Pin<Box<dyn Future<Output = Result<T, Failure>> + Send>>;
+
+/// Send one servermap read to `server`.
+fn servermap_request(ctx: &Ctx, server: ServerIndex, request: SmRead) -> Reply<Shares> {
+    let Some(server) = ctx.grid_index(server) else {
+        return Box::pin(async move { Err(not_a_server(server)) });
+    };
+    match request {
+        SmRead::Query { len } => match &ctx.write_enablers {
+            Some(keys) => Box::pin(query_as_writer(ctx.writer(keys, server), len)),
+            None => Box::pin(query(ctx.task(server), len)),
         },
-        SmAction::ReadShare {
-            id,
-            server,
-            shnum,
-            offset,
-            len,
-        } => {
+        SmRead::Share { shnum, offset, len } => {
             let t = ctx.task(server);
-            run.spawn(id, server, async move {
+            Box::pin(async move {
                 t.count(Kind::Servermap);
-                wrap(match t.read(shnum, offset, len).await {
-                    Ok(data) => SmEvent::Answer {
-                        id,
-                        shares: BTreeMap::from([(shnum, data)]),
-                    },
-                    Err(reason) => SmEvent::Failed { id, reason },
-                })
-            });
+                let data = t.read(shnum, offset, len).await?;
+                Ok(BTreeMap::from([(shnum, data)]))
+            })
         }
-        SmAction::Cancel { id } => {
-            ctx.stalled(run.cancel(id), "a servermap query", ctx.opts.query_timeout)
-        }
-        SmAction::Finished => {}
     }
 }
 
@@ -1204,12 +1217,12 @@ impl Task {
         self.counters.count(kind, self.entry.index);
     }
 
-    fn failed(&self, e: &crate::GbsClientError) -> String {
-        self.entry.report(Problem::Error(e.fault()), e.to_string());
-        e.to_string()
+    /// A request's failure, as the machine gets it (the machine's report scores it).
+    fn failed(&self, e: &crate::GbsClientError) -> Failure {
+        Failure::new(e.fault(), e.to_string())
     }
 
-    async fn read(&self, shnum: ShareNum, offset: u64, len: u64) -> Result<Vec<u8>, String> {
+    async fn read(&self, shnum: ShareNum, offset: u64, len: u64) -> Result<Vec<u8>, Failure> {
         match self
             .entry
             .client
@@ -1223,14 +1236,11 @@ impl Task {
 }
 
 /// Tahoe's `slot_readv(si, [], [(0, len)])` over HTTP: list the shares, read each.
-async fn query(t: Task, id: RequestId, len: u64) -> SmEvent {
+async fn query(t: Task, len: u64) -> Result<BTreeMap<ShareNum, Vec<u8>>, Failure> {
     t.count(Kind::Servermap);
     let listed = match t.entry.client.list_mutable_shares(&t.si).await {
         Ok(l) => l,
-        Err(e) => {
-            let reason = t.failed(&e);
-            return SmEvent::Failed { id, reason };
-        }
+        Err(e) => return Err(t.failed(&e)),
     };
     let t = Arc::new(t);
     let mut reads = JoinSet::new();
@@ -1252,14 +1262,11 @@ async fn query(t: Task, id: RequestId, len: u64) -> SmEvent {
             }
             // deleted between the list and the read: not there
             Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                let reason = t.failed(&e);
-                return SmEvent::Failed { id, reason };
-            }
+            Err(e) => return Err(t.failed(&e)),
         }
     }
     t.entry.report_ok();
-    SmEvent::Answer { id, shares }
+    Ok(shares)
 }
 
 /// A writer's query: one read-test-write with no tests and no writes whose read vector
@@ -1267,7 +1274,7 @@ async fn query(t: Task, id: RequestId, len: u64) -> SmEvent {
 /// `slot_testv_and_readv_and_writev` reads all shares and, with nothing to write, changes
 /// nothing and touches no lease). One request per server instead of a list and one read
 /// per share. The server checks the write enabler against the shares it holds.
-async fn query_as_writer(w: Writer, id: RequestId, len: u64) -> SmEvent {
+async fn query_as_writer(w: Writer, len: u64) -> Result<BTreeMap<ShareNum, Vec<u8>>, Failure> {
     let req = RtwRequest {
         read_vector: vec![cairn_core::storage::gbs::ReadVector {
             offset: 0,
@@ -1275,16 +1282,12 @@ async fn query_as_writer(w: Writer, id: RequestId, len: u64) -> SmEvent {
         }],
         ..RtwRequest::default()
     };
-    match w.send(Kind::Servermap, &req).await {
-        Ok(resp) => {
-            let shares = first_read_of_each(resp.data);
-            for (sh, first) in &shares {
-                w.task.first_reads.put(w.task.entry.index, *sh, first, len);
-            }
-            SmEvent::Answer { id, shares }
-        }
-        Err(reason) => SmEvent::Failed { id, reason },
+    let resp = w.send(Kind::Servermap, &req).await?;
+    let shares = first_read_of_each(resp.data);
+    for (sh, first) in &shares {
+        w.task.first_reads.put(w.task.entry.index, *sh, first, len);
     }
+    Ok(shares)
 }
 
 /// A write-mode servermap update; the private key it recovered.
@@ -1577,59 +1580,57 @@ impl Executor<PublishMachine> for PublishRun<'_> {
     type Done = Result<PublishOutcome, PublishError>;
     type Error = MutableError;
 
-    async fn execute(
+    fn send(
         &mut self,
-        action: PubAction,
-        run: &mut Run<PubEvent>,
-    ) -> Result<Option<Self::Done>, MutableError> {
-        Ok(publish_action(
-            self.ctx,
-            self.keys,
-            self.payload,
-            action,
-            run,
-            std::convert::identity,
-        ))
+        id: RequestId,
+        server: ServerIndex,
+        request: Write,
+        run: &mut Run<PublishMachine>,
+    ) {
+        run.spawn(
+            id,
+            publish_request(self.ctx, self.keys, self.payload, server, request),
+        );
     }
 
-    fn finished(&mut self, m: &PublishMachine) -> Result<Self::Done, MutableError> {
-        m.outcome()
-            .cloned()
-            .ok_or_else(|| internal("publish ended without an outcome"))
+    fn work(&mut self, job: std::convert::Infallible, _: &mut Run<PublishMachine>) {
+        match job {}
+    }
+
+    async fn output(
+        &mut self,
+        out: std::convert::Infallible,
+    ) -> Result<Option<Self::Done>, MutableError> {
+        match out {}
+    }
+
+    fn server(&self, server: ServerIndex) -> Option<&ServerEntry> {
+        self.ctx.server(server)
+    }
+
+    fn finish(&mut self, outcome: Self::Done) -> Result<Self::Done, MutableError> {
+        Ok(outcome)
     }
 }
 
-/// Carry out one publish action in a run whose events wrap the publish's (`wrap`); the
-/// publish's result when it finished.
-fn publish_action<E: Send + 'static>(
+/// Send one publish write to `server`; the publish's executor and a composite's both send
+/// it.
+fn publish_request(
     ctx: &Ctx,
     keys: &WriterKeys,
     payload: &Arc<Payload>,
-    action: PubAction,
-    run: &mut Run<E>,
-    wrap: fn(PubEvent) -> E,
-) -> Option<Result<PublishOutcome, PublishError>> {
-    match action {
-        PubAction::Write {
-            id,
-            server,
-            shares: tests,
-        } => {
-            let w = ctx.writer(keys, server);
-            let payload = payload.clone();
-            run.spawn(id, server, async move {
-                wrap(match w.write(&tests, &payload).await {
-                    Ok((wrote, current)) => PubEvent::Written { id, wrote, current },
-                    Err(reason) => PubEvent::Failed { id, reason },
-                })
-            });
-        }
-        PubAction::Cancel { id } => {
-            ctx.stalled(run.cancel(id), "a mutable write", ctx.opts.write_timeout)
-        }
-        PubAction::Finished(r) => return Some(r),
-    }
-    None
+    server: ServerIndex,
+    request: Write,
+) -> Reply<Written> {
+    let Some(server) = ctx.grid_index(server) else {
+        return Box::pin(async move { Err(not_a_server(server)) });
+    };
+    let w = ctx.writer(keys, server);
+    let payload = payload.clone();
+    Box::pin(async move {
+        let (wrote, current) = w.write(&request.shares, &payload).await?;
+        Ok(Written { wrote, current })
+    })
 }
 
 /// What a write task needs.
@@ -1659,7 +1660,7 @@ impl Writer {
         &self,
         tests: &BTreeMap<ShareNum, WriteTest>,
         payload: &Payload,
-    ) -> Result<(bool, BTreeMap<ShareNum, Vec<u8>>), String> {
+    ) -> Result<(bool, BTreeMap<ShareNum, Vec<u8>>), Failure> {
         let mut req = RtwRequest {
             read_vector: vec![publish::read_vector()],
             ..RtwRequest::default()
@@ -1669,7 +1670,10 @@ impl Writer {
             let write = match payload {
                 Payload::Whole(shares) => {
                     let Some(data) = shares.get(usize::from(*sh)) else {
-                        return Err(format!("no share {sh} was encoded"));
+                        return Err(Failure::new(
+                            crate::Fault::Client,
+                            format!("no share {sh} was encoded"),
+                        ));
                     };
                     vec![WriteVector {
                         offset: 0,
@@ -1679,9 +1683,12 @@ impl Writer {
                 Payload::InPlace { old, writes } => {
                     let holds_old = matches!(test, WriteTest::Matches(c) if c == old);
                     let Some(w) = writes.get(usize::from(*sh)).filter(|_| holds_old) else {
-                        return Err(format!(
-                            "an in-place update can only rewrite an existing share; share {sh} \
-                             of the version being updated is not on this server"
+                        return Err(Failure::new(
+                            crate::Fault::Client,
+                            format!(
+                                "an in-place update can only rewrite an existing share; share \
+                                 {sh} of the version being updated is not on this server"
+                            ),
                         ));
                     };
                     w.iter()
@@ -1712,7 +1719,7 @@ impl Writer {
 
     /// Send one read-test-write, counted as `kind`; the server's health scored by the
     /// outcome.
-    async fn send(&self, kind: Kind, req: &RtwRequest) -> Result<RtwResponse, String> {
+    async fn send(&self, kind: Kind, req: &RtwRequest) -> Result<RtwResponse, Failure> {
         let t = &self.task;
         t.count(kind);
         match t
@@ -1783,14 +1790,15 @@ async fn retain_privkey(
             tracing::warn!(server = %ctx.name(server), sh, "own server refused the extra share copy");
             None
         }
-        Ok(Err(reason)) => {
-            tracing::warn!(server = %ctx.name(server), %reason, "extra share copy failed");
+        Ok(Err(f)) => {
+            tracing::warn!(server = %ctx.name(server), reason = %f, "extra share copy failed");
+            w.task.entry.report(ProblemKind::Failed(f.fault), f.message);
             None
         }
         Err(_) => {
             w.task
                 .entry
-                .report(Problem::Stall, "no answer to the extra share copy");
+                .report(ProblemKind::Stall, "no answer to the extra share copy");
             None
         }
     }
@@ -1828,7 +1836,7 @@ async fn recover_after_collision(
         ctx,
         keys,
         privkey,
-        payload: Arc::new(Payload::Whole(Vec::new())),
+        payload: Arc::new(Mutex::new(Arc::new(Payload::Whole(Vec::new())))),
     };
     drive(&mut m, &mut run)
         .await
@@ -1837,64 +1845,95 @@ async fn recover_after_collision(
         })
 }
 
-/// Carries out a collision recovery's requests (through the servermap, retrieve and
-/// publish executors' own code) and its encoding.
+/// Carries out a collision recovery's requests (with the servermap, retrieve and publish
+/// executors' own code) and its encoding.
 struct RecoveryRun<'a> {
     ctx: &'a Ctx,
     keys: &'a WriterKeys,
     privkey: &'a SigningKey,
-    /// The shares of the version being republished, once encoded.
-    payload: Arc<Payload>,
+    /// The shares of the version being republished, once encoded (set by the encoding job
+    /// before the machine hears it is done, so before any write is sent).
+    payload: Arc<Mutex<Arc<Payload>>>,
 }
 
 impl Executor<CollisionRecovery> for RecoveryRun<'_> {
     type Done = collision::Outcome;
     type Error = MutableError;
 
-    async fn execute(
+    fn send(
         &mut self,
-        action: collision::Action,
-        run: &mut Run<collision::Event>,
-    ) -> Result<Option<collision::Outcome>, MutableError> {
-        use collision::{Action as A, Event as E};
+        id: RequestId,
+        server: ServerIndex,
+        request: RecRequest,
+        run: &mut Run<CollisionRecovery>,
+    ) {
         let ctx = self.ctx;
-        match action {
-            A::Check(a) => servermap_action(ctx, a, run, E::Check),
-            A::BadShares(bad) => report_bad_shares(ctx, &bad),
-            A::Read(a) => retrieve_request(ctx, a, run, E::Read),
-            A::Encode { data, version } => {
-                let v = NewVersion {
-                    format: version.format,
-                    k: version.k,
-                    n: version.n,
-                    seqnum: version.seqnum,
-                };
-                // Nothing else is in flight while the machine waits for the shares.
-                let encoded =
-                    encode_shares(self.privkey, &v, ctx.opts.max_segment_size, data).await;
-                let header = match encoded {
-                    Ok((header, shares)) => {
-                        self.payload = Arc::new(Payload::Whole(shares));
-                        Ok(header)
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
-                run.deliver(E::Encoded(header));
+        match request {
+            RecRequest::Check(r) => {
+                let reply = servermap_request(ctx, server, r);
+                run.spawn(id, async move { reply.await.map(RecResponse::Check) });
             }
-            // the recovery machine reads the publish's end itself
-            A::Publish(a) => {
-                publish_action(ctx, self.keys, &self.payload, a, run, E::Publish);
+            RecRequest::Read(r) => match retrieve_request(ctx, server, r) {
+                Ok(data) => run.answer(id, RecResponse::Read(data)),
+                Err(reply) => run.spawn(id, async move { reply.await.map(RecResponse::Read) }),
+            },
+            RecRequest::Publish(w) => {
+                let payload = lock(&self.payload).clone();
+                let reply = publish_request(ctx, self.keys, &payload, server, w);
+                run.spawn(id, async move { reply.await.map(RecResponse::Publish) });
             }
-            A::Finished(o) => return Ok(Some(o)),
         }
-        Ok(None)
     }
 
-    fn finished(&mut self, m: &CollisionRecovery) -> Result<collision::Outcome, MutableError> {
-        m.outcome()
-            .cloned()
-            .ok_or_else(|| internal("collision recovery ended without an outcome"))
+    fn work(&mut self, job: Encode, run: &mut Run<CollisionRecovery>) {
+        let Encode { data, version } = job;
+        let v = NewVersion {
+            format: version.format,
+            k: version.k,
+            n: version.n,
+            seqnum: version.seqnum,
+        };
+        let key = self.privkey.clone();
+        let max_segment_size = self.ctx.opts.max_segment_size;
+        let slot = self.payload.clone();
+        run.spawn_work(async move {
+            let header = match encode_shares(&key, &v, max_segment_size, data).await {
+                Ok((header, shares)) => {
+                    *lock(&slot) = Arc::new(Payload::Whole(shares));
+                    Ok(header)
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            Some(header)
+        });
     }
+
+    async fn output(
+        &mut self,
+        out: std::convert::Infallible,
+    ) -> Result<Option<collision::Outcome>, MutableError> {
+        match out {}
+    }
+
+    fn server(&self, server: ServerIndex) -> Option<&ServerEntry> {
+        self.ctx.server(server)
+    }
+
+    fn reported(&mut self, p: &Problem) {
+        // shares the check found bad, as the servermap update's own executor tells them
+        if let (ProblemKind::Corrupt, Some(sh)) = (p.kind, p.shnum) {
+            self.ctx.advise_corrupt(p.server.0, sh.0, &p.reason);
+        }
+    }
+
+    fn finish(&mut self, o: collision::Outcome) -> Result<collision::Outcome, MutableError> {
+        Ok(o)
+    }
+}
+
+/// The payload slot, whoever held it last (a panic elsewhere leaves the value usable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 // -------------------------------------------------------------------------------------
@@ -1930,7 +1969,18 @@ async fn run_retrieve(
     m: &mut RetrieveMachine,
     sink: &mut (dyn AsyncWrite + Unpin + Send),
 ) -> Result<RetrieveOutcome, MutableError> {
-    drive(m, &mut RetrieveRun { ctx, sink }).await
+    let r = drive(
+        m,
+        &mut RetrieveRun {
+            ctx,
+            sink: &mut *sink,
+        },
+    )
+    .await;
+    if r.is_ok() {
+        sink.flush().await?;
+    }
+    r
 }
 
 /// Carries out a retrieve's reads and writes its output to the sink.
@@ -1943,101 +1993,89 @@ impl Executor<RetrieveMachine> for RetrieveRun<'_, '_> {
     type Done = RetrieveOutcome;
     type Error = MutableError;
 
-    async fn execute(
+    fn send(
         &mut self,
-        action: RetAction,
-        run: &mut Run<RetEvent>,
-    ) -> Result<Option<RetrieveOutcome>, MutableError> {
-        let ctx = self.ctx;
-        match action {
-            RetAction::Output { data, .. } => self.sink.write_all(&data).await?,
-            RetAction::Finished(r) => {
-                self.sink.flush().await?;
-                return r.map(Some).map_err(|e| match e {
-                    cairn_core::client::mutable::RetrieveError::NotEnoughShares {
-                        seqnum,
-                        k,
-                        usable,
-                        problems,
-                    } => MutableError::NotEnoughServers {
-                        what: "reading (good shares of the chosen version)",
-                        tried: problems
-                            .iter()
-                            .map(|p| p.server)
-                            .collect::<BTreeSet<_>>()
-                            .len(),
-                        needed: usize::from(k),
-                        got: usable,
-                        reasons: problems
-                            .iter()
-                            .map(|p| format!("seqnum {seqnum}: {}: {p}", ctx.name(p.server)))
-                            .collect(),
-                    },
-                    other => MutableError::Unrecoverable(other.to_string()),
-                });
-            }
-            other => retrieve_request(ctx, other, run, std::convert::identity),
+        id: RequestId,
+        server: ServerIndex,
+        request: RetRead,
+        run: &mut Run<RetrieveMachine>,
+    ) {
+        match retrieve_request(self.ctx, server, request) {
+            Ok(data) => run.answer(id, data),
+            Err(reply) => run.spawn(id, reply),
         }
+    }
+
+    fn work(&mut self, job: std::convert::Infallible, _: &mut Run<RetrieveMachine>) {
+        match job {}
+    }
+
+    async fn output(&mut self, out: Chunk) -> Result<Option<RetrieveOutcome>, MutableError> {
+        self.sink.write_all(&out.data).await?;
         Ok(None)
     }
 
-    fn finished(&mut self, _: &RetrieveMachine) -> Result<RetrieveOutcome, MutableError> {
-        Err(internal("retrieve ended without a result"))
+    fn server(&self, server: ServerIndex) -> Option<&ServerEntry> {
+        self.ctx.server(server)
+    }
+
+    fn reported(&mut self, p: &Problem) {
+        if let (ProblemKind::Corrupt, Some(sh)) = (p.kind, p.shnum) {
+            self.ctx.advise_corrupt(p.server.0, sh.0, &p.reason);
+        }
+    }
+
+    fn finish(
+        &mut self,
+        r: Result<RetrieveOutcome, RetrieveError>,
+    ) -> Result<RetrieveOutcome, MutableError> {
+        let ctx = self.ctx;
+        r.map_err(|e| match e {
+            RetrieveError::NotEnoughShares {
+                seqnum,
+                k,
+                usable,
+                problems,
+            } => MutableError::NotEnoughServers {
+                what: "reading (good shares of the chosen version)",
+                tried: problems
+                    .iter()
+                    .map(|p| p.server)
+                    .collect::<BTreeSet<_>>()
+                    .len(),
+                needed: usize::from(k),
+                got: usable,
+                reasons: problems
+                    .iter()
+                    .map(|p| format!("seqnum {seqnum}: {}: {p}", ctx.name(p.server.0)))
+                    .collect(),
+            },
+            other => MutableError::Unrecoverable(other.to_string()),
+        })
     }
 }
 
-/// Carry out a retrieve's read, cancel or problem report in a run whose events wrap the
-/// retrieve's (`wrap`); output and the end are the caller's.
-fn retrieve_request<E: Send + 'static>(
+/// Send one retrieve read to `server`: `Ok` with the bytes at once when the servermap's
+/// first read of the share already holds them, else the read. The retrieve's executor and
+/// a composite's both send it.
+fn retrieve_request(
     ctx: &Ctx,
-    action: RetAction,
-    run: &mut Run<E>,
-    wrap: fn(RetEvent) -> E,
-) {
-    match action {
-        RetAction::Read {
-            id,
-            server,
-            shnum,
-            offset,
-            len,
-            ..
-        } => {
-            if let Some(data) = ctx.first_reads.get(server, shnum, offset, len) {
-                // The servermap's first read of this share already holds it.
-                run.deliver(wrap(RetEvent::Read { id, data }));
-                return;
-            }
-            let t = ctx.task(server);
-            run.spawn(id, server, async move {
-                t.count(Kind::Read);
-                wrap(match t.read(shnum, offset, len).await {
-                    Ok(data) => RetEvent::Read { id, data },
-                    Err(reason) => RetEvent::Failed { id, reason },
-                })
-            });
-        }
-        RetAction::Cancel { id } => {
-            run.cancel(id);
-        }
-        RetAction::Report(p) => {
-            let entry = ctx.entry(p.server);
-            match p.kind {
-                // the request's task scored it by the error's fault
-                ProblemKind::Error => {}
-                ProblemKind::Stall => entry.report(Problem::Stall, p.reason.clone()),
-                ProblemKind::Corrupt => {
-                    entry.report(Problem::Corrupt, format!("share {}: {}", p.shnum, p.reason));
-                    ctx.advise_corrupt(p.server, p.shnum, &p.reason);
-                }
-                // a writer got in between, or a layout this reader does not
-                // predict: not the server's fault
-                ProblemKind::Changed | ProblemKind::Unsupported => {
-                    tracing::info!(server = %entry.name(), problem = %p, "mutable share dropped");
-                }
-            }
-        }
-        // the retrieve's own executor handles these
-        RetAction::Output { .. } | RetAction::Finished(_) => {}
+    server: ServerIndex,
+    request: RetRead,
+) -> Result<Vec<u8>, Reply<Vec<u8>>> {
+    let Some(server) = ctx.grid_index(server) else {
+        return Err(Box::pin(async move { Err(not_a_server(server)) }));
+    };
+    let RetRead {
+        shnum, offset, len, ..
+    } = request;
+    if let Some(data) = ctx.first_reads.get(server, shnum, offset, len) {
+        // The servermap's first read of this share already holds it.
+        return Ok(data);
     }
+    let t = ctx.task(server);
+    Err(Box::pin(async move {
+        t.count(Kind::Read);
+        t.read(shnum, offset, len).await
+    }))
 }

@@ -8,13 +8,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::ControlFlow;
 
 use cairn_core::client::compose::collision::{
-    self, Action, CollisionRecovery, Event, NewVersion, Outcome, RecoveryConfig, Source,
+    self, Action, CollisionRecovery, Encode, Event, NewVersion, Outcome, RecoveryConfig, Request,
+    Response, Source,
 };
 use cairn_core::client::compose::modify::{
     self, after_setback, kept_reads, AfterSetback, How, KeptReads, ModifyError, PastEnd, Setback,
     WholeReason,
 };
-use cairn_core::client::machine::{Machine, MachineEvent, RequestId};
+use cairn_core::client::machine::{Failure, Fault, Machine, RequestId};
 use cairn_core::client::mutable::servermap::{self, Mode, ServerMap, UpdateConfig};
 use cairn_core::client::mutable::{publish, retrieve, RetrieveConfig, ServerIdx};
 use cairn_core::mutable::codec::Encoding;
@@ -283,83 +284,77 @@ fn recover(grid: &mut Grid, format: MutableFormat, ours: Option<Vec<u8>>, late: 
         };
         now += 1;
         let event = match action {
-            Action::Check(a) => {
-                let (id, server, shnum, offset, len) = match a {
-                    servermap::Action::Query { id, server, len } => (id, server, None, 0, len),
-                    servermap::Action::ReadShare {
-                        id,
-                        server,
-                        shnum,
-                        offset,
-                        len,
-                    } => (id, server, Some(shnum), offset, len),
-                    _ => return ControlFlow::Continue(()),
+            Action::Send {
+                id,
+                server,
+                request: Request::Check(read),
+            } => {
+                let server = server.0;
+                let (shnum, offset, len) = match read {
+                    servermap::Read::Query { len } => (None, 0, len),
+                    servermap::Read::Share { shnum, offset, len } => (Some(shnum), offset, len),
                 };
                 ids.push(id);
                 if grid.servers[&server].stalled {
                     return ControlFlow::Continue(());
                 }
-                let e = Event::Check(match grid.read(server, shnum, offset, len) {
-                    Ok(shares) => servermap::Event::Answer { id, shares },
-                    Err(reason) => servermap::Event::Failed { id, reason },
-                });
+                let e = answer(id, grid.read(server, shnum, offset, len), Response::Check);
                 if late {
                     replay.push(e.clone());
                 }
                 e
             }
-            Action::Read(retrieve::Action::Read {
+            Action::Send {
                 id,
                 server,
-                shnum,
-                offset,
-                len,
-                ..
-            }) => {
+                request:
+                    Request::Read(retrieve::Read {
+                        shnum, offset, len, ..
+                    }),
+            } => {
+                let server = server.0;
                 // answers of the check phase arriving again now are dropped
                 for e in replay.drain(..) {
                     assert_eq!(m.handle(e, now).unwrap(), Vec::new());
                 }
                 ids.push(id);
-                Event::Read(
-                    match grid
-                        .read(server, Some(shnum), offset, len)
-                        .map(|mut s| s.remove(&shnum))
-                    {
-                        Ok(Some(data)) => retrieve::Event::Read { id, data },
-                        Ok(None) => retrieve::Event::Failed {
-                            id,
-                            reason: "no such share".into(),
-                        },
-                        Err(reason) => retrieve::Event::Failed { id, reason },
-                    },
-                )
+                let read = grid
+                    .read(server, Some(shnum), offset, len)
+                    .and_then(|mut s| s.remove(&shnum).ok_or_else(|| "no such share".into()));
+                answer(id, read, Response::Read)
             }
-            Action::Read(_) | Action::BadShares(_) => return ControlFlow::Continue(()),
-            Action::Encode { data, version } => {
+            Action::Work(Encode { data, version }) => {
                 encoded.push(version);
                 let mut enc = Encoding::new(version.format, version.k, version.n, version.seqnum);
                 enc.max_segment_size = SMALL_SEGMENT;
                 let v = fixtures::encode_version(&enc, &data, &mut ChaCha20Rng::seed_from_u64(5));
                 let header = v.header.clone();
                 written = Some(v);
-                Event::Encoded(Ok(header))
+                Event::Worked(Ok(header))
             }
-            Action::Publish(publish::Action::Write { id, server, shares }) => {
+            Action::Send {
+                id,
+                server,
+                request: Request::Publish(publish::Write { shares }),
+            } => {
+                let server = server.0;
                 ids.push(id);
                 if grid.servers[&server].stalled {
                     return ControlFlow::Continue(());
                 }
                 let v = written.as_ref().expect("encoded before publishing");
-                Event::Publish(match grid.test_and_write(server, &shares, v) {
-                    Ok((wrote, current)) => publish::Event::Written { id, wrote, current },
-                    Err(reason) => publish::Event::Failed { id, reason },
-                })
+                let w = grid
+                    .test_and_write(server, &shares, v)
+                    .map(|(wrote, current)| publish::Written { wrote, current });
+                answer(id, w, Response::Publish)
             }
-            Action::Publish(_) => return ControlFlow::Continue(()),
-            Action::Finished(_) => return ControlFlow::Continue(()),
+            // bad shares of the check, stalls: the driver's scoring
+            Action::Report(_) | Action::Cancel { .. } | Action::Finish(_) => {
+                return ControlFlow::Continue(())
+            }
+            Action::Output(never) => match never {},
         };
-        assert!(event.request().is_some() || matches!(event, Event::Encoded(_)));
+        assert!(event.request().is_some() || matches!(event, Event::Worked(_)));
         queue.extend(m.handle(event, now).unwrap());
         ControlFlow::Continue(())
     })
@@ -368,6 +363,20 @@ fn recover(grid: &mut Grid, format: MutableFormat, ours: Option<Vec<u8>>, late: 
         outcome,
         ids,
         encoded,
+    }
+}
+
+/// The event of a fake server's answer (or failure) to request `id`.
+fn answer<R>(id: RequestId, r: Result<R, String>, wrap: fn(R) -> Response) -> Event {
+    match r {
+        Ok(r) => Event::Answer {
+            id,
+            response: wrap(r),
+        },
+        Err(message) => Event::Failed {
+            id,
+            failure: Failure::new(Fault::Network, message),
+        },
     }
 }
 
@@ -479,33 +488,38 @@ fn encoding_failure_and_unknown_ids() {
     let bogus = collision::routed(1, 99);
     assert!(m
         .handle(
-            Event::Check(servermap::Event::Failed {
+            Event::Failed {
                 id: bogus,
-                reason: "x".into()
-            }),
+                failure: Failure::new(Fault::Network, "x"),
+            },
             1
         )
         .is_err());
     // both servers empty: nothing recoverable, our data is encoded
     let mut out = Vec::new();
     for a in actions {
-        let Action::Check(servermap::Action::Query { id, .. }) = a else {
+        let Action::Send {
+            id,
+            request: Request::Check(servermap::Read::Query { .. }),
+            ..
+        } = a
+        else {
             panic!("expected queries")
         };
         out.extend(
             m.handle(
-                Event::Check(servermap::Event::Answer {
+                Event::Answer {
                     id,
-                    shares: BTreeMap::new(),
-                }),
+                    response: Response::Check(BTreeMap::new()),
+                },
                 2,
             )
             .unwrap(),
         );
     }
-    assert!(matches!(out.last(), Some(Action::Encode { .. })));
-    let out = m.handle(Event::Encoded(Err("no RNG".into())), 3).unwrap();
-    let Some(Action::Finished(o)) = out.last() else {
+    assert!(matches!(out.last(), Some(Action::Work(Encode { .. }))));
+    let out = m.handle(Event::Worked(Err("no RNG".into())), 3).unwrap();
+    let Some(Action::Finish(o)) = out.last() else {
         panic!("expected the end")
     };
     assert_eq!(

@@ -13,7 +13,7 @@ use cairn_core::client::compose::verify_chk::{
     Action, ShareStatus, VerifyReport, VerifyingDownload, OWN,
 };
 use cairn_core::client::download::{self, DownloadConfig, Event, Millis, ServerInfo};
-use cairn_core::client::machine::MachineEvent;
+use cairn_core::client::machine::{Failure, Fault, Job};
 use cairn_test_support::data;
 use cairn_test_support::stepping::bounded;
 
@@ -68,76 +68,72 @@ fn run(cap: &ChkReadCap, servers: &[SimServer]) -> Run {
         let mut done = None;
         for a in actions.drain(..) {
             seq += 1;
-            let a = match a {
-                Action::Finished(r) => {
-                    done = Some(r);
-                    continue;
-                }
-                Action::Download(a) => a,
-            };
             match a {
-                download::Action::ListShares { id, server } => {
+                Action::Finish(r) => done = Some(r),
+                Action::Send {
+                    id,
+                    server,
+                    request: download::Request::ListShares,
+                } => {
                     ids.push(id);
-                    let s = &servers[server];
+                    let s = &servers[server.get()];
                     let ev = match s.behaviour {
                         Behaviour::Down => Event::Failed {
                             id,
-                            reason: "connection refused".into(),
+                            failure: Failure::new(Fault::Network, "connection refused"),
                         },
-                        _ => Event::Listed {
+                        _ => Event::Answer {
                             id,
-                            shares: s.shares.keys().copied().collect(),
+                            response: download::Response::Listed(
+                                s.shares.keys().copied().collect(),
+                            ),
                         },
                     };
                     queue.insert((now + s.latency, seq), ev);
                     pending.insert(id, (now + s.latency, seq));
                 }
-                download::Action::Read {
+                Action::Send {
                     id,
                     server,
-                    shnum,
-                    offset,
-                    len,
-                    ..
+                    request:
+                        download::Request::Read {
+                            shnum, offset, len, ..
+                        },
                 } => {
                     ids.push(id);
-                    let s = &servers[server];
+                    let s = &servers[server.get()];
                     let ev = match (s.behaviour, s.shares.get(&shnum)) {
                         (Behaviour::StallReads, _) => continue,
                         (Behaviour::Down, _) | (_, None) => Event::Failed {
                             id,
-                            reason: "down".into(),
+                            failure: Failure::new(Fault::Network, "down"),
                         },
                         (Behaviour::Normal, Some(sh)) => {
                             let a = (offset as usize).min(sh.len());
                             let b = (offset.saturating_add(len) as usize).min(sh.len());
-                            Event::Read {
+                            Event::Answer {
                                 id,
-                                data: Arc::from(&sh[a..b]),
+                                response: download::Response::Read(Arc::from(&sh[a..b])),
                             }
                         }
                     };
                     queue.insert((now + s.latency, seq), ev);
                     pending.insert(id, (now + s.latency, seq));
                 }
-                download::Action::Cancel { id } => {
+                Action::Cancel { id } => {
                     if let Some(k) = pending.remove(&id) {
                         queue.remove(&k);
                     }
                 }
-                download::Action::Verify(job) => {
-                    queue.insert((now, seq), Event::Verified(job.run()));
+                Action::Work(job) => {
+                    queue.insert((now, seq), Event::Worked(job.run()));
                 }
-                download::Action::Decode(job) => {
-                    queue.insert((now, seq), Event::Decoded(job.run()));
-                }
-                download::Action::Output { data: d, .. } => data.extend_from_slice(&d),
-                download::Action::Report(p) => {
+                Action::Output(c) => data.extend_from_slice(&c.data),
+                Action::Report(p) => {
                     if p.kind == download::ProblemKind::Corrupt {
-                        corrupt_reports.push((p.server, p.shnum));
+                        corrupt_reports.push((p.server.get(), p.shnum.map(|sh| u16::from(sh.0))));
                     }
                 }
-                download::Action::Finished(_) => panic!("the inner end is not passed on"),
             }
         }
         if let Some(r) = done {

@@ -60,7 +60,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use cairn_core::client::machine::{Machine, MachineEvent};
+use cairn_core::client::machine::{
+    ActionOf, Chunk, Event, EventOf, Failure, Fault, Machine, ServerIndex,
+};
 use cairn_core::client::mutable::publish::{
     self, Collision, Event as PEvent, PublishConfig, PublishError, PublishMachine, PublishOutcome,
     WriteTest,
@@ -434,15 +436,13 @@ trait Adapter {
     fn machine(&mut self) -> &mut Self::M;
     fn machine_ref(&self) -> &Self::M;
     /// The requests to send for `actions` (the others are taken in).
-    fn outs(&mut self, actions: Vec<<Self::M as Machine>::Action>) -> Vec<Out>;
+    fn outs(&mut self, actions: Vec<ActionOf<Self::M>>) -> Vec<Out>;
     /// The event of the answer (or failure) `reply` to request `id`.
-    fn event(&mut self, id: RequestId, reply: Result<Resp, String>) -> <Self::M as Machine>::Event;
+    fn event(&mut self, id: RequestId, reply: Result<Resp, String>) -> EventOf<Self::M>;
+    /// Whether the machine returned its `Finish` action.
+    fn finished(&self) -> bool;
 
-    fn handle(
-        &mut self,
-        event: <Self::M as Machine>::Event,
-        now: Millis,
-    ) -> Result<Vec<Out>, String> {
+    fn handle(&mut self, event: EventOf<Self::M>, now: Millis) -> Result<Vec<Out>, String> {
         let a = self
             .machine()
             .handle(event, now)
@@ -468,7 +468,7 @@ impl<A: Adapter> Client for A {
     }
 
     fn tick(&mut self, now: Millis) -> Result<Vec<Out>, String> {
-        self.handle(MachineEvent::tick(), now)
+        self.handle(Event::Tick, now)
     }
 
     fn deadline(&self) -> Option<Millis> {
@@ -476,7 +476,7 @@ impl<A: Adapter> Client for A {
     }
 
     fn done(&self) -> bool {
-        self.machine_ref().is_done()
+        self.finished()
     }
 }
 
@@ -508,7 +508,11 @@ impl Adapter for SmapClient {
         let mut outs = Vec::new();
         for a in actions {
             match a {
-                servermap::Action::Query { id, server, len } => {
+                servermap::Action::Send {
+                    id,
+                    server: ServerIndex(server),
+                    request: servermap::Read::Query { len },
+                } => {
                     self.open.insert(id, (server, true));
                     outs.push(Out {
                         id,
@@ -516,12 +520,10 @@ impl Adapter for SmapClient {
                         req: Req::Query { len },
                     });
                 }
-                servermap::Action::ReadShare {
+                servermap::Action::Send {
                     id,
-                    server,
-                    shnum,
-                    offset,
-                    len,
+                    server: ServerIndex(server),
+                    request: servermap::Read::Share { shnum, offset, len },
                 } => {
                     self.open.insert(id, (server, false));
                     outs.push(Out {
@@ -533,7 +535,8 @@ impl Adapter for SmapClient {
                 servermap::Action::Cancel { id } => {
                     self.open.remove(&id);
                 }
-                servermap::Action::Finished => {}
+                servermap::Action::Report(_) | servermap::Action::Finish(_) => {}
+                servermap::Action::Work(never) | servermap::Action::Output(never) => match never {},
             }
         }
         outs
@@ -546,11 +549,21 @@ impl Adapter for SmapClient {
                 if let Some((server, true)) = first {
                     self.answered.push((server, shares.clone()));
                 }
-                SEvent::Answer { id, shares }
+                SEvent::Answer {
+                    id,
+                    response: shares,
+                }
             }
             Ok(other) => panic!("servermap request answered with {other:?}"),
-            Err(reason) => SEvent::Failed { id, reason },
+            Err(reason) => SEvent::Failed {
+                id,
+                failure: lost(reason),
+            },
         }
+    }
+
+    fn finished(&self) -> bool {
+        self.m.is_done()
     }
 }
 
@@ -579,7 +592,11 @@ impl Adapter for PubClient {
         let mut outs = Vec::new();
         for a in actions {
             match a {
-                publish::Action::Write { id, server, shares } => {
+                publish::Action::Send {
+                    id,
+                    server: ServerIndex(server),
+                    request: publish::Write { shares },
+                } => {
                     self.writes.extend(shares.keys().map(|sh| (server, *sh)));
                     outs.push(Out {
                         id,
@@ -590,11 +607,12 @@ impl Adapter for PubClient {
                         },
                     });
                 }
-                publish::Action::Cancel { .. } => {}
-                publish::Action::Finished(r) => {
+                publish::Action::Cancel { .. } | publish::Action::Report(_) => {}
+                publish::Action::Finish(r) => {
                     self.finished_twice |= self.result.is_some();
                     self.result = Some(r);
                 }
+                publish::Action::Work(never) | publish::Action::Output(never) => match never {},
             }
         }
         outs
@@ -602,10 +620,20 @@ impl Adapter for PubClient {
 
     fn event(&mut self, id: RequestId, reply: Result<Resp, String>) -> PEvent {
         match reply {
-            Ok(Resp::Written { wrote, current }) => PEvent::Written { id, wrote, current },
+            Ok(Resp::Written { wrote, current }) => PEvent::Answer {
+                id,
+                response: publish::Written { wrote, current },
+            },
             Ok(other) => panic!("write answered with {other:?}"),
-            Err(reason) => PEvent::Failed { id, reason },
+            Err(reason) => PEvent::Failed {
+                id,
+                failure: lost(reason),
+            },
         }
+    }
+
+    fn finished(&self) -> bool {
+        self.m.is_done()
     }
 }
 
@@ -633,20 +661,21 @@ impl Adapter for RetClient {
         let mut outs = Vec::new();
         for a in actions {
             match a {
-                retrieve::Action::Read {
+                retrieve::Action::Send {
                     id,
-                    server,
-                    shnum,
-                    offset,
-                    len,
-                    ..
+                    server: ServerIndex(server),
+                    request:
+                        retrieve::Read {
+                            shnum, offset, len, ..
+                        },
                 } => outs.push(Out {
                     id,
                     server,
                     req: Req::Read { shnum, offset, len },
                 }),
                 retrieve::Action::Cancel { .. } => {}
-                retrieve::Action::Output { offset, data } => {
+                retrieve::Action::Work(never) => match never {},
+                retrieve::Action::Output(Chunk { offset, data }) => {
                     if offset != self.output.len() as u64 {
                         self.out_of_order = Some(format!(
                             "output at {offset}, expected {}",
@@ -656,7 +685,7 @@ impl Adapter for RetClient {
                     self.output.extend_from_slice(&data);
                 }
                 retrieve::Action::Report(_) => self.reports += 1,
-                retrieve::Action::Finished(r) => self.result = Some(r),
+                retrieve::Action::Finish(r) => self.result = Some(r),
             }
         }
         outs
@@ -664,11 +693,23 @@ impl Adapter for RetClient {
 
     fn event(&mut self, id: RequestId, reply: Result<Resp, String>) -> REvent {
         match reply {
-            Ok(Resp::Data(data)) => REvent::Read { id, data },
+            Ok(Resp::Data(data)) => REvent::Answer { id, response: data },
             Ok(other) => panic!("read answered with {other:?}"),
-            Err(reason) => REvent::Failed { id, reason },
+            Err(reason) => REvent::Failed {
+                id,
+                failure: lost(reason),
+            },
         }
     }
+
+    fn finished(&self) -> bool {
+        self.m.is_done()
+    }
+}
+
+/// A simulated request's failure: the simulated network lost it (a disconnect or a crash).
+fn lost(reason: String) -> Failure {
+    Failure::new(Fault::Network, reason)
 }
 
 // ---------------------------------------------------------------------------------------

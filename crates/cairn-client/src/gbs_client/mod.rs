@@ -42,7 +42,6 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 mod error;
-mod fault;
 mod immutable;
 mod mutable;
 mod pool;
@@ -53,8 +52,10 @@ mod server;
 mod shares;
 mod tls;
 
+/// Whose fault a failure is (for scoring servers): defined in the core, with the machines
+/// whose failure events carry it.
+pub use cairn_core::client::machine::Fault;
 pub use error::GbsClientError;
-pub use fault::Fault;
 pub use immutable::WriteResult;
 pub use retry::RetryPolicy;
 pub use secrets::{new_upload_secret, LeaseSecrets};

@@ -10,17 +10,23 @@
 //!    version (read first) or, when none is recoverable or reading it fails, this writer's
 //!    own data, if it has the whole of it (an in-place update holds only the changed bytes).
 //! 3. **Read**: a whole-file retrieve of the best recoverable version.
-//! 4. **Encode**: encoding and signing need fresh salts and CPU time, so the driver does
-//!    them ([`Action::Encode`]) and answers with the new header ([`Event::Encoded`]).
+//! 4. **Encode**: encoding and signing need the writer's key, fresh salts and CPU time, so
+//!    the machine hands the driver an [`Encode`] job ([`Action::Work`]) and the driver
+//!    answers with the new header ([`Event::Worked`]).
 //! 5. **Publish**: a publish machine over the check-mode map.
 //!
-//! It ends with a typed [`Outcome`]. The sub-machines number their requests from 0 each;
-//! the request ids this machine hands out carry the phase in their top bits
-//! ([`routed`]), so a late answer to an earlier phase never reaches a later machine and
-//! no two requests of one run share an id. The places that know the sub-machines'
-//! action and event variants are the [`Routed`] implementations at the end of this file.
+//! It speaks the one vocabulary of [`crate::client::machine`]: its [`Request`] and
+//! [`Response`] are the sub-machines' own, one variant per phase; shares the check found
+//! bad are [`Action::Report`]ed as corrupt. It ends with a typed [`Outcome`]
+//! ([`Action::Finish`]). The sub-machines number their requests from 0 each; the request
+//! ids this machine hands out carry the phase in their top bits ([`routed`]), so a late
+//! answer to an earlier phase never reaches a later machine and no two requests of one
+//! run share an id. The places that know the sub-machines' requests and responses are the
+//! [`lift`], [`lower`] and [`Response`]'s accessors at the end of this file.
 
-use crate::client::machine::{Machine, MachineEvent, Millis, RequestId};
+use crate::client::machine::{
+    self, ActionOf, Job, Machine, Millis, Problem, ProblemKind, RequestId,
+};
 use crate::client::mutable::servermap::{
     self, BadShare, Mode, ServerMap, ServermapUpdater, UpdateConfig,
 };
@@ -49,7 +55,7 @@ pub struct RecoveryConfig {
     pub n: u8,
 }
 
-/// A version to encode and publish (the driver encodes it: [`Action::Encode`]).
+/// A version to encode and publish (the driver encodes it: [`Encode`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NewVersion {
     pub format: MutableFormat,
@@ -184,32 +190,46 @@ pub fn decide(map: &ServerMap, format: MutableFormat, k: u8, n: u8) -> Decision 
     }
 }
 
-/// An action of the recovery machine.
+/// A request of the recovery machine: the request of the phase's sub-machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    Check(servermap::Action),
-    /// Shares the check found bad (for the driver's health scores and `advise_corrupt`).
-    BadShares(Vec<BadShare>),
-    Read(retrieve::Action),
-    /// Encode and sign `data` as `version`; answer with [`Event::Encoded`].
-    Encode {
-        data: Vec<u8>,
-        version: NewVersion,
-    },
-    Publish(publish::Action),
-    Finished(Outcome),
+pub enum Request {
+    Check(servermap::Read),
+    Read(retrieve::Read),
+    Publish(publish::Write),
 }
 
-/// An event of the recovery machine.
+/// The answer to a [`Request`], of the same phase.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    Check(servermap::Event),
-    Read(retrieve::Event),
-    /// The header of the shares encoded for [`Action::Encode`], or why encoding failed.
-    Encoded(Result<ShareHeader, String>),
-    Publish(publish::Event),
-    Tick,
+pub enum Response {
+    Check(servermap::Shares),
+    Read(Vec<u8>),
+    Publish(publish::Written),
 }
+
+/// Encode and sign `data` as `version` ([`Action::Work`]); answered with
+/// [`Event::Worked`] carrying the new shares' header, or why encoding failed.
+///
+/// Encoding needs the writer's signing key and fresh random salts, which the machine
+/// does not hold: the driver carries the job out with them (its executor's `work`).
+/// [`Job::run`] alone, without them, fails.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encode {
+    pub data: Vec<u8>,
+    pub version: NewVersion,
+}
+
+impl Job for Encode {
+    type Done = Result<ShareHeader, String>;
+    fn run(self) -> Self::Done {
+        Err("encoding a republish needs the writer's key and fresh salts: the driver's job".into())
+    }
+}
+
+/// An action of the recovery machine.
+pub type Action = machine::Action<Request, std::convert::Infallible, Outcome, Encode>;
+
+/// An event of the recovery machine.
+pub type Event = machine::Event<Response, Result<ShareHeader, String>>;
 
 #[derive(Debug)]
 enum Phase {
@@ -293,99 +313,42 @@ impl CollisionRecovery {
         }
     }
 
-    pub fn start(&mut self, now: Millis) -> Vec<Action> {
-        let mut out = Vec::new();
-        match &mut self.phase {
-            Phase::Check(m) => {
-                let a = m.start(now);
-                self.after_check(a, now, &mut out);
-            }
-            Phase::Done(o) => out.push(Action::Finished(o.clone())),
-            _ => {}
-        }
-        out
-    }
-
-    pub fn handle(&mut self, event: Event, now: Millis) -> Result<Vec<Action>, MachineError> {
-        let mut out = Vec::new();
-        match (event, &mut self.phase) {
-            (Event::Tick, Phase::Check(m)) => {
-                let a = m.handle(servermap::Event::Tick, now)?;
-                self.after_check(a, now, &mut out);
-            }
-            (Event::Tick, Phase::Read { machine, .. }) => {
-                let a = machine.handle(retrieve::Event::Tick, now)?;
-                self.after_read(a, &mut out);
-            }
-            (Event::Tick, Phase::Publish { machine, .. }) => {
-                let a = machine.handle(publish::Event::Tick, now)?;
-                self.after_publish(a, &mut out);
-            }
-            (Event::Check(e), Phase::Check(m)) if is_ours(&e, CHECK) => {
-                let a = m.handle(e.route(inner), now)?;
-                self.after_check(a, now, &mut out);
-            }
-            (Event::Read(e), Phase::Read { machine, .. }) if is_ours(&e, READ) => {
-                let a = machine.handle(e.route(inner), now)?;
-                self.after_read(a, &mut out);
-            }
-            (Event::Publish(e), Phase::Publish { machine, .. }) if is_ours(&e, PUBLISH) => {
-                let a = machine.handle(e.route(inner), now)?;
-                self.after_publish(a, &mut out);
-            }
-            (Event::Encoded(r), Phase::Encode { .. }) => self.encoded(r, now, &mut out),
-            // A late answer to an earlier phase, or an id never handed out by this one.
-            (e, _) => {
-                if let Some(id) = e.request() {
-                    let current = match self.phase {
-                        Phase::Check(_) => CHECK,
-                        Phase::Read { .. } => READ,
-                        Phase::Publish { .. } => PUBLISH,
-                        _ => 0,
-                    };
-                    if phase_of(id) >= current && current != 0 {
-                        return Err(MachineError::UnknownRequest(id));
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    pub fn next_deadline(&self) -> Option<Millis> {
-        match &self.phase {
-            Phase::Check(m) => m.next_deadline(),
-            Phase::Read { machine, .. } => machine.next_deadline(),
-            Phase::Publish { machine, .. } => machine.next_deadline(),
-            Phase::Encode { .. } | Phase::Done(_) => None,
-        }
-    }
-
     pub fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done(_))
     }
 
+    fn current(&self) -> u64 {
+        match self.phase {
+            Phase::Check(_) => CHECK,
+            Phase::Read { .. } => READ,
+            Phase::Publish { .. } => PUBLISH,
+            Phase::Encode { .. } | Phase::Done(_) => 0,
+        }
+    }
+
     fn finish(&mut self, o: Outcome, out: &mut Vec<Action>) {
-        out.push(Action::Finished(o.clone()));
+        out.push(Action::Finish(o.clone()));
         self.phase = Phase::Done(o);
     }
 
-    fn after_check(&mut self, actions: Vec<servermap::Action>, now: Millis, out: &mut Vec<Action>) {
-        out.extend(
-            actions
-                .into_iter()
-                .map(|a| Action::Check(a.route(|id| routed(CHECK, id)))),
-        );
-        let Phase::Check(m) = &self.phase else {
+    fn after_check(
+        &mut self,
+        actions: Vec<ActionOf<ServermapUpdater>>,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let mut finished = None;
+        for a in actions {
+            match a {
+                machine::Action::Finish(map) => finished = Some(map),
+                other => out.extend(lift(CHECK, other, Request::Check)),
+            }
+        }
+        let Some(map) = finished else {
             return;
         };
-        if !m.is_done() {
-            return;
-        }
-        let map = m.servermap().clone();
-        let bad: Vec<BadShare> = map.bad_shares().values().cloned().collect();
-        if !bad.is_empty() {
-            out.push(Action::BadShares(bad));
+        for b in map.bad_shares().values() {
+            out.push(Action::Report(bad_share_problem(b)));
         }
         match decide(&map, self.cfg.format, self.cfg.k, self.cfg.n) {
             Decision::NewestRecoverable { seqnum } => {
@@ -422,16 +385,16 @@ impl CollisionRecovery {
         }
     }
 
-    fn after_read(&mut self, actions: Vec<retrieve::Action>, out: &mut Vec<Action>) {
+    fn after_read(&mut self, actions: Vec<ActionOf<RetrieveMachine>>, out: &mut Vec<Action>) {
         let Phase::Read { data, .. } = &mut self.phase else {
             return;
         };
         let mut finished = None;
         for a in actions {
             match a {
-                retrieve::Action::Output { data: d, .. } => data.extend_from_slice(&d),
-                retrieve::Action::Finished(r) => finished = Some(r),
-                other => out.push(Action::Read(other.route(|id| routed(READ, id)))),
+                machine::Action::Output(chunk) => data.extend_from_slice(&chunk.data),
+                machine::Action::Finish(r) => finished = Some(r),
+                other => out.extend(lift(READ, other, Request::Read)),
             }
         }
         let Some(r) = finished else {
@@ -459,7 +422,7 @@ impl CollisionRecovery {
                     },
                     version,
                 };
-                out.push(Action::Encode { data, version });
+                out.push(Action::Work(Encode { data, version }));
             }
             Err(e) => {
                 let source = Source::OursReadFailed {
@@ -488,7 +451,7 @@ impl CollisionRecovery {
             source,
             version,
         };
-        out.push(Action::Encode { data, version });
+        out.push(Action::Work(Encode { data, version }));
     }
 
     fn encoded(&mut self, r: Result<ShareHeader, String>, now: Millis, out: &mut Vec<Action>) {
@@ -538,12 +501,12 @@ impl CollisionRecovery {
         }
     }
 
-    fn after_publish(&mut self, actions: Vec<publish::Action>, out: &mut Vec<Action>) {
+    fn after_publish(&mut self, actions: Vec<ActionOf<PublishMachine>>, out: &mut Vec<Action>) {
         let mut finished = None;
         for a in actions {
             match a {
-                publish::Action::Finished(r) => finished = Some(r),
-                other => out.push(Action::Publish(other.route(|id| routed(PUBLISH, id)))),
+                machine::Action::Finish(r) => finished = Some(r),
+                other => out.extend(lift(PUBLISH, other, Request::Publish)),
             }
         }
         let Some(r) = finished else {
@@ -569,148 +532,170 @@ fn publish_failure(e: &PublishError) -> String {
     e.to_string()
 }
 
-fn is_ours<E: Routed>(e: &E, phase: u64) -> bool {
-    e.id().is_none_or(|id| phase_of(id) == phase)
-}
-
-impl MachineEvent for Event {
-    fn tick() -> Self {
-        Event::Tick
-    }
-    fn is_tick(&self) -> bool {
-        matches!(self, Event::Tick)
-    }
-    fn request(&self) -> Option<RequestId> {
-        match self {
-            Event::Check(e) => e.id(),
-            Event::Read(e) => e.id(),
-            Event::Publish(e) => e.id(),
-            Event::Encoded(_) | Event::Tick => None,
-        }
+/// A share the check found bad, as the report the driver scores (and advises the server
+/// of, as Tahoe does).
+fn bad_share_problem(b: &BadShare) -> Problem {
+    Problem {
+        server: machine::ServerIndex(b.server),
+        shnum: Some(machine::ShareNum(b.shnum)),
+        kind: ProblemKind::Corrupt,
+        reason: b.reason.clone(),
     }
 }
 
 impl Machine for CollisionRecovery {
-    type Event = Event;
-    type Action = Action;
+    type Request = Request;
+    type Response = Response;
+    type Output = std::convert::Infallible;
+    type Outcome = Outcome;
+    type Job = Encode;
     type Error = MachineError;
+
     fn start(&mut self, now: Millis) -> Vec<Action> {
-        CollisionRecovery::start(self, now)
-    }
-    fn handle(&mut self, event: Event, now: Millis) -> Result<Vec<Action>, MachineError> {
-        CollisionRecovery::handle(self, event, now)
-    }
-    fn next_deadline(&self) -> Option<Millis> {
-        CollisionRecovery::next_deadline(self)
-    }
-    fn is_done(&self) -> bool {
-        CollisionRecovery::is_done(self)
-    }
-}
-
-/// A sub-machine's action or event whose request id a composite rewrites. The only code
-/// that names the sub-machines' variants; adapting to a new vocabulary happens here.
-pub trait Routed: Sized {
-    /// The request id it carries, if any.
-    fn id(&self) -> Option<RequestId>;
-    /// The same with its request id mapped by `f`.
-    fn route(self, f: impl Fn(RequestId) -> RequestId) -> Self;
-}
-
-impl Routed for servermap::Action {
-    fn id(&self) -> Option<RequestId> {
-        match self {
-            Self::Query { id, .. } | Self::ReadShare { id, .. } | Self::Cancel { id } => Some(*id),
-            Self::Finished => None,
-        }
-    }
-    fn route(mut self, f: impl Fn(RequestId) -> RequestId) -> Self {
-        match &mut self {
-            Self::Query { id, .. } | Self::ReadShare { id, .. } | Self::Cancel { id } => {
-                *id = f(*id)
+        let mut out = Vec::new();
+        match &mut self.phase {
+            Phase::Check(m) => {
+                let a = m.start(now);
+                self.after_check(a, now, &mut out);
             }
-            Self::Finished => {}
+            Phase::Done(o) => out.push(Action::Finish(o.clone())),
+            _ => {}
         }
-        self
+        out
+    }
+
+    fn handle(&mut self, event: Event, now: Millis) -> Result<Vec<Action>, MachineError> {
+        let mut out = Vec::new();
+        match event {
+            machine::Event::Tick => match &mut self.phase {
+                Phase::Check(m) => {
+                    let a = m.handle(machine::Event::Tick, now)?;
+                    self.after_check(a, now, &mut out);
+                }
+                Phase::Read { machine, .. } => {
+                    let a = machine.handle(machine::Event::Tick, now)?;
+                    self.after_read(a, &mut out);
+                }
+                Phase::Publish { machine, .. } => {
+                    let a = machine.handle(machine::Event::Tick, now)?;
+                    self.after_publish(a, &mut out);
+                }
+                Phase::Encode { .. } | Phase::Done(_) => {}
+            },
+            machine::Event::Worked(r) => {
+                if matches!(self.phase, Phase::Encode { .. }) {
+                    self.encoded(r, now, &mut out);
+                }
+            }
+            e @ (machine::Event::Answer { .. } | machine::Event::Failed { .. }) => {
+                let Some(id) = e.request() else {
+                    return Ok(out);
+                };
+                let current = self.current();
+                if phase_of(id) != current || current == 0 {
+                    // A late answer to an earlier phase, or an id never handed out.
+                    if current != 0 && phase_of(id) >= current {
+                        return Err(MachineError::UnknownRequest(id));
+                    }
+                    return Ok(out);
+                }
+                match &mut self.phase {
+                    Phase::Check(m) => {
+                        let e =
+                            lower(e, Response::check).ok_or(MachineError::UnknownRequest(id))?;
+                        let a = m.handle(e, now)?;
+                        self.after_check(a, now, &mut out);
+                    }
+                    Phase::Read { machine, .. } => {
+                        let e = lower(e, Response::read).ok_or(MachineError::UnknownRequest(id))?;
+                        let a = machine.handle(e, now)?;
+                        self.after_read(a, &mut out);
+                    }
+                    Phase::Publish { machine, .. } => {
+                        let e =
+                            lower(e, Response::publish).ok_or(MachineError::UnknownRequest(id))?;
+                        let a = machine.handle(e, now)?;
+                        self.after_publish(a, &mut out);
+                    }
+                    Phase::Encode { .. } | Phase::Done(_) => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn next_deadline(&self) -> Option<Millis> {
+        match &self.phase {
+            Phase::Check(m) => m.next_deadline(),
+            Phase::Read { machine, .. } => machine.next_deadline(),
+            Phase::Publish { machine, .. } => machine.next_deadline(),
+            Phase::Encode { .. } | Phase::Done(_) => None,
+        }
     }
 }
 
-impl Routed for servermap::Event {
-    fn id(&self) -> Option<RequestId> {
-        match self {
-            Self::Answer { id, .. } | Self::Failed { id, .. } => Some(*id),
-            Self::Tick => None,
-        }
-    }
-    fn route(mut self, f: impl Fn(RequestId) -> RequestId) -> Self {
-        match &mut self {
-            Self::Answer { id, .. } | Self::Failed { id, .. } => *id = f(*id),
-            Self::Tick => {}
-        }
-        self
-    }
-}
-
-impl Routed for retrieve::Action {
-    fn id(&self) -> Option<RequestId> {
-        match self {
-            Self::Read { id, .. } | Self::Cancel { id } => Some(*id),
-            Self::Output { .. } | Self::Report(_) | Self::Finished(_) => None,
-        }
-    }
-    fn route(mut self, f: impl Fn(RequestId) -> RequestId) -> Self {
-        match &mut self {
-            Self::Read { id, .. } | Self::Cancel { id } => *id = f(*id),
-            Self::Output { .. } | Self::Report(_) | Self::Finished(_) => {}
-        }
-        self
+/// A sub-machine's request, send, cancel or report, as the recovery machine's: its
+/// request id tagged with `phase`, its request wrapped by `wrap`. Its output and its end
+/// are the caller's (`None`).
+fn lift<Q, O, C>(
+    phase: u64,
+    a: machine::Action<Q, O, C>,
+    wrap: fn(Q) -> Request,
+) -> Option<Action> {
+    match a {
+        machine::Action::Send {
+            id,
+            server,
+            request,
+        } => Some(Action::Send {
+            id: routed(phase, id),
+            server,
+            request: wrap(request),
+        }),
+        machine::Action::Cancel { id } => Some(Action::Cancel {
+            id: routed(phase, id),
+        }),
+        machine::Action::Report(p) => Some(Action::Report(p)),
+        machine::Action::Work(never) => match never {},
+        machine::Action::Output(_) | machine::Action::Finish(_) => None,
     }
 }
 
-impl Routed for retrieve::Event {
-    fn id(&self) -> Option<RequestId> {
-        match self {
-            Self::Read { id, .. } | Self::Failed { id, .. } => Some(*id),
-            Self::Tick => None,
-        }
-    }
-    fn route(mut self, f: impl Fn(RequestId) -> RequestId) -> Self {
-        match &mut self {
-            Self::Read { id, .. } | Self::Failed { id, .. } => *id = f(*id),
-            Self::Tick => {}
-        }
-        self
-    }
-}
-
-impl Routed for publish::Action {
-    fn id(&self) -> Option<RequestId> {
-        match self {
-            Self::Write { id, .. } | Self::Cancel { id } => Some(*id),
-            Self::Finished(_) => None,
-        }
-    }
-    fn route(mut self, f: impl Fn(RequestId) -> RequestId) -> Self {
-        match &mut self {
-            Self::Write { id, .. } | Self::Cancel { id } => *id = f(*id),
-            Self::Finished(_) => {}
-        }
-        self
+/// An answer or failure of the recovery machine as its sub-machine's: the phase tag taken
+/// off the id, the response unwrapped by `unwrap` (`None`: a response of another phase).
+fn lower<R>(e: Event, unwrap: fn(Response) -> Option<R>) -> Option<machine::Event<R>> {
+    match e {
+        machine::Event::Answer { id, response } => Some(machine::Event::Answer {
+            id: inner(id),
+            response: unwrap(response)?,
+        }),
+        machine::Event::Failed { id, failure } => Some(machine::Event::Failed {
+            id: inner(id),
+            failure,
+        }),
+        machine::Event::Worked(_) | machine::Event::Tick => None,
     }
 }
 
-impl Routed for publish::Event {
-    fn id(&self) -> Option<RequestId> {
+/// The sub-machines' responses: with [`Request`]'s variants, the only code that names
+/// them.
+impl Response {
+    fn check(self) -> Option<servermap::Shares> {
         match self {
-            Self::Written { id, .. } | Self::Failed { id, .. } => Some(*id),
-            Self::Tick => None,
+            Response::Check(s) => Some(s),
+            _ => None,
         }
     }
-    fn route(mut self, f: impl Fn(RequestId) -> RequestId) -> Self {
-        match &mut self {
-            Self::Written { id, .. } | Self::Failed { id, .. } => *id = f(*id),
-            Self::Tick => {}
+    fn read(self) -> Option<Vec<u8>> {
+        match self {
+            Response::Read(d) => Some(d),
+            _ => None,
         }
-        self
+    }
+    fn publish(self) -> Option<publish::Written> {
+        match self {
+            Response::Publish(w) => Some(w),
+            _ => None,
+        }
     }
 }

@@ -6,10 +6,11 @@
 //! and where, unreachable) with the download's own result, which is what check, verify and
 //! repair build on.
 //!
-//! Shape: the same events as the download ([`download::Event`]) and its actions wrapped
-//! ([`Action::Download`]), so a driver that runs a download runs this unchanged. The inner
-//! machine numbers its requests from 1; this machine's own requests carry a tag in the
-//! top bits ([`OWN`]), which is how an answer finds its machine.
+//! Shape: the download's requests, responses, output and jobs ([`download::Request`],
+//! [`download::Response`], [`Chunk`], [`download::Work`]), ending with a
+//! [`VerifyReport`] instead, so a driver that runs a download runs this with only its end
+//! changed. The inner machine numbers its requests from 1; this machine's own requests
+//! carry a tag in the top bits ([`OWN`]), which is how an answer finds its machine.
 //!
 //! Whole shares are read once the file's geometry is known (from the inner download's
 //! verified UEB), at most [`MAX_SHARE_READS`] at a time, each share's length being the
@@ -26,7 +27,7 @@ use crate::client::download::{
     self, DownloadConfig, DownloadError, DownloadMachine, Millis, ProblemKind, ReadPurpose,
     RequestId, ServerInfo,
 };
-use crate::client::machine::{Machine, MachineEvent};
+use crate::client::machine::{self, Chunk, Machine, Problem, ServerIndex, ShareNum};
 
 /// Tag of this machine's own request ids (the inner download's are small counters).
 pub const OWN: RequestId = 1 << 60;
@@ -80,12 +81,11 @@ impl VerifyReport {
 }
 
 /// An action: one of the download vocabulary (the inner download's, or this machine's own
-/// list and read requests), or the end.
-#[derive(Debug)]
-pub enum Action<B> {
-    Download(download::Action<B>),
-    Finished(VerifyReport),
-}
+/// list and read requests), or the end with the report.
+pub type Action<B> = machine::Action<download::Request, Chunk, VerifyReport, download::Work<B>>;
+
+/// An event: the download's.
+pub type Event<B> = download::Event<B>;
 
 #[derive(Debug)]
 enum Req {
@@ -152,10 +152,11 @@ impl<B: AsRef<[u8]> + Clone> VerifyingDownload<B> {
         for server in 0..self.servers {
             let id = self.own_id();
             self.reqs.insert(id, Req::List { server, sent: now });
-            out.push(Action::Download(download::Action::ListShares {
+            out.push(Action::Send {
                 id,
-                server,
-            }));
+                server: server_index(server),
+                request: download::Request::ListShares,
+            });
         }
         let a = self.inner.start(now);
         self.inner_actions(a, &mut out);
@@ -214,8 +215,20 @@ impl<B: AsRef<[u8]> + Clone> VerifyingDownload<B> {
     fn inner_actions(&mut self, actions: Vec<download::Action<B>>, out: &mut Vec<Action<B>>) {
         for a in actions {
             match a {
-                download::Action::Finished(r) => self.download = Some(r),
-                other => out.push(Action::Download(other)),
+                machine::Action::Finish(r) => self.download = Some(r),
+                machine::Action::Send {
+                    id,
+                    server,
+                    request,
+                } => out.push(Action::Send {
+                    id,
+                    server,
+                    request,
+                }),
+                machine::Action::Cancel { id } => out.push(Action::Cancel { id }),
+                machine::Action::Report(p) => out.push(Action::Report(p)),
+                machine::Action::Work(j) => out.push(Action::Work(j)),
+                machine::Action::Output(c) => out.push(Action::Output(c)),
             }
         }
         if self.share_len.is_none() {
@@ -232,7 +245,13 @@ impl<B: AsRef<[u8]> + Clone> VerifyingDownload<B> {
             return;
         };
         match (req, event) {
-            (Req::List { server, .. }, download::Event::Listed { shares, .. }) => {
+            (
+                Req::List { server, .. },
+                machine::Event::Answer {
+                    response: download::Response::Listed(shares),
+                    ..
+                },
+            ) => {
                 self.lists_done += 1;
                 let uniq: BTreeSet<u16> = shares.into_iter().collect();
                 for sh in uniq {
@@ -244,30 +263,34 @@ impl<B: AsRef<[u8]> + Clone> VerifyingDownload<B> {
                         .insert((server, sh), ShareStatus::Unchecked("not read yet".into()));
                 }
             }
-            (Req::List { server, .. }, download::Event::Failed { reason, .. }) => {
+            (Req::List { server, .. }, machine::Event::Failed { failure, .. }) => {
                 self.lists_done += 1;
-                self.unreachable.push((server, reason));
+                self.unreachable.push((server, failure.message));
             }
-            (Req::Share { server, shnum, .. }, download::Event::Read { data, .. }) => {
+            (
+                Req::Share { server, shnum, .. },
+                machine::Event::Answer {
+                    response: download::Response::Read(data),
+                    ..
+                },
+            ) => {
                 let status = match verify_share(&self.cap, shnum, data.as_ref()) {
                     Ok(()) => ShareStatus::Good,
                     Err(e) => {
-                        out.push(Action::Download(download::Action::Report(
-                            download::Problem {
-                                server,
-                                shnum: Some(shnum),
-                                kind: ProblemKind::Corrupt,
-                                reason: e.to_string(),
-                            },
-                        )));
+                        out.push(Action::Report(Problem {
+                            server: server_index(server),
+                            shnum: ShareNum::try_from(shnum).ok(),
+                            kind: ProblemKind::Corrupt,
+                            reason: e.to_string(),
+                        }));
                         ShareStatus::Corrupt(e)
                     }
                 };
                 self.shares.insert((server, shnum), status);
             }
-            (Req::Share { server, shnum, .. }, download::Event::Failed { reason, .. }) => {
+            (Req::Share { server, shnum, .. }, machine::Event::Failed { failure, .. }) => {
                 self.shares
-                    .insert((server, shnum), ShareStatus::Unreachable(reason));
+                    .insert((server, shnum), ShareStatus::Unreachable(failure.message));
             }
             // An answer of the wrong kind (a driver bug): the request is given up.
             (Req::List { server, .. }, _) => {
@@ -309,7 +332,7 @@ impl<B: AsRef<[u8]> + Clone> VerifyingDownload<B> {
                 }
                 None => continue,
             }
-            out.push(Action::Download(download::Action::Cancel { id }));
+            out.push(Action::Cancel { id });
         }
     }
 
@@ -337,16 +360,18 @@ impl<B: AsRef<[u8]> + Clone> VerifyingDownload<B> {
                         sent: now,
                     },
                 );
-                out.push(Action::Download(download::Action::Read {
+                out.push(Action::Send {
                     id,
-                    server,
-                    shnum,
-                    offset: 0,
-                    len,
-                    purpose: ReadPurpose::Blocks {
-                        segments: 0..u64::MAX,
+                    server: server_index(server),
+                    request: download::Request::Read {
+                        shnum,
+                        offset: 0,
+                        len,
+                        purpose: ReadPurpose::Blocks {
+                            segments: 0..u64::MAX,
+                        },
                     },
-                }));
+                });
             }
         }
         let Some(download) = &self.download else {
@@ -382,30 +407,31 @@ impl<B: AsRef<[u8]> + Clone> VerifyingDownload<B> {
                 .filter(|sh| !found.contains(sh))
                 .collect(),
         };
-        out.push(Action::Finished(report));
+        out.push(Action::Finish(report));
     }
 }
 
+/// The download machine's numbering of servers: their position in the list.
+fn server_index(server: usize) -> ServerIndex {
+    ServerIndex::from_position(server).unwrap_or(ServerIndex(u32::MAX))
+}
+
 impl<B: AsRef<[u8]> + Clone> Machine for VerifyingDownload<B> {
-    type Event = download::Event<B>;
-    type Action = Action<B>;
+    type Request = download::Request;
+    type Response = download::Response<B>;
+    type Output = Chunk;
+    type Outcome = VerifyReport;
+    type Job = download::Work<B>;
     /// Like the download, it takes any event in any state.
     type Error = std::convert::Infallible;
 
     fn start(&mut self, now: Millis) -> Vec<Action<B>> {
         VerifyingDownload::start(self, now)
     }
-    fn handle(
-        &mut self,
-        event: download::Event<B>,
-        now: Millis,
-    ) -> Result<Vec<Action<B>>, Self::Error> {
+    fn handle(&mut self, event: Event<B>, now: Millis) -> Result<Vec<Action<B>>, Self::Error> {
         Ok(VerifyingDownload::handle(self, event, now))
     }
     fn next_deadline(&self) -> Option<Millis> {
         VerifyingDownload::next_deadline(self)
-    }
-    fn is_done(&self) -> bool {
-        self.done
     }
 }

@@ -25,6 +25,7 @@ pub mod publish;
 pub mod retrieve;
 pub mod servermap;
 
+pub use crate::client::machine::{Problem, ProblemKind};
 pub use crate::placement::{ServerIdx, ShareNum};
 pub use publish::{PublishConfig, PublishError, PublishMachine, PublishOutcome, WriteTest};
 pub use retrieve::{RetrieveConfig, RetrieveError, RetrieveKeys, RetrieveMachine, RetrieveOutcome};
