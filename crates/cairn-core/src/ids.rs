@@ -128,10 +128,7 @@ mod tests {
     fn share_numbers_above_255_are_refused() {
         assert_eq!(ShareNum::try_from(255u64), Ok(ShareNum(255)));
         assert_eq!(ShareNum::try_from(256u64), Err(ShareNumOutOfRange(256)));
-        assert_eq!(
-            ShareNum::try_from(u64::MAX),
-            Err(ShareNumOutOfRange(u64::MAX))
-        );
+        assert_eq!(ShareNum::try_from(u64::MAX), Err(ShareNumOutOfRange(u64::MAX)));
         assert_eq!(ShareNum::below(256).count(), 256);
         assert_eq!(ShareNum::below(300).last(), Some(ShareNum(255)));
         assert_eq!(ShareNum::below(0).count(), 0);
