@@ -36,6 +36,8 @@ use rand_core::SeedableRng;
 
 use crate::stepping::bounded;
 
+pub mod chk;
+
 /// A server as the simulation addresses it (machines that index servers otherwise convert
 /// at their [`Wiring`]).
 pub type ServerId = u32;
@@ -289,6 +291,10 @@ pub struct Faults {
     pub moods: Vec<Mood>,
     /// The delay of an answer (or a request) "after the timeout": beyond every machine's.
     pub late: Millis,
+    /// A stalled request fails this long after it reached (or would have reached) the
+    /// server, as the driver's transport gives up on it; `None`: it never ends (machines
+    /// that time out every request themselves).
+    pub transport_timeout: Option<Millis>,
 }
 
 impl Faults {
@@ -298,6 +304,7 @@ impl Faults {
             rate: 0.0,
             moods: Vec::new(),
             late: 100_000,
+            transport_timeout: None,
         }
     }
 
@@ -313,6 +320,7 @@ impl Faults {
                 Mood::Stalled,
             ],
             late: 100_000,
+            transport_timeout: None,
         }
     }
 }
@@ -517,7 +525,7 @@ impl<Q, R: Clone> Net<Q, R> {
                 let reply = Err("remote error".into());
                 return self.push(self.now + d, Msg::ToClient { op, id, reply });
             }
-            Fate::StallBefore => return,
+            Fate::StallBefore => return self.transport_gives_up(op, id),
             _ => {}
         }
         let now = self.now;
@@ -579,8 +587,15 @@ impl<Q, R: Clone> Net<Q, R> {
                 let reply = Err("connection lost after the request".into());
                 self.push(now + d, Msg::ToClient { op, id, reply });
             }
-            Fate::StallAfter => {}
+            Fate::StallAfter => self.transport_gives_up(op, id),
             Fate::LostBefore | Fate::Error | Fate::StallBefore => unreachable!(),
+        }
+    }
+
+    fn transport_gives_up(&mut self, op: u64, id: RequestId) {
+        if let Some(t) = self.faults.transport_timeout {
+            let reply = Err("timed out".into());
+            self.push(self.now + t, Msg::ToClient { op, id, reply });
         }
     }
 
@@ -724,7 +739,8 @@ pub struct Replay<'a> {
     pub test: &'a str,
 }
 
-/// Lines of a failing schedule's trace printed with the failure.
+/// Lines of a failing schedule's trace printed with the failure (`SIM_TRACE_LINES`
+/// changes it).
 const TRACE_TAIL: usize = 40;
 
 /// Run one schedule; a broken invariant, a livelock or a panic becomes an error naming
@@ -755,7 +771,8 @@ pub fn run_schedule<S: Schedule>(
         }
         (Ok(_), None) => unreachable!("the schedule ran"),
     };
-    let tail = &log[log.len().saturating_sub(TRACE_TAIL)..];
+    let lines = env_u64("SIM_TRACE_LINES").map_or(TRACE_TAIL, |n| n as usize);
+    let tail = &log[log.len().saturating_sub(lines)..];
     Err(format!(
         "schedule seed {seed} failed: {err}\n  replay: {}\n  trace (newest last):\n    {}",
         replay_command(seed, replay),
