@@ -1372,7 +1372,6 @@ impl Sim {
 }
 
 /// Where stored share bytes first differ from a version's share.
-
 fn describe_diff(stored: &[u8], want: &[u8]) -> String {
     let at = stored.iter().zip(want).position(|(a, b)| a != b);
     format!(

@@ -131,6 +131,10 @@ pub trait Wiring {
         id: RequestId,
         reply: Result<Self::Resp, String>,
     ) -> <Self::M as Machine>::Event;
+    /// Whether the machine has finished (the loop stops feeding it).
+    fn done(&self) -> bool {
+        self.machine_ref().is_done()
+    }
 }
 
 /// The result of work a machine handed out, on its way back to it (machines differ in
@@ -250,7 +254,7 @@ where
     }
 
     fn done(&self) -> bool {
-        self.machine_ref().is_done()
+        Wiring::done(self)
     }
 }
 
