@@ -17,13 +17,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_core::cap::ChkReadCap;
 use cairn_core::client::download::{
-    Action, DownloadConfig, DownloadMachine, DownloadStats, Event, ProblemKind, ServerInfo,
+    DownloadConfig, DownloadMachine, DownloadStats, Request, Response, ServerInfo, Work, Worked,
+};
+use cairn_core::client::machine::{
+    Chunk, Failure, Fault, Job, Problem, ProblemKind, RequestId, ServerIndex,
 };
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::driver::{drive, Executor, MachineBroken, Run};
-use crate::grid::{Grid, Problem, ServerEntry};
+use crate::grid::{Grid, ServerEntry};
 use crate::upload::{Phase, Progress, ProgressFn};
 
 pub use cairn_core::client::download::DownloadError as MachineError;
@@ -200,12 +203,15 @@ pub async fn download(
     let reports: Vec<ServerProblem> = machine
         .problems()
         .iter()
-        .map(|p| ServerProblem {
-            server: servers[p.server].name(),
-            server_id: servers[p.server].info.server_id.clone(),
-            shnum: p.shnum,
-            kind: p.kind,
-            reason: p.reason.clone(),
+        .filter_map(|p| {
+            let s = servers.get(p.server.get())?;
+            Some(ServerProblem {
+                server: s.name(),
+                server_id: s.info.server_id.clone(),
+                shnum: p.shnum.map(u16::from),
+                kind: p.kind,
+                reason: p.reason.clone(),
+            })
         })
         .collect();
     Ok(DownloadReport {
@@ -213,7 +219,7 @@ pub async fn download(
         servers_used: machine
             .servers_used()
             .into_iter()
-            .map(|i| servers[i].name())
+            .filter_map(|i| servers.get(i).map(|s| s.name()))
             .collect(),
         problems: reports.iter().map(problem_line).collect(),
         switches: machine.stats().switches,
@@ -223,11 +229,7 @@ pub async fn download(
 }
 
 fn problem_line(p: &ServerProblem) -> String {
-    let kind = match p.kind {
-        ProblemKind::Error => "error",
-        ProblemKind::Corrupt => "corrupt share",
-        ProblemKind::Stall => "stalled",
-    };
+    let kind = p.kind;
     match p.shnum {
         Some(n) => format!("server {} share {n}: {kind}: {}", p.server, p.reason),
         None => format!("server {}: {kind}: {}", p.server, p.reason),
@@ -249,144 +251,113 @@ impl Executor<DownloadMachine<Bytes>> for DownloadRun {
     type Done = Result<(), MachineError>;
     type Error = DownloadError;
 
-    async fn execute(
+    fn send(
         &mut self,
-        a: Action<Bytes>,
-        run: &mut Run<Event<Bytes>>,
-    ) -> Result<Option<Self::Done>, DownloadError> {
-        match a {
-            Action::Finished(r) => return Ok(Some(r)),
-            Action::Output { data, .. } => {
-                if self.out.send(data).await.is_err() {
-                    // the writer failed; its error is returned by the caller
-                    return Ok(Some(Ok(())));
-                }
-            }
-            Action::ListShares { id, server } => {
-                let entry = self.servers[server].clone();
-                let first = self.reported_ok.insert(server);
-                let si = self.si;
-                run.spawn(id, run_server(server), async move {
+        id: RequestId,
+        server: ServerIndex,
+        request: Request,
+        run: &mut Run<DownloadMachine<Bytes>>,
+    ) {
+        let Some(entry) = self.servers.get(server.get()).cloned() else {
+            let failure = Failure::new(Fault::Client, format!("no server {}", server.0));
+            run.spawn(id, async move { Err(failure) });
+            return;
+        };
+        let si = self.si;
+        match request {
+            Request::ListShares => {
+                let first = self.reported_ok.insert(server.get());
+                run.spawn(id, async move {
                     match entry.client.list_immutable_shares(&si).await {
                         Ok(set) => {
                             if first {
                                 entry.report_ok();
                             }
-                            Event::Listed {
-                                id,
-                                shares: set.into_iter().map(u16::from).collect(),
-                            }
+                            Ok(Response::Listed(set.into_iter().map(u16::from).collect()))
                         }
-                        Err(e) => {
-                            entry.report(Problem::Error(e.fault()), e.to_string());
-                            Event::Failed {
-                                id,
-                                reason: e.to_string(),
-                            }
-                        }
+                        Err(e) => Err(Failure::new(e.fault(), e.to_string())),
                     }
                 });
             }
-            Action::Read {
-                id,
-                server,
+            Request::Read {
                 shnum,
                 offset,
                 len,
                 ..
             } => {
-                let entry = self.servers[server].clone();
-                let si = self.si;
-                run.spawn(id, run_server(server), async move {
-                    match u8::try_from(shnum) {
-                        Err(_) => Event::Failed {
-                            id,
-                            reason: format!("share number {shnum} out of range"),
-                        },
-                        Ok(sh) => match entry.client.read_immutable(&si, sh, offset, len).await {
-                            Ok(data) => Event::Read { id, data },
-                            Err(e) => {
-                                entry.report(Problem::Error(e.fault()), e.to_string());
-                                Event::Failed {
-                                    id,
-                                    reason: e.to_string(),
-                                }
-                            }
-                        },
+                run.spawn(id, async move {
+                    let Ok(sh) = u8::try_from(shnum) else {
+                        return Err(Failure::new(
+                            Fault::Client,
+                            format!("share number {shnum} out of range"),
+                        ));
+                    };
+                    match entry.client.read_immutable(&si, sh, offset, len).await {
+                        Ok(data) => Ok(Response::Read(data)),
+                        Err(e) => Err(Failure::new(e.fault(), e.to_string())),
                     }
                 });
             }
-            Action::Cancel { id } => {
-                run.cancel(id);
-            }
-            Action::Verify(job) => {
-                if job.len() <= 16 * 1024 {
-                    run.deliver(Event::Verified(job.run()));
-                } else {
-                    self.cpu_job(run, move || Event::Verified(job.run()));
-                }
-            }
-            Action::Decode(job) => self.cpu_job(run, move || Event::Decoded(job.run())),
-            Action::Report(p) => {
-                let entry = &self.servers[p.server];
-                match p.kind {
-                    // the request's task scored it with the error's fault
-                    ProblemKind::Error => {}
-                    ProblemKind::Stall => entry.report(Problem::Stall, p.reason.clone()),
-                    ProblemKind::Corrupt => {
-                        entry.report(
-                            Problem::Corrupt,
-                            format!("share {}: {}", p.shnum.unwrap_or(0), p.reason),
-                        );
-                        if let (true, Some(sh)) = (
-                            self.advise_corrupt,
-                            p.shnum.and_then(|s| u8::try_from(s).ok()),
-                        ) {
-                            let entry = entry.clone();
-                            let si = self.si;
-                            let reason = crate::GbsClient::fit_reason(p.reason.clone());
-                            // fire and forget, as Tahoe's downloader does
-                            tokio::spawn(async move {
-                                if let Err(e) = entry
-                                    .client
-                                    .advise_corrupt_immutable(&si, sh, &reason)
-                                    .await
-                                {
-                                    tracing::debug!(server = %entry.name(), "advise_corrupt failed: {e}");
-                                }
-                            });
-                        }
-                    }
-                }
-            }
+        }
+    }
+
+    fn work(&mut self, job: Work<Bytes>, run: &mut Run<DownloadMachine<Bytes>>) {
+        match job {
+            // Hashing a small read costs less than a trip to a blocking thread.
+            Work::Verify(job) if job.len() <= 16 * 1024 => run.worked(Worked::Verified(job.run())),
+            job => self.cpu_job(run, job),
+        }
+    }
+
+    async fn output(&mut self, out: Chunk) -> Result<Option<Self::Done>, DownloadError> {
+        if self.out.send(out.data).await.is_err() {
+            // the writer failed; its error is returned by the caller
+            return Ok(Some(Ok(())));
         }
         Ok(None)
     }
 
-    fn finished(&mut self, _: &DownloadMachine<Bytes>) -> Result<Self::Done, DownloadError> {
-        // The machine always says so with `Finished`, which ends the run first.
-        Ok(Ok(()))
+    fn server(&self, server: ServerIndex) -> Option<&ServerEntry> {
+        self.servers.get(server.get()).map(|e| &**e)
+    }
+
+    fn reported(&mut self, p: &Problem) {
+        let (ProblemKind::Corrupt, true, Some(sh)) = (p.kind, self.advise_corrupt, p.shnum) else {
+            return;
+        };
+        let Some(entry) = self.servers.get(p.server.get()).cloned() else {
+            return;
+        };
+        let si = self.si;
+        let reason = crate::GbsClient::fit_reason(p.reason.clone());
+        // fire and forget, as Tahoe's downloader does
+        tokio::spawn(async move {
+            if let Err(e) = entry
+                .client
+                .advise_corrupt_immutable(&si, sh.0, &reason)
+                .await
+            {
+                tracing::debug!(server = %entry.name(), "advise_corrupt failed: {e}");
+            }
+        });
+    }
+
+    fn finish(&mut self, r: Result<(), MachineError>) -> Result<Self::Done, DownloadError> {
+        Ok(r)
     }
 }
 
-/// The download machine numbers servers by `usize`, the driver by the placement's index.
-fn run_server(server: usize) -> cairn_core::placement::ServerIdx {
-    // A grid of more than 2^32 servers does not exist; saturate rather than wrap.
-    cairn_core::placement::ServerIdx::try_from(server)
-        .unwrap_or(cairn_core::placement::ServerIdx::MAX)
-}
-
 impl DownloadRun {
-    /// A CPU job on a blocking thread (at most `cpu_workers` at once); its event comes back
-    /// to the machine.
-    fn cpu_job(&self, run: &Run<Event<Bytes>>, f: impl FnOnce() -> Event<Bytes> + Send + 'static) {
+    /// A CPU job on a blocking thread (at most `cpu_workers` at once); its result comes
+    /// back to the machine.
+    fn cpu_job(&self, run: &Run<DownloadMachine<Bytes>>, job: Work<Bytes>) {
         let cpu = self.cpu.clone();
-        run.spawn_detached(async move {
+        run.spawn_work(async move {
             let permit = cpu.acquire_owned().await.ok()?;
             tokio::task::spawn_blocking(move || {
-                let ev = f();
+                let done = job.run();
                 drop(permit);
-                ev
+                done
             })
             .await
             .ok()

@@ -1,45 +1,66 @@
 //! The one driver loop for the core's protocol machines ([`Machine`]): a task per request,
-//! a channel that brings each answer back as the machine's event, cancellation, and ticks
-//! at the machine's deadlines. What an action means (which request to send, what to do
-//! with output, how to score a server) is the [`Executor`]'s; the loop is the same for
-//! every machine, so each new machine (repair, directories) needs only its executor.
+//! a channel that brings each answer or failure back as the machine's [`Event`],
+//! cancellation, ticks at the machine's deadlines, and health scoring of servers from the
+//! machine's own [`Problem`] reports (the machine says when a request stalled or failed and
+//! whose fault it was; the driver never guesses). What a request, a job or an output means
+//! is the [`Executor`]'s; the loop is the same for every machine, so each new machine
+//! (repair, directories) needs only its executor.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use cairn_core::client::machine::{Machine, MachineEvent, Millis, RequestId};
-use cairn_core::client::mutable::ServerIdx;
+use cairn_core::client::machine::{
+    Action, Event, EventOf, Failure, Job, Machine, Millis, Problem, ProblemKind, RequestId,
+    ServerIndex,
+};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
+
+use crate::grid::ServerEntry;
 
 /// A machine reported that the driver broke the protocol with it (a bug, not a server).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineBroken(pub String);
 
-/// Carries out one machine's actions.
+/// Carries out what is particular to one machine: its requests, jobs and output.
 pub trait Executor<M: Machine> {
     /// What a finished run gives.
     type Done;
     type Error: From<MachineBroken>;
 
-    /// Carry out one action; `Some` ends the run with that result.
-    fn execute(
+    /// Start request `id` to `server`, normally with [`Run::spawn`]; an answer known
+    /// without asking ([`Run::answer`]) is fine too.
+    fn send(&mut self, id: RequestId, server: ServerIndex, request: M::Request, run: &mut Run<M>);
+
+    /// Start a job ([`Run::spawn_work`] or [`Run::worked`]).
+    fn work(&mut self, job: M::Job, run: &mut Run<M>);
+
+    /// Take output; `Some` ends the run early with that result.
+    fn output(
         &mut self,
-        action: M::Action,
-        run: &mut Run<M::Event>,
+        output: M::Output,
     ) -> impl Future<Output = Result<Option<Self::Done>, Self::Error>> + Send;
 
-    /// The result of a machine that finished without an action that ended the run.
-    fn finished(&mut self, machine: &M) -> Result<Self::Done, Self::Error>;
+    /// The server a machine's index names, for health scoring (`None`: not a server of
+    /// this run, nothing is scored).
+    fn server(&self, server: ServerIndex) -> Option<&ServerEntry>;
+
+    /// Anything beyond scoring that a report calls for (advising a server of a corrupt
+    /// share).
+    fn reported(&mut self, _problem: &Problem) {}
+
+    /// The machine finished with `outcome`.
+    fn finish(&mut self, outcome: M::Outcome) -> Result<Self::Done, Self::Error>;
 }
 
-/// Run `machine` to the end with `executor`.
+/// Run `machine` to its [`Action::Finish`] with `executor`.
 pub async fn drive<M, X>(machine: &mut M, executor: &mut X) -> Result<X::Done, X::Error>
 where
     M: Machine,
-    M::Event: Send + 'static,
+    M::Response: Send + 'static,
+    <M::Job as Job>::Done: Send + 'static,
     X: Executor<M>,
 {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -47,26 +68,39 @@ where
         start: Instant::now(),
         tx,
         tasks: HashMap::new(),
-        ticked: false,
     };
     let mut actions = machine.start(run.now());
     loop {
         for a in std::mem::take(&mut actions) {
-            if let Some(done) = executor.execute(a, &mut run).await? {
-                return Ok(done);
+            match a {
+                Action::Send {
+                    id,
+                    server,
+                    request,
+                } => executor.send(id, server, request, &mut run),
+                Action::Cancel { id } => run.cancel(id),
+                Action::Report(p) => {
+                    if let Some(entry) = executor.server(p.server) {
+                        score(entry, &p);
+                    }
+                    executor.reported(&p);
+                }
+                Action::Work(job) => executor.work(job, &mut run),
+                Action::Output(out) => {
+                    if let Some(done) = executor.output(out).await? {
+                        return Ok(done);
+                    }
+                }
+                Action::Finish(outcome) => return executor.finish(outcome),
             }
-        }
-        if machine.is_done() {
-            return executor.finished(machine);
         }
         let wake = run.wake(machine.next_deadline());
         let ev = tokio::select! {
             biased;
             // `None` cannot happen (the run holds a sender); a tick is harmless.
-            ev = rx.recv() => ev.unwrap_or_else(M::Event::tick),
-            _ = tokio::time::sleep_until(wake) => M::Event::tick(),
+            ev = rx.recv() => ev.unwrap_or(Event::Tick),
+            _ = tokio::time::sleep_until(wake) => Event::Tick,
         };
-        run.ticked = ev.is_tick();
         if let Some(id) = ev.request() {
             run.tasks.remove(&id);
         }
@@ -76,52 +110,77 @@ where
     }
 }
 
-/// One run's requests in flight and its clock, lent to the executor.
-pub struct Run<E> {
-    start: Instant,
-    tx: mpsc::UnboundedSender<E>,
-    tasks: HashMap<RequestId, (AbortHandle, ServerIdx)>,
-    ticked: bool,
+/// Health scoring from a machine's report: the one place a problem becomes a score.
+fn score(entry: &ServerEntry, p: &Problem) {
+    let reason = match (p.kind, p.shnum) {
+        (ProblemKind::Corrupt, Some(sh)) => format!("share {sh}: {}", p.reason),
+        _ => p.reason.clone(),
+    };
+    entry.report(p.kind, reason);
 }
 
-impl<E: Send + 'static> Run<E> {
-    /// Send request `id` to `server`: `request` runs as its own task and its event comes
-    /// back to the machine.
+/// One run's requests in flight and its clock, lent to the executor.
+pub struct Run<M: Machine> {
+    start: Instant,
+    tx: mpsc::UnboundedSender<EventOf<M>>,
+    tasks: HashMap<RequestId, AbortHandle>,
+}
+
+impl<M> Run<M>
+where
+    M: Machine,
+    M::Response: Send + 'static,
+    <M::Job as Job>::Done: Send + 'static,
+{
+    /// Request `id`: `request` runs as its own task and its answer or failure comes back
+    /// to the machine.
     pub fn spawn(
         &mut self,
         id: RequestId,
-        server: ServerIdx,
-        request: impl Future<Output = E> + Send + 'static,
+        request: impl Future<Output = Result<M::Response, Failure>> + Send + 'static,
     ) {
         let tx = self.tx.clone();
         let h = tokio::spawn(async move {
-            let _ = tx.send(request.await);
+            let ev = match request.await {
+                Ok(response) => Event::Answer { id, response },
+                Err(failure) => Event::Failed { id, failure },
+            };
+            let _ = tx.send(ev);
         });
-        self.tasks.insert(id, (h.abort_handle(), server));
+        self.tasks.insert(id, h.abort_handle());
     }
 
-    /// Work that is not a request to a server (CPU work on a blocking thread): it runs to
-    /// the end, not cancellable, and its event, if any, comes back to the machine.
-    pub fn spawn_detached(&self, work: impl Future<Output = Option<E>> + Send + 'static) {
+    /// The answer to request `id` is already at hand: the machine gets it next.
+    pub fn answer(&self, id: RequestId, response: M::Response) {
+        let _ = self.tx.send(Event::Answer { id, response });
+    }
+
+    /// A job on the driver's side (CPU work on a blocking thread): it runs to the end, not
+    /// cancellable, and its result, if any, comes back to the machine.
+    pub fn spawn_work(
+        &self,
+        work: impl Future<Output = Option<<M::Job as Job>::Done>> + Send + 'static,
+    ) {
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            if let Some(ev) = work.await {
-                let _ = tx.send(ev);
+            if let Some(done) = work.await {
+                let _ = tx.send(Event::Worked(done));
             }
         });
     }
 
-    /// An event known without asking anyone (data already at hand): the machine gets it next.
-    pub fn deliver(&self, event: E) {
-        let _ = self.tx.send(event);
+    /// A job's result already at hand (a job small enough to run inline).
+    pub fn worked(&self, done: <M::Job as Job>::Done) {
+        let _ = self.tx.send(Event::Worked(done));
     }
+}
 
-    /// Abort request `id`. Returns its server when the request was still running and the
-    /// machine cancelled it on a tick, i.e. for a deadline it missed (a stall).
-    pub fn cancel(&mut self, id: RequestId) -> Option<ServerIdx> {
-        let (h, server) = self.tasks.remove(&id)?;
-        h.abort();
-        self.ticked.then_some(server)
+impl<M: Machine> Run<M> {
+    /// Abort request `id` (if it is still running).
+    pub fn cancel(&mut self, id: RequestId) {
+        if let Some(h) = self.tasks.remove(&id) {
+            h.abort();
+        }
     }
 
     /// Milliseconds since the run started.
@@ -138,9 +197,9 @@ impl<E: Send + 'static> Run<E> {
     }
 }
 
-impl<E> Drop for Run<E> {
+impl<M: Machine> Drop for Run<M> {
     fn drop(&mut self) {
-        for (_, (h, _)) in self.tasks.drain() {
+        for (_, h) in self.tasks.drain() {
             h.abort();
         }
     }

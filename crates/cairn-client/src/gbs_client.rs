@@ -118,22 +118,9 @@ impl Default for ClientOptions {
     }
 }
 
-/// Whose fault a failure is (for scoring servers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Fault {
-    /// The server could not be reached or did not answer in time: maybe transient.
-    Network,
-    /// The server is not the one the NURL names (SPKI pin mismatch): never trust it.
-    Identity,
-    /// The server answered wrongly: 5xx, a broken TLS handshake, a response that violates the
-    /// protocol or is too large.
-    Server,
-    /// The server answered correctly and said no (401, 404, 405, 409, …): about this request
-    /// and the server's state, not the server's health.
-    Refused,
-    /// Our request was bad (400, 406, 413, 415, 416, or refused before sending).
-    Client,
-}
+/// Whose fault a failure is (for scoring servers): defined in the core, with the machines
+/// whose failure events carry it.
+pub use cairn_core::client::machine::Fault;
 
 /// A failed storage-server request. `server` is `host:port` (never the swissnum).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

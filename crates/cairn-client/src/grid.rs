@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use cairn_core::hashutil::{self, Hash};
 use cairn_core::storage::gbs::VersionResponse;
 
+use cairn_core::client::machine::ProblemKind;
+
 use crate::gbs_client::{ClientOptions, Fault, GbsClient, GbsClientError, LeaseSecrets};
 use crate::servers::StaticServer;
 
@@ -32,27 +34,17 @@ pub struct ServerHealth {
     pub stalls: u64,
 }
 
-/// What went wrong with a server, for scoring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Problem {
-    /// A failed request (the error's fault decides the weight).
-    Error(Fault),
-    /// Data that failed verification (a corrupt share).
-    Corrupt,
-    /// No answer in the time allowed; the operation went elsewhere.
-    Stall,
-}
-
-impl Problem {
-    fn penalty(self) -> i64 {
-        match self {
-            Problem::Corrupt => 100,
-            Problem::Error(Fault::Identity) => 1000,
-            Problem::Error(Fault::Server) => 20,
-            Problem::Error(Fault::Network) => 10,
-            Problem::Stall => 10,
-            Problem::Error(Fault::Refused) | Problem::Error(Fault::Client) => 0,
-        }
+/// How much a problem counts against a server (the problems are the machines' reports,
+/// [`ProblemKind`], one type from the core up).
+fn penalty(kind: ProblemKind) -> i64 {
+    match kind {
+        ProblemKind::Corrupt => 100,
+        ProblemKind::Failed(Fault::Identity) => 1000,
+        ProblemKind::Failed(Fault::Server) => 20,
+        ProblemKind::Failed(Fault::Network) => 10,
+        ProblemKind::Stall => 10,
+        ProblemKind::Failed(Fault::Refused) | ProblemKind::Failed(Fault::Client) => 0,
+        ProblemKind::Changed | ProblemKind::Unsupported => 0,
     }
 }
 
@@ -95,17 +87,23 @@ impl ServerEntry {
         h.score = (h.score + 1).min(0);
     }
 
-    /// Record a problem and why.
-    pub fn report(&self, problem: Problem, reason: impl Into<String>) {
+    /// Record a problem and why. A share that changed under a reader or that it cannot
+    /// lay out is not the server's doing: logged, not recorded.
+    pub fn report(&self, problem: ProblemKind, reason: impl Into<String>) {
         let reason = reason.into();
+        if matches!(problem, ProblemKind::Changed | ProblemKind::Unsupported) {
+            tracing::info!(server = %self.name(), %problem, %reason, "share dropped");
+            return;
+        }
         tracing::warn!(server = %self.name(), ?problem, %reason, "storage server scored down");
         let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        h.score -= problem.penalty();
+        h.score -= penalty(problem);
         h.last_problem = Some((SystemTime::now(), reason));
         match problem {
-            Problem::Corrupt => h.corrupt_shares += 1,
-            Problem::Stall => h.stalls += 1,
-            Problem::Error(f) => {
+            ProblemKind::Corrupt => h.corrupt_shares += 1,
+            ProblemKind::Stall => h.stalls += 1,
+            ProblemKind::Changed | ProblemKind::Unsupported => {}
+            ProblemKind::Failed(f) => {
                 h.errors += 1;
                 if matches!(f, Fault::Network | Fault::Identity) {
                     h.connected = Some(false);
@@ -118,7 +116,7 @@ impl ServerEntry {
     pub fn report_result<T>(&self, r: &Result<T, GbsClientError>) {
         match r {
             Ok(_) => self.report_ok(),
-            Err(e) => self.report(Problem::Error(e.fault()), e.to_string()),
+            Err(e) => self.report(ProblemKind::Failed(e.fault()), e.to_string()),
         }
     }
 

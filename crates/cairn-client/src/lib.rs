@@ -24,5 +24,6 @@ pub mod upload;
 pub use gbs_client::{
     ClientOptions, ClientStats, Fault, GbsClient, GbsClientError, RetryPolicy, WriteResult,
 };
-pub use grid::{Grid, Problem, ServerEntry, ServerHealth};
+pub use cairn_core::client::machine::{Problem, ProblemKind};
+pub use grid::{Grid, ServerEntry, ServerHealth};
 pub use servers::{parse_servers_yaml, ServersFile, StaticServer};

@@ -33,17 +33,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_core::cap::{Cap, MdmfWriteCap, SdmfWriteCap};
+use cairn_core::client::machine::{Chunk, Failure, Problem, ProblemKind, ServerIndex};
 use cairn_core::client::mutable::publish::{
-    self, Action as PubAction, Event as PubEvent, PublishConfig, PublishError, PublishMachine,
-    PublishOutcome, WriteTest,
+    self, PublishConfig, PublishError, PublishMachine, PublishOutcome, Write, Written, WriteTest,
 };
 use cairn_core::client::mutable::retrieve::{
-    Action as RetAction, Event as RetEvent, ProblemKind, RetrieveConfig, RetrieveKeys,
-    RetrieveMachine, RetrieveOutcome, RetrieveSetupError,
+    Read as RetRead, RetrieveConfig, RetrieveError, RetrieveKeys, RetrieveMachine, RetrieveOutcome, RetrieveSetupError,
 };
 use cairn_core::client::mutable::servermap::QUERY_READ_LEN;
 use cairn_core::client::mutable::servermap::{
-    Action as SmAction, Event as SmEvent, Mode, ServerMap, ServermapUpdater, UpdateConfig,
+    Mode, Read as SmRead, ServerMap, ServermapUpdater, UpdateConfig,
     VersionId,
 };
 use cairn_core::client::mutable::{Millis, RequestId, ServerFailure, ServerIdx, ShareNum};
@@ -60,7 +59,7 @@ use tokio::task::JoinSet;
 
 use crate::driver::{drive, Executor, MachineBroken, Run};
 use crate::gbs_client::LeaseSecrets;
-use crate::grid::{FileLeases, Grid, Problem, ServerEntry};
+use crate::grid::{FileLeases, Grid, ServerEntry};
 
 pub use cairn_core::mutable::MutableFormat;
 
@@ -582,11 +581,15 @@ async fn read_old_shares(
         };
         set.spawn(async move {
             let r = match tokio::time::timeout(timeout, w.send(Kind::Read, &req)).await {
-                Ok(r) => r.map(|resp| resp.data),
+                Ok(Ok(resp)) => Ok(resp.data),
+                Ok(Err(f)) => {
+                    w.task.entry.report(ProblemKind::Failed(f.fault), f.message.clone());
+                    Err(f.message)
+                }
                 Err(_) => {
                     w.task
                         .entry
-                        .report(Problem::Stall, "no answer to an in-place update read");
+                        .report(ProblemKind::Stall, "no answer to an in-place update read");
                     Err("no answer".to_string())
                 }
             };
@@ -820,7 +823,7 @@ impl Opened {
             problems: outcome
                 .problems
                 .iter()
-                .map(|p| format!("{}: {p}", ctx.name(p.server)))
+                .map(|p| format!("{}: {p}", ctx.name(p.server.0)))
                 .collect(),
             newer_unrecoverable: outcome
                 .newer_unrecoverable
@@ -1034,19 +1037,18 @@ impl Ctx {
         }
     }
 
-    /// Score a server that let a request pass its deadline (`server` from
-    /// [`Run::cancel`]: `None` when the cancel was not for a stall).
-    fn stalled(&self, server: Option<ServerIdx>, what: &str, timeout: Duration) {
-        if let Some(server) = server {
-            self.entry(server).report(
-                Problem::Stall,
-                format!("no answer to {what} within {} ms", millis(timeout)),
-            );
-        }
+    /// The server a machine names, if it is one of the grid's.
+    fn server(&self, server: ServerIndex) -> Option<&ServerEntry> {
+        self.grid.servers().get(server.get()).map(|e| &**e)
     }
 
     fn entry(&self, server: ServerIdx) -> Arc<ServerEntry> {
         self.grid.servers()[server as usize].clone()
+    }
+
+    /// The grid's index for a machine's server index (`None`: not a server of the grid).
+    fn grid_index(&self, server: ServerIndex) -> Option<ServerIdx> {
+        self.server(server).map(|_| server.0)
     }
 
     fn name(&self, server: ServerIdx) -> String {
@@ -1118,11 +1120,10 @@ async fn update_servermap(
     servers: &[ServerIdx],
 ) -> Result<ServerMap, MutableError> {
     let mut m = ServermapUpdater::new(cfg, servers).map_err(internal)?;
-    drive(&mut m, &mut ServermapRun { ctx }).await?;
-    let map = m.into_servermap();
+    let map = drive(&mut m, &mut ServermapRun { ctx }).await?;
     for ((server, shnum), bad) in map.bad_shares() {
         ctx.entry(*server)
-            .report(Problem::Corrupt, format!("share {shnum}: {}", bad.reason));
+            .report(ProblemKind::Corrupt, format!("share {shnum}: {}", bad.reason));
         ctx.advise_corrupt(*server, *shnum, &bad.reason);
     }
     Ok(map)
@@ -1134,54 +1135,60 @@ struct ServermapRun<'a> {
 }
 
 impl Executor<ServermapUpdater> for ServermapRun<'_> {
-    type Done = ();
+    type Done = ServerMap;
     type Error = MutableError;
 
-    async fn execute(
+    fn send(
         &mut self,
-        action: SmAction,
-        run: &mut Run<SmEvent>,
-    ) -> Result<Option<()>, MutableError> {
+        id: RequestId,
+        server: ServerIndex,
+        request: SmRead,
+        run: &mut Run<ServermapUpdater>,
+    ) {
         let ctx = self.ctx;
-        match action {
-            SmAction::Query { id, server, len } => match &ctx.write_enablers {
-                Some(keys) => run.spawn(
-                    id,
-                    server,
-                    query_as_writer(ctx.writer(keys, server), id, len),
-                ),
-                None => run.spawn(id, server, query(ctx.task(server), id, len)),
+        let Some(server) = ctx.grid_index(server) else {
+            run.spawn(id, async move { Err(not_a_server(server)) });
+            return;
+        };
+        match request {
+            SmRead::Query { len } => match &ctx.write_enablers {
+                Some(keys) => run.spawn(id, query_as_writer(ctx.writer(keys, server), len)),
+                None => run.spawn(id, query(ctx.task(server), len)),
             },
-            SmAction::ReadShare {
-                id,
-                server,
-                shnum,
-                offset,
-                len,
-            } => {
+            SmRead::Share { shnum, offset, len } => {
                 let t = ctx.task(server);
-                run.spawn(id, server, async move {
+                run.spawn(id, async move {
                     t.count(Kind::Servermap);
-                    match t.read(shnum, offset, len).await {
-                        Ok(data) => SmEvent::Answer {
-                            id,
-                            shares: BTreeMap::from([(shnum, data)]),
-                        },
-                        Err(reason) => SmEvent::Failed { id, reason },
-                    }
+                    let data = t.read(shnum, offset, len).await?;
+                    Ok(BTreeMap::from([(shnum, data)]))
                 });
             }
-            SmAction::Cancel { id } => {
-                ctx.stalled(run.cancel(id), "a servermap query", ctx.opts.query_timeout)
-            }
-            SmAction::Finished => {}
         }
-        Ok(None)
     }
 
-    fn finished(&mut self, _: &ServermapUpdater) -> Result<(), MutableError> {
-        Ok(())
+    fn work(&mut self, job: std::convert::Infallible, _: &mut Run<ServermapUpdater>) {
+        match job {}
     }
+
+    async fn output(&mut self, out: std::convert::Infallible) -> Result<Option<ServerMap>, MutableError> {
+        match out {}
+    }
+
+    fn server(&self, server: ServerIndex) -> Option<&ServerEntry> {
+        self.ctx.server(server)
+    }
+
+    fn finish(&mut self, map: ServerMap) -> Result<ServerMap, MutableError> {
+        Ok(map)
+    }
+}
+
+/// A request to a server index no grid server has (a machine given a bad list).
+fn not_a_server(server: ServerIndex) -> Failure {
+    Failure::new(
+        crate::Fault::Client,
+        format!("server {} is not a server of the grid", server.0),
+    )
 }
 
 /// What a request task needs: the server, the storage index, the counters.
@@ -1208,12 +1215,12 @@ impl Task {
         self.counters.count(kind, self.entry.index);
     }
 
-    fn failed(&self, e: &crate::GbsClientError) -> String {
-        self.entry.report(Problem::Error(e.fault()), e.to_string());
-        e.to_string()
+    /// A request's failure, as the machine gets it (the machine's report scores it).
+    fn failed(&self, e: &crate::GbsClientError) -> Failure {
+        Failure::new(e.fault(), e.to_string())
     }
 
-    async fn read(&self, shnum: ShareNum, offset: u64, len: u64) -> Result<Vec<u8>, String> {
+    async fn read(&self, shnum: ShareNum, offset: u64, len: u64) -> Result<Vec<u8>, Failure> {
         match self
             .entry
             .client
@@ -1227,14 +1234,11 @@ impl Task {
 }
 
 /// Tahoe's `slot_readv(si, [], [(0, len)])` over HTTP: list the shares, read each.
-async fn query(t: Task, id: RequestId, len: u64) -> SmEvent {
+async fn query(t: Task, len: u64) -> Result<BTreeMap<ShareNum, Vec<u8>>, Failure> {
     t.count(Kind::Servermap);
     let listed = match t.entry.client.list_mutable_shares(&t.si).await {
         Ok(l) => l,
-        Err(e) => {
-            let reason = t.failed(&e);
-            return SmEvent::Failed { id, reason };
-        }
+        Err(e) => return Err(t.failed(&e)),
     };
     let t = Arc::new(t);
     let mut reads = JoinSet::new();
@@ -1256,14 +1260,11 @@ async fn query(t: Task, id: RequestId, len: u64) -> SmEvent {
             }
             // deleted between the list and the read: not there
             Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                let reason = t.failed(&e);
-                return SmEvent::Failed { id, reason };
-            }
+            Err(e) => return Err(t.failed(&e)),
         }
     }
     t.entry.report_ok();
-    SmEvent::Answer { id, shares }
+    Ok(shares)
 }
 
 /// A writer's query: one read-test-write with no tests and no writes whose read vector
@@ -1271,7 +1272,7 @@ async fn query(t: Task, id: RequestId, len: u64) -> SmEvent {
 /// `slot_testv_and_readv_and_writev` reads all shares and, with nothing to write, changes
 /// nothing and touches no lease). One request per server instead of a list and one read
 /// per share. The server checks the write enabler against the shares it holds.
-async fn query_as_writer(w: Writer, id: RequestId, len: u64) -> SmEvent {
+async fn query_as_writer(w: Writer, len: u64) -> Result<BTreeMap<ShareNum, Vec<u8>>, Failure> {
     let req = RtwRequest {
         read_vector: vec![cairn_core::storage::gbs::ReadVector {
             offset: 0,
@@ -1279,16 +1280,12 @@ async fn query_as_writer(w: Writer, id: RequestId, len: u64) -> SmEvent {
         }],
         ..RtwRequest::default()
     };
-    match w.send(Kind::Servermap, &req).await {
-        Ok(resp) => {
-            let shares = first_read_of_each(resp.data);
-            for (sh, first) in &shares {
-                w.task.first_reads.put(w.task.entry.index, *sh, first, len);
-            }
-            SmEvent::Answer { id, shares }
-        }
-        Err(reason) => SmEvent::Failed { id, reason },
+    let resp = w.send(Kind::Servermap, &req).await?;
+    let shares = first_read_of_each(resp.data);
+    for (sh, first) in &shares {
+        w.task.first_reads.put(w.task.entry.index, *sh, first, len);
     }
+    Ok(shares)
 }
 
 /// A write-mode servermap update; the private key it recovered.
@@ -1581,39 +1578,34 @@ impl Executor<PublishMachine> for PublishRun<'_> {
     type Done = Result<PublishOutcome, PublishError>;
     type Error = MutableError;
 
-    async fn execute(
-        &mut self,
-        action: PubAction,
-        run: &mut Run<PubEvent>,
-    ) -> Result<Option<Self::Done>, MutableError> {
+    fn send(&mut self, id: RequestId, server: ServerIndex, request: Write, run: &mut Run<PublishMachine>) {
         let ctx = self.ctx;
-        match action {
-            PubAction::Write {
-                id,
-                server,
-                shares: tests,
-            } => {
-                let w = ctx.writer(self.keys, server);
-                let payload = self.payload.clone();
-                run.spawn(id, server, async move {
-                    match w.write(&tests, &payload).await {
-                        Ok((wrote, current)) => PubEvent::Written { id, wrote, current },
-                        Err(reason) => PubEvent::Failed { id, reason },
-                    }
-                });
-            }
-            PubAction::Cancel { id } => {
-                ctx.stalled(run.cancel(id), "a mutable write", ctx.opts.write_timeout)
-            }
-            PubAction::Finished(r) => return Ok(Some(r)),
-        }
-        Ok(None)
+        let Some(server) = ctx.grid_index(server) else {
+            run.spawn(id, async move { Err(not_a_server(server)) });
+            return;
+        };
+        let w = ctx.writer(self.keys, server);
+        let payload = self.payload.clone();
+        run.spawn(id, async move {
+            let (wrote, current) = w.write(&request.shares, &payload).await?;
+            Ok(Written { wrote, current })
+        });
     }
 
-    fn finished(&mut self, m: &PublishMachine) -> Result<Self::Done, MutableError> {
-        m.outcome()
-            .cloned()
-            .ok_or_else(|| internal("publish ended without an outcome"))
+    fn work(&mut self, job: std::convert::Infallible, _: &mut Run<PublishMachine>) {
+        match job {}
+    }
+
+    async fn output(&mut self, out: std::convert::Infallible) -> Result<Option<Self::Done>, MutableError> {
+        match out {}
+    }
+
+    fn server(&self, server: ServerIndex) -> Option<&ServerEntry> {
+        self.ctx.server(server)
+    }
+
+    fn finish(&mut self, outcome: Self::Done) -> Result<Self::Done, MutableError> {
+        Ok(outcome)
     }
 }
 
@@ -1644,7 +1636,7 @@ impl Writer {
         &self,
         tests: &BTreeMap<ShareNum, WriteTest>,
         payload: &Payload,
-    ) -> Result<(bool, BTreeMap<ShareNum, Vec<u8>>), String> {
+    ) -> Result<(bool, BTreeMap<ShareNum, Vec<u8>>), Failure> {
         let mut req = RtwRequest {
             read_vector: vec![publish::read_vector()],
             ..RtwRequest::default()
@@ -1654,7 +1646,10 @@ impl Writer {
             let write = match payload {
                 Payload::Whole(shares) => {
                     let Some(data) = shares.get(usize::from(*sh)) else {
-                        return Err(format!("no share {sh} was encoded"));
+                        return Err(Failure::new(
+                            crate::Fault::Client,
+                            format!("no share {sh} was encoded"),
+                        ));
                     };
                     vec![WriteVector {
                         offset: 0,
@@ -1664,9 +1659,12 @@ impl Writer {
                 Payload::InPlace { old, writes } => {
                     let holds_old = matches!(test, WriteTest::Matches(c) if c == old);
                     let Some(w) = writes.get(usize::from(*sh)).filter(|_| holds_old) else {
-                        return Err(format!(
-                            "an in-place update can only rewrite an existing share; share {sh} \
-                             of the version being updated is not on this server"
+                        return Err(Failure::new(
+                            crate::Fault::Client,
+                            format!(
+                                "an in-place update can only rewrite an existing share; share \
+                                 {sh} of the version being updated is not on this server"
+                            ),
                         ));
                     };
                     w.iter()
@@ -1697,7 +1695,7 @@ impl Writer {
 
     /// Send one read-test-write, counted as `kind`; the server's health scored by the
     /// outcome.
-    async fn send(&self, kind: Kind, req: &RtwRequest) -> Result<RtwResponse, String> {
+    async fn send(&self, kind: Kind, req: &RtwRequest) -> Result<RtwResponse, Failure> {
         let t = &self.task;
         t.count(kind);
         match t
@@ -1768,14 +1766,15 @@ async fn retain_privkey(
             tracing::warn!(server = %ctx.name(server), sh, "own server refused the extra share copy");
             None
         }
-        Ok(Err(reason)) => {
-            tracing::warn!(server = %ctx.name(server), %reason, "extra share copy failed");
+        Ok(Err(f)) => {
+            tracing::warn!(server = %ctx.name(server), reason = %f, "extra share copy failed");
+            w.task.entry.report(ProblemKind::Failed(f.fault), f.message);
             None
         }
         Err(_) => {
             w.task
                 .entry
-                .report(Problem::Stall, "no answer to the extra share copy");
+                .report(ProblemKind::Stall, "no answer to the extra share copy");
             None
         }
     }
@@ -1899,7 +1898,11 @@ async fn run_retrieve(
     m: &mut RetrieveMachine,
     sink: &mut (dyn AsyncWrite + Unpin + Send),
 ) -> Result<RetrieveOutcome, MutableError> {
-    drive(m, &mut RetrieveRun { ctx, sink }).await
+    let r = drive(m, &mut RetrieveRun { ctx, sink: &mut *sink }).await;
+    if r.is_ok() {
+        sink.flush().await?;
+    }
+    r
 }
 
 /// Carries out a retrieve's reads and writes its output to the sink.
@@ -1912,86 +1915,72 @@ impl Executor<RetrieveMachine> for RetrieveRun<'_, '_> {
     type Done = RetrieveOutcome;
     type Error = MutableError;
 
-    async fn execute(
-        &mut self,
-        action: RetAction,
-        run: &mut Run<RetEvent>,
-    ) -> Result<Option<RetrieveOutcome>, MutableError> {
+    fn send(&mut self, id: RequestId, server: ServerIndex, request: RetRead, run: &mut Run<RetrieveMachine>) {
         let ctx = self.ctx;
-        match action {
-            RetAction::Read {
-                id,
-                server,
-                shnum,
-                offset,
-                len,
-                ..
-            } => {
-                if let Some(data) = ctx.first_reads.get(server as usize, shnum, offset, len) {
-                    // The servermap's first read of this share already holds it.
-                    run.deliver(RetEvent::Read { id, data });
-                    return Ok(None);
-                }
-                let t = ctx.task(server);
-                run.spawn(id, server, async move {
-                    t.count(Kind::Read);
-                    match t.read(shnum, offset, len).await {
-                        Ok(data) => RetEvent::Read { id, data },
-                        Err(reason) => RetEvent::Failed { id, reason },
-                    }
-                });
-            }
-            RetAction::Cancel { id } => {
-                run.cancel(id);
-            }
-            RetAction::Output { data, .. } => self.sink.write_all(&data).await?,
-            RetAction::Report(p) => {
-                let entry = ctx.entry(p.server);
-                match p.kind {
-                    // the request's task scored it by the error's fault
-                    ProblemKind::Error => {}
-                    ProblemKind::Stall => entry.report(Problem::Stall, p.reason.clone()),
-                    ProblemKind::Corrupt => {
-                        entry.report(Problem::Corrupt, format!("share {}: {}", p.shnum, p.reason));
-                        ctx.advise_corrupt(p.server, p.shnum, &p.reason);
-                    }
-                    // a writer got in between, or a layout this reader does not
-                    // predict: not the server's fault
-                    ProblemKind::Changed | ProblemKind::Unsupported => {
-                        tracing::info!(server = %entry.name(), problem = %p, "mutable share dropped");
-                    }
-                }
-            }
-            RetAction::Finished(r) => {
-                self.sink.flush().await?;
-                return r.map(Some).map_err(|e| match e {
-                    cairn_core::client::mutable::RetrieveError::NotEnoughShares {
-                        seqnum,
-                        k,
-                        usable,
-                        problems,
-                    } => MutableError::NotEnoughServers {
-                        what: "reading (good shares of the chosen version)",
-                        tried: problems
-                            .iter()
-                            .map(|p| p.server)
-                            .collect::<BTreeSet<_>>()
-                            .len(),
-                        needed: usize::from(k),
-                        got: usable,
-                        reasons: problems
-                            .iter()
-                            .map(|p| format!("seqnum {seqnum}: {}: {p}", ctx.name(p.server)))
-                            .collect(),
-                    },
-                    other => MutableError::Unrecoverable(other.to_string()),
-                });
-            }
+        let Some(server) = ctx.grid_index(server) else {
+            run.spawn(id, async move { Err(not_a_server(server)) });
+            return;
+        };
+        let RetRead {
+            shnum, offset, len, ..
+        } = request;
+        if let Some(data) = ctx.first_reads.get(server as usize, shnum, offset, len) {
+            // The servermap's first read of this share already holds it.
+            run.answer(id, data);
+            return;
         }
+        let t = ctx.task(server);
+        run.spawn(id, async move {
+            t.count(Kind::Read);
+            t.read(shnum, offset, len).await
+        });
+    }
+
+    fn work(&mut self, job: std::convert::Infallible, _: &mut Run<RetrieveMachine>) {
+        match job {}
+    }
+
+    async fn output(&mut self, out: Chunk) -> Result<Option<RetrieveOutcome>, MutableError> {
+        self.sink.write_all(&out.data).await?;
         Ok(None)
     }
 
-    fn finished(&mut self, _: &RetrieveMachine) -> Result<RetrieveOutcome, MutableError> {
-        Err(internal("retrieve ended without a result"))
+    fn server(&self, server: ServerIndex) -> Option<&ServerEntry> {
+        self.ctx.server(server)
+    }
+
+    fn reported(&mut self, p: &Problem) {
+        if let (ProblemKind::Corrupt, Some(sh)) = (p.kind, p.shnum) {
+            self.ctx.advise_corrupt(p.server.0, sh.0, &p.reason);
+        }
+    }
+
+    fn finish(
+        &mut self,
+        r: Result<RetrieveOutcome, RetrieveError>,
+    ) -> Result<RetrieveOutcome, MutableError> {
+        let ctx = self.ctx;
+        r.map_err(|e| match e {
+            RetrieveError::NotEnoughShares {
+                seqnum,
+                k,
+                usable,
+                problems,
+            } => MutableError::NotEnoughServers {
+                what: "reading (good shares of the chosen version)",
+                tried: problems
+                    .iter()
+                    .map(|p| p.server)
+                    .collect::<BTreeSet<_>>()
+                    .len(),
+                needed: usize::from(k),
+                got: usable,
+                reasons: problems
+                    .iter()
+                    .map(|p| format!("seqnum {seqnum}: {}: {p}", ctx.name(p.server.0)))
+                    .collect(),
+            },
+            other => MutableError::Unrecoverable(other.to_string()),
+        })
     }
 }

@@ -38,16 +38,19 @@ use bytes::{Bytes, BytesMut};
 use cairn_core::chk::{
     self, ChkEncoder, ChkError, ConvergentKeyHasher, EncodedTrailer, EncodingParams,
 };
+use cairn_core::client::machine::{Failure, RequestId, ServerIndex};
 use cairn_core::client::upload::{
-    Action, Candidate, Event, Placement, SelectionParams, ServerIdx, SetupError, ShareNum,
-    UploadMachine, UploadUnhappy,
+    Abort, Candidate, Placement, SelectionParams, ServerIdx, SetupError, ShareNum, UploadMachine,
+    UploadRequest, UploadResponse, UploadUnhappy,
 };
 use cairn_core::hashutil;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::driver::{drive, Executor, MachineBroken, Run};
 use crate::gbs_client::{new_upload_secret, GbsClientError};
-use crate::grid::{FileLeases, Grid, Problem, ServerEntry};
+use crate::grid::{FileLeases, Grid, ServerEntry};
+use cairn_core::client::machine::ProblemKind;
 
 /// Bytes read and hashed per step of the key pass.
 pub const HASH_CHUNK: usize = 1 << 20;
@@ -527,7 +530,7 @@ async fn locate(
                             let why = format!(
                                 "no answer to a version request within {SELECTION_TIMEOUT:?}"
                             );
-                            s.report(Problem::Stall, why.clone());
+                            s.report(ProblemKind::Stall, why.clone());
                             Err(why)
                         }
                     }
@@ -564,87 +567,32 @@ async fn select(
             writable: *writable,
         })
         .collect();
-    let mut machine =
-        UploadMachine::new(&cands, SelectionParams::from(params)).map_err(|e| match e {
-            SetupError::NoServers => UploadError::NoServers {
-                configured: 0,
-                problems: Vec::new(),
-            },
-            other => UploadError::Params(other.to_string()),
-        })?;
-    let servers: Vec<Arc<ServerEntry>> = candidates.iter().map(|(s, _)| s.clone()).collect();
-    let mut secrets = BTreeMap::new();
-    let mut inflight: JoinSet<(Event, Option<[u8; 20]>)> = JoinSet::new();
-    let mut aborts = Vec::new();
-    let mut actions = machine.start();
-    loop {
-        for action in actions.drain(..) {
-            match action {
-                Action::ListShares { server } => {
-                    let s = servers[server as usize].clone();
-                    let si = *si;
-                    inflight.spawn(async move {
-                        let r = tokio::time::timeout(
-                            SELECTION_TIMEOUT,
-                            s.client.list_immutable_shares(&si),
-                        )
-                        .await;
-                        let ev = match settle(&s, r, "share listing") {
-                            Ok(shares) => Event::Listed { server, shares },
-                            Err(reason) => Event::Failed { server, reason },
-                        };
-                        (ev, None)
-                    });
-                }
-                Action::Allocate { server, shares } => {
-                    let s = servers[server as usize].clone();
-                    let (si, lease) = (*si, leases.for_server(&s));
-                    inflight.spawn(async move {
-                        let secret = new_upload_secret();
-                        let req = s.client.allocate_buckets(
-                            &si,
-                            &lease,
-                            &secret,
-                            &shares,
-                            allocated_size,
-                        );
-                        let r = tokio::time::timeout(SELECTION_TIMEOUT, req).await;
-                        match settle(&s, r, "allocation") {
-                            Ok(a) => {
-                                let ev = Event::Allocated {
-                                    server,
-                                    already_have: a.already_have,
-                                    allocated: a.allocated,
-                                };
-                                (ev, Some(secret))
-                            }
-                            Err(reason) => (Event::Failed { server, reason }, None),
-                        }
-                    });
-                }
-                abort @ Action::Abort { .. } => aborts.push(abort),
-            }
-        }
-        let Some(joined) = inflight.join_next().await else {
-            break;
-        };
-        let (event, secret) =
-            joined.map_err(|e| UploadError::Internal(format!("request task: {e}")))?;
-        if let (
-            Event::Allocated {
-                server, allocated, ..
-            },
-            Some(secret),
-        ) = (&event, secret)
-        {
-            for sh in allocated {
-                secrets.insert((*server, *sh), secret);
-            }
-        }
-        actions = machine
-            .handle(event)
-            .map_err(|e| UploadError::Internal(e.to_string()))?;
-    }
+    let selection = SelectionParams {
+        request_timeout: SELECTION_TIMEOUT.as_millis() as u64,
+        ..SelectionParams::from(params)
+    };
+    let mut machine = UploadMachine::new(&cands, selection).map_err(|e| match e {
+        SetupError::NoServers => UploadError::NoServers {
+            configured: 0,
+            problems: Vec::new(),
+        },
+        other => UploadError::Params(other.to_string()),
+    })?;
+    let mut run = SelectionRun {
+        servers: candidates.iter().map(|(s, _)| s.clone()).collect(),
+        si: *si,
+        allocated_size,
+        leases: leases.clone(),
+        secrets: BTreeMap::new(),
+        aborts: Vec::new(),
+    };
+    drive(&mut machine, &mut run).await?;
+    let SelectionRun {
+        servers,
+        secrets,
+        aborts,
+        ..
+    } = run;
     let sel = Selected {
         machine,
         servers,
@@ -656,38 +604,109 @@ async fn select(
     Ok(sel)
 }
 
-/// A selection request's result: `Ok`, or the reason it failed (the server is scored).
-fn settle<T>(
-    s: &ServerEntry,
-    r: Result<Result<T, GbsClientError>, tokio::time::error::Elapsed>,
-    what: &str,
-) -> Result<T, String> {
-    match r {
-        Ok(Ok(v)) => {
-            s.report_ok();
-            Ok(v)
+impl From<MachineBroken> for UploadError {
+    fn from(e: MachineBroken) -> Self {
+        UploadError::Internal(e.0)
+    }
+}
+
+/// Carries out server selection's requests (see [`crate::driver`]).
+struct SelectionRun {
+    servers: Vec<Arc<ServerEntry>>,
+    si: [u8; 16],
+    allocated_size: u64,
+    leases: Arc<FileLeases>,
+    /// The upload secret of every share asked of a server (the last request's, which is
+    /// the one that allocated it: no share is asked of a server twice).
+    secrets: BTreeMap<(ServerIdx, ShareNum), [u8; 20]>,
+    /// Aborts the machine asked for: sent once selection is over, so that they are not
+    /// cancelled with the run.
+    aborts: Vec<Abort>,
+}
+
+impl Executor<UploadMachine> for SelectionRun {
+    type Done = ();
+    type Error = UploadError;
+
+    fn send(
+        &mut self,
+        id: RequestId,
+        server: ServerIndex,
+        request: UploadRequest,
+        run: &mut Run<UploadMachine>,
+    ) {
+        let Some(s) = self.servers.get(server.get()).cloned() else {
+            let failure = Failure::new(crate::Fault::Client, format!("no server {}", server.0));
+            run.spawn(id, async move { Err(failure) });
+            return;
+        };
+        let si = self.si;
+        match request {
+            UploadRequest::ListShares => run.spawn(id, async move {
+                let shares = s
+                    .client
+                    .list_immutable_shares(&si)
+                    .await
+                    .map_err(|e| Failure::new(e.fault(), e.to_string()))?;
+                s.report_ok();
+                Ok(UploadResponse::Listed { shares })
+            }),
+            UploadRequest::Allocate { shares } => {
+                let secret = new_upload_secret();
+                for sh in &shares {
+                    self.secrets.insert((server.0, *sh), secret);
+                }
+                let lease = self.leases.for_server(&s);
+                let size = self.allocated_size;
+                run.spawn(id, async move {
+                    let a = s
+                        .client
+                        .allocate_buckets(&si, &lease, &secret, &shares, size)
+                        .await
+                        .map_err(|e| Failure::new(e.fault(), e.to_string()))?;
+                    s.report_ok();
+                    Ok(UploadResponse::Allocated {
+                        already_have: a.already_have,
+                        allocated: a.allocated,
+                    })
+                });
+            }
+            UploadRequest::Abort { shares } => {
+                self.aborts.push(Abort {
+                    server: server.0,
+                    shares,
+                });
+                run.answer(id, UploadResponse::Aborted);
+            }
         }
-        Ok(Err(e)) => {
-            let reason = e.to_string();
-            s.report(Problem::Error(e.fault()), reason.clone());
-            Err(reason)
-        }
-        Err(_) => {
-            let reason = format!("no answer to the {what} request within {SELECTION_TIMEOUT:?}");
-            s.report(Problem::Stall, reason.clone());
-            Err(reason)
-        }
+    }
+
+    fn work(&mut self, job: std::convert::Infallible, _: &mut Run<UploadMachine>) {
+        match job {}
+    }
+
+    async fn output(&mut self, out: std::convert::Infallible) -> Result<Option<()>, UploadError> {
+        match out {}
+    }
+
+    fn server(&self, server: ServerIndex) -> Option<&ServerEntry> {
+        self.servers.get(server.get()).map(|s| &**s)
+    }
+
+    fn finish(&mut self, _: Result<Placement, UploadUnhappy>) -> Result<(), UploadError> {
+        // The caller reads the outcome from the machine, which keeps it up to date while
+        // shares are written.
+        Ok(())
     }
 }
 
 /// Send abort requests (best effort); wait for them at most [`ABORT_GRACE`] if `wait`.
-async fn run_aborts(sel: &Selected, si: &[u8; 16], aborts: Vec<Action>, wait: bool) {
+async fn run_aborts(sel: &Selected, si: &[u8; 16], aborts: Vec<Abort>, wait: bool) {
     let mut set = JoinSet::new();
-    for a in aborts {
-        let Action::Abort { server, shares } = a else {
+    for Abort { server, shares } in aborts {
+        let Some(s) = sel.servers.get(server as usize).cloned() else {
             continue;
         };
-        let s = sel.servers[server as usize].clone();
         for sh in shares {
             let Some(secret) = sel.secrets.get(&(server, sh)).copied() else {
                 continue;
@@ -771,7 +790,7 @@ enum WriterEnd {
     /// The encoder stopped before the last batch (its error is reported instead).
     Incomplete,
     Failed {
-        problem: Problem,
+        problem: ProblemKind,
         reason: String,
     },
 }
@@ -981,7 +1000,7 @@ fn encode_and_send(
 
 /// What one batch write task returns: the shares it completed (and whether each was
 /// closed), or why the server failed.
-type BatchResult = Result<Vec<(ShareNum, bool)>, (Problem, String)>;
+type BatchResult = Result<Vec<(ShareNum, bool)>, (ProblemKind, String)>;
 
 /// One server's writer: PATCH its shares' bytes from every batch, up to
 /// [`WRITES_IN_FLIGHT`] batches at once (the server accepts ranges in any order and
@@ -1008,7 +1027,7 @@ async fn writer(
                 }
                 Some(Ok(Err((problem, reason)))) => return WriterEnd::Failed { problem, reason },
                 Some(Err(e)) => {
-                    return WriterEnd::Failed { problem: Problem::Error(crate::Fault::Client), reason: format!("write task: {e}") }
+                    return WriterEnd::Failed { problem: ProblemKind::Failed(crate::Fault::Client), reason: format!("write task: {e}") }
                 }
                 None => {}
             },
@@ -1032,7 +1051,7 @@ async fn writer(
         .collect();
     if !missing.is_empty() {
         return WriterEnd::Failed {
-            problem: Problem::Error(crate::Fault::Server),
+            problem: ProblemKind::Failed(crate::Fault::Server),
             reason: format!(
                 "share(s) {missing:?} not reported complete after every byte was written"
             ),
@@ -1050,7 +1069,7 @@ async fn write_batch(
     shares: Arc<Vec<(ShareNum, [u8; 20])>>,
     batch: Arc<Batch>,
     sent: Arc<AtomicU64>,
-) -> Result<Vec<(ShareNum, bool)>, (Problem, String)> {
+) -> Result<Vec<(ShareNum, bool)>, (ProblemKind, String)> {
     let offset = batch.offset;
     let mine: Vec<(ShareNum, [u8; 20], Bytes)> = shares
         .iter()
@@ -1081,7 +1100,7 @@ async fn write_batch(
             while let Some(r) = set.join_next().await {
                 out.push(r.map_err(|e| {
                     (
-                        Problem::Error(crate::Fault::Client),
+                        ProblemKind::Failed(crate::Fault::Client),
                         format!("write task: {e}"),
                     )
                 })?);
@@ -1097,7 +1116,7 @@ async fn write_batch(
             }
             Err(e) => {
                 return Err((
-                    Problem::Error(e.fault()),
+                    ProblemKind::Failed(e.fault()),
                     format!("writing share {sh} at offset {offset}: {e}"),
                 ))
             }

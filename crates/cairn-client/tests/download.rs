@@ -226,7 +226,7 @@ async fn every_server_but_k_down() {
         report
             .reports
             .iter()
-            .all(|r| r.kind == ProblemKind::Error && !kept.contains(&r.server)),
+            .all(|r| matches!(r.kind, ProblemKind::Failed(_)) && !kept.contains(&r.server)),
         "{:?}",
         report.problems
     );

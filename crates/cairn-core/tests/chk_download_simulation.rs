@@ -42,9 +42,10 @@ use std::time::Instant;
 
 use cairn_core::chk::params::LayoutVersion;
 use cairn_core::client::download::{
-    Action, DownloadConfig, DownloadError, DownloadMachine, Event, ProblemKind, ServerInfo,
+    Action, DownloadConfig, DownloadError, DownloadMachine, Event, ProblemKind, Request, Response,
+    ServerInfo,
 };
-use cairn_core::client::machine::RequestId;
+use cairn_core::client::machine::{Chunk, Failure, Fault, Job, RequestId};
 use cairn_test_support::sim::chk::{chk_file, ChkFile, Shape};
 use cairn_test_support::sim::{
     self, Delivery, Faults, Mood, Net, Out, Replay, Schedule, ServerId, Servers, Tally, Wiring,
@@ -131,6 +132,8 @@ struct Dl {
     violations: Vec<String>,
     /// Every action and answer, when replaying one seed (`SIM_SEED`).
     journal: Option<Vec<String>>,
+    /// The machine's `Finish` came.
+    done: bool,
 }
 
 impl Wiring for Dl {
@@ -151,7 +154,7 @@ impl Wiring for Dl {
         let mut outs = Vec::new();
         for a in actions {
             if let Some(j) = &mut self.journal {
-                if !matches!(a, Action::Output { .. }) {
+                if !matches!(a, Action::Output(_)) {
                     j.push(format!("{a:?}").chars().take(160).collect());
                 }
             }
@@ -160,8 +163,12 @@ impl Wiring for Dl {
                     .push(format!("action after Finished: {a:?}"));
             }
             match a {
-                Action::ListShares { id, server } => {
-                    let server = server as ServerId;
+                Action::Send {
+                    id,
+                    server,
+                    request: Request::ListShares,
+                } => {
+                    let server = server.0;
                     if self.list_failed.contains(&server) {
                         self.violations.push(format!(
                             "listing sent again to server {server} after it failed"
@@ -174,15 +181,15 @@ impl Wiring for Dl {
                         req: Req::List,
                     });
                 }
-                Action::Read {
+                Action::Send {
                     id,
                     server,
-                    shnum,
-                    offset,
-                    len,
-                    ..
+                    request:
+                        Request::Read {
+                            shnum, offset, len, ..
+                        },
                 } => {
-                    let server = server as ServerId;
+                    let server = server.0;
                     if self.list_failed.contains(&server) {
                         self.violations.push(format!(
                             "read of share {shnum} sent to server {server}, whose listing failed"
@@ -209,9 +216,8 @@ impl Wiring for Dl {
                     });
                 }
                 Action::Cancel { .. } => {}
-                Action::Verify(job) => local.push(Event::Verified(job.run())),
-                Action::Decode(job) => local.push(Event::Decoded(job.run())),
-                Action::Output { offset, data } => {
+                Action::Work(job) => local.push(Event::Worked(job.run())),
+                Action::Output(Chunk { offset, data }) => {
                     // Invariant 1: in order, and exactly the file's bytes.
                     let at = self.range.start + self.output.len() as u64;
                     let end = offset as usize + data.len();
@@ -230,19 +236,22 @@ impl Wiring for Dl {
                 }
                 Action::Report(p) => {
                     self.reports += 1;
-                    let server = p.server as ServerId;
-                    if let (ProblemKind::Corrupt | ProblemKind::Error, Some(sh)) = (p.kind, p.shnum)
+                    let server = p.server.0;
+                    let shnum = p.shnum.map(|s| u16::from(s.0));
+                    if let (ProblemKind::Corrupt | ProblemKind::Failed(_), Some(sh)) =
+                        (p.kind, shnum)
                     {
                         self.given_up.insert((server, sh));
                     }
-                    if let (ProblemKind::Stall, Some(sh)) = (p.kind, p.shnum) {
+                    if let (ProblemKind::Stall, Some(sh)) = (p.kind, shnum) {
                         self.stalled.insert((server, sh));
                     }
                     if p.kind == ProblemKind::Corrupt {
-                        self.corrupt_reports.push((server, p.shnum, p.reason));
+                        self.corrupt_reports.push((server, shnum, p.reason));
                     }
                 }
-                Action::Finished(r) => {
+                Action::Finish(r) => {
+                    self.done = true;
                     if self.result.is_some() {
                         self.violations.push("Finished twice".into());
                     }
@@ -263,18 +272,35 @@ impl Wiring for Dl {
             j.push(format!("answer to {id}: {what}"));
         }
         match reply {
-            Ok(Resp::Shares(shares)) => Event::Listed { id, shares },
-            Ok(Resp::Data(data)) => Event::Read {
+            Ok(Resp::Shares(shares)) => Event::Answer {
                 id,
-                data: Arc::from(data),
+                response: Response::Listed(shares),
+            },
+            Ok(Resp::Data(data)) => Event::Answer {
+                id,
+                response: Response::Read(Arc::from(data)),
             },
             Err(reason) => {
                 if let Some((server, None)) = self.sent.get(&id) {
                     self.list_failed.insert(*server);
                 }
-                Event::Failed { id, reason }
+                let fault = if reason.starts_with("no share") {
+                    Fault::Refused
+                } else if reason == "remote error" {
+                    Fault::Server
+                } else {
+                    Fault::Network
+                };
+                Event::Failed {
+                    id,
+                    failure: Failure::new(fault, reason),
+                }
             }
         }
+    }
+
+    fn done(&self) -> bool {
+        self.done
     }
 }
 
@@ -488,6 +514,7 @@ impl Sim {
             result: None,
             violations: Vec::new(),
             journal: sim::env_u64("SIM_SEED").map(|_| Vec::new()),
+            done: false,
         };
         let start = self.net.now;
         let ran = self.net.run_op(&mut self.grid, &mut dl);

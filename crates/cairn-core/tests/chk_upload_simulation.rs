@@ -2,13 +2,12 @@
 //! under thousands of random fault schedules, on the shared executor of
 //! `cairn_test_support::sim` (one seeded queue, virtual time).
 //!
-//! The upload machine (`client::upload::UploadMachine`) does not implement `Machine` yet: it
-//! takes no time and its driver writes the shares. [`Upload`] is the thin adapter that makes
-//! it one here, doing what `cairn-client`'s upload driver does around it: request ids, a
-//! timeout per request (a timed-out request fails; its late answer is dropped), writing
-//! every allocated bucket once selection is placed, `server_lost` when a write fails, and
-//! the aborts the machine asks for. When the machine implements `Machine` itself, the
-//! adapter goes and the wiring drives it directly.
+//! The upload machine (`client::upload::UploadMachine`, a `Machine`) selects the servers;
+//! writing the shares is its driver's part. [`Upload`] composes the two as one `Machine`
+//! here, doing what `cairn-client`'s upload driver does after selection: writing every
+//! allocated bucket (a timeout per write), `server_lost` when a write fails, and the aborts
+//! that asks for. Duplicate or late answers to selection requests are dropped, as a driver
+//! drops them.
 //!
 //! One schedule = one file geometry (1-of-1 to 5-of-7) on a few servers, uploaded once or
 //! twice (the second upload finds the first one's shares), everything drawn from a ChaCha8
@@ -35,11 +34,13 @@
 //! failure prints its seed and the command that replays it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::time::Instant;
 
-use cairn_core::client::machine::{Machine, MachineEvent, Millis, RequestId};
+use cairn_core::client::machine::{self, Failure, Fault, Machine, Millis, RequestId, ServerIndex};
 use cairn_core::client::upload::{
-    self, Candidate, Placement, SelectionParams, ServerIdx, ShareNum, UploadMachine, UploadUnhappy,
+    self, Abort, Candidate, Placement, SelectionParams, ServerIdx, ShareNum, UploadMachine,
+    UploadRequest, UploadResponse, UploadUnhappy,
 };
 use cairn_core::placement::servers_of_happiness;
 use cairn_test_support::sim::{
@@ -81,101 +82,108 @@ enum Resp {
 }
 
 // ---------------------------------------------------------------------------------------
-// The adapter: the upload machine as a `Machine`
+// The adapter: selection (the machine), then writing (the driver's part)
 
-#[derive(Debug)]
-enum Action {
-    Send {
-        id: RequestId,
-        server: ServerIdx,
-        req: Req,
-    },
-    Finished(Result<Placement, UploadUnhappy>),
-}
+type Action = machine::Action<Req, Infallible, Result<Placement, UploadUnhappy>>;
+type Event = machine::Event<Resp>;
 
-#[derive(Debug)]
-enum Event {
-    Answer { id: RequestId, resp: Resp },
-    Failed { id: RequestId, reason: String },
-    Tick,
-}
-
-impl MachineEvent for Event {
-    fn tick() -> Self {
-        Event::Tick
-    }
-    fn is_tick(&self) -> bool {
-        matches!(self, Event::Tick)
-    }
-    fn request(&self) -> Option<RequestId> {
-        match self {
-            Event::Answer { id, .. } | Event::Failed { id, .. } => Some(*id),
-            Event::Tick => None,
-        }
-    }
-}
+/// Write requests get ids from here up, apart from the selection machine's.
+const WRITE_IDS: RequestId = 1 << 40;
 
 struct Upload {
     m: UploadMachine,
     next_id: RequestId,
-    /// Requests awaiting an answer: id -> (server, request, sent at).
-    open: BTreeMap<RequestId, (ServerIdx, Req, Millis)>,
-    /// Writes not yet acknowledged, per server.
-    writing: BTreeSet<ServerIdx>,
+    /// Writes awaiting an answer: id -> (server, sent at).
+    writes: BTreeMap<RequestId, (ServerIdx, Millis)>,
     /// Servers lost while writing.
     lost: BTreeSet<ServerIdx>,
+    /// Selection requests the machine still waits for (a duplicate or late answer, which a
+    /// driver drops, is not forwarded).
+    selecting: BTreeSet<RequestId>,
+    placed: bool,
     done: bool,
+}
+
+fn failure(reason: String) -> Failure {
+    let fault = if reason == "allocation refused" {
+        Fault::Refused
+    } else if reason.starts_with("write failed") || reason == "remote error" {
+        Fault::Server
+    } else {
+        Fault::Network
+    };
+    Failure::new(fault, reason)
 }
 
 impl Upload {
     fn send(&mut self, server: ServerIdx, req: Req, now: Millis, out: &mut Vec<Action>) {
         self.next_id += 1;
-        let id = self.next_id;
-        // Aborts expect no answer.
-        if !matches!(req, Req::Abort(_)) {
-            self.open.insert(id, (server, req.clone(), now));
+        let id = WRITE_IDS + self.next_id;
+        if matches!(req, Req::Write(_)) {
+            self.writes.insert(id, (server, now));
         }
-        out.push(Action::Send { id, server, req });
+        out.push(Action::Send {
+            id,
+            server: ServerIndex(server),
+            request: req,
+        });
     }
 
+    /// The selection machine's actions, as this machine's.
     fn take(&mut self, actions: Vec<upload::Action>, now: Millis, out: &mut Vec<Action>) {
         for a in actions {
-            let (server, req) = match a {
-                upload::Action::ListShares { server } => (server, Req::List),
-                upload::Action::Allocate { server, shares } => (server, Req::Allocate(shares)),
-                upload::Action::Abort { server, shares } => (server, Req::Abort(shares)),
-            };
-            self.send(server, req, now, out);
+            match a {
+                machine::Action::Send {
+                    id,
+                    server,
+                    request,
+                } => {
+                    if !matches!(request, UploadRequest::Abort { .. }) {
+                        self.selecting.insert(id);
+                    }
+                    let request = match request {
+                        UploadRequest::ListShares => Req::List,
+                        UploadRequest::Allocate { shares } => Req::Allocate(shares),
+                        UploadRequest::Abort { shares } => Req::Abort(shares),
+                    };
+                    out.push(Action::Send {
+                        id,
+                        server,
+                        request,
+                    });
+                }
+                machine::Action::Cancel { id } => {
+                    self.selecting.remove(&id);
+                    out.push(Action::Cancel { id });
+                }
+                machine::Action::Report(p) => out.push(Action::Report(p)),
+                machine::Action::Finish(Err(u)) => self.finish(Err(u), out),
+                machine::Action::Finish(Ok(p)) => {
+                    self.placed = true;
+                    for (server, shares) in p.writes.clone() {
+                        self.send(server, Req::Write(shares), now, out);
+                    }
+                    self.check_written(out);
+                }
+                machine::Action::Work(never) | machine::Action::Output(never) => match never {},
+            }
+        }
+    }
+
+    fn abort(&mut self, aborts: Vec<Abort>, now: Millis, out: &mut Vec<Action>) {
+        for a in aborts {
+            self.send(a.server, Req::Abort(a.shares), now, out);
         }
     }
 
     fn finish(&mut self, r: Result<Placement, UploadUnhappy>, out: &mut Vec<Action>) {
         self.done = true;
-        self.open.clear();
-        out.push(Action::Finished(r));
-    }
-
-    /// After selection: write the buckets, or finish.
-    fn after_selection(&mut self, now: Millis, out: &mut Vec<Action>) {
-        match self.m.outcome() {
-            None => {}
-            Some(Err(u)) => {
-                let u = u.clone();
-                self.finish(Err(u), out);
-            }
-            Some(Ok(p)) => {
-                let writes = p.writes.clone();
-                for (server, shares) in writes {
-                    self.writing.insert(server);
-                    self.send(server, Req::Write(shares), now, out);
-                }
-                self.check_written(out);
-            }
-        }
+        self.writes.clear();
+        out.push(Action::Finish(r));
     }
 
     fn check_written(&mut self, out: &mut Vec<Action>) {
-        if self.writing.is_empty() && !self.done {
+        if self.writes.is_empty() && !self.done {
             if let Some(Ok(p)) = self.m.outcome() {
                 let p = p.clone();
                 self.finish(Ok(p), out);
@@ -183,49 +191,39 @@ impl Upload {
         }
     }
 
-    fn failed(
+    fn write_failed(
         &mut self,
         server: ServerIdx,
-        req: Req,
         reason: String,
         now: Millis,
         out: &mut Vec<Action>,
-    ) -> Result<(), upload::MachineError> {
-        match req {
-            Req::List | Req::Allocate(_) => {
-                let a = self.m.handle(upload::Event::Failed { server, reason })?;
-                self.take(a, now, out);
-                self.after_selection(now, out);
+    ) {
+        self.lost.insert(server);
+        match self.m.server_lost(server, reason) {
+            Ok(lost) => {
+                self.abort(lost.abort.into_iter().collect(), now, out);
+                self.check_written(out);
             }
-            Req::Write(_) => {
-                self.writing.remove(&server);
-                self.lost.insert(server);
-                match self.m.server_lost(server, reason) {
-                    Ok(lost) => {
-                        self.take(lost.abort.into_iter().collect(), now, out);
-                        self.check_written(out);
-                    }
-                    Err(u) => {
-                        let aborts = self.m.abort_all();
-                        self.take(aborts, now, out);
-                        self.finish(Err(u), out);
-                    }
-                }
+            Err(u) => {
+                let aborts = self.m.abort_all();
+                self.abort(aborts, now, out);
+                self.finish(Err(u), out);
             }
-            Req::Abort(_) => {}
         }
-        Ok(())
     }
 }
 
 impl Machine for Upload {
-    type Event = Event;
-    type Action = Action;
+    type Request = Req;
+    type Response = Resp;
+    type Output = Infallible;
+    type Outcome = Result<Placement, UploadUnhappy>;
+    type Job = Infallible;
     type Error = upload::MachineError;
 
     fn start(&mut self, now: Millis) -> Vec<Action> {
         let mut out = Vec::new();
-        let a = self.m.start();
+        let a = self.m.start(now);
         self.take(a, now, &mut out);
         out
     }
@@ -236,69 +234,70 @@ impl Machine for Upload {
             return Ok(out);
         }
         match event {
-            Event::Tick => {
+            machine::Event::Tick => {
+                if !self.placed {
+                    let a = self.m.handle(machine::Event::Tick, now)?;
+                    self.take(a, now, &mut out);
+                }
                 let due: Vec<RequestId> = self
-                    .open
+                    .writes
                     .iter()
-                    .filter(|(_, (_, _, sent))| now >= sent + TIMEOUT)
+                    .filter(|(_, (_, sent))| now >= sent + TIMEOUT)
                     .map(|(id, _)| *id)
                     .collect();
                 for id in due {
-                    if self.done {
-                        break;
-                    }
-                    if let Some((server, req, _)) = self.open.remove(&id) {
-                        self.failed(server, req, "timed out".into(), now, &mut out)?;
+                    if let Some((server, _)) = self.writes.remove(&id) {
+                        if !self.done {
+                            self.write_failed(server, "timed out".into(), now, &mut out);
+                        }
                     }
                 }
             }
-            Event::Failed { id, reason } => {
-                if let Some((server, req, _)) = self.open.remove(&id) {
-                    self.failed(server, req, reason, now, &mut out)?;
+            machine::Event::Failed { id, failure } => {
+                if let Some((server, _)) = self.writes.remove(&id) {
+                    self.write_failed(server, failure.message, now, &mut out);
+                } else if !self.placed && self.selecting.remove(&id) {
+                    let a = self.m.handle(machine::Event::Failed { id, failure }, now)?;
+                    self.take(a, now, &mut out);
                 }
             }
-            Event::Answer { id, resp } => {
-                let Some((server, req, _)) = self.open.remove(&id) else {
-                    return Ok(out);
-                };
-                match (req, resp) {
-                    (Req::List, Resp::Listed(shares)) => {
-                        let a = self.m.handle(upload::Event::Listed { server, shares })?;
-                        self.take(a, now, &mut out);
-                        self.after_selection(now, &mut out);
-                    }
-                    (
-                        Req::Allocate(_),
+            machine::Event::Answer { id, response } => {
+                if self.writes.remove(&id).is_some() {
+                    self.check_written(&mut out);
+                } else if !self.placed && self.selecting.remove(&id) {
+                    let response = match response {
+                        Resp::Listed(shares) => UploadResponse::Listed { shares },
                         Resp::Allocated {
                             already_have,
                             allocated,
-                        },
-                    ) => {
-                        let a = self.m.handle(upload::Event::Allocated {
-                            server,
+                        } => UploadResponse::Allocated {
                             already_have,
                             allocated,
-                        })?;
-                        self.take(a, now, &mut out);
-                        self.after_selection(now, &mut out);
-                    }
-                    (Req::Write(_), Resp::Done) => {
-                        self.writing.remove(&server);
-                        self.check_written(&mut out);
-                    }
-                    (req, resp) => panic!("{req:?} answered with {resp:?}"),
+                        },
+                        Resp::Done => UploadResponse::Aborted,
+                    };
+                    let a = self
+                        .m
+                        .handle(machine::Event::Answer { id, response }, now)?;
+                    self.take(a, now, &mut out);
                 }
             }
+            machine::Event::Worked(never) => match never {},
         }
         Ok(out)
     }
 
     fn next_deadline(&self) -> Option<Millis> {
-        self.open.values().map(|(_, _, sent)| sent + TIMEOUT).min()
-    }
-
-    fn is_done(&self) -> bool {
-        self.done
+        let writes = self.writes.values().map(|(_, sent)| sent + TIMEOUT).min();
+        let selection = if self.placed {
+            None
+        } else {
+            self.m.next_deadline()
+        };
+        match (writes, selection) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -396,6 +395,8 @@ struct Wire {
     aborted: BTreeSet<(ServerIdx, ShareNum)>,
     /// Buckets the machine was told it allocated.
     known: BTreeSet<(ServerIdx, ShareNum)>,
+    /// Every request's server.
+    sent: BTreeMap<RequestId, ServerIdx>,
     result: Option<Result<Placement, UploadUnhappy>>,
     violations: Vec<String>,
 }
@@ -418,8 +419,13 @@ impl Wiring for Wire {
         let mut outs = Vec::new();
         for a in actions {
             match a {
-                Action::Send { id, server, req } => {
-                    match &req {
+                Action::Send {
+                    id,
+                    server,
+                    request,
+                } => {
+                    let server = server.0;
+                    match &request {
                         Req::Allocate(shares) => {
                             for sh in shares {
                                 if !self.allocates.insert((server, *sh)) {
@@ -434,14 +440,21 @@ impl Wiring for Wire {
                         }
                         Req::List | Req::Write(_) => {}
                     }
-                    outs.push(Out { id, server, req });
+                    self.sent.insert(id, server);
+                    outs.push(Out {
+                        id,
+                        server,
+                        req: request,
+                    });
                 }
-                Action::Finished(r) => {
+                Action::Finish(r) => {
                     if self.result.is_some() {
                         self.violations.push("finished twice".into());
                     }
                     self.result = Some(r);
                 }
+                Action::Cancel { .. } | Action::Report(_) => {}
+                Action::Work(never) | Action::Output(never) => match never {},
             }
         }
         outs
@@ -450,15 +463,25 @@ impl Wiring for Wire {
     fn event(&mut self, id: RequestId, reply: Result<Resp, String>) -> Event {
         match reply {
             Ok(resp) => {
-                if let (Resp::Allocated { allocated, .. }, Some((server, _, _))) =
-                    (&resp, self.u.open.get(&id))
+                if let (Resp::Allocated { allocated, .. }, Some(server)) =
+                    (&resp, self.sent.get(&id))
                 {
-                    self.known.extend(allocated.iter().map(|sh| (*server, *sh)));
+                    // Only what the machine takes in (a late answer is dropped).
+                    if !self.u.placed && !self.u.done {
+                        self.known.extend(allocated.iter().map(|sh| (*server, *sh)));
+                    }
                 }
-                Event::Answer { id, resp }
+                machine::Event::Answer { id, response: resp }
             }
-            Err(reason) => Event::Failed { id, reason },
+            Err(reason) => machine::Event::Failed {
+                id,
+                failure: failure(reason),
+            },
         }
+    }
+
+    fn done(&self) -> bool {
+        self.u.done
     }
 }
 
@@ -603,6 +626,7 @@ impl Sim {
                 needed,
                 happy,
                 total,
+                request_timeout: TIMEOUT,
             },
             order,
             stats: Stats {
@@ -634,14 +658,16 @@ impl Sim {
             u: Upload {
                 m,
                 next_id: 0,
-                open: BTreeMap::new(),
-                writing: BTreeSet::new(),
+                writes: BTreeMap::new(),
                 lost: BTreeSet::new(),
+                selecting: BTreeSet::new(),
+                placed: false,
                 done: false,
             },
             allocates: BTreeSet::new(),
             aborted: BTreeSet::new(),
             known: BTreeSet::new(),
+            sent: BTreeMap::new(),
             result: None,
             violations: Vec::new(),
         };

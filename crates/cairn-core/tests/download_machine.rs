@@ -9,8 +9,10 @@ use std::sync::Arc;
 use cairn_core::cap::ChkReadCap;
 use cairn_core::chk::params::LayoutVersion;
 use cairn_core::chk::{encode_file, EncodedFile, EncodingParams};
+use cairn_core::client::machine::{Chunk, Failure, Fault, Job};
 use cairn_core::client::download::{
-    Action, DownloadConfig, DownloadError, DownloadMachine, Event, Millis, ProblemKind,
+    Action, DownloadConfig, DownloadError, DownloadMachine, Event, Millis, ProblemKind, Request,
+    Response,
     ReadPurpose, ServerInfo,
 };
 use cairn_test_support::data;
@@ -84,30 +86,39 @@ fn run(cap: &ChkReadCap, servers: &[SimServer], range: Range<u64>, cfg: Download
         for a in actions.drain(..) {
             seq += 1;
             match a {
-                Action::ListShares { id, server } => {
+                Action::Send {
+                    id,
+                    server,
+                    request: Request::ListShares,
+                } => {
+                    let server = server.get();
                     out.lists.push(server);
                     let s = &servers[server];
                     let ev = match s.behaviour {
                         Behaviour::Down => Event::Failed {
                             id,
-                            reason: "connection refused".into(),
+                            failure: Failure::new(Fault::Network, "connection refused"),
                         },
-                        _ => Event::Listed {
+                        _ => Event::Answer {
                             id,
-                            shares: s.shares.keys().copied().collect(),
+                            response: Response::Listed(s.shares.keys().copied().collect()),
                         },
                     };
                     queue.insert((now + s.latency, seq), ev);
                     pending_ids.insert(id, (now + s.latency, seq));
                 }
-                Action::Read {
+                Action::Send {
                     id,
                     server,
-                    shnum,
-                    offset,
-                    len,
-                    purpose,
+                    request:
+                        Request::Read {
+                            shnum,
+                            offset,
+                            len,
+                            purpose,
+                        },
                 } => {
+                    let server = server.get();
                     out.reads.push(ReadLog {
                         server,
                         shnum,
@@ -123,7 +134,7 @@ fn run(cap: &ChkReadCap, servers: &[SimServer], range: Range<u64>, cfg: Download
                                 (now + s.latency, seq),
                                 Event::Failed {
                                     id,
-                                    reason: "down".into(),
+                                    failure: Failure::new(Fault::Network, "down"),
                                 },
                             );
                         }
@@ -132,14 +143,14 @@ fn run(cap: &ChkReadCap, servers: &[SimServer], range: Range<u64>, cfg: Download
                                 Some(sh) => {
                                     let a = (offset as usize).min(sh.len());
                                     let b = (offset.saturating_add(len) as usize).min(sh.len());
-                                    Event::Read {
+                                    Event::Answer {
                                         id,
-                                        data: Arc::from(&sh[a..b]),
+                                        response: Response::Read(Arc::from(&sh[a..b])),
                                     }
                                 }
                                 None => Event::Failed {
                                     id,
-                                    reason: "404".into(),
+                                    failure: Failure::new(Fault::Refused, "404"),
                                 },
                             };
                             queue.insert((now + s.latency, seq), ev);
@@ -153,19 +164,21 @@ fn run(cap: &ChkReadCap, servers: &[SimServer], range: Range<u64>, cfg: Download
                         queue.remove(&k);
                     }
                 }
-                Action::Verify(job) => {
-                    queue.insert((now, seq), Event::Verified(job.run()));
+                Action::Work(job) => {
+                    queue.insert((now, seq), Event::Worked(job.run()));
                 }
-                Action::Decode(job) => {
-                    queue.insert((now, seq), Event::Decoded(job.run()));
-                }
-                Action::Output { offset, data } => {
+                Action::Output(Chunk { offset, data }) => {
                     assert_eq!(offset, expected_offset, "outputs in order without gaps");
                     expected_offset += data.len() as u64;
                     out.data.extend_from_slice(&data);
                 }
-                Action::Report(p) => out.problems.push((p.server, p.shnum, p.kind, p.reason)),
-                Action::Finished(r) => finished = Some(r),
+                Action::Report(p) => out.problems.push((
+                    p.server.get(),
+                    p.shnum.map(u16::from),
+                    p.kind,
+                    p.reason,
+                )),
+                Action::Finish(r) => finished = Some(r),
             }
         }
         if let Some(r) = finished.take() {
@@ -450,7 +463,8 @@ fn every_server_but_k_down() {
     assert_eq!(
         o.problems
             .iter()
-            .filter(|p| p.2 == ProblemKind::Error)
+            // each down server's failure, with the fault the driver gave it
+            .filter(|p| p.2 == ProblemKind::Failed(Fault::Network))
             .count(),
         7
     );

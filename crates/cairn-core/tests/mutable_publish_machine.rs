@@ -9,8 +9,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::ControlFlow;
 
 use cairn_core::client::mutable::publish::{
-    self, Event as PEvent, PublishConfig, PublishError, PublishMachine, PublishOutcome,
+    self, Event as PEvent, PublishConfig, PublishError, PublishMachine, PublishOutcome, Write,
+    Written,
 };
+use cairn_core::client::machine::{Failure, Fault, Problem, ProblemKind, ServerIndex};
 use cairn_core::client::mutable::servermap::{
     self, Event as SEvent, Mode, ServerMap, ServermapUpdater, UpdateConfig,
 };
@@ -60,6 +62,8 @@ struct PublishRun {
     result: Result<PublishOutcome, PublishError>,
     /// Write requests (not shares) sent to each server.
     requests: BTreeMap<ServerIdx, usize>,
+    /// The machine's problem reports, in order.
+    reports: Vec<Problem>,
 }
 
 fn publish(
@@ -79,12 +83,17 @@ fn publish(
     let mut answers: Vec<PEvent> = Vec::new();
     let mut requests: BTreeMap<ServerIdx, usize> = BTreeMap::new();
     let mut finished = None;
+    let mut reports = Vec::new();
     let mut now = 0;
     bounded(MAX_STEPS, || {
         now += 1;
         if let Some(action) = to_send.pop_front() {
             match action {
-                publish::Action::Write { id, server, shares } => {
+                publish::Action::Send {
+                    id,
+                    server: ServerIndex(server),
+                    request: Write { shares },
+                } => {
                     *requests.entry(server).or_default() += 1;
                     if grid.servers[&server].stalled {
                         for sh in shares.keys() {
@@ -93,19 +102,27 @@ fn publish(
                         return ControlFlow::Continue(());
                     }
                     let event = match grid.test_and_write(server, &shares, version) {
-                        Ok((wrote, current)) => PEvent::Written { id, wrote, current },
-                        Err(reason) => PEvent::Failed { id, reason },
+                        Ok((wrote, current)) => PEvent::Answer {
+                            id,
+                            response: Written { wrote, current },
+                        },
+                        Err(reason) => PEvent::Failed {
+                            id,
+                            failure: Failure::new(Fault::Server, reason),
+                        },
                     };
                     match delivery {
                         Delivery::Synchronous => to_send.extend(m.handle(event, now).unwrap()),
                         Delivery::Asynchronous { .. } => answers.push(event),
                     }
                 }
-                publish::Action::Cancel { .. } => {}
-                publish::Action::Finished(r) => {
+                publish::Action::Report(p) => reports.push(p),
+                publish::Action::Finish(r) => {
                     assert!(finished.is_none(), "finished twice");
                     finished = Some(r);
                 }
+                publish::Action::Cancel { .. } => {}
+                publish::Action::Work(never) | publish::Action::Output(never) => match never {},
             }
             return ControlFlow::Continue(());
         }
@@ -127,7 +144,11 @@ fn publish(
     assert_eq!(m.outstanding(), 0);
     let result = finished.expect("a Finished action");
     assert_eq!(Some(&result), m.outcome());
-    PublishRun { result, requests }
+    PublishRun {
+        result,
+        requests,
+        reports,
+    }
 }
 
 /// No server got two writes for the same share and version.
@@ -509,14 +530,16 @@ fn stale_servermap_is_refused_and_unknown_answers_are_misuse() {
     let (_, v2) = v1_v2();
     let mut m = PublishMachine::new(PublishConfig::new(HAPPY), &map, &order, &v2.header).unwrap();
     let first = m.start(0);
-    let Some(publish::Action::Write { id, .. }) = first.first() else {
+    let Some(publish::Action::Send { id, .. }) = first.first() else {
         panic!("{first:?}");
     };
     // A server that answers twice: the second answer is ignored.
-    let ok = PEvent::Written {
+    let ok = PEvent::Answer {
         id: *id,
-        wrote: true,
-        current: BTreeMap::new(),
+        response: Written {
+            wrote: true,
+            current: BTreeMap::new(),
+        },
     };
     assert!(m.handle(ok.clone(), 1).is_ok());
     assert_eq!(m.handle(ok, 2).unwrap(), Vec::new());
@@ -525,7 +548,7 @@ fn stale_servermap_is_refused_and_unknown_answers_are_misuse() {
         .handle(
             PEvent::Failed {
                 id: 999,
-                reason: "x".into()
+                failure: Failure::new(Fault::Network, "x")
             },
             1
         )
@@ -553,6 +576,34 @@ fn issue_scenario_server_stalls_instead_of_disconnecting() {
         "{outcome:?}"
     );
     assert_eq!(outcome.placed[&3], BTreeSet::from([11]));
+    // The machine itself reports the stall (the driver no longer guesses it from a cancel).
+    let stalls: Vec<&Problem> = run
+        .reports
+        .iter()
+        .filter(|p| p.kind == ProblemKind::Stall)
+        .collect();
+    assert_eq!(stalls.len(), 1, "{:?}", run.reports);
+    assert_eq!(stalls[0].server, ServerIndex(3));
+    assert!(stalls[0].reason.contains("no answer within"), "{stalls:?}");
+}
+
+#[test]
+fn a_failed_writes_fault_reaches_the_problem_report() {
+    let (v1, v2) = v1_v2();
+    let mut grid = issue_grid(&v1);
+    let map = issue_servermap(&mut grid, &v1);
+    grid.servers.get_mut(&3).unwrap().fail_writes = true;
+    let order = grid.order();
+    let run = publish(&mut grid, &map, &order, &v2, Delivery::Synchronous);
+    assert_good_publish(&run, &grid, &v2);
+    let failed: Vec<&Problem> = run
+        .reports
+        .iter()
+        .filter(|p| matches!(p.kind, ProblemKind::Failed(_)))
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", run.reports);
+    assert_eq!(failed[0].server, ServerIndex(3));
+    assert_eq!(failed[0].kind, ProblemKind::Failed(Fault::Server));
 }
 
 #[test]
@@ -748,14 +799,22 @@ fn truncated_and_mangled_answers_never_panic() {
                 }
                 let mut m = ServermapUpdater::new(config(Mode::Check), &[1]).unwrap();
                 let start = m.start(0);
-                let Some(servermap::Action::Query { id, .. }) = start.first() else {
+                let Some(servermap::Action::Send {
+                    id,
+                    request: servermap::Read::Query { .. },
+                    ..
+                }) = start.first()
+                else {
                     panic!("{start:?}");
                 };
-                let shares = BTreeMap::from([(0, data)]);
-                let actions = m.handle(SEvent::Answer { id: *id, shares }, 1).unwrap();
+                let response = BTreeMap::from([(0, data)]);
+                let actions = m.handle(SEvent::Answer { id: *id, response }, 1).unwrap();
                 let map = m.servermap();
                 let followed = actions.iter().any(|a| match a {
-                    servermap::Action::ReadShare { len, .. } => {
+                    servermap::Action::Send {
+                        request: servermap::Read::Share { len, .. },
+                        ..
+                    } => {
                         assert!(*len <= servermap::MAX_PREFIX_LEN);
                         true
                     }

@@ -14,6 +14,7 @@ use cairn_core::client::mutable::retrieve::{
     RetrieveOutcome, RetrieveSetupError,
 };
 use cairn_core::client::mutable::servermap::{Mode, ServerMap, UpdateConfig};
+use cairn_core::client::machine::{Chunk, Failure, Fault, ServerIndex};
 use cairn_core::client::mutable::{ServerIdx, ShareNum};
 use cairn_core::mutable::{MutableFormat, MutableShare, SALT_LEN};
 use cairn_test_support::data;
@@ -124,13 +125,16 @@ fn retrieve(
         let mut sent = false;
         for action in std::mem::take(&mut batch) {
             match action {
-                retrieve::Action::Read {
+                retrieve::Action::Send {
                     id,
-                    server,
-                    shnum,
-                    offset,
-                    len,
-                    part,
+                    server: ServerIndex(server),
+                    request:
+                        retrieve::Read {
+                            shnum,
+                            offset,
+                            len,
+                            part,
+                        },
                 } => {
                     assert!(
                         sent_parts.insert((server, shnum, part)),
@@ -150,20 +154,24 @@ fn retrieve(
                         Ok(mut shares) => {
                             let data = shares.remove(&shnum).unwrap_or_default();
                             run.bytes_read += data.len() as u64;
-                            REvent::Read { id, data }
+                            REvent::Answer { id, response: data }
                         }
-                        Err(reason) => REvent::Failed { id, reason },
+                        Err(reason) => REvent::Failed {
+                            id,
+                            failure: fake_grid::down(reason),
+                        },
                     });
                 }
                 retrieve::Action::Cancel { .. } => {}
-                retrieve::Action::Output { offset, data } => {
+                retrieve::Action::Work(never) => match never {},
+                retrieve::Action::Output(Chunk { offset, data }) => {
                     let expected = run.start.map_or(offset, |s| s + run.data.len() as u64);
                     assert_eq!(offset, expected, "outputs in order, without gaps");
                     run.start.get_or_insert(offset);
                     run.data.extend_from_slice(&data);
                 }
                 retrieve::Action::Report(p) => run.reports.push(p),
-                retrieve::Action::Finished(r) => {
+                retrieve::Action::Finish(r) => {
                     finished += 1;
                     run.result = r;
                 }
@@ -201,7 +209,7 @@ fn retrieve(
     // Anything the last step returned.
     for action in batch {
         match action {
-            retrieve::Action::Finished(r) => {
+            retrieve::Action::Finish(r) => {
                 finished += 1;
                 run.result = r;
             }
@@ -289,7 +297,7 @@ fn driver_mistakes_and_late_answers() {
     let ids: Vec<(u64, ServerIdx)> = first
         .iter()
         .filter_map(|a| match a {
-            retrieve::Action::Read { id, server, .. } => Some((*id, *server)),
+            retrieve::Action::Send { id, server, .. } => Some((*id, server.0)),
             _ => None,
         })
         .collect();
@@ -301,9 +309,9 @@ fn driver_mistakes_and_late_answers() {
     // An answer to a request never sent is the driver's bug.
     assert!(m
         .handle(
-            REvent::Read {
+            REvent::Answer {
                 id: 999,
-                data: vec![]
+                response: vec![]
             },
             1
         )
@@ -319,7 +327,7 @@ fn driver_mistakes_and_late_answers() {
         .handle(
             REvent::Failed {
                 id: on_1[0],
-                reason: "gone".into(),
+                failure: Failure::new(Fault::Network, "gone"),
             },
             2,
         )
@@ -334,17 +342,17 @@ fn driver_mistakes_and_late_answers() {
     assert_eq!(cancelled, on_1[1..].iter().copied().collect());
     assert!(actions
         .iter()
-        .any(|a| matches!(a, retrieve::Action::Report(p) if p.server == 1)));
+        .any(|a| matches!(a, retrieve::Action::Report(p) if p.server == ServerIndex(1))));
     // A replacement (server 4) is asked at once.
     assert!(actions
         .iter()
-        .any(|a| matches!(a, retrieve::Action::Read { server: 4, .. })));
+        .any(|a| matches!(a, retrieve::Action::Send { server: ServerIndex(4), .. })));
     for id in &on_1[1..] {
         let late = m
             .handle(
-                REvent::Read {
+                REvent::Answer {
                     id: *id,
-                    data: vec![0; 10],
+                    response: vec![0; 10],
                 },
                 3,
             )
@@ -355,7 +363,7 @@ fn driver_mistakes_and_late_answers() {
         .handle(
             REvent::Failed {
                 id: on_1[0],
-                reason: "again".into()
+                failure: Failure::new(Fault::Network, "again")
             },
             4
         )
@@ -557,17 +565,23 @@ fn corrupt_failing_and_stalled_holders_are_switched_away_and_reported() {
     let outcome = ok(&run);
     assert_eq!(run.data, v.plaintext);
     let kinds: BTreeMap<ServerIdx, ProblemKind> =
-        run.reports.iter().map(|p| (p.server, p.kind)).collect();
+        run.reports.iter().map(|p| (p.server.0, p.kind)).collect();
     assert_eq!(
         kinds,
         BTreeMap::from([
             (1, ProblemKind::Corrupt),
-            (2, ProblemKind::Error),
+            // the fake grid's failure of a server that is down: its fault reaches the report
+            (2, ProblemKind::Failed(Fault::Network)),
             (3, ProblemKind::Stall)
         ])
     );
     assert_eq!(outcome.problems, run.reports);
-    let corrupt = &run.reports.iter().find(|p| p.server == 1).unwrap().reason;
+    let corrupt = &run
+        .reports
+        .iter()
+        .find(|p| p.server == ServerIndex(1))
+        .unwrap()
+        .reason;
     assert!(corrupt.contains("segment 4"), "{corrupt}");
 
     // SDMF: a corrupt share hash chain (server 1) and a corrupt block (server 2).
@@ -583,7 +597,7 @@ fn corrupt_failing_and_stalled_holders_are_switched_away_and_reported() {
     ok(&run);
     assert_eq!(run.data, v.plaintext);
     let bad: BTreeSet<(ServerIdx, ProblemKind)> =
-        run.reports.iter().map(|p| (p.server, p.kind)).collect();
+        run.reports.iter().map(|p| (p.server.0, p.kind)).collect();
     assert_eq!(
         bad,
         BTreeSet::from([(1, ProblemKind::Corrupt), (2, ProblemKind::Corrupt)])
@@ -629,7 +643,7 @@ fn not_enough_shares_names_servers_and_reasons() {
     // The update stopped after k + epsilon = 6 servers, so only those are known holders;
     // once fewer than k holders are left untried-or-working it gives up at once (here
     // after servers 1-4 failed, with the 2 shares on servers 5 and 6 still usable).
-    let failed: BTreeSet<ServerIdx> = problems.iter().map(|p| p.server).collect();
+    let failed: BTreeSet<ServerIdx> = problems.iter().map(|p| p.server.0).collect();
     assert_eq!(failed, (1..=4).collect());
     assert_eq!(*usable, 2);
     let msg = err.to_string();
@@ -718,7 +732,7 @@ fn random_fault_schedules() {
         let want = range.unwrap_or(0..len);
         for p in &run.reports {
             assert!(
-                broken.contains(&p.server) || suspect.contains(&p.server),
+                broken.contains(&p.server.0) || suspect.contains(&p.server.0),
                 "seed {seed}: healthy server reported: {p}"
             );
         }
@@ -764,7 +778,10 @@ fn random_fault_schedules() {
                 );
                 // It may give up only once every share it did not drop is in use.
                 let corrupt: BTreeSet<(ServerIdx, ShareNum)> =
-                    run.reports.iter().map(|p| (p.server, p.shnum)).collect();
+                    run.reports
+                        .iter()
+                        .map(|p| (p.server.0, p.shnum.expect("a share's problem").0))
+                        .collect();
                 let good: BTreeSet<ShareNum> = map
                     .shares()
                     .keys()
@@ -797,19 +814,19 @@ fn shares_under_another_key_are_refused() {
                 return ControlFlow::Break(());
             };
             match a {
-                retrieve::Action::Read {
+                retrieve::Action::Send {
                     id,
-                    server,
-                    shnum,
-                    offset,
-                    len,
-                    ..
+                    server: ServerIndex(server),
+                    request:
+                        retrieve::Read {
+                            shnum, offset, len, ..
+                        },
                 } => {
                     let data = grid.read(server, Some(shnum), offset, len).unwrap()[&shnum].clone();
-                    queue.extend(m.handle(REvent::Read { id, data }, 1).unwrap());
+                    queue.extend(m.handle(REvent::Answer { id, response: data }, 1).unwrap());
                 }
-                retrieve::Action::Output { .. } => panic!("output under a wrong key"),
-                retrieve::Action::Finished(r) => result = Some(r),
+                retrieve::Action::Output(_) => panic!("output under a wrong key"),
+                retrieve::Action::Finish(r) => result = Some(r),
                 _ => {}
             }
             ControlFlow::Continue(())

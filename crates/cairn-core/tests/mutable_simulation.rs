@@ -65,6 +65,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use cairn_core::client::machine::{Chunk, Failure, Fault, ServerIndex};
 use cairn_core::client::mutable::publish::{
     self, Collision, Event as PEvent, PublishConfig, PublishError, PublishMachine, PublishOutcome,
     WriteTest,
@@ -400,7 +401,11 @@ impl Wiring for SmapClient {
         let mut outs = Vec::new();
         for a in actions {
             match a {
-                servermap::Action::Query { id, server, len } => {
+                servermap::Action::Send {
+                    id,
+                    server: ServerIndex(server),
+                    request: servermap::Read::Query { len },
+                } => {
                     self.open.insert(id, (server, true));
                     outs.push(Out {
                         id,
@@ -408,12 +413,10 @@ impl Wiring for SmapClient {
                         req: Req::Query { len },
                     });
                 }
-                servermap::Action::ReadShare {
+                servermap::Action::Send {
                     id,
-                    server,
-                    shnum,
-                    offset,
-                    len,
+                    server: ServerIndex(server),
+                    request: servermap::Read::Share { shnum, offset, len },
                 } => {
                     self.open.insert(id, (server, false));
                     outs.push(Out {
@@ -425,7 +428,8 @@ impl Wiring for SmapClient {
                 servermap::Action::Cancel { id } => {
                     self.open.remove(&id);
                 }
-                servermap::Action::Finished => {}
+                servermap::Action::Report(_) | servermap::Action::Finish(_) => {}
+                servermap::Action::Work(never) | servermap::Action::Output(never) => match never {},
             }
         }
         outs
@@ -438,11 +442,21 @@ impl Wiring for SmapClient {
                 if let Some((server, true)) = first {
                     self.answered.push((server, shares.clone()));
                 }
-                SEvent::Answer { id, shares }
+                SEvent::Answer {
+                    id,
+                    response: shares,
+                }
             }
             Ok(other) => panic!("servermap request answered with {other:?}"),
-            Err(reason) => SEvent::Failed { id, reason },
+            Err(reason) => SEvent::Failed {
+                id,
+                failure: lost(reason),
+            },
         }
+    }
+
+    fn done(&self) -> bool {
+        self.m.is_done()
     }
 }
 
@@ -473,7 +487,11 @@ impl Wiring for PubClient {
         let mut outs = Vec::new();
         for a in actions {
             match a {
-                publish::Action::Write { id, server, shares } => {
+                publish::Action::Send {
+                    id,
+                    server: ServerIndex(server),
+                    request: publish::Write { shares },
+                } => {
                     self.writes.extend(shares.keys().map(|sh| (server, *sh)));
                     outs.push(Out {
                         id,
@@ -484,11 +502,12 @@ impl Wiring for PubClient {
                         },
                     });
                 }
-                publish::Action::Cancel { .. } => {}
-                publish::Action::Finished(r) => {
+                publish::Action::Cancel { .. } | publish::Action::Report(_) => {}
+                publish::Action::Finish(r) => {
                     self.finished_twice |= self.result.is_some();
                     self.result = Some(r);
                 }
+                publish::Action::Work(never) | publish::Action::Output(never) => match never {},
             }
         }
         outs
@@ -496,10 +515,20 @@ impl Wiring for PubClient {
 
     fn event(&mut self, id: RequestId, reply: Result<Resp, String>) -> PEvent {
         match reply {
-            Ok(Resp::Written { wrote, current }) => PEvent::Written { id, wrote, current },
+            Ok(Resp::Written { wrote, current }) => PEvent::Answer {
+                id,
+                response: publish::Written { wrote, current },
+            },
             Ok(other) => panic!("write answered with {other:?}"),
-            Err(reason) => PEvent::Failed { id, reason },
+            Err(reason) => PEvent::Failed {
+                id,
+                failure: lost(reason),
+            },
         }
+    }
+
+    fn done(&self) -> bool {
+        self.m.is_done()
     }
 }
 
@@ -529,20 +558,21 @@ impl Wiring for RetClient {
         let mut outs = Vec::new();
         for a in actions {
             match a {
-                retrieve::Action::Read {
+                retrieve::Action::Send {
                     id,
-                    server,
-                    shnum,
-                    offset,
-                    len,
-                    ..
+                    server: ServerIndex(server),
+                    request:
+                        retrieve::Read {
+                            shnum, offset, len, ..
+                        },
                 } => outs.push(Out {
                     id,
                     server,
                     req: Req::Read { shnum, offset, len },
                 }),
                 retrieve::Action::Cancel { .. } => {}
-                retrieve::Action::Output { offset, data } => {
+                retrieve::Action::Work(never) => match never {},
+                retrieve::Action::Output(Chunk { offset, data }) => {
                     if offset != self.output.len() as u64 {
                         self.out_of_order = Some(format!(
                             "output at {offset}, expected {}",
@@ -552,7 +582,7 @@ impl Wiring for RetClient {
                     self.output.extend_from_slice(&data);
                 }
                 retrieve::Action::Report(_) => self.reports += 1,
-                retrieve::Action::Finished(r) => self.result = Some(r),
+                retrieve::Action::Finish(r) => self.result = Some(r),
             }
         }
         outs
@@ -560,11 +590,23 @@ impl Wiring for RetClient {
 
     fn event(&mut self, id: RequestId, reply: Result<Resp, String>) -> REvent {
         match reply {
-            Ok(Resp::Data(data)) => REvent::Read { id, data },
+            Ok(Resp::Data(data)) => REvent::Answer { id, response: data },
             Ok(other) => panic!("read answered with {other:?}"),
-            Err(reason) => REvent::Failed { id, reason },
+            Err(reason) => REvent::Failed {
+                id,
+                failure: lost(reason),
+            },
         }
     }
+
+    fn done(&self) -> bool {
+        self.m.is_done()
+    }
+}
+
+/// A simulated request's failure: the simulated network lost it (a disconnect or a crash).
+fn lost(reason: String) -> Failure {
+    Failure::new(Fault::Network, reason)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,9 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::ControlFlow;
 
+use cairn_core::client::machine::{Failure, Fault, Problem, ProblemKind, ServerIndex};
 use cairn_core::client::upload::{
-    Action, Candidate, Event, MachineError, Request, SelectionParams, SetupError, Stage,
-    UploadMachine, UploadUnhappy,
+    Abort, Action, Candidate, Event, MachineError, Request, SelectionParams, SetupError, Stage,
+    UploadMachine, UploadRequest, UploadResponse, UploadUnhappy,
 };
 use cairn_core::placement::{servers_of_happiness, share_placement, ServerIdx, ShareNum};
 use cairn_test_support::stepping::bounded;
@@ -29,9 +30,71 @@ struct Sim {
     aborted: BTreeSet<ShareNum>,
 }
 
+/// A request the machine sent, by server (what the tests check about selection).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Sent {
+    ListShares {
+        server: ServerIdx,
+    },
+    Allocate {
+        server: ServerIdx,
+        shares: BTreeSet<ShareNum>,
+    },
+    Abort {
+        server: ServerIdx,
+        shares: BTreeSet<ShareNum>,
+    },
+}
+
+/// The request an action sends, with its id; `None` for the other actions.
+fn sent(a: &Action) -> Option<(u64, Sent)> {
+    let Action::Send {
+        id,
+        server: ServerIndex(server),
+        request,
+    } = a
+    else {
+        return None;
+    };
+    let server = *server;
+    Some((
+        *id,
+        match request {
+            UploadRequest::ListShares => Sent::ListShares { server },
+            UploadRequest::Allocate { shares } => Sent::Allocate {
+                server,
+                shares: shares.clone(),
+            },
+            UploadRequest::Abort { shares } => Sent::Abort {
+                server,
+                shares: shares.clone(),
+            },
+        },
+    ))
+}
+
+fn listed(id: u64, shares: BTreeSet<ShareNum>) -> Event {
+    Event::Answer {
+        id,
+        response: UploadResponse::Listed { shares },
+    }
+}
+
+fn allocated(id: u64, already_have: BTreeSet<ShareNum>, allocated: BTreeSet<ShareNum>) -> Event {
+    Event::Answer {
+        id,
+        response: UploadResponse::Allocated {
+            already_have,
+            allocated,
+        },
+    }
+}
+
 struct Run {
-    log: Vec<Action>,
+    log: Vec<Sent>,
     sims: BTreeMap<ServerIdx, Sim>,
+    /// The machine's problem reports.
+    reports: Vec<Problem>,
 }
 
 fn writable(n: u32) -> Vec<Candidate> {
@@ -48,44 +111,57 @@ fn params(needed: u16, happy: u16, total: u16) -> SelectionParams {
         needed,
         happy,
         total,
+        request_timeout: 1_000,
     }
 }
 
 /// Drive `m` to the end of selection, answering in FIFO order (a bounded number of steps,
 /// so a livelock fails instead of hanging).
 fn drive(m: &mut UploadMachine, mut sims: BTreeMap<ServerIdx, Sim>) -> Run {
-    let mut queue: VecDeque<Action> = m.start().into();
+    let mut queue: VecDeque<Action> = m.start(0).into();
     let mut log = Vec::new();
+    let mut reports = Vec::new();
+    let mut finish = None;
     bounded(10_000, || {
         let Some(a) = queue.pop_front() else {
             return ControlFlow::Break(());
         };
+        let (id, a) = match (sent(&a), a) {
+            (Some(s), _) => s,
+            (None, Action::Report(p)) => {
+                reports.push(p);
+                return ControlFlow::Continue(());
+            }
+            (None, Action::Finish(f)) => {
+                assert!(finish.is_none(), "finished twice");
+                finish = Some(f);
+                return ControlFlow::Continue(());
+            }
+            (None, other) => panic!("unexpected action {other:?}"),
+        };
         log.push(a.clone());
         let ev = match a {
-            Action::ListShares { server } => {
+            Sent::ListShares { server } => {
                 let s = &sims[&server];
                 if s.fail_list {
                     Event::Failed {
-                        server,
-                        reason: "connection refused".into(),
+                        id,
+                        failure: Failure::new(Fault::Network, "connection refused"),
                     }
                 } else {
-                    Event::Listed {
-                        server,
-                        shares: s.holds.clone(),
-                    }
+                    listed(id, s.holds.clone())
                 }
             }
-            Action::Allocate { server, shares } => {
+            Sent::Allocate { server, shares } => {
                 let s = sims.get_mut(&server).unwrap();
                 if s.fail_allocate {
                     Event::Failed {
-                        server,
-                        reason: "HTTP 500".into(),
+                        id,
+                        failure: Failure::new(Fault::Server, "HTTP 500"),
                     }
                 } else {
                     let already_have = s.holds.clone();
-                    let mut allocated = BTreeSet::new();
+                    let mut got = BTreeSet::new();
                     for sh in shares {
                         if s.holds.contains(&sh) || s.buckets.contains(&sh) {
                             continue;
@@ -94,26 +170,26 @@ fn drive(m: &mut UploadMachine, mut sims: BTreeMap<ServerIdx, Sim>) -> Run {
                             continue;
                         }
                         s.buckets.insert(sh);
-                        allocated.insert(sh);
+                        got.insert(sh);
                     }
-                    Event::Allocated {
-                        server,
-                        already_have,
-                        allocated,
-                    }
+                    allocated(id, already_have, got)
                 }
             }
-            Action::Abort { server, shares } => {
+            Sent::Abort { server, shares } => {
                 sims.get_mut(&server).unwrap().aborted.extend(shares);
                 return ControlFlow::Continue(());
             }
         };
-        queue.extend(m.handle(ev).expect("driver follows the protocol"));
+        queue.extend(m.handle(ev, 1).expect("driver follows the protocol"));
         ControlFlow::Continue(())
     })
     .expect("no progress");
     assert_eq!(m.outstanding(), 0);
-    Run { log, sims }
+    // Selection ends with its outcome, the one the machine keeps.
+    let outcome = m.outcome().map(|r| r.cloned().map_err(Clone::clone));
+    assert_eq!(finish, outcome, "the Finish action carries the outcome");
+    assert!(m.is_done());
+    Run { log, sims, reports }
 }
 
 fn sims(n: u32) -> BTreeMap<ServerIdx, Sim> {
@@ -121,15 +197,15 @@ fn sims(n: u32) -> BTreeMap<ServerIdx, Sim> {
 }
 
 /// No (server, share) allocation and no listing is requested twice.
-fn assert_no_repeats(log: &[Action]) {
+fn assert_no_repeats(log: &[Sent]) {
     let mut lists = BTreeSet::new();
     let mut allocs = BTreeSet::new();
     for a in log {
         match a {
-            Action::ListShares { server } => {
+            Sent::ListShares { server } => {
                 assert!(lists.insert(*server), "listed {server} twice")
             }
-            Action::Allocate { server, shares } => {
+            Sent::Allocate { server, shares } => {
                 for sh in shares {
                     assert!(
                         allocs.insert((*server, *sh)),
@@ -137,7 +213,7 @@ fn assert_no_repeats(log: &[Action]) {
                     );
                 }
             }
-            Action::Abort { .. } => {}
+            Sent::Abort { .. } => {}
         }
     }
 }
@@ -185,7 +261,7 @@ fn only_first_2n_candidates_are_used() {
     assert!(run
         .log
         .iter()
-        .all(|a| !matches!(a, Action::ListShares { server } if *server >= 8)));
+        .all(|a| !matches!(a, Sent::ListShares { server } if *server >= 8)));
     assert_eq!(m.outcome().unwrap().unwrap().happiness, 4);
 }
 
@@ -267,7 +343,7 @@ fn servers_failing_to_list_are_left_out() {
     assert!(run
         .log
         .iter()
-        .all(|a| !matches!(a, Action::Allocate { server, .. } if *server == 2 || *server == 7)));
+        .all(|a| !matches!(a, Sent::Allocate { server, .. } if *server == 2 || *server == 7)));
     // the placement is Tahoe's over the 8 that answered
     let live: Vec<ServerIdx> = (0..10).filter(|i| *i != 2 && *i != 7).collect();
     let tahoe = share_placement(&live, &[], &[], 10).unwrap();
@@ -372,7 +448,7 @@ fn too_few_writable_servers_is_unhappy() {
     assert_eq!(u.unhappiness.effective_happiness, 6);
     // read-only servers were asked once (lease renewal), never for shares
     for a in &run.log {
-        if let Action::Allocate { server, shares } = a {
+        if let Sent::Allocate { server, shares } = a {
             if *server >= 6 {
                 assert!(shares.is_empty());
             }
@@ -406,12 +482,8 @@ fn four_servers_happy_seven() {
     );
     let aborted: usize = run.sims.values().map(|s| s.aborted.len()).sum();
     assert_eq!(aborted, 10);
-    assert!(m
-        .handle(Event::Listed {
-            server: 0,
-            shares: BTreeSet::new()
-        })
-        .is_err());
+    // every request was answered: a further answer is the driver's bug
+    assert!(m.handle(listed(0, BTreeSet::new()), 2).is_err());
 }
 
 #[test]
@@ -506,7 +578,7 @@ fn losing_servers_while_writing() {
         assert_eq!(lost.happiness, 9 - n);
         assert_eq!(
             lost.abort,
-            Some(Action::Abort {
+            Some(Abort {
                 server: *server,
                 shares: p.writes[server].clone()
             })
@@ -557,96 +629,138 @@ fn losing_a_server_that_held_shares_before() {
 fn driver_misuse_is_reported() {
     let mut m = UploadMachine::new(&writable(2), params(1, 1, 2)).unwrap();
     assert_eq!(
-        m.handle(Event::Listed {
-            server: 0,
-            shares: BTreeSet::new()
-        })
-        .unwrap_err(),
-        MachineError::NotSelecting
+        m.handle(listed(0, BTreeSet::new()), 0).unwrap_err(),
+        MachineError::UnknownRequest(0),
+        "nothing was sent before start"
     );
-    let first = m.start();
+    let first = m.start(0);
     assert_eq!(first.len(), 2);
-    assert!(m.start().is_empty(), "start twice sends nothing twice");
+    assert!(m.start(0).is_empty(), "start twice sends nothing twice");
+    let ids: Vec<(u64, Sent)> = first.iter().filter_map(sent).collect();
+    assert_eq!(
+        ids.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(),
+        vec![Sent::ListShares { server: 0 }, Sent::ListShares { server: 1 }]
+    );
+    let (id0, id1) = (ids[0].0, ids[1].0);
     assert!(matches!(
-        m.handle(Event::Allocated {
-            server: 0,
-            already_have: BTreeSet::new(),
-            allocated: BTreeSet::new()
-        }),
+        m.handle(allocated(id0, BTreeSet::new(), BTreeSet::new()), 1),
         Err(MachineError::WrongAnswer { server: 0, .. })
     ));
     assert_eq!(
-        m.handle(Event::Listed {
-            server: 9,
-            shares: BTreeSet::new()
-        })
-        .unwrap_err(),
-        MachineError::NotOutstanding(9)
+        m.handle(listed(99, BTreeSet::new()), 1).unwrap_err(),
+        MachineError::UnknownRequest(99)
     );
-    assert!(m
-        .handle(Event::Listed {
-            server: 0,
-            shares: BTreeSet::new()
-        })
-        .unwrap()
-        .is_empty());
+    assert!(m.handle(listed(id0, BTreeSet::new()), 1).unwrap().is_empty());
     assert_eq!(
-        m.handle(Event::Listed {
-            server: 0,
-            shares: BTreeSet::new()
-        })
-        .unwrap_err(),
-        MachineError::NotOutstanding(0),
+        m.handle(listed(id0, BTreeSet::new()), 1).unwrap_err(),
+        MachineError::UnknownRequest(id0),
         "an answer is taken once"
     );
-    let allocs = m
-        .handle(Event::Listed {
-            server: 1,
-            shares: BTreeSet::new(),
-        })
-        .unwrap();
+    let allocs = m.handle(listed(id1, BTreeSet::new()), 1).unwrap();
     assert_eq!(allocs.len(), 2);
 }
 
 #[test]
 fn allocating_unasked_shares_is_a_server_failure() {
     let mut m = UploadMachine::new(&writable(2), params(1, 1, 2)).unwrap();
-    m.start();
-    m.handle(Event::Listed {
-        server: 0,
-        shares: BTreeSet::new(),
-    })
-    .unwrap();
-    let actions = m
-        .handle(Event::Listed {
-            server: 1,
-            shares: BTreeSet::new(),
-        })
-        .unwrap();
+    let ids: Vec<u64> = m.start(0).iter().filter_map(sent).map(|(id, _)| id).collect();
+    m.handle(listed(ids[0], BTreeSet::new()), 1).unwrap();
+    let actions = m.handle(listed(ids[1], BTreeSet::new()), 1).unwrap();
     let mut next = Vec::new();
     for a in actions {
-        let Action::Allocate { server, shares } = a else {
-            panic!()
+        let Some((id, Sent::Allocate { server, shares })) = sent(&a) else {
+            panic!("{a:?}")
         };
-        let allocated = if server == 0 {
+        let got = if server == 0 {
             BTreeSet::from([7])
         } else {
             shares
         };
-        next.extend(
-            m.handle(Event::Allocated {
-                server,
-                already_have: BTreeSet::new(),
-                allocated,
-            })
-            .unwrap(),
-        );
+        next.extend(m.handle(allocated(id, BTreeSet::new(), got), 2).unwrap());
     }
-    assert!(next.is_empty(), "happy with server 1 alone: {next:?}");
-    let p = m.outcome().unwrap().unwrap();
+    let p = m.outcome().unwrap().unwrap().clone();
+    assert_eq!(
+        next,
+        vec![Action::Finish(Ok(p.clone()))],
+        "happy with server 1 alone"
+    );
     assert_eq!(p.writes.keys().copied().collect::<Vec<_>>(), vec![1]);
     assert_eq!(p.happiness, 1);
     assert!(m.failures()[0].reason.contains("not asked for"));
+}
+
+#[test]
+fn a_request_unanswered_by_its_deadline_fails_and_the_upload_goes_on() {
+    // Server 2 never answers its share listing: at the deadline the machine reports the
+    // stall, cancels the request, takes the server as failed and places shares on the
+    // other servers.
+    let mut m = UploadMachine::new(&writable(4), params(2, 3, 4)).unwrap();
+    let first = m.start(0);
+    assert_eq!(m.next_deadline(), Some(1_000));
+    let mut silent = None;
+    let mut queue: VecDeque<Action> = VecDeque::new();
+    for a in &first {
+        match sent(a) {
+            Some((id, Sent::ListShares { server: 2 })) => silent = Some(id),
+            Some((id, Sent::ListShares { .. })) => {
+                queue.extend(m.handle(listed(id, BTreeSet::new()), 10).unwrap())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let silent = silent.unwrap();
+    assert!(queue.is_empty(), "still waiting for server 2: {queue:?}");
+    // Before the deadline a tick changes nothing.
+    assert!(m.handle(Event::Tick, 999).unwrap().is_empty());
+    let at_deadline = m.handle(Event::Tick, 1_000).unwrap();
+    let stall = Problem {
+        server: ServerIndex(2),
+        shnum: None,
+        kind: ProblemKind::Stall,
+        reason: "no answer to the share listing request within 1000 ms".into(),
+    };
+    assert_eq!(at_deadline[0], Action::Report(stall));
+    assert_eq!(at_deadline[1], Action::Cancel { id: silent });
+    // The allocation round goes to the three servers that answered.
+    let mut finished = None;
+    queue.extend(at_deadline.into_iter().skip(2));
+    while let Some(a) = queue.pop_front() {
+        match (sent(&a), a) {
+            (Some((id, Sent::Allocate { server, shares })), _) => {
+                assert_ne!(server, 2, "a failed server is not asked again");
+                queue.extend(m.handle(allocated(id, BTreeSet::new(), shares), 1_001).unwrap());
+            }
+            (None, Action::Finish(f)) => finished = Some(f),
+            (_, other) => panic!("{other:?}"),
+        }
+    }
+    let p = finished.expect("selection finished").expect("happy");
+    assert_eq!(p.happiness, 3);
+    assert!(!p.writes.contains_key(&2));
+    assert_eq!(m.failures().len(), 1);
+    assert_eq!(m.failures()[0].server, 2);
+    assert_eq!(m.failures()[0].during, Request::ListShares);
+    // Its late answer is ignored.
+    assert!(m.handle(listed(silent, BTreeSet::new()), 1_002).unwrap().is_empty());
+    assert_eq!(m.next_deadline(), None);
+}
+
+#[test]
+fn a_failures_fault_reaches_the_problem_report() {
+    let mut s = sims(4);
+    s.get_mut(&1).unwrap().fail_allocate = true;
+    let mut m = UploadMachine::new(&writable(4), params(2, 3, 4)).unwrap();
+    let run = drive(&mut m, s);
+    assert_eq!(
+        run.reports,
+        vec![Problem {
+            server: ServerIndex(1),
+            shnum: None,
+            kind: ProblemKind::Failed(Fault::Server),
+            reason: "HTTP 500".into(),
+        }]
+    );
+    assert_eq!(m.outcome().unwrap().unwrap().happiness, 3);
 }
 
 #[test]
@@ -657,7 +771,7 @@ fn happy_zero_still_asks_once() {
     assert_eq!(
         run.log
             .iter()
-            .filter(|a| matches!(a, Action::Allocate { .. }))
+            .filter(|a| matches!(a, Sent::Allocate { .. }))
             .count(),
         3
     );
@@ -713,7 +827,7 @@ proptest! {
             .flat_map(|s| s.holds.iter().chain(&s.buckets).chain(&s.aborted).copied())
             .collect();
         for a in &run.log {
-            if let Action::Allocate { server, shares } = a {
+            if let Sent::Allocate { server, shares } = a {
                 if !cands[*server as usize].writable {
                     prop_assert!(shares.is_subset(&ro_held), "{a:?}");
                 }

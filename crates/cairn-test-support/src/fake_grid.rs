@@ -10,6 +10,7 @@ use cairn_core::client::mutable::publish::{self, WriteTest};
 use cairn_core::client::mutable::servermap::{
     self, Event as SEvent, ServerMap, ServermapUpdater, UpdateConfig,
 };
+use cairn_core::client::machine::{Failure, Fault};
 use cairn_core::client::mutable::{RequestId, ServerIdx, ShareNum};
 use cairn_core::mutable::ShareHeader;
 
@@ -179,13 +180,18 @@ pub fn update_immediate(grid: &mut Grid, cfg: UpdateConfig) -> ServerMap {
             Some((id, server, shnum, offset, len)) => {
                 (id, server, grid.read(server, shnum, offset, len))
             }
-            None if action == servermap::Action::Finished => return ControlFlow::Break(()),
+            None if matches!(action, servermap::Action::Finish(_)) => {
+                return ControlFlow::Break(())
+            }
             None => return ControlFlow::Continue(()),
         };
         *grid.queries.entry(server).or_default() += 1;
         let event = match r {
-            Ok(shares) => SEvent::Answer { id, shares },
-            Err(reason) => SEvent::Failed { id, reason },
+            Ok(response) => SEvent::Answer { id, response },
+            Err(reason) => SEvent::Failed {
+                id,
+                failure: down(reason),
+            },
         };
         queue.extend(m.handle(event, now).unwrap());
         ControlFlow::Continue(())
@@ -201,16 +207,23 @@ fn read_request(
     action: &servermap::Action,
 ) -> Option<(RequestId, ServerIdx, Option<ShareNum>, u64, u64)> {
     match *action {
-        servermap::Action::Query { id, server, len } => Some((id, server, None, 0, len)),
-        servermap::Action::ReadShare {
+        servermap::Action::Send {
             id,
             server,
-            shnum,
-            offset,
-            len,
-        } => Some((id, server, Some(shnum), offset, len)),
-        servermap::Action::Cancel { .. } | servermap::Action::Finished => None,
+            request: servermap::Read::Query { len },
+        } => Some((id, server.0, None, 0, len)),
+        servermap::Action::Send {
+            id,
+            server,
+            request: servermap::Read::Share { shnum, offset, len },
+        } => Some((id, server.0, Some(shnum), offset, len)),
+        _ => None,
     }
+}
+
+/// The failure a request to a server that is down gets (the connection is gone).
+pub fn down(reason: impl Into<String>) -> Failure {
+    Failure::new(Fault::Network, reason)
 }
 
 /// Run a servermap update in rounds: every request of a round is sent, then the answers
@@ -238,8 +251,11 @@ pub fn update_in_rounds(grid: &Grid, cfg: UpdateConfig) -> (ServerMap, usize) {
             }
             let r = grid.read(server, shnum, offset, len);
             events.push(match r {
-                Ok(shares) => SEvent::Answer { id, shares },
-                Err(reason) => SEvent::Failed { id, reason },
+                Ok(response) => SEvent::Answer { id, response },
+                Err(reason) => SEvent::Failed {
+                    id,
+                    failure: down(reason),
+                },
             });
         }
         rounds += usize::from(sent);

@@ -55,6 +55,7 @@ use crate::chk::{ChkCapInfo, ChkDecoder, DecodeError, SegmentDecoder};
 use crate::hashutil::{Hash, HASH_LEN};
 
 pub use crate::client::machine::{Millis, RequestId};
+use crate::client::machine::{self, Chunk, ServerIndex, ShareNum};
 /// Identifies one verify or decode job.
 pub type JobId = u64;
 
@@ -127,78 +128,61 @@ pub enum ReadPurpose {
     Blocks { segments: Range<u64> },
 }
 
-/// Why a server is reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProblemKind {
-    /// A request failed (the driver knows the error's fault).
-    Error,
-    /// The share's data or hashes failed verification (advise the server: corrupt share).
-    Corrupt,
-    /// No answer within the stall timeout.
-    Stall,
-}
+pub use crate::client::machine::{Problem, ProblemKind};
 
-/// A misbehaving server, for scoring and for the download report.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub server: usize,
-    pub shnum: Option<u16>,
-    pub kind: ProblemKind,
-    pub reason: String,
-}
-
-/// What the driver must do.
-#[derive(Debug)]
-pub enum Action<B> {
-    /// Ask `server` which shares of the file it holds (answer with [`Event::Listed`]).
-    ListShares { id: RequestId, server: usize },
-    /// Read `len` bytes at `offset` of share `shnum` on `server` (answer with [`Event::Read`];
-    /// fewer bytes are fine where the share ends).
+/// A request the driver must send to a server ([`machine::Action::Send`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Which shares of the file do you hold? (answer: [`Response::Listed`])
+    ListShares,
+    /// `len` bytes at `offset` of share `shnum` (answer: [`Response::Read`]; fewer bytes are
+    /// fine where the share ends).
     Read {
-        id: RequestId,
-        server: usize,
         shnum: u16,
         offset: u64,
         len: u64,
         purpose: ReadPurpose,
     },
-    /// The answer to this request is no longer wanted: abort it if possible.
-    Cancel { id: RequestId },
-    /// Hash blocks (run it anywhere, answer with [`Event::Verified`]).
-    Verify(VerifyJob<B>),
-    /// Decode a segment (run it anywhere, answer with [`Event::Decoded`]).
-    Decode(DecodeJob<B>),
-    /// Plaintext at `offset` of the file; outputs come in file order, without gaps.
-    Output { offset: u64, data: Vec<u8> },
-    /// Score a server down (and for `Corrupt`, advise it that the share is corrupt).
-    Report(Problem),
-    /// The download is over; nothing more will be asked.
-    Finished(Result<(), DownloadError>),
 }
 
-/// What happened.
+/// A server's answer to a [`Request`].
 #[derive(Debug)]
-pub enum Event<B> {
-    /// A share-list query was answered.
-    Listed {
-        id: RequestId,
-        shares: Vec<u16>,
-    },
-    /// A read was answered.
-    Read {
-        id: RequestId,
-        data: B,
-    },
-    /// A request failed.
-    Failed {
-        id: RequestId,
-        reason: String,
-    },
+pub enum Response<B> {
+    Listed(Vec<u16>),
+    Read(B),
+}
+
+/// Local work: hashing blocks or decoding a segment, on any thread
+/// ([`machine::Action::Work`]).
+#[derive(Debug)]
+pub enum Work<B> {
+    Verify(VerifyJob<B>),
+    Decode(DecodeJob<B>),
+}
+
+/// A job's result ([`machine::Event::Worked`]).
+#[derive(Debug)]
+pub enum Worked<B> {
     Verified(VerifyOutcome<B>),
     Decoded(DecodeOutcome),
-    /// Time passed (see [`DownloadMachine::next_deadline`]).
-    Tick,
 }
+
+impl<B: AsRef<[u8]>> machine::Job for Work<B> {
+    type Done = Worked<B>;
+    fn run(self) -> Worked<B> {
+        match self {
+            Work::Verify(j) => Worked::Verified(j.run()),
+            Work::Decode(j) => Worked::Decoded(j.run()),
+        }
+    }
+}
+
+/// What the driver must do: requests, cancellations, jobs, plaintext in file order
+/// without gaps, reports of misbehaving servers, and the end.
+pub type Action<B> = machine::Action<Request, Chunk, Result<(), DownloadError>, Work<B>>;
+
+/// What happened (ticks: see [`DownloadMachine::next_deadline`]).
+pub type Event<B> = machine::Event<Response<B>, Worked<B>>;
 
 /// Why a download failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -680,11 +664,17 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
     pub fn handle(&mut self, event: Event<B>, now: Millis) -> Vec<Action<B>> {
         if !self.finished {
             match event {
-                Event::Listed { id, shares } => self.on_listed(id, shares, now),
-                Event::Read { id, data } => self.on_read(id, data),
-                Event::Failed { id, reason } => self.on_failed(id, reason),
-                Event::Verified(o) => self.on_verified(o),
-                Event::Decoded(o) => self.on_decoded(o),
+                Event::Answer {
+                    id,
+                    response: Response::Listed(shares),
+                } => self.on_listed(id, shares, now),
+                Event::Answer {
+                    id,
+                    response: Response::Read(data),
+                } => self.on_read(id, data),
+                Event::Failed { id, failure } => self.on_failed(id, failure),
+                Event::Worked(Worked::Verified(o)) => self.on_verified(o),
+                Event::Worked(Worked::Decoded(o)) => self.on_decoded(o),
                 Event::Tick => self.on_tick(now),
             }
             if !self.finished {
@@ -751,13 +741,15 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
                 len,
             },
         );
-        self.out.push(Action::Read {
+        self.out.push(Action::Send {
             id,
-            server,
-            shnum,
-            offset,
-            len,
-            purpose,
+            server: server_index(server),
+            request: Request::Read {
+                shnum,
+                offset,
+                len,
+                purpose,
+            },
         });
         id
     }
@@ -770,8 +762,8 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
 
     fn report(&mut self, server: usize, shnum: Option<u16>, kind: ProblemKind, reason: String) {
         let p = Problem {
-            server,
-            shnum,
+            server: server_index(server),
+            shnum: shnum.and_then(|s| ShareNum::try_from(s).ok()),
             kind,
             reason,
         };
@@ -790,7 +782,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
         }
         self.slots.clear();
         self.buffers.clear();
-        self.out.push(Action::Finished(result));
+        self.out.push(Action::Finish(result));
     }
 
     // --------------------------------------------------------------------------------
@@ -829,7 +821,8 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
         }
     }
 
-    fn on_failed(&mut self, id: RequestId, reason: String) {
+    fn on_failed(&mut self, id: RequestId, failure: machine::Failure) {
+        let (fault, reason) = (failure.fault, failure.message);
         let Some(req) = self.reqs.remove(&id) else {
             return;
         };
@@ -840,7 +833,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
                 self.servers[s].trouble = true;
                 let reason = format!("share list query failed: {reason}");
                 self.servers[s].list_failure = Some(reason.clone());
-                self.report(s, None, ProblemKind::Error, reason);
+                self.report(s, None, ProblemKind::Failed(fault), reason);
             }
             Some(c) => {
                 let what = match req.kind {
@@ -852,7 +845,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
                 };
                 self.fail_cand(
                     c,
-                    ProblemKind::Error,
+                    ProblemKind::Failed(fault),
                     format!("{what} failed: {reason}"),
                     false,
                 );
@@ -1076,10 +1069,10 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
                 data.drain(..lo.min(data.len()));
             }
             self.stats.bytes_out += data.len() as u64;
-            self.out.push(Action::Output {
+            self.out.push(Action::Output(Chunk {
                 offset: seg_off + lo as u64,
                 data,
-            });
+            }));
             self.cursor += 1;
             // stale buffers of stash entries are dropped with the segments; nothing else to do
         }
@@ -1467,7 +1460,11 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
                     len: 0,
                 },
             );
-            self.out.push(Action::ListShares { id, server });
+            self.out.push(Action::Send {
+                id,
+                server: server_index(server),
+                request: Request::ListShares,
+            });
         }
     }
 
@@ -1660,7 +1657,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
                 let id = self.new_id();
                 self.verify_jobs.insert(id, (c, segs.clone()));
                 self.cands[c].verifying.insert(id);
-                self.out.push(Action::Verify(VerifyJob {
+                self.out.push(Action::Work(Work::Verify(VerifyJob {
                     id,
                     shnum,
                     segments: segs.clone(),
@@ -1668,7 +1665,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
                     block_size: g.block_size as usize,
                     last_len: g.block_len(segs.end - 1) as usize,
                     expected,
-                }));
+                })));
             }
             self.cands[c].stash = keep;
         }
@@ -1695,13 +1692,13 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
             blocks.sort_by_key(|b| b.0);
             blocks.truncate(k);
             self.decode_jobs.insert(id, seg);
-            self.out.push(Action::Decode(DecodeJob {
+            self.out.push(Action::Work(Work::Decode(DecodeJob {
                 id,
                 segment: seg,
                 blocks,
                 crypttext_hash: ct,
                 decoder: decoder.clone(),
-            }));
+            })));
         }
     }
 
@@ -1802,9 +1799,18 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
     }
 }
 
-impl<B: AsRef<[u8]> + Clone> crate::client::machine::Machine for DownloadMachine<B> {
-    type Event = Event<B>;
-    type Action = Action<B>;
+/// The download machine numbers servers by their position in its list.
+fn server_index(server: usize) -> ServerIndex {
+    // A grid of more than 2^32 servers does not exist; saturate rather than wrap.
+    ServerIndex::from_position(server).unwrap_or(ServerIndex(u32::MAX))
+}
+
+impl<B: AsRef<[u8]> + Clone> machine::Machine for DownloadMachine<B> {
+    type Request = Request;
+    type Response = Response<B>;
+    type Output = Chunk;
+    type Outcome = Result<(), DownloadError>;
+    type Job = Work<B>;
     /// The download machine takes any event in any state.
     type Error = std::convert::Infallible;
 
@@ -1816,25 +1822,5 @@ impl<B: AsRef<[u8]> + Clone> crate::client::machine::Machine for DownloadMachine
     }
     fn next_deadline(&self) -> Option<Millis> {
         DownloadMachine::next_deadline(self)
-    }
-    fn is_done(&self) -> bool {
-        self.is_finished()
-    }
-}
-
-impl<B> crate::client::machine::MachineEvent for Event<B> {
-    fn tick() -> Self {
-        Event::Tick
-    }
-    fn is_tick(&self) -> bool {
-        matches!(self, Event::Tick)
-    }
-    fn request(&self) -> Option<RequestId> {
-        match self {
-            Event::Listed { id, .. } | Event::Read { id, .. } | Event::Failed { id, .. } => {
-                Some(*id)
-            }
-            _ => None,
-        }
     }
 }

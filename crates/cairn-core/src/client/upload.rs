@@ -13,23 +13,32 @@
 //!
 //! ```
 //! use std::collections::BTreeSet;
-//! use cairn_core::client::upload::{Action, Candidate, Event, SelectionParams, UploadMachine};
+//! use cairn_core::client::upload::{
+//!     Action, Candidate, Event, SelectionParams, UploadMachine, UploadRequest, UploadResponse,
+//! };
 //!
 //! let cands: Vec<Candidate> = (0..4).map(|server| Candidate { server, writable: true }).collect();
-//! let params = SelectionParams { needed: 2, happy: 4, total: 4 };
+//! let params = SelectionParams { needed: 2, happy: 4, total: 4, request_timeout: 15_000 };
 //! let mut m = UploadMachine::new(&cands, params).unwrap();
-//! let mut actions = m.start();                      // ListShares to every candidate
+//! let mut actions = m.start(0);                     // ListShares to every candidate
+//! let mut placement = None;
 //! while let Some(a) = actions.pop() {
-//!     let ev = match a {
-//!         Action::ListShares { server } => Event::Listed { server, shares: BTreeSet::new() },
-//!         Action::Allocate { server, shares } => {
-//!             Event::Allocated { server, already_have: BTreeSet::new(), allocated: shares }
+//!     let (id, response) = match a {
+//!         Action::Send { id, request: UploadRequest::ListShares, .. } => {
+//!             (id, UploadResponse::Listed { shares: BTreeSet::new() })
 //!         }
-//!         Action::Abort { .. } => continue,
+//!         Action::Send { id, request: UploadRequest::Allocate { shares }, .. } => {
+//!             (id, UploadResponse::Allocated { already_have: BTreeSet::new(), allocated: shares })
+//!         }
+//!         Action::Finish(outcome) => {
+//!             placement = Some(outcome.unwrap());
+//!             continue;
+//!         }
+//!         _ => continue,
 //!     };
-//!     actions.extend(m.handle(ev).unwrap());
+//!     actions.extend(m.handle(Event::Answer { id, response }, 1).unwrap());
 //! }
-//! let placement = m.outcome().unwrap().unwrap();
+//! let placement = placement.unwrap();
 //! assert_eq!(placement.happiness, 4);
 //! assert_eq!(placement.writes.values().map(|s| s.len()).sum::<usize>(), 4);
 //! ```
@@ -40,10 +49,12 @@
 //!    connected ones, as `get_servers_for_psi` does). A server is *writable* if its
 //!    `maximum-immutable-share-size` is at least the share's allocated size; the others are
 //!    read-only and are only asked what they hold.
-//! 2. Every candidate is asked which shares it holds ([`Action::ListShares`]). A server that
-//!    fails to answer is *bad* and takes no further part (`mark_bad_peer`).
+//! 2. Every candidate is asked which shares it holds ([`UploadRequest::ListShares`]). A
+//!    server that fails to answer (an error, or no answer within
+//!    [`SelectionParams::request_timeout`]: the machine reports the stall and fails the
+//!    request itself on a tick) is *bad* and takes no further part (`mark_bad_peer`).
 //! 3. Rounds: compute [`crate::placement::share_placement`] from what is known, ask each
-//!    server to allocate the shares placed on it ([`Action::Allocate`]), wait for every
+//!    server to allocate the shares placed on it ([`UploadRequest::Allocate`]), wait for every
 //!    answer. A server that fails or accepts none of the shares asked becomes read-only.
 //!    Repeat while happiness < `happy`, some writable server is left, and the last round
 //!    both changed the happiness and saw a new failure.
@@ -72,6 +83,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::placement::{failure_message, servers_of_happiness, share_placement, UnhappinessError};
+pub use crate::client::machine::{Millis, RequestId};
+use crate::client::machine::{self, Problem, ProblemKind, ServerIndex};
 pub use crate::placement::{ServerIdx, ShareNum};
 
 /// Tahoe asks at most `2 × N` servers (`all_servers[:(2 * total_shares)]`).
@@ -91,7 +104,13 @@ pub struct SelectionParams {
     pub needed: u16,
     pub happy: u16,
     pub total: u16,
+    /// How long a listing or allocation request may go unanswered before it counts as
+    /// failed (a stall).
+    pub request_timeout: Millis,
 }
+
+/// Tahoe's timeout for share listing and allocation requests (`timeout_call(..., 15)`).
+pub const DEFAULT_REQUEST_TIMEOUT: Millis = 15_000;
 
 impl From<&crate::chk::EncodingParams> for SelectionParams {
     fn from(p: &crate::chk::EncodingParams) -> Self {
@@ -99,52 +118,88 @@ impl From<&crate::chk::EncodingParams> for SelectionParams {
             needed: p.needed,
             happy: p.happy,
             total: p.total,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
 
-/// A request the driver must send.
+/// A request the driver must send to a server ([`machine::Action::Send`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
+pub enum UploadRequest {
     /// Which finished shares of this storage index does the server hold?
-    ListShares { server: ServerIdx },
+    ListShares,
     /// Allocate buckets for `shares` (one fresh upload secret per request). May be empty
     /// for a read-only server: the request renews the leases on what it holds.
+    Allocate { shares: BTreeSet<ShareNum> },
+    /// Abort these buckets (best effort; the answer, if any, is ignored).
+    Abort { shares: BTreeSet<ShareNum> },
+}
+
+/// A server's answer to an [`UploadRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UploadResponse {
+    /// To [`UploadRequest::ListShares`].
+    Listed { shares: BTreeSet<ShareNum> },
+    /// To [`UploadRequest::Allocate`].
+    Allocated {
+        already_have: BTreeSet<ShareNum>,
+        allocated: BTreeSet<ShareNum>,
+    },
+    /// To [`UploadRequest::Abort`].
+    Aborted,
+}
+
+/// What the driver must do: selection ends with the placement or why the upload cannot be
+/// happy.
+pub type Action =
+    machine::Action<UploadRequest, std::convert::Infallible, Result<Placement, UploadUnhappy>>;
+
+/// What happened; on a tick, requests unanswered for [`SelectionParams::request_timeout`]
+/// fail (reported as stalls).
+pub type Event = machine::Event<UploadResponse>;
+
+/// Buckets to abort on a server (best effort), after selection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Abort {
+    pub server: ServerIdx,
+    pub shares: BTreeSet<ShareNum>,
+}
+
+/// A request as the selection rounds decide it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Out {
+    ListShares { server: ServerIdx },
     Allocate {
         server: ServerIdx,
         shares: BTreeSet<ShareNum>,
     },
-    /// Abort these buckets (best effort; no answer expected).
     Abort {
         server: ServerIdx,
         shares: BTreeSet<ShareNum>,
     },
 }
 
-/// An answer (or the failure of a request) the driver reports.
+/// An answer or failure, by server (one request per server is outstanding at a time).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// Answer to [`Action::ListShares`].
+enum Reply {
     Listed {
         server: ServerIdx,
         shares: BTreeSet<ShareNum>,
     },
-    /// Answer to [`Action::Allocate`].
     Allocated {
         server: ServerIdx,
         already_have: BTreeSet<ShareNum>,
         allocated: BTreeSet<ShareNum>,
     },
-    /// The outstanding request to `server` failed (error, refusal, timeout), with why.
     Failed { server: ServerIdx, reason: String },
 }
 
-impl Event {
-    pub fn server(&self) -> ServerIdx {
+impl Reply {
+    fn server(&self) -> ServerIdx {
         match self {
-            Event::Listed { server, .. }
-            | Event::Allocated { server, .. }
-            | Event::Failed { server, .. } => *server,
+            Reply::Listed { server, .. }
+            | Reply::Allocated { server, .. }
+            | Reply::Failed { server, .. } => *server,
         }
     }
 }
@@ -164,6 +219,8 @@ pub enum SetupError {
 /// The driver broke the protocol with the machine (a bug in the driver, not a server).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MachineError {
+    #[error("answer for request {0}, which was never sent")]
+    UnknownRequest(RequestId),
     #[error("event for server {0}, which has no request outstanding")]
     NotOutstanding(ServerIdx),
     #[error("server {server}: {got} reported, but the outstanding request is {expected}")]
@@ -366,7 +423,7 @@ pub struct Lost {
     /// Happiness without the lost server (still >= `happy`).
     pub happiness: usize,
     /// Abort the lost server's buckets (best effort).
-    pub abort: Option<Action>,
+    pub abort: Option<Abort>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -434,6 +491,13 @@ pub struct UploadMachine {
     round: u32,
     errors_before: usize,
     last_happiness: Option<usize>,
+    /// Requests in flight: id -> (server, when sent).
+    requests: BTreeMap<RequestId, (ServerIdx, Millis)>,
+    /// Requests no longer waited for (timed out, or aborts): their answers are ignored.
+    retired: BTreeSet<RequestId>,
+    next_id: RequestId,
+    /// [`machine::Action::Finish`] was returned.
+    finished: bool,
 }
 
 impl UploadMachine {
@@ -443,6 +507,7 @@ impl UploadMachine {
             needed,
             happy,
             total,
+            ..
         } = params;
         if needed == 0 || needed > total || total > 256 || happy > total {
             return Err(SetupError::BadParams {
@@ -498,6 +563,10 @@ impl UploadMachine {
             round: 0,
             errors_before: 0,
             last_happiness: None,
+            requests: BTreeMap::new(),
+            retired: BTreeSet::new(),
+            next_id: 0,
+            finished: false,
         })
     }
 
@@ -507,24 +576,166 @@ impl UploadMachine {
     }
 
     /// First actions: ask every candidate for its shares. Later calls return nothing.
-    pub fn start(&mut self) -> Vec<Action> {
+    pub fn start(&mut self, now: Millis) -> Vec<Action> {
         if !matches!(self.phase, Phase::Created) {
             return Vec::new();
         }
         self.phase = Phase::Listing;
-        self.servers
+        let outs: Vec<Out> = self
+            .servers
             .iter()
             .map(|s| {
                 self.pending.insert(s.id, Pending::List);
-                Action::ListShares { server: s.id }
+                Out::ListShares { server: s.id }
             })
-            .collect()
+            .collect();
+        self.emit(outs, now)
     }
 
-    /// Feed one answer; returns the requests to send next (possibly none while other
-    /// answers are awaited). When selection ends, [`Self::outcome`] is `Some`; on failure
-    /// the returned actions abort every bucket allocated.
-    pub fn handle(&mut self, event: Event) -> Result<Vec<Action>, MachineError> {
+    /// Feed one event; returns the requests to send next (possibly none while other
+    /// answers are awaited). When selection ends, the last action is
+    /// [`machine::Action::Finish`] (and [`Self::outcome`] is `Some`); on failure the
+    /// actions before it abort every bucket allocated.
+    pub fn handle(&mut self, event: Event, now: Millis) -> Result<Vec<Action>, MachineError> {
+        let mut actions = Vec::new();
+        let mut outs = Vec::new();
+        match event {
+            Event::Tick => {
+                let timeout = self.params.request_timeout;
+                let overdue: Vec<RequestId> = self
+                    .requests
+                    .iter()
+                    .filter(|(_, (_, sent))| now.saturating_sub(*sent) >= timeout)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in overdue {
+                    let Some((server, _)) = self.requests.remove(&id) else {
+                        continue;
+                    };
+                    self.retired.insert(id);
+                    let what = match self.pending.get(&server) {
+                        Some(Pending::List) => "share listing",
+                        _ => "allocation",
+                    };
+                    let reason = format!("no answer to the {what} request within {timeout} ms");
+                    actions.push(Action::Report(Problem {
+                        server: ServerIndex(server),
+                        shnum: None,
+                        kind: ProblemKind::Stall,
+                        reason: reason.clone(),
+                    }));
+                    actions.push(Action::Cancel { id });
+                    outs.extend(self.on_reply(Reply::Failed { server, reason })?);
+                }
+            }
+            Event::Answer { id, response } => {
+                let Some(server) = self.take(id)? else {
+                    return Ok(actions);
+                };
+                let reply = match response {
+                    UploadResponse::Listed { shares } => Reply::Listed { server, shares },
+                    UploadResponse::Allocated {
+                        already_have,
+                        allocated,
+                    } => Reply::Allocated {
+                        server,
+                        already_have,
+                        allocated,
+                    },
+                    UploadResponse::Aborted => {
+                        self.requests.remove(&id);
+                        return Ok(actions);
+                    }
+                };
+                outs.extend(self.on_reply(reply)?);
+                self.requests.remove(&id);
+            }
+            Event::Failed { id, failure } => {
+                let Some(server) = self.take(id)? else {
+                    return Ok(actions);
+                };
+                actions.push(Action::Report(Problem {
+                    server: ServerIndex(server),
+                    shnum: None,
+                    kind: ProblemKind::Failed(failure.fault),
+                    reason: failure.message.clone(),
+                }));
+                outs.extend(self.on_reply(Reply::Failed {
+                    server,
+                    reason: failure.message,
+                })?);
+                self.requests.remove(&id);
+            }
+            Event::Worked(never) => match never {},
+        }
+        actions.extend(self.emit(outs, now));
+        Ok(actions)
+    }
+
+    /// When the earliest request in flight times out.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.requests
+            .values()
+            .map(|(_, sent)| sent.saturating_add(self.params.request_timeout))
+            .min()
+    }
+
+    /// Whether [`machine::Action::Finish`] was returned.
+    pub fn is_done(&self) -> bool {
+        self.finished
+    }
+
+    /// The server of request `id`; `None` for one no longer waited for. The request stays
+    /// outstanding until its answer is taken (an answer of the wrong kind is refused).
+    fn take(&self, id: RequestId) -> Result<Option<ServerIdx>, MachineError> {
+        match self.requests.get(&id) {
+            Some((server, _)) => Ok(Some(*server)),
+            None if self.retired.contains(&id) => Ok(None),
+            None => Err(MachineError::UnknownRequest(id)),
+        }
+    }
+
+    /// The rounds' requests as actions (each with a fresh id), and the end once selection
+    /// is decided.
+    fn emit(&mut self, outs: Vec<Out>, now: Millis) -> Vec<Action> {
+        let mut actions = Vec::with_capacity(outs.len() + 1);
+        for out in outs {
+            let id = self.next_id;
+            self.next_id += 1;
+            let (server, request) = match out {
+                Out::ListShares { server } => (server, UploadRequest::ListShares),
+                Out::Allocate { server, shares } => (server, UploadRequest::Allocate { shares }),
+                Out::Abort { server, shares } => {
+                    // nobody waits for an abort
+                    self.retired.insert(id);
+                    (server, UploadRequest::Abort { shares })
+                }
+            };
+            if !matches!(request, UploadRequest::Abort { .. }) {
+                self.requests.insert(id, (server, now));
+            }
+            actions.push(Action::Send {
+                id,
+                server: ServerIndex(server),
+                request,
+            });
+        }
+        if !self.finished {
+            let outcome = match &self.phase {
+                Phase::Placed(p) => Some(Ok(p.clone())),
+                Phase::Failed(u) => Some(Err(u.clone())),
+                _ => None,
+            };
+            if let Some(outcome) = outcome {
+                self.finished = true;
+                actions.push(Action::Finish(outcome));
+            }
+        }
+        actions
+    }
+
+    /// One answer or failure of the outstanding request to its server.
+    fn on_reply(&mut self, event: Reply) -> Result<Vec<Out>, MachineError> {
         if !matches!(self.phase, Phase::Listing | Phase::Allocating) {
             return Err(MachineError::NotSelecting);
         }
@@ -534,14 +745,14 @@ impl UploadMachine {
             .get(&server)
             .ok_or(MachineError::NotOutstanding(server))?;
         match (pending, &event) {
-            (Pending::List, Event::Allocated { .. }) => {
+            (Pending::List, Reply::Allocated { .. }) => {
                 return Err(MachineError::WrongAnswer {
                     server,
                     expected: "a share listing",
                     got: "an allocation",
                 })
             }
-            (Pending::Allocate(_), Event::Listed { .. }) => {
+            (Pending::Allocate(_), Reply::Listed { .. }) => {
                 return Err(MachineError::WrongAnswer {
                     server,
                     expected: "an allocation",
@@ -627,7 +838,7 @@ impl UploadMachine {
             during: Request::Write,
             reason: reason.into(),
         });
-        let abort = (!buckets.is_empty()).then_some(Action::Abort {
+        let abort = (!buckets.is_empty()).then_some(Abort {
             server,
             shares: buckets,
         });
@@ -651,11 +862,11 @@ impl UploadMachine {
     }
 
     /// Abort every bucket still allocated (after a failure, or when the caller gives up).
-    pub fn abort_all(&self) -> Vec<Action> {
+    pub fn abort_all(&self) -> Vec<Abort> {
         self.servers
             .iter()
             .filter(|s| !s.lost && !s.buckets.is_empty())
-            .map(|s| Action::Abort {
+            .map(|s| Abort {
                 server: s.id,
                 shares: s.buckets.clone(),
             })
@@ -669,12 +880,12 @@ impl UploadMachine {
     }
 
     /// `_handle_existing_response` / `_handle_existing_write_response`.
-    fn on_listed(&mut self, event: Event) {
+    fn on_listed(&mut self, event: Reply) {
         let i = self
             .position(event.server())
             .expect("pending servers are candidates");
         match event {
-            Event::Listed { server, shares } => {
+            Reply::Listed { server, shares } => {
                 let s = &mut self.servers[i];
                 s.listed = true;
                 let readonly = s.role == Role::Readonly;
@@ -689,7 +900,7 @@ impl UploadMachine {
                     }
                 }
             }
-            Event::Failed { server, reason } => {
+            Reply::Failed { server, reason } => {
                 self.servers[i].role = Role::Bad;
                 self.servers[i].failed = true;
                 self.failures.push(ServerFailure {
@@ -698,18 +909,18 @@ impl UploadMachine {
                     reason,
                 });
             }
-            Event::Allocated { .. } => unreachable!("checked in handle"),
+            Reply::Allocated { .. } => unreachable!("checked in handle"),
         }
     }
 
     /// `_buckets_allocated`.
-    fn on_allocated(&mut self, event: Event, asked: BTreeSet<ShareNum>) {
+    fn on_allocated(&mut self, event: Reply, asked: BTreeSet<ShareNum>) {
         let server = event.server();
         let i = self
             .position(server)
             .expect("pending servers are candidates");
         let event = match event {
-            Event::Allocated { allocated, .. } if !allocated.is_subset(&asked) => Event::Failed {
+            Reply::Allocated { allocated, .. } if !allocated.is_subset(&asked) => Reply::Failed {
                 server,
                 reason: format!(
                     "allocated shares it was not asked for ({:?} of {:?})",
@@ -720,7 +931,7 @@ impl UploadMachine {
             e => e,
         };
         match event {
-            Event::Allocated {
+            Reply::Allocated {
                 already_have,
                 allocated,
                 ..
@@ -758,7 +969,7 @@ impl UploadMachine {
                     self.make_readonly(i);
                 }
             }
-            Event::Failed { server, reason } => {
+            Reply::Failed { server, reason } => {
                 self.stats.error += 1;
                 self.stats.bad += 1;
                 self.homeless.extend(asked.iter().copied());
@@ -770,7 +981,7 @@ impl UploadMachine {
                     reason,
                 });
             }
-            Event::Listed { .. } => unreachable!("checked in handle"),
+            Reply::Listed { .. } => unreachable!("checked in handle"),
         }
     }
 
@@ -783,7 +994,7 @@ impl UploadMachine {
     }
 
     /// The end of an allocation round (Tahoe's loop tail).
-    fn after_round(&mut self) -> Vec<Action> {
+    fn after_round(&mut self) -> Vec<Out> {
         let eff = self.happiness();
         if self.last_happiness == Some(eff) || self.errors_before == self.stats.bad {
             return self.finish();
@@ -793,7 +1004,7 @@ impl UploadMachine {
     }
 
     /// Tahoe's `while effective_happiness < min_happiness and (first or write_trackers)`.
-    fn run_rounds(&mut self) -> Vec<Action> {
+    fn run_rounds(&mut self) -> Vec<Out> {
         if self.round > 0 {
             let writable = self
                 .servers
@@ -815,7 +1026,7 @@ impl UploadMachine {
     }
 
     /// `get_share_placements` and the allocation requests it implies.
-    fn ask_round(&mut self) -> Vec<Action> {
+    fn ask_round(&mut self) -> Vec<Out> {
         let usable: Vec<ServerIdx> = self
             .servers
             .iter()
@@ -883,7 +1094,7 @@ impl UploadMachine {
             s.renewed = true;
             s.asked.extend(shares.iter().copied());
             self.pending.insert(s.id, Pending::Allocate(shares.clone()));
-            actions.push(Action::Allocate {
+            actions.push(Out::Allocate {
                 server: s.id,
                 shares,
             });
@@ -893,13 +1104,20 @@ impl UploadMachine {
         actions
     }
 
-    fn finish(&mut self) -> Vec<Action> {
+    fn finish(&mut self) -> Vec<Out> {
         let merged = self.merged();
         let happiness = servers_of_happiness(&merged);
         if happiness < self.params.happy as usize {
             let u = self.unhappy(Stage::Selection, self.with_shares.len(), happiness);
             self.phase = Phase::Failed(u);
-            return self.abort_all();
+            return self
+                .abort_all()
+                .into_iter()
+                .map(|a| Out::Abort {
+                    server: a.server,
+                    shares: a.shares,
+                })
+                .collect();
         }
         let writes = self
             .servers
@@ -968,3 +1186,22 @@ impl UploadMachine {
         }
     }
 }
+impl machine::Machine for UploadMachine {
+    type Request = UploadRequest;
+    type Response = UploadResponse;
+    type Output = std::convert::Infallible;
+    type Outcome = Result<Placement, UploadUnhappy>;
+    type Job = std::convert::Infallible;
+    type Error = MachineError;
+
+    fn start(&mut self, now: Millis) -> Vec<Action> {
+        UploadMachine::start(self, now)
+    }
+    fn handle(&mut self, event: Event, now: Millis) -> Result<Vec<Action>, MachineError> {
+        UploadMachine::handle(self, event, now)
+    }
+    fn next_deadline(&self) -> Option<Millis> {
+        UploadMachine::next_deadline(self)
+    }
+}
+

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use cairn_core::client::machine::{Machine, MachineEvent, Millis, RequestId};
+use cairn_core::client::machine::{ActionOf, Event, EventOf, Machine, Millis, RequestId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
@@ -122,19 +122,14 @@ pub trait Wiring {
     /// job) goes to `local` as the event of its result; everything else is taken in.
     fn outs(
         &mut self,
-        actions: Vec<<Self::M as Machine>::Action>,
-        local: &mut Vec<<Self::M as Machine>::Event>,
+        actions: Vec<ActionOf<Self::M>>,
+        local: &mut Vec<EventOf<Self::M>>,
     ) -> Vec<Out<Self::Req>>;
     /// The event of the answer (or failure) `reply` to request `id`.
-    fn event(
-        &mut self,
-        id: RequestId,
-        reply: Result<Self::Resp, String>,
-    ) -> <Self::M as Machine>::Event;
-    /// Whether the machine has finished (the loop stops feeding it).
-    fn done(&self) -> bool {
-        self.machine_ref().is_done()
-    }
+    fn event(&mut self, id: RequestId, reply: Result<Self::Resp, String>) -> EventOf<Self::M>;
+    /// Whether the machine has finished: its `Finish` action came (the loop stops feeding
+    /// it).
+    fn done(&self) -> bool;
 }
 
 /// The result of work a machine handed out, on its way back to it (machines differ in
@@ -174,11 +169,11 @@ pub trait Client {
 
 fn outs<W: Wiring>(
     w: &mut W,
-    actions: Vec<<W::M as Machine>::Action>,
+    actions: Vec<ActionOf<W::M>>,
     local: &mut Vec<LocalEvent>,
 ) -> Vec<Out<W::Req>>
 where
-    <W::M as Machine>::Event: 'static,
+    EventOf<W::M>: 'static,
 {
     let mut events = Vec::new();
     let outs = w.outs(actions, &mut events);
@@ -188,12 +183,12 @@ where
 
 fn handle<W: Wiring>(
     w: &mut W,
-    event: <W::M as Machine>::Event,
+    event: EventOf<W::M>,
     now: Millis,
     local: &mut Vec<LocalEvent>,
 ) -> Result<Vec<Out<W::Req>>, String>
 where
-    <W::M as Machine>::Event: 'static,
+    EventOf<W::M>: 'static,
 {
     let a = w
         .machine()
@@ -204,7 +199,7 @@ where
 
 impl<W: Wiring> Client for W
 where
-    <W::M as Machine>::Event: 'static,
+    EventOf<W::M>: 'static,
 {
     type Req = W::Req;
     type Resp = W::Resp;
@@ -236,7 +231,7 @@ where
         local: &mut Vec<LocalEvent>,
     ) -> Result<Vec<Out<W::Req>>, String> {
         let event = event
-            .downcast::<<W::M as Machine>::Event>()
+            .downcast::<EventOf<W::M>>()
             .map_err(|_| format!("{}: a job result of another machine", W::NAME))?;
         handle(self, *event, now, local)
     }
@@ -246,7 +241,7 @@ where
         now: Millis,
         local: &mut Vec<LocalEvent>,
     ) -> Result<Vec<Out<W::Req>>, String> {
-        handle(self, MachineEvent::tick(), now, local)
+        handle(self, Event::Tick, now, local)
     }
 
     fn deadline(&self) -> Option<Millis> {
@@ -864,7 +859,8 @@ pub fn seeds(default: u64) -> (Vec<u64>, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_core::client::machine::MachineEvent;
+    use cairn_core::client::machine::{Action, ServerIndex};
+    use std::convert::Infallible;
 
     /// A machine that asks each of `servers` once and finishes when all answered or failed,
     /// retrying nothing; with `spin`, it never finishes (a livelock).
@@ -873,68 +869,64 @@ mod tests {
         open: BTreeMap<RequestId, ServerId>,
         answers: Vec<(ServerId, u32)>,
         failed: Vec<ServerId>,
-        started: bool,
         spin: bool,
     }
 
-    #[derive(Debug)]
-    enum Ev {
-        Answer { id: RequestId, value: u32 },
-        Failed { id: RequestId },
-        Tick,
-    }
+    type AskAction = Action<(), Infallible, ()>;
 
-    impl MachineEvent for Ev {
-        fn tick() -> Self {
-            Ev::Tick
-        }
-        fn is_tick(&self) -> bool {
-            matches!(self, Ev::Tick)
-        }
-        fn request(&self) -> Option<RequestId> {
-            match self {
-                Ev::Answer { id, .. } | Ev::Failed { id } => Some(*id),
-                Ev::Tick => None,
+    impl Ask {
+        fn finish(&self) -> Vec<AskAction> {
+            if self.open.is_empty() && !self.spin {
+                vec![Action::Finish(())]
+            } else {
+                Vec::new()
             }
         }
     }
 
     impl Machine for Ask {
-        type Event = Ev;
-        type Action = (RequestId, ServerId);
+        type Request = ();
+        type Response = u32;
+        type Output = Infallible;
+        type Outcome = ();
+        type Job = Infallible;
         type Error = String;
-        fn start(&mut self, _now: Millis) -> Vec<(RequestId, ServerId)> {
-            self.started = true;
-            let v: Vec<_> = self
-                .servers
+        fn start(&mut self, _now: Millis) -> Vec<AskAction> {
+            self.servers
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (i as u64, *s))
-                .collect();
-            self.open = v.iter().copied().collect();
-            v
+                .map(|(i, s)| {
+                    self.open.insert(i as u64, *s);
+                    Action::Send {
+                        id: i as u64,
+                        server: ServerIndex(*s),
+                        request: (),
+                    }
+                })
+                .collect()
         }
-        fn handle(&mut self, e: Ev, now: Millis) -> Result<Vec<(RequestId, ServerId)>, String> {
+        fn handle(&mut self, e: Event<u32>, now: Millis) -> Result<Vec<AskAction>, String> {
             match e {
-                Ev::Answer { id, value } => {
+                Event::Answer { id, response } => {
                     if let Some(s) = self.open.remove(&id) {
-                        self.answers.push((s, value));
+                        self.answers.push((s, response));
                     }
                 }
-                Ev::Failed { id } => {
+                Event::Failed { id, .. } => {
                     if let Some(s) = self.open.remove(&id) {
                         self.failed.push(s);
                     }
                 }
-                Ev::Tick => {
+                Event::Tick => {
                     // Everything still open after the timeout failed.
                     if now >= 10_000 {
                         self.failed
                             .extend(std::mem::take(&mut self.open).into_values());
                     }
                 }
+                Event::Worked(never) => match never {},
             }
-            Ok(Vec::new())
+            Ok(self.finish())
         }
         fn next_deadline(&self) -> Option<Millis> {
             if self.spin {
@@ -942,12 +934,9 @@ mod tests {
             }
             (!self.open.is_empty()).then_some(10_000)
         }
-        fn is_done(&self) -> bool {
-            !self.spin && self.started && self.open.is_empty()
-        }
     }
 
-    struct AskWiring(Ask);
+    struct AskWiring(Ask, bool);
 
     impl Wiring for AskWiring {
         type M = Ask;
@@ -960,21 +949,36 @@ mod tests {
         fn machine_ref(&self) -> &Ask {
             &self.0
         }
-        fn outs(&mut self, actions: Vec<(RequestId, ServerId)>, _: &mut Vec<Ev>) -> Vec<Out<()>> {
-            actions
-                .into_iter()
-                .map(|(id, server)| Out {
-                    id,
-                    server,
-                    req: (),
-                })
-                .collect()
-        }
-        fn event(&mut self, id: RequestId, reply: Result<u32, String>) -> Ev {
-            match reply {
-                Ok(value) => Ev::Answer { id, value },
-                Err(_) => Ev::Failed { id },
+        fn outs(&mut self, actions: Vec<AskAction>, _: &mut Vec<Event<u32>>) -> Vec<Out<()>> {
+            let mut outs = Vec::new();
+            for a in actions {
+                match a {
+                    Action::Send { id, server, .. } => outs.push(Out {
+                        id,
+                        server: server.0,
+                        req: (),
+                    }),
+                    Action::Finish(()) => self.1 = true,
+                    Action::Cancel { .. } | Action::Report(_) => {}
+                    Action::Work(never) | Action::Output(never) => match never {},
+                }
             }
+            outs
+        }
+        fn event(&mut self, id: RequestId, reply: Result<u32, String>) -> Event<u32> {
+            match reply {
+                Ok(response) => Event::Answer { id, response },
+                Err(e) => Event::Failed {
+                    id,
+                    failure: cairn_core::client::machine::Failure::new(
+                        cairn_core::client::machine::Fault::Network,
+                        e,
+                    ),
+                },
+            }
+        }
+        fn done(&self) -> bool {
+            self.1
         }
     }
 
@@ -996,14 +1000,16 @@ mod tests {
     }
 
     fn ask(spin: bool) -> AskWiring {
-        AskWiring(Ask {
-            servers: (0..8).collect(),
-            open: BTreeMap::new(),
-            answers: Vec::new(),
-            failed: Vec::new(),
-            started: false,
-            spin,
-        })
+        AskWiring(
+            Ask {
+                servers: (0..8).collect(),
+                open: BTreeMap::new(),
+                answers: Vec::new(),
+                failed: Vec::new(),
+                spin,
+            },
+            false,
+        )
     }
 
     fn run(seed: u64, faults: Faults) -> (AskWiring, Echo, Result<(), String>, Millis) {

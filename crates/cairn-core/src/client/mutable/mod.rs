@@ -28,6 +28,7 @@ pub mod servermap;
 pub use crate::placement::{ServerIdx, ShareNum};
 pub use publish::{PublishConfig, PublishError, PublishMachine, PublishOutcome, WriteTest};
 pub use retrieve::{RetrieveConfig, RetrieveError, RetrieveKeys, RetrieveMachine, RetrieveOutcome};
+pub use crate::client::machine::{Problem, ProblemKind};
 pub use servermap::{Mode, ServerMap, ServermapUpdater, UpdateConfig, VersionId};
 
 pub use crate::client::machine::{Millis, RequestId};

@@ -11,7 +11,9 @@
 //! at least `happy` servers (servers-of-happiness), or an error saying why not.
 //!
 //! ```
-//! use cairn_core::client::mutable::publish::{Action, Event, PublishConfig, PublishMachine};
+//! use cairn_core::client::mutable::publish::{
+//!     Action, Event, PublishConfig, PublishMachine, Written,
+//! };
 //! use cairn_core::client::mutable::servermap::{Mode, ServerMap};
 //! use cairn_core::mutable::{MutableFormat, ShareHeader};
 //!
@@ -30,12 +32,12 @@
 //!     match action {
 //!         // Send one test-and-write: each share's test vector, (0, share bytes), and
 //!         // publish::read_vector(); report what the server said.
-//!         Action::Write { id, .. } => {
-//!             let answer = Event::Written { id, wrote: true, current: Default::default() };
-//!             actions.extend(m.handle(answer, now).unwrap());
+//!         Action::Send { id, .. } => {
+//!             let response = Written { wrote: true, current: Default::default() };
+//!             actions.extend(m.handle(Event::Answer { id, response }, now).unwrap());
 //!         }
-//!         Action::Cancel { .. } => {}
-//!         Action::Finished(result) => assert_eq!(result.unwrap().happiness, 4),
+//!         Action::Finish(result) => assert_eq!(result.unwrap().happiness, 4),
+//!         _ => {}
 //!     }
 //! }
 //! assert!(m.is_done());
@@ -43,10 +45,10 @@
 //!
 //! # Requests
 //!
-//! [`Action::Write`] is one test-and-write request (`slot_testv_and_readv_and_writev`) to
+//! [`Write`] is one test-and-write request (`slot_testv_and_readv_and_writev`) to
 //! one server for all the shares it gets. For each share the driver sends the test vector
 //! [`WriteTest::test_vector`], the write vector `(0, share bytes)`, and for the request the
-//! read vector `(0, READ_LEN)`. The answer [`Event::Written`] carries `wrote` (the tests
+//! read vector `(0, READ_LEN)`. The answer [`Written`] carries `wrote` (the tests
 //! passed) and the bytes read from every share the server held before the write.
 //!
 //! # Placement (Tahoe's `update_goal`)
@@ -81,6 +83,7 @@ use super::servermap::{Mode, ServerMap, VersionId};
 use super::{
     Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ServerIdx, ShareNum,
 };
+use crate::client::machine::{self, Problem, ProblemKind, ServerIndex};
 use crate::mutable::layout::{ShareHeader, SDMF_CHECKSTRING_LEN};
 use crate::placement::servers_of_happiness;
 use crate::storage::rtw::{ReadVector, TestVector};
@@ -151,38 +154,29 @@ pub fn read_vector() -> ReadVector {
     }
 }
 
-/// A request the driver must send.
+/// One test-and-write request to a server ([`machine::Action::Send`]): for each share, its
+/// test and the whole new share at offset 0; plus [`read_vector`]. Answered with
+/// [`Written`]; a failed one may or may not have been applied, and the server is not
+/// written to again.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// One test-and-write request to `server`: for each share, its test and the whole new
-    /// share at offset 0; plus [`read_vector`]. Answer with [`Event::Written`].
-    Write {
-        id: RequestId,
-        server: ServerIdx,
-        shares: BTreeMap<ShareNum, WriteTest>,
-    },
-    /// The answer to this request is no longer wanted (it timed out).
-    Cancel { id: RequestId },
-    /// The publish is over.
-    Finished(Result<PublishOutcome, PublishError>),
+pub struct Write {
+    pub shares: BTreeMap<ShareNum, WriteTest>,
 }
 
-/// What happened.
+/// The answer to a [`Write`]: whether the tests passed (and so the writes happened), and
+/// the first [`READ_LEN`] bytes of every share the server held before.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// A write request was answered: whether the tests passed (and so the writes
-    /// happened), and the first [`READ_LEN`] bytes of every share the server held before.
-    Written {
-        id: RequestId,
-        wrote: bool,
-        current: BTreeMap<ShareNum, Vec<u8>>,
-    },
-    /// A write request failed (error, lost connection), with why. It may or may not have
-    /// been applied; the server is not written to again.
-    Failed { id: RequestId, reason: String },
-    /// Time passed: writes overdue by [`PublishConfig::write_timeout`] fail.
-    Tick,
+pub struct Written {
+    pub wrote: bool,
+    pub current: BTreeMap<ShareNum, Vec<u8>>,
 }
+
+/// What the driver must do; the publish ends with its result.
+pub type Action = machine::Action<Write, std::convert::Infallible, Result<PublishOutcome, PublishError>>;
+
+/// What happened; on a tick, writes overdue by [`PublishConfig::write_timeout`] fail
+/// (reported as stalls).
+pub type Event = machine::Event<Written>;
 
 /// Evidence of another writer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -398,12 +392,21 @@ impl PublishMachine {
             Event::Tick => {
                 for id in self.inflight.overdue(now, self.cfg.write_timeout) {
                     let req = self.inflight.retire(id).expect("listed above");
-                    actions.push(Action::Cancel { id });
                     let reason = format!("no answer within {} ms", self.cfg.write_timeout);
+                    actions.push(Action::Report(Problem {
+                        server: ServerIndex(req.server),
+                        shnum: None,
+                        kind: ProblemKind::Stall,
+                        reason: reason.clone(),
+                    }));
+                    actions.push(Action::Cancel { id });
                     self.server_failed(&req, reason);
                 }
             }
-            Event::Written { id, wrote, current } => {
+            Event::Answer {
+                id,
+                response: Written { wrote, current },
+            } => {
                 let Some(req) = self.inflight.take(id)? else {
                     return Ok(actions);
                 };
@@ -413,12 +416,19 @@ impl PublishMachine {
                     self.on_refused(&req, &current);
                 }
             }
-            Event::Failed { id, reason } => {
+            Event::Failed { id, failure } => {
                 let Some(req) = self.inflight.take(id)? else {
                     return Ok(actions);
                 };
-                self.server_failed(&req, reason);
+                actions.push(Action::Report(Problem {
+                    server: ServerIndex(req.server),
+                    shnum: None,
+                    kind: ProblemKind::Failed(failure.fault),
+                    reason: failure.message.clone(),
+                }));
+                self.server_failed(&req, failure.message);
             }
+            Event::Worked(never) => match never {},
         }
         if self.outcome.is_none() {
             actions.extend(self.step(BTreeMap::new(), now));
@@ -426,6 +436,7 @@ impl PublishMachine {
         Ok(actions)
     }
 
+    /// Whether [`machine::Action::Finish`] was returned.
     pub fn is_done(&self) -> bool {
         self.outcome.is_some()
     }
@@ -618,13 +629,17 @@ impl PublishMachine {
                         sent: now,
                     },
                 );
-                actions.push(Action::Write { id, server, shares });
+                actions.push(Action::Send {
+                    id,
+                    server: ServerIndex(server),
+                    request: Write { shares },
+                });
             }
         }
         if self.inflight.is_empty() {
             let result = self.conclude();
             self.outcome = Some(result.clone());
-            actions.push(Action::Finished(result));
+            actions.push(Action::Finish(result));
         }
         actions
     }
@@ -807,13 +822,24 @@ fn homeless_note(homeless: &[ShareNum]) -> String {
     }
 }
 
-crate::client::machine::machine!(
-    PublishMachine,
-    Event,
-    Action,
-    super::MachineError,
-    [Written, Failed]
-);
+impl machine::Machine for PublishMachine {
+    type Request = Write;
+    type Response = Written;
+    type Output = std::convert::Infallible;
+    type Outcome = Result<PublishOutcome, PublishError>;
+    type Job = std::convert::Infallible;
+    type Error = MachineError;
+
+    fn start(&mut self, now: Millis) -> Vec<Action> {
+        PublishMachine::start(self, now)
+    }
+    fn handle(&mut self, event: Event, now: Millis) -> Result<Vec<Action>, MachineError> {
+        PublishMachine::handle(self, event, now)
+    }
+    fn next_deadline(&self) -> Option<Millis> {
+        PublishMachine::next_deadline(self)
+    }
+}
 
 #[cfg(test)]
 mod tests {

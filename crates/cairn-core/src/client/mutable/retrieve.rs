@@ -61,6 +61,7 @@ use std::ops::Range;
 
 use thiserror::Error;
 
+use crate::client::machine::{self, Chunk, ServerIndex};
 use super::servermap::{ServerMap, VersionId};
 use super::{
     Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ServerIdx, ShareNum,
@@ -132,75 +133,27 @@ pub enum ReadPart {
     Segment(u64),
 }
 
-/// Why a server is reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ProblemKind {
-    /// A request failed (error, refusal, lost connection).
-    Error,
-    /// The share's bytes failed verification (advise the server: corrupt share).
-    Corrupt,
-    /// The share now holds another version than the servermap saw (a writer got in
-    /// between; Tahoe calls it "Mismatched prefix").
-    Changed,
-    /// The share is laid out in a way this reader does not predict (not corrupt).
-    Unsupported,
-    /// No answer within the stall timeout.
-    Stall,
-}
+pub use crate::client::machine::{Problem, ProblemKind};
 
-/// A share that was dropped, and why.
+/// A read of one share the driver must send ([`machine::Action::Send`]): `[offset, offset
+/// + len)` of share `shnum`, answered with those bytes (fewer where the share ends).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub server: ServerIdx,
+pub struct Read {
     pub shnum: ShareNum,
-    pub kind: ProblemKind,
-    pub reason: String,
+    pub offset: u64,
+    pub len: u64,
+    pub part: ReadPart,
 }
 
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "server {} share {}: {:?}: {}",
-            self.server, self.shnum, self.kind, self.reason
-        )
-    }
-}
+/// What the driver must do: reads, cancellations, reports of dropped shares (for
+/// [`ProblemKind::Corrupt`], advise the server of a corrupt share), plaintext at its offset
+/// of the file (in order, without gaps, covering exactly the range asked for), and the
+/// result.
+pub type Action = machine::Action<Read, Chunk, Result<RetrieveOutcome, RetrieveError>>;
 
-/// What the driver must do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Read `[offset, offset + len)` of share `shnum` on `server` (answer with
-    /// [`Event::Read`]; fewer bytes where the share ends).
-    Read {
-        id: RequestId,
-        server: ServerIdx,
-        shnum: ShareNum,
-        offset: u64,
-        len: u64,
-        part: ReadPart,
-    },
-    /// The answer to this request is no longer wanted.
-    Cancel { id: RequestId },
-    /// Plaintext at `offset` of the file; outputs come in order, without gaps, covering
-    /// exactly the range asked for.
-    Output { offset: u64, data: Vec<u8> },
-    /// Score a server down (for [`ProblemKind::Corrupt`], advise it of a corrupt share).
-    Report(Problem),
-    /// The retrieve is over.
-    Finished(Result<RetrieveOutcome, RetrieveError>),
-}
-
-/// What happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// A read was answered with these bytes of the share.
-    Read { id: RequestId, data: Vec<u8> },
-    /// A read failed, with why.
-    Failed { id: RequestId, reason: String },
-    /// Time passed: reads overdue by [`RetrieveConfig::stall_timeout`] fail.
-    Tick,
-}
+/// What happened: a read answered with bytes of the share, a failure, or a tick (reads
+/// overdue by [`RetrieveConfig::stall_timeout`] are dropped as stalls).
+pub type Event = machine::Event<Vec<u8>>;
 
 /// A successful retrieve.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -503,23 +456,24 @@ impl RetrieveMachine {
                     }
                 }
             }
-            Event::Read { id, data } => {
+            Event::Answer { id, response: data } => {
                 if let Some(req) = self.inflight.take(id)? {
                     self.on_read(req, data, &mut actions);
                 }
             }
-            Event::Failed { id, reason } => {
+            Event::Failed { id, failure } => {
                 if let Some(req) = self.inflight.take(id)? {
-                    let reason = format!("read of {:?} failed: {reason}", req.part);
+                    let reason = format!("read of {:?} failed: {failure}", req.part);
                     self.drop_share(
                         req.server,
                         req.shnum,
-                        ProblemKind::Error,
+                        ProblemKind::Failed(failure.fault),
                         reason,
                         &mut actions,
                     );
                 }
             }
+            Event::Worked(never) => match never {},
         }
         if !self.done {
             self.pump(now, &mut actions);
@@ -527,6 +481,7 @@ impl RetrieveMachine {
         Ok(actions)
     }
 
+    /// Whether [`machine::Action::Finish`] was returned.
     pub fn is_done(&self) -> bool {
         self.done
     }
@@ -577,13 +532,15 @@ impl RetrieveMachine {
                 sent: now,
             },
         );
-        actions.push(Action::Read {
+        actions.push(Action::Send {
             id,
-            server,
-            shnum,
-            offset,
-            len,
-            part,
+            server: ServerIndex(server),
+            request: Read {
+                shnum,
+                offset,
+                len,
+                part,
+            },
         });
     }
 
@@ -705,7 +662,7 @@ impl RetrieveMachine {
             let to = self.range.end.min(seg_start + ct.len() as u64).max(from);
             let data = ct[(from - seg_start) as usize..(to - seg_start) as usize].to_vec();
             self.output += data.len() as u64;
-            actions.push(Action::Output { offset: from, data });
+            actions.push(Action::Output(Chunk { offset: from, data }));
             self.next_seg += 1;
         }
         Ok(())
@@ -727,7 +684,7 @@ impl RetrieveMachine {
         }
         if data.len() as u64 > req.len {
             let reason = format!("answered {} bytes to a read of {}", data.len(), req.len);
-            return self.drop_share(req.server, req.shnum, ProblemKind::Error, reason, actions);
+            return self.drop_share(req.server, req.shnum, ProblemKind::Failed(machine::Fault::Server), reason, actions);
         }
         let slot = self.slots.get_mut(&key).expect("checked");
         match req.part {
@@ -1009,8 +966,8 @@ impl RetrieveMachine {
             actions.push(Action::Cancel { id });
         }
         let problem = Problem {
-            server,
-            shnum,
+            server: ServerIndex(server),
+            shnum: Some(machine::ShareNum(shnum)),
             kind,
             reason,
         };
@@ -1032,7 +989,7 @@ impl RetrieveMachine {
         }
         self.blocks.clear();
         self.slots.clear();
-        actions.push(Action::Finished(result));
+        actions.push(Action::Finish(result));
     }
 }
 
@@ -1066,10 +1023,21 @@ fn check_tree(nodes: &[Hash], num_leaves: usize) -> Result<(), Fault> {
         .map_err(|e| Fault(ProblemKind::Corrupt, format!("block hash tree: {e}")))
 }
 
-crate::client::machine::machine!(
-    RetrieveMachine,
-    Event,
-    Action,
-    super::MachineError,
-    [Read, Failed]
-);
+impl machine::Machine for RetrieveMachine {
+    type Request = Read;
+    type Response = Vec<u8>;
+    type Output = Chunk;
+    type Outcome = Result<RetrieveOutcome, RetrieveError>;
+    type Job = std::convert::Infallible;
+    type Error = MachineError;
+
+    fn start(&mut self, now: Millis) -> Vec<Action> {
+        RetrieveMachine::start(self, now)
+    }
+    fn handle(&mut self, event: Event, now: Millis) -> Result<Vec<Action>, MachineError> {
+        RetrieveMachine::handle(self, event, now)
+    }
+    fn next_deadline(&self) -> Option<Millis> {
+        RetrieveMachine::next_deadline(self)
+    }
+}

@@ -12,15 +12,15 @@
 //!
 //! # Requests
 //!
-//! * [`Action::Query`]: read `[0, len)` of every share the server holds for the storage
+//! * [`Read::Query`]: read `[0, len)` of every share the server holds for the storage
 //!   index (`slot_readv(si, [], [(0, len)])`): 4000 bytes, 1000 in [`Mode::Check`].
-//! * [`Action::ReadShare`]: a follow-up read of one share, when the verification key and
+//! * [`Read::Share`]: a follow-up read of one share, when the verification key and
 //!   signature (an MDMF share read with 1000 bytes) or the encrypted private key (an SDMF
 //!   share larger than the first read) lie beyond what the query returned.
 //!
 //! A query is sent at most once per server, a follow-up at most once per (server, share,
 //! purpose); a request without an answer after [`UpdateConfig::query_timeout`] counts as
-//! failed ([`Event::Tick`]) and is cancelled.
+//! failed ([`Event::Tick`]): the machine reports the stall and cancels it.
 //!
 //! # When it stops (Tahoe's `_check_for_done`)
 //!
@@ -44,6 +44,7 @@ use std::ops::Range;
 use super::{
     Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ServerIdx, ShareNum,
 };
+use crate::client::machine::{self, Failure, Problem, ProblemKind, ServerIndex};
 use crate::hashutil::{ssk_pubkey_fingerprint_hash, Hash};
 use crate::mutable::keys::{decrypt_privkey, SigningKey, VerifyingKey};
 use crate::mutable::layout::{
@@ -189,6 +190,23 @@ pub struct ServerMap {
     privkey: Option<SigningKey>,
 }
 
+/// Two maps are equal when they record the same things (the private key compared by its
+/// encoding: `SigningKey` has no equality, so no code compares keys by accident).
+impl PartialEq for ServerMap {
+    fn eq(&self, other: &ServerMap) -> bool {
+        self.mode == other.mode
+            && self.shares == other.shares
+            && self.reachable == other.reachable
+            && self.queried == other.queried
+            && self.failures == other.failures
+            && self.bad_shares == other.bad_shares
+            && self.privkey.as_ref().map(SigningKey::pkcs8_der)
+                == other.privkey.as_ref().map(SigningKey::pkcs8_der)
+    }
+}
+
+impl Eq for ServerMap {}
+
 impl ServerMap {
     /// An empty map (the "servermap" of a file being created).
     pub fn new(mode: Mode) -> ServerMap {
@@ -307,44 +325,26 @@ impl ServerMap {
     }
 }
 
-/// A request the driver must send.
+/// A read the driver must send to a server ([`machine::Action::Send`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Read `[0, len)` of every share `server` holds (answer with [`Event::Answer`], one
-    /// entry per share; an empty map if it holds none).
-    Query {
-        id: RequestId,
-        server: ServerIdx,
-        len: u64,
-    },
-    /// Read `[offset, offset + len)` of share `shnum` on `server` (answer with
-    /// [`Event::Answer`] holding that share; fewer bytes where the share ends).
-    ReadShare {
-        id: RequestId,
-        server: ServerIdx,
-        shnum: ShareNum,
-        offset: u64,
-        len: u64,
-    },
-    /// The answer to this request is no longer wanted.
-    Cancel { id: RequestId },
-    /// The update is over; [`ServermapUpdater::servermap`] is final.
-    Finished,
+pub enum Read {
+    /// Read `[0, len)` of every share the server holds (answer: one entry per share; an
+    /// empty map if it holds none).
+    Query { len: u64 },
+    /// Read `[offset, offset + len)` of share `shnum` (answer: that share alone; fewer
+    /// bytes where the share ends).
+    Share { shnum: ShareNum, offset: u64, len: u64 },
 }
 
-/// What happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// A request was answered: share number -> bytes read.
-    Answer {
-        id: RequestId,
-        shares: BTreeMap<ShareNum, Vec<u8>>,
-    },
-    /// A request failed (error, refusal, lost connection), with why.
-    Failed { id: RequestId, reason: String },
-    /// Time passed: requests overdue by [`UpdateConfig::query_timeout`] fail.
-    Tick,
-}
+/// A server's answer to a [`Read`]: share number -> bytes read.
+pub type Shares = BTreeMap<ShareNum, Vec<u8>>;
+
+/// What the driver must do; [`machine::Action::Finish`] carries the final [`ServerMap`].
+pub type Action = machine::Action<Read, std::convert::Infallible, ServerMap>;
+
+/// What happened: an answer ([`Shares`]), a failure, or a tick (requests overdue by
+/// [`UpdateConfig::query_timeout`] fail, reported as stalls).
+pub type Event = machine::Event<Shares>;
 
 /// Bad input to [`ServermapUpdater::new`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -458,18 +458,23 @@ impl ServermapUpdater {
         let mut actions = Vec::new();
         match event {
             Event::Tick => self.on_tick(now, &mut actions),
-            Event::Answer { id, shares } => {
+            Event::Answer {
+                id,
+                response: shares,
+            } => {
                 let Some(req) = self.inflight.take(id)? else {
                     return Ok(actions);
                 };
                 self.on_answer(req, shares, now, &mut actions);
             }
-            Event::Failed { id, reason } => {
+            Event::Failed { id, failure } => {
                 let Some(req) = self.inflight.take(id)? else {
                     return Ok(actions);
                 };
-                self.on_failed(req, reason);
+                actions.push(Action::Report(self.problem(&req, failure.clone())));
+                self.on_failed(req, failure.message);
             }
+            Event::Worked(never) => match never {},
         }
         if !self.done {
             self.check_done(now, &mut actions);
@@ -477,11 +482,12 @@ impl ServermapUpdater {
         Ok(actions)
     }
 
+    /// Whether [`machine::Action::Finish`] was returned.
     pub fn is_done(&self) -> bool {
         self.done
     }
 
-    /// What is known so far (final once [`Action::Finished`] was returned).
+    /// What is known so far (final once [`machine::Action::Finish`] was returned).
     pub fn servermap(&self) -> &ServerMap {
         &self.map
     }
@@ -525,19 +531,18 @@ impl ServermapUpdater {
                 sent: now,
             },
         );
-        actions.push(match shnum {
-            None => Action::Query {
-                id,
-                server,
-                len: range.end,
-            },
-            Some(shnum) => Action::ReadShare {
-                id,
-                server,
+        let request = match shnum {
+            None => Read::Query { len: range.end },
+            Some(shnum) => Read::Share {
                 shnum,
                 offset: range.start,
                 len: range.end - range.start,
             },
+        };
+        actions.push(Action::Send {
+            id,
+            server: ServerIndex(server),
+            request,
         });
     }
 
@@ -555,9 +560,25 @@ impl ServermapUpdater {
     fn on_tick(&mut self, now: Millis, actions: &mut Vec<Action>) {
         for id in self.inflight.overdue(now, self.cfg.query_timeout) {
             let req = self.inflight.retire(id).expect("listed above");
-            actions.push(Action::Cancel { id });
             let reason = format!("no answer within {} ms", self.cfg.query_timeout);
+            actions.push(Action::Report(Problem {
+                server: ServerIndex(req.server),
+                shnum: req.shnum.map(machine::ShareNum),
+                kind: ProblemKind::Stall,
+                reason: reason.clone(),
+            }));
+            actions.push(Action::Cancel { id });
             self.on_failed(req, reason);
+        }
+    }
+
+    /// The report of a failed request.
+    fn problem(&self, req: &Request, failure: Failure) -> Problem {
+        Problem {
+            server: ServerIndex(req.server),
+            shnum: req.shnum.map(machine::ShareNum),
+            kind: ProblemKind::Failed(failure.fault),
+            reason: failure.message,
         }
     }
 
@@ -886,7 +907,7 @@ impl ServermapUpdater {
         for id in self.inflight.retire_where(|_| true) {
             actions.push(Action::Cancel { id });
         }
-        actions.push(Action::Finished);
+        actions.push(Action::Finish(self.map.clone()));
     }
 }
 
@@ -1002,13 +1023,24 @@ fn parse_prefix(data: &[u8]) -> Result<Prefix, LayoutError> {
     Ok(prefix)
 }
 
-crate::client::machine::machine!(
-    ServermapUpdater,
-    Event,
-    Action,
-    super::MachineError,
-    [Answer, Failed]
-);
+impl machine::Machine for ServermapUpdater {
+    type Request = Read;
+    type Response = Shares;
+    type Output = std::convert::Infallible;
+    type Outcome = ServerMap;
+    type Job = std::convert::Infallible;
+    type Error = MachineError;
+
+    fn start(&mut self, now: Millis) -> Vec<Action> {
+        ServermapUpdater::start(self, now)
+    }
+    fn handle(&mut self, event: Event, now: Millis) -> Result<Vec<Action>, MachineError> {
+        ServermapUpdater::handle(self, event, now)
+    }
+    fn next_deadline(&self) -> Option<Millis> {
+        ServermapUpdater::next_deadline(self)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -1050,12 +1082,17 @@ mod tests {
         let mut m =
             ServermapUpdater::new(UpdateConfig::new(Mode::Check, 1, 1, [0; 32]), &[5]).unwrap();
         let actions = m.start(0);
-        let Some(Action::Query { id, .. }) = actions.first() else {
+        let Some(Action::Send {
+            id,
+            request: Read::Query { .. },
+            ..
+        }) = actions.first()
+        else {
             panic!("{actions:?}");
         };
-        let shares = BTreeMap::from([(0, d)]);
-        let actions = m.handle(Event::Answer { id: *id, shares }, 1).unwrap();
-        assert_eq!(actions, vec![Action::Finished]);
+        let response = BTreeMap::from([(0, d)]);
+        let actions = m.handle(Event::Answer { id: *id, response }, 1).unwrap();
+        assert_eq!(actions, vec![Action::Finish(m.servermap().clone())]);
         assert!(m.servermap().bad_shares().contains_key(&(5, 0)));
     }
 
