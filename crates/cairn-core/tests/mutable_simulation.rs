@@ -47,6 +47,13 @@
 //! The counts printed at the end (and asserted non-zero) show that each case happened.
 //! `SIM_SCHEDULES=<n>` sets the number of schedules, `SIM_SEED=<u64>` replays one.
 //!
+//! The queue, the clock, the moods and fates, the step limit and the seed runner are the
+//! shared executor of `cairn_test_support::sim` (the fault vocabulary above is its
+//! default); this file keeps the server model (`Grid`), the machines' wiring and the
+//! invariants. The executor draws from the schedule's generator in the order this file
+//! once did by itself, so every seed (the regressions below included) replays the same
+//! schedule as before the move.
+//!
 //! Where it came from: the drivers (feed answers, fire `Tick` at `next_deadline` when only
 //! stalled requests remain, a step limit against livelock), the fault vocabulary (down,
 //! stalled, failing writes, duplicate answers) and the version encoding follow the
@@ -55,14 +62,10 @@
 //! (`storage::container` + `storage::rtw`) instead of their hand-written test-and-write.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::ControlFlow;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use cairn_core::client::machine::{
-    ActionOf, Chunk, Event, EventOf, Failure, Fault, Machine, ServerIndex,
-};
+use cairn_core::client::machine::{Chunk, Failure, Fault, ServerIndex};
 use cairn_core::client::mutable::publish::{
     self, Collision, Event as PEvent, PublishConfig, PublishError, PublishMachine, PublishOutcome,
     WriteTest,
@@ -84,7 +87,9 @@ use cairn_core::storage::rtw::{
     TestWriteVectors, WriteVector,
 };
 use cairn_test_support::fixtures::{self, key1, retrieve_keys};
-use cairn_test_support::stepping::bounded;
+use cairn_test_support::sim::{
+    self, Client, Delivery, Fate, Faults, Mood, Net, Replay, Schedule, Servers, Tally, Wiring,
+};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
@@ -93,14 +98,12 @@ use rand_core::{RngCore, SeedableRng};
 /// Schedules run by default (about 10 ms of CPU each in the test profile, most of it RSA
 /// signature checks in the servermap updates).
 const DEFAULT_SCHEDULES: u64 = 2000;
-/// Events one operation may take before the driver calls it a livelock.
+/// Events one operation may take before the executor calls it a livelock.
 const MAX_STEPS: usize = 100_000;
 /// MDMF segment size for the simulation (a few segments for a few KiB).
 const MDMF_SEGMENT: u64 = 700;
 /// Plaintext lengths the versions are drawn from.
 const LENGTHS: [usize; 7] = [0, 1, 100, 333, 900, 2000, 3100];
-/// The delay of an answer sent "after the timeout" (beyond every machine's timeout).
-const LATE: Millis = 100_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Geometry {
@@ -326,7 +329,7 @@ fn rtw_request(
 }
 
 // ---------------------------------------------------------------------------------------
-// Network
+// Requests and answers
 
 #[derive(Clone, Debug)]
 enum Req {
@@ -365,120 +368,8 @@ impl std::fmt::Debug for Version {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mood {
-    Healthy,
-    /// Answers, slowly, within every timeout.
-    Slow,
-    Flaky,
-    Down,
-    Stalled,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fate {
-    Normal,
-    Duplicate,
-    LostBefore,
-    Error,
-    LostAfter,
-    StallBefore,
-    StallAfter,
-    Late,
-    /// The request itself reaches the server after every timeout (then answered).
-    SlowRequest,
-    Torn,
-}
-
-#[derive(Debug)]
-enum Msg {
-    ToServer {
-        op: u64,
-        id: RequestId,
-        server: ServerIdx,
-        req: Req,
-        fate: Fate,
-    },
-    ToClient {
-        op: u64,
-        id: RequestId,
-        reply: Result<Resp, String>,
-    },
-}
-
-struct Out {
-    id: RequestId,
-    server: ServerIdx,
-    req: Req,
-}
-
-/// A machine behind the driver's common loop.
-trait Client {
-    fn start(&mut self, now: Millis) -> Result<Vec<Out>, String>;
-    fn reply(
-        &mut self,
-        id: RequestId,
-        reply: Result<Resp, String>,
-        now: Millis,
-    ) -> Result<Vec<Out>, String>;
-    fn tick(&mut self, now: Millis) -> Result<Vec<Out>, String>;
-    fn deadline(&self) -> Option<Millis>;
-    fn done(&self) -> bool;
-}
-
-/// One machine on the simulated network: its actions as requests to send, and the answers
-/// to them as its events. Every adapter is a [`Client`].
-trait Adapter {
-    type M: Machine;
-    /// The machine's name, in the errors it reports.
-    const NAME: &'static str;
-
-    fn machine(&mut self) -> &mut Self::M;
-    fn machine_ref(&self) -> &Self::M;
-    /// The requests to send for `actions` (the others are taken in).
-    fn outs(&mut self, actions: Vec<ActionOf<Self::M>>) -> Vec<Out>;
-    /// The event of the answer (or failure) `reply` to request `id`.
-    fn event(&mut self, id: RequestId, reply: Result<Resp, String>) -> EventOf<Self::M>;
-    /// Whether the machine returned its `Finish` action.
-    fn finished(&self) -> bool;
-
-    fn handle(&mut self, event: EventOf<Self::M>, now: Millis) -> Result<Vec<Out>, String> {
-        let a = self
-            .machine()
-            .handle(event, now)
-            .map_err(|e| format!("{} machine: {e}", Self::NAME))?;
-        Ok(self.outs(a))
-    }
-}
-
-impl<A: Adapter> Client for A {
-    fn start(&mut self, now: Millis) -> Result<Vec<Out>, String> {
-        let a = self.machine().start(now);
-        Ok(self.outs(a))
-    }
-
-    fn reply(
-        &mut self,
-        id: RequestId,
-        reply: Result<Resp, String>,
-        now: Millis,
-    ) -> Result<Vec<Out>, String> {
-        let event = self.event(id, reply);
-        self.handle(event, now)
-    }
-
-    fn tick(&mut self, now: Millis) -> Result<Vec<Out>, String> {
-        self.handle(Event::Tick, now)
-    }
-
-    fn deadline(&self) -> Option<Millis> {
-        self.machine_ref().next_deadline()
-    }
-
-    fn done(&self) -> bool {
-        self.finished()
-    }
-}
+/// One request of the simulation's machines.
+type Out = sim::Out<Req>;
 
 /// What one server showed a servermap query: share number -> bytes read.
 type Answered = (ServerIdx, BTreeMap<ShareNum, Vec<u8>>);
@@ -492,8 +383,10 @@ struct SmapClient {
     answered: Vec<Answered>,
 }
 
-impl Adapter for SmapClient {
+impl Wiring for SmapClient {
     type M = ServermapUpdater;
+    type Req = Req;
+    type Resp = Resp;
     const NAME: &'static str = "servermap";
 
     fn machine(&mut self) -> &mut ServermapUpdater {
@@ -504,7 +397,7 @@ impl Adapter for SmapClient {
         &self.m
     }
 
-    fn outs(&mut self, actions: Vec<servermap::Action>) -> Vec<Out> {
+    fn outs(&mut self, actions: Vec<servermap::Action>, _: &mut Vec<SEvent>) -> Vec<Out> {
         let mut outs = Vec::new();
         for a in actions {
             match a {
@@ -562,7 +455,7 @@ impl Adapter for SmapClient {
         }
     }
 
-    fn finished(&self) -> bool {
+    fn done(&self) -> bool {
         self.m.is_done()
     }
 }
@@ -576,8 +469,10 @@ struct PubClient {
     finished_twice: bool,
 }
 
-impl Adapter for PubClient {
+impl Wiring for PubClient {
     type M = PublishMachine;
+    type Req = Req;
+    type Resp = Resp;
     const NAME: &'static str = "publish";
 
     fn machine(&mut self) -> &mut PublishMachine {
@@ -588,7 +483,7 @@ impl Adapter for PubClient {
         &self.m
     }
 
-    fn outs(&mut self, actions: Vec<publish::Action>) -> Vec<Out> {
+    fn outs(&mut self, actions: Vec<publish::Action>, _: &mut Vec<PEvent>) -> Vec<Out> {
         let mut outs = Vec::new();
         for a in actions {
             match a {
@@ -632,7 +527,7 @@ impl Adapter for PubClient {
         }
     }
 
-    fn finished(&self) -> bool {
+    fn done(&self) -> bool {
         self.m.is_done()
     }
 }
@@ -645,8 +540,10 @@ struct RetClient {
     reports: usize,
 }
 
-impl Adapter for RetClient {
+impl Wiring for RetClient {
     type M = RetrieveMachine;
+    type Req = Req;
+    type Resp = Resp;
     const NAME: &'static str = "retrieve";
 
     fn machine(&mut self) -> &mut RetrieveMachine {
@@ -657,7 +554,7 @@ impl Adapter for RetClient {
         &self.m
     }
 
-    fn outs(&mut self, actions: Vec<retrieve::Action>) -> Vec<Out> {
+    fn outs(&mut self, actions: Vec<retrieve::Action>, _: &mut Vec<REvent>) -> Vec<Out> {
         let mut outs = Vec::new();
         for a in actions {
             match a {
@@ -702,7 +599,7 @@ impl Adapter for RetClient {
         }
     }
 
-    fn finished(&self) -> bool {
+    fn done(&self) -> bool {
         self.m.is_done()
     }
 }
@@ -760,7 +657,7 @@ struct Stats {
     retrieve_reports: u64,
 }
 
-impl Stats {
+impl Tally for Stats {
     fn add(&mut self, o: &Stats) {
         self.schedules += o.schedules;
         self.multi_writer_schedules += o.multi_writer_schedules;
@@ -815,34 +712,109 @@ struct Knobs {
     strict_heard: bool,
 }
 
-struct Sim {
-    rng: ChaCha8Rng,
-    knobs: Knobs,
-    g: Geometry,
-    format: MutableFormat,
-    fault_rate: f64,
-    multi_writer: bool,
-    /// Requests still travelling when their operation ends land during later ones.
-    cross_op_late: bool,
-    rollback_allowed: bool,
-    now: Millis,
-    seq: u64,
-    queue: BTreeMap<(Millis, u64), Msg>,
+/// The servers of one schedule, answering with the storage model, and what their faults
+/// left behind for the invariants.
+struct Grid {
     servers: BTreeMap<ServerIdx, Server>,
-    /// Permuted server order for the file.
-    order: Vec<ServerIdx>,
-    moods: BTreeMap<ServerIdx, Mood>,
-    op: u64,
-    /// The current operation's machine is still running.
-    op_open: bool,
-    torn_this_op: usize,
-    /// Every version some writer tried to publish: id -> (version, writer).
-    registry: BTreeMap<VersionId, (Arc<Version>, usize)>,
     /// Writes applied by a server for an operation that had already ended:
     /// (time, server, share, version).
     late_landings: Vec<(Millis, ServerIdx, ShareNum, VersionId)>,
     /// Shares a torn write left half-written: (server, share, version being written).
     torn_shares: Vec<(ServerIdx, ShareNum, VersionId)>,
+    torn_writes: u64,
+    late_landing_count: u64,
+    /// Trace lines from inside an operation (appended to the schedule's after it).
+    notes: Vec<String>,
+}
+
+impl Servers<Req> for Grid {
+    type Resp = Resp;
+
+    fn is_write(&self, req: &Req) -> bool {
+        matches!(req, Req::Write { .. })
+    }
+
+    fn serve(&mut self, d: Delivery, req: Req, rng: &mut ChaCha8Rng) -> Result<Resp, String> {
+        let (server, now) = (d.server, d.now);
+        Ok(match req {
+            Req::Query { len } => {
+                let s = &self.servers[&server];
+                let shares = s
+                    .files
+                    .keys()
+                    .map(|sh| (*sh, s.read(*sh, 0, len).unwrap()))
+                    .collect();
+                Resp::Shares(shares)
+            }
+            Req::ReadShare { shnum, offset, len } => {
+                let s = &self.servers[&server];
+                Resp::Shares(
+                    s.read(shnum, offset, len)
+                        .map(|d| BTreeMap::from([(shnum, d)]))
+                        .unwrap_or_default(),
+                )
+            }
+            Req::Read { shnum, offset, len } => Resp::Data(
+                self.servers[&server]
+                    .read(shnum, offset, len)
+                    .unwrap_or_default(),
+            ),
+            Req::Write { tests, version } => {
+                let torn = if d.fate == Fate::Torn {
+                    let ti = rng.gen_range(0..tests.len());
+                    let sh = *tests.keys().nth(ti).unwrap();
+                    let len = version.shares[usize::from(sh)].len();
+                    Some((ti, rng.gen_range(1..len)))
+                } else {
+                    None
+                };
+                let s = self.servers.get_mut(&server).unwrap();
+                let (wrote, current) = s.test_and_write(&tests, &version, now, torn);
+                if wrote && d.fate == Fate::Torn {
+                    self.torn_writes += 1;
+                    if let Some((ti, _)) = torn {
+                        let sh = *tests.keys().nth(ti).unwrap();
+                        self.torn_shares.push((server, sh, version.id.clone()));
+                    }
+                    self.notes.push(format!(
+                        "t={now} torn write on server {server}: {:?} of v{} (shares {:?})",
+                        torn,
+                        version.id.seqnum,
+                        tests.keys().collect::<Vec<_>>()
+                    ));
+                }
+                if wrote && d.op_over {
+                    self.late_landing_count += 1;
+                    for sh in tests.keys() {
+                        self.late_landings
+                            .push((now, server, *sh, version.id.clone()));
+                    }
+                    self.notes.push(format!(
+                        "t={now} write of op {} lands late on server {server}: v{} shares {:?}",
+                        d.op,
+                        version.id.seqnum,
+                        tests.keys().collect::<Vec<_>>()
+                    ));
+                }
+                Resp::Written { wrote, current }
+            }
+        })
+    }
+}
+
+struct Sim {
+    /// The network, the clock and the schedule's one generator.
+    net: Net<Req, Resp>,
+    knobs: Knobs,
+    g: Geometry,
+    format: MutableFormat,
+    multi_writer: bool,
+    rollback_allowed: bool,
+    grid: Grid,
+    /// Permuted server order for the file.
+    order: Vec<ServerIdx>,
+    /// Every version some writer tried to publish: id -> (version, writer).
+    registry: BTreeMap<VersionId, (Arc<Version>, usize)>,
     /// Latest successful publish (any writer).
     latest: Option<Arc<Version>>,
     prev_publish_ok: bool,
@@ -853,9 +825,28 @@ struct Sim {
     log: Vec<String>,
 }
 
+impl Schedule for Sim {
+    type Stats = Stats;
+
+    fn run(&mut self) -> Result<(), String> {
+        Sim::run(self)
+    }
+
+    fn trace(&self) -> &[String] {
+        &self.log
+    }
+
+    fn stats(mut self) -> Stats {
+        self.stats.fates = self.net.fates.clone();
+        self.stats.torn_writes = self.grid.torn_writes;
+        self.stats.late_landings = self.grid.late_landing_count;
+        self.stats
+    }
+}
+
 impl Sim {
     fn new(seed: u64, knobs: Knobs) -> Sim {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = sim::rng(seed);
         let g = GEOMETRIES[rng.gen_range(0..GEOMETRIES.len())];
         let format = if rng.gen_bool(0.5) {
             MutableFormat::Sdmf
@@ -894,27 +885,31 @@ impl Sim {
              rollback {rollback_allowed}",
             g.k, g.n, g.happy, format
         )];
+        let faults = if knobs.faults {
+            Faults::with_rate(fault_rate)
+        } else {
+            Faults::none()
+        };
+        let mut net = Net::new(rng, servers.keys().copied(), faults);
+        net.cross_op_late = cross_op_late;
+        net.max_steps = MAX_STEPS;
         Sim {
-            rng,
+            net,
             knobs,
             g,
             format,
-            fault_rate,
             multi_writer,
-            cross_op_late,
             rollback_allowed,
-            now: 0,
-            seq: 0,
-            queue: BTreeMap::new(),
-            moods: servers.keys().map(|s| (*s, Mood::Healthy)).collect(),
-            servers,
+            grid: Grid {
+                servers,
+                late_landings: Vec::new(),
+                torn_shares: Vec::new(),
+                torn_writes: 0,
+                late_landing_count: 0,
+                notes: Vec::new(),
+            },
             order,
-            op: 0,
-            op_open: false,
-            torn_this_op: 0,
             registry: BTreeMap::new(),
-            late_landings: Vec::new(),
-            torn_shares: Vec::new(),
             latest: None,
             prev_publish_ok: false,
             rollback_since_success: false,
@@ -931,9 +926,9 @@ impl Sim {
 
     /// The whole schedule.
     fn run(&mut self) -> Result<(), String> {
-        let count = self.rng.gen_range(3..=5);
+        let count = self.net.rng.gen_range(3..=5);
         for p in 0..count {
-            self.snapshots.push(self.servers.clone());
+            self.snapshots.push(self.grid.servers.clone());
             if p > 0 {
                 self.maybe_rollback();
             }
@@ -942,12 +937,12 @@ impl Sim {
             } else {
                 self.update(Mode::Write)?.0
             };
-            if self.multi_writer && p > 0 && self.rng.gen_bool(0.6) {
+            if self.multi_writer && p > 0 && self.net.rng.gen_bool(0.6) {
                 let (map_b, _) = self.update(Mode::Write)?;
                 self.publish(1, &map_b)?;
             }
             self.publish(0, &map)?;
-            for _ in 0..self.rng.gen_range(0..=2) {
+            for _ in 0..self.net.rng.gen_range(0..=2) {
                 self.retrieve()?;
             }
         }
@@ -955,319 +950,30 @@ impl Sim {
     }
 
     fn maybe_rollback(&mut self) {
-        if !self.rollback_allowed || self.stats.rollbacks > 0 || !self.rng.gen_bool(0.3) {
+        if !self.rollback_allowed || self.stats.rollbacks > 0 || !self.net.rng.gen_bool(0.3) {
             return;
         }
-        let server = self.order[self.rng.gen_range(0..self.order.len())];
-        let snap = self.rng.gen_range(0..self.snapshots.len());
+        let server = self.order[self.net.rng.gen_range(0..self.order.len())];
+        let snap = self.net.rng.gen_range(0..self.snapshots.len());
         let old = self.snapshots[snap][&server].files.clone();
-        self.servers.get_mut(&server).unwrap().files = old;
+        self.grid.servers.get_mut(&server).unwrap().files = old;
         self.stats.rollbacks += 1;
         self.rollback_since_success = true;
         self.log.push(format!(
             "t={} server {server} rolls back to snapshot {snap}",
-            self.now
+            self.net.now
         ));
     }
 
-    fn roll_moods(&mut self) {
-        for s in self.order.clone() {
-            let mood = if !self.knobs.faults || !self.rng.gen_bool(self.fault_rate) {
-                Mood::Healthy
-            } else {
-                [
-                    Mood::Slow,
-                    Mood::Flaky,
-                    Mood::Flaky,
-                    Mood::Down,
-                    Mood::Stalled,
-                ][self.rng.gen_range(0..5)]
-            };
-            self.moods.insert(s, mood);
-        }
-    }
-
-    fn moods_note(&self) -> String {
-        let bad: Vec<String> = self
-            .moods
-            .iter()
-            .filter(|(_, m)| **m != Mood::Healthy)
-            .map(|(s, m)| format!("{s}:{m:?}"))
-            .collect();
-        if bad.is_empty() {
-            "all healthy".into()
-        } else {
-            bad.join(" ")
-        }
-    }
-
-    fn fate(&mut self, server: ServerIdx, req: &Req) -> Fate {
-        if !self.knobs.faults {
-            return Fate::Normal;
-        }
-        let write = matches!(req, Req::Write { .. });
-        match self.moods[&server] {
-            Mood::Healthy | Mood::Slow => {
-                if self.rng.gen_bool(0.08) {
-                    Fate::Duplicate
-                } else {
-                    Fate::Normal
-                }
-            }
-            Mood::Down => Fate::LostBefore,
-            Mood::Stalled => {
-                if write && self.rng.gen_bool(0.5) {
-                    Fate::StallAfter
-                } else {
-                    Fate::StallBefore
-                }
-            }
-            Mood::Flaky => match self.rng.gen_range(0..100) {
-                0..25 => Fate::Normal,
-                25..30 => Fate::SlowRequest,
-                30..40 => Fate::Duplicate,
-                40..50 => Fate::LostBefore,
-                50..58 => Fate::Error,
-                58..66 => Fate::LostAfter,
-                66..72 => Fate::StallBefore,
-                72..78 => Fate::StallAfter,
-                78..88 => Fate::Late,
-                _ if write && self.torn_this_op == 0 => {
-                    self.torn_this_op += 1;
-                    Fate::Torn
-                }
-                _ => Fate::LostAfter,
-            },
-        }
-    }
-
-    fn leg_delay(&mut self, server: ServerIdx) -> Millis {
-        match self.moods[&server] {
-            Mood::Slow => self.rng.gen_range(1000..4500),
-            Mood::Flaky => self.rng.gen_range(1..2000),
-            _ => self.rng.gen_range(1..200),
-        }
-    }
-
-    fn push(&mut self, at: Millis, msg: Msg) {
-        self.seq += 1;
-        self.queue.insert((at, self.seq), msg);
-    }
-
-    fn send_all(&mut self, outs: Vec<Out>) {
-        for Out { id, server, req } in outs {
-            let fate = self.fate(server, &req);
-            *self.stats.fates.entry(fate_name(fate)).or_default() += 1;
-            let d = if fate == Fate::SlowRequest {
-                LATE
-            } else {
-                self.leg_delay(server)
-            };
-            let msg = Msg::ToServer {
-                op: self.op,
-                id,
-                server,
-                req,
-                fate,
-            };
-            self.push(self.now + d, msg);
-        }
-    }
-
-    /// A request reaches its server.
-    fn at_server(&mut self, op: u64, id: RequestId, server: ServerIdx, req: Req, fate: Fate) {
-        let reply = |sim: &mut Sim, at: Millis, reply: Result<Resp, String>| {
-            sim.push(at, Msg::ToClient { op, id, reply });
-        };
-        match fate {
-            Fate::LostBefore => {
-                let d = self.leg_delay(server);
-                return reply(self, self.now + d, Err("connection lost".into()));
-            }
-            Fate::Error => {
-                let d = self.leg_delay(server);
-                return reply(self, self.now + d, Err("remote error".into()));
-            }
-            Fate::StallBefore => return,
-            _ => {}
-        }
-        let now = self.now;
-        let resp = match req {
-            Req::Query { len } => {
-                let s = &self.servers[&server];
-                let shares = s
-                    .files
-                    .keys()
-                    .map(|sh| (*sh, s.read(*sh, 0, len).unwrap()))
-                    .collect();
-                Resp::Shares(shares)
-            }
-            Req::ReadShare { shnum, offset, len } => {
-                let s = &self.servers[&server];
-                Resp::Shares(
-                    s.read(shnum, offset, len)
-                        .map(|d| BTreeMap::from([(shnum, d)]))
-                        .unwrap_or_default(),
-                )
-            }
-            Req::Read { shnum, offset, len } => Resp::Data(
-                self.servers[&server]
-                    .read(shnum, offset, len)
-                    .unwrap_or_default(),
-            ),
-            Req::Write { tests, version } => {
-                let torn = if fate == Fate::Torn {
-                    let ti = self.rng.gen_range(0..tests.len());
-                    let sh = *tests.keys().nth(ti).unwrap();
-                    let len = version.shares[usize::from(sh)].len();
-                    Some((ti, self.rng.gen_range(1..len)))
-                } else {
-                    None
-                };
-                let s = self.servers.get_mut(&server).unwrap();
-                let (wrote, current) = s.test_and_write(&tests, &version, now, torn);
-                if wrote && fate == Fate::Torn {
-                    self.stats.torn_writes += 1;
-                    if let Some((ti, _)) = torn {
-                        let sh = *tests.keys().nth(ti).unwrap();
-                        self.torn_shares.push((server, sh, version.id.clone()));
-                    }
-                    self.log.push(format!(
-                        "t={now} torn write on server {server}: {:?} of v{} (shares {:?})",
-                        torn,
-                        version.id.seqnum,
-                        tests.keys().collect::<Vec<_>>()
-                    ));
-                }
-                if wrote && (op != self.op || !self.op_open) {
-                    self.stats.late_landings += 1;
-                    for sh in tests.keys() {
-                        self.late_landings
-                            .push((now, server, *sh, version.id.clone()));
-                    }
-                    self.log.push(format!(
-                        "t={now} write of op {op} lands late on server {server}: v{} shares {:?}",
-                        version.id.seqnum,
-                        tests.keys().collect::<Vec<_>>()
-                    ));
-                }
-                Resp::Written { wrote, current }
-            }
-        };
-        match fate {
-            Fate::Normal | Fate::SlowRequest => {
-                let d = self.leg_delay(server);
-                reply(self, now + d, Ok(resp));
-            }
-            Fate::Duplicate => {
-                let d1 = self.leg_delay(server);
-                let d2 = self.leg_delay(server);
-                reply(self, now + d1, Ok(resp.clone()));
-                reply(self, now + d1 + d2, Ok(resp));
-            }
-            Fate::Late => reply(self, now + LATE, Ok(resp)),
-            Fate::LostAfter | Fate::Torn => {
-                let d = self.leg_delay(server);
-                reply(
-                    self,
-                    now + d,
-                    Err("connection lost after the request".into()),
-                );
-            }
-            Fate::StallAfter => {}
-            Fate::LostBefore | Fate::Error | Fate::StallBefore => unreachable!(),
-        }
-    }
-
-    /// One step of the operation in progress: fire the machine's timer, or deliver the
-    /// next message in flight.
-    fn step_op(&mut self, client: &mut dyn Client) -> Result<(), String> {
-        let next = self.queue.keys().next().map(|k| k.0);
-        match (next, client.deadline()) {
-            (None, None) => {
-                return Err(format!(
-                    "operation {}: machine not done, nothing in flight, no deadline",
-                    self.op
-                ))
-            }
-            (t, Some(d)) if t.is_none_or(|t| d <= t) => {
-                self.now = self.now.max(d);
-                let outs = client.tick(self.now)?;
-                self.send_all(outs);
-            }
-            _ => {
-                let ((t, _), msg) = self.queue.pop_first().unwrap();
-                self.now = self.now.max(t);
-                match msg {
-                    Msg::ToServer {
-                        op,
-                        id,
-                        server,
-                        req,
-                        fate,
-                    } => self.at_server(op, id, server, req, fate),
-                    Msg::ToClient { op, id, reply } => {
-                        if op == self.op {
-                            let outs = client.reply(id, reply, self.now)?;
-                            self.send_all(outs);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Run one machine to its end.
-    fn run_op(&mut self, client: &mut dyn Client) -> Result<(), String> {
-        self.op += 1;
-        self.op_open = true;
-        self.torn_this_op = 0;
-        let outs = client.start(self.now)?;
-        self.send_all(outs);
-        let outcome = bounded(MAX_STEPS, || {
-            if client.done() {
-                return ControlFlow::Break(Ok(()));
-            }
-            match self.step_op(client) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => ControlFlow::Break(Err(e)),
-            }
-        });
-        match outcome {
-            Some(r) => r?,
-            None if client.done() => {}
-            None => return Err(format!("operation {} did not finish (livelock)", self.op)),
-        }
-        // Answers for this operation go nowhere now; requests still travelling either
-        // land now (before the next operation) or in the middle of later ones.
-        self.op_open = false;
-        let op = self.op;
-        self.queue
-            .retain(|_, m| !matches!(m, Msg::ToClient { op: o, .. } if *o == op));
-        if !self.cross_op_late {
-            let pending: Vec<(Millis, u64)> = self.queue.keys().copied().collect();
-            for key in pending {
-                let msg = self.queue.remove(&key).unwrap();
-                if let Msg::ToServer {
-                    op,
-                    id,
-                    server,
-                    req,
-                    fate,
-                } = msg
-                {
-                    self.now = self.now.max(key.0);
-                    self.at_server(op, id, server, req, fate);
-                }
-            }
-            self.queue.clear();
-        }
-        Ok(())
+    /// Run one machine to its end on the simulated network.
+    fn run_op(&mut self, client: &mut dyn Client<Req = Req, Resp = Resp>) -> Result<(), String> {
+        let r = self.net.run_op(&mut self.grid, client);
+        self.log.append(&mut self.grid.notes);
+        r
     }
 
     fn update(&mut self, mode: Mode) -> Result<(ServerMap, Vec<Answered>), String> {
-        self.roll_moods();
+        self.net.roll_moods(&self.order);
         let mut cfg = UpdateConfig::new(
             mode,
             self.g.k,
@@ -1283,14 +989,14 @@ impl Sim {
             open: BTreeMap::new(),
             answered: Vec::new(),
         };
-        let start = self.now;
+        let start = self.net.now;
         self.run_op(&mut c)?;
         let map = c.m.into_servermap();
         self.log.push(format!(
             "t={start}..{} op {} {mode:?} update [{}]: versions {:?}, reachable {:?}",
-            self.now,
-            self.op,
-            self.moods_note(),
+            self.net.now,
+            self.net.op,
+            self.net.moods_note(),
             map.versions()
                 .iter()
                 .map(|(v, sh)| (v.seqnum, sh.keys().copied().collect::<Vec<_>>()))
@@ -1303,7 +1009,7 @@ impl Sim {
     /// Distinct share numbers of `v` stored intact on some server.
     fn intact_shares(&self, v: &Version) -> BTreeSet<ShareNum> {
         let mut out = BTreeSet::new();
-        for s in self.servers.values() {
+        for s in self.grid.servers.values() {
             for sh in s.files.keys() {
                 if usize::from(*sh) < v.shares.len() && s.holds(*sh, v) {
                     out.insert(*sh);
@@ -1323,8 +1029,8 @@ impl Sim {
             self.publishes % 3 + 10 * writer as u64,
         );
         self.registry.insert(v.id.clone(), (v.clone(), writer));
-        let torn_before = self.torn_shares.len();
-        self.roll_moods();
+        let torn_before = self.grid.torn_shares.len();
+        self.net.roll_moods(&self.order);
         let m = PublishMachine::new(
             PublishConfig::new(self.g.happy),
             map,
@@ -1339,15 +1045,15 @@ impl Sim {
             result: None,
             finished_twice: false,
         };
-        let start = self.now;
+        let start = self.net.now;
         self.run_op(&mut c)?;
-        let op = self.op;
+        let op = self.net.op;
         let result = c.result.take().ok_or("publish finished without a result")?;
         self.log.push(format!(
             "t={start}..{} op {op} writer {writer} publishes v{seqnum} ({} bytes) [{}]: {}",
-            self.now,
+            self.net.now,
             v.plaintext.len(),
-            self.moods_note(),
+            self.net.moods_note(),
             match &result {
                 Ok(o) => format!("ok, placed {:?}", o.placed),
                 Err(e) => format!("{e}"),
@@ -1390,18 +1096,18 @@ impl Sim {
                         // had a torn write leave this share with the version's header over an
                         // older tail. The machine sees its own checkstring there and counts the
                         // share as placed, as Tahoe does; only a read finds the bad tail.
-                        let torn_same_version = self.torn_shares[..torn_before]
+                        let torn_same_version = self.grid.torn_shares[..torn_before]
                             .iter()
                             .any(|(ts, tsh, id)| ts == s && tsh == sh && *id == v.id);
                         if torn_same_version {
                             self.stats.placed_on_other_writers_torn_share += 1;
                             continue;
                         }
-                        if !self.servers[s].holds(*sh, &v) {
+                        if !self.grid.servers[s].holds(*sh, &v) {
                             return Err(format!(
                                 "invariant 4: publish of v{seqnum} says share {sh} is on server \
                                  {s}, but the server holds {:?}",
-                                self.servers[s]
+                                self.grid.servers[s]
                                     .share(*sh)
                                     .map(|d| describe_diff(&d, &v.shares[usize::from(*sh)]))
                             ));
@@ -1501,7 +1207,7 @@ impl Sim {
             return Some(Cause::OtherWriter);
         }
         // Another writer's torn write: its header over the old share's tail (seed 3819).
-        if self.torn_shares.iter().any(|(s, sh, id)| {
+        if self.grid.torn_shares.iter().any(|(s, sh, id)| {
             *s == c.server
                 && *sh == c.shnum
                 && self.registry.get(id).is_some_and(|(_, w)| *w != writer)
@@ -1515,7 +1221,7 @@ impl Sim {
             return Some(Cause::OwnUnseen);
         }
         // A timed-out write of this writer landed after the servermap read the server.
-        if self.late_landings.iter().any(|(_, s, sh, lv)| {
+        if self.grid.late_landings.iter().any(|(_, s, sh, lv)| {
             *s == c.server
                 && *sh == c.shnum
                 && self.registry.get(lv).is_some_and(|(_, w)| *w == writer)
@@ -1544,6 +1250,7 @@ impl Sim {
         let (map, answered) = self.update(Mode::Read)?;
         // Servers that answer every request of the read-mode update within its timeouts.
         let live_during_update = self
+            .net
             .moods
             .values()
             .filter(|m| matches!(m, Mood::Healthy | Mood::Slow))
@@ -1575,7 +1282,7 @@ impl Sim {
                 }
             }
         }
-        self.roll_moods();
+        self.net.roll_moods(&self.order);
         let m = match RetrieveMachine::new(RetrieveConfig::default(), &map, retrieve_keys(), None) {
             Ok(m) => m,
             Err(e) => {
@@ -1614,7 +1321,7 @@ impl Sim {
         let intact_at_start: BTreeSet<(ServerIdx, ShareNum)> = holders
             .iter()
             .flat_map(|(sh, servers)| servers.iter().map(move |s| (*s, *sh)))
-            .filter(|(s, sh)| self.servers[s].holds(*sh, &cv))
+            .filter(|(s, sh)| self.grid.servers[s].holds(*sh, &cv))
             .collect();
         let mut c = RetClient {
             m,
@@ -1623,7 +1330,7 @@ impl Sim {
             result: None,
             reports: 0,
         };
-        let start = self.now;
+        let start = self.net.now;
         self.run_op(&mut c)?;
         self.stats.retrieve_reports += c.reports as u64;
         let result = c
@@ -1632,10 +1339,10 @@ impl Sim {
             .ok_or("retrieve finished without a result")?;
         self.log.push(format!(
             "t={start}..{} op {} retrieve of v{} [{}]: {}",
-            self.now,
-            self.op,
+            self.net.now,
+            self.net.op,
             chosen.seqnum,
-            self.moods_note(),
+            self.net.moods_note(),
             match &result {
                 Ok(o) => format!("ok, {} bytes, {} problems", o.bytes, o.problems.len()),
                 Err(e) => format!("{e}"),
@@ -1678,8 +1385,8 @@ impl Sim {
                 let healthy: BTreeSet<ShareNum> = intact_at_start
                     .iter()
                     .filter(|(s, sh)| {
-                        matches!(self.moods[s], Mood::Healthy | Mood::Slow)
-                            && self.servers[s].holds(*sh, &cv)
+                        matches!(self.net.moods[s], Mood::Healthy | Mood::Slow)
+                            && self.grid.servers[s].holds(*sh, &cv)
                     })
                     .map(|(_, sh)| *sh)
                     .collect();
@@ -1695,7 +1402,7 @@ impl Sim {
         if self.knobs.faults {
             let healthy = intact_at_start
                 .iter()
-                .filter(|(s, _)| matches!(self.moods[s], Mood::Healthy | Mood::Slow))
+                .filter(|(s, _)| matches!(self.net.moods[s], Mood::Healthy | Mood::Slow))
                 .map(|(_, sh)| *sh)
                 .collect::<BTreeSet<_>>();
             if healthy.len() >= k {
@@ -1718,101 +1425,22 @@ fn describe_diff(stored: &[u8], want: &[u8]) -> String {
     )
 }
 
-fn fate_name(f: Fate) -> &'static str {
-    match f {
-        Fate::Normal => "normal",
-        Fate::Duplicate => "answered twice",
-        Fate::LostBefore => "lost before the server",
-        Fate::Error => "remote error",
-        Fate::LostAfter => "lost after the server acted",
-        Fate::StallBefore => "stalled",
-        Fate::StallAfter => "stalled after acting",
-        Fate::Late => "answered after the timeout",
-        Fate::Torn => "torn write",
-        Fate::SlowRequest => "request arrived after the timeout",
+/// Where these tests live, for the replay command of a failure.
+fn replay(test: &str) -> Replay<'_> {
+    Replay {
+        target: "mutable_simulation",
+        test,
     }
 }
 
 /// Run one schedule; a violation or a panic becomes an error naming the seed.
 fn run_schedule(seed: u64, knobs: Knobs, test: &str) -> Result<Stats, String> {
-    let mut sim = None;
-    let r = catch_unwind(AssertUnwindSafe(|| {
-        let s = sim.insert(Sim::new(seed, knobs));
-        s.run()
-    }));
-    let (err, log) = match (r, sim) {
-        (Ok(Ok(())), Some(s)) => return Ok(s.stats),
-        (Ok(Err(e)), Some(s)) => (e, s.log),
-        (Err(p), s) => {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            (
-                format!("panic: {msg}"),
-                s.map(|s| s.log).unwrap_or_default(),
-            )
-        }
-        (Ok(_), None) => unreachable!(),
-    };
-    let tail: Vec<&String> = log.iter().rev().take(40).collect();
-    Err(format!(
-        "schedule seed {seed} failed: {err}\n  replay: SIM_SEED={seed} cargo test -p cairn-core \
-         --test mutable_simulation -- {test}\n  trace (newest last):\n    {}",
-        tail.into_iter()
-            .rev()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n    ")
-    ))
+    sim::run_schedule(seed, replay(test), |seed| Sim::new(seed, knobs))
 }
 
-/// Run `seeds` on a few threads; returns the summed counts or the first failure.
+/// Run `seeds` on a few threads; the summed counts or the first failure.
 fn run_many(seeds: Vec<u64>, knobs: Knobs, test: &str) -> Result<Stats, String> {
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 4)
-        .min(seeds.len().max(1));
-    let results: Vec<Result<Stats, (u64, String)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();
-                scope.spawn(move || {
-                    let mut total = Stats::default();
-                    for seed in mine {
-                        match run_schedule(seed, knobs, test) {
-                            Ok(s) => total.add(&s),
-                            Err(e) => return Err((seed, e)),
-                        }
-                    }
-                    Ok(total)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let mut total = Stats::default();
-    let mut failures: Vec<(u64, String)> = Vec::new();
-    for r in results {
-        match r {
-            Ok(s) => total.add(&s),
-            Err(f) => failures.push(f),
-        }
-    }
-    failures.sort();
-    match failures.into_iter().next() {
-        Some((_, e)) => Err(e),
-        None => Ok(total),
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v}: not a u64"))
-    })
+    sim::run_many(seeds, replay(test), |seed| Sim::new(seed, knobs))
 }
 
 #[test]
@@ -1825,13 +1453,7 @@ fn random_fault_schedules() {
         strict_heard: std::env::var_os("SIM_LENIENT").is_none(),
     };
     let started = Instant::now();
-    let (seeds, replay) = match env_u64("SIM_SEED") {
-        Some(seed) => (vec![seed], true),
-        None => (
-            (0..env_u64("SIM_SCHEDULES").unwrap_or(DEFAULT_SCHEDULES)).collect(),
-            false,
-        ),
-    };
+    let (seeds, replay) = sim::seeds(DEFAULT_SCHEDULES);
     let n = seeds.len();
     let stats = match run_many(seeds, knobs, "random_fault_schedules") {
         Ok(s) => s,

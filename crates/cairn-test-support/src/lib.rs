@@ -6,6 +6,8 @@
 //! * [`fake_grid`]: the in-memory grid the core's mutable machine tests drive, and its
 //!   servermap-update drivers.
 //! * [`stepping`]: the bounded stepping loop every machine driver runs in.
+//! * [`sim`]: the one simulated executor: any core machine against simulated servers, on
+//!   virtual time, with seeded faults, and the seed runner every simulation reports through.
 //!
 //! With the `io` feature:
 //!
@@ -24,6 +26,7 @@
 pub mod data;
 pub mod fake_grid;
 pub mod fixtures;
+pub mod sim;
 pub mod stepping;
 
 #[cfg(feature = "io")]
