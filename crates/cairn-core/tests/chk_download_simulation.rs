@@ -317,9 +317,6 @@ struct Stats {
     /// happened not to matter).
     ok_beyond_liveness: u64,
     damaged_copies: u64,
-    /// Downloads left waiting for nothing after their last share failed (the bug of seeds
-    /// 2802 and 26313; failures with `SIM_STRICT=1`).
-    known_bug_stuck_without_candidates: u64,
     corrupt_reports: u64,
     lies: u64,
     reports: u64,
@@ -337,7 +334,6 @@ impl Tally for Stats {
         self.liveness_checks += o.liveness_checks;
         self.ok_beyond_liveness += o.ok_beyond_liveness;
         self.damaged_copies += o.damaged_copies;
-        self.known_bug_stuck_without_candidates += o.known_bug_stuck_without_candidates;
         self.corrupt_reports += o.corrupt_reports;
         self.lies += o.lies;
         self.reports += o.reports;
@@ -350,8 +346,6 @@ impl Tally for Stats {
 
 struct Sim {
     net: Net<Req, Resp>,
-    /// Known bugs fail the schedule instead of being counted.
-    strict: bool,
     grid: Grid,
     file: Arc<ChkFile>,
     order: Vec<ServerId>,
@@ -382,7 +376,7 @@ impl Schedule for Sim {
 }
 
 impl Sim {
-    fn new(seed: u64, faults: bool, strict: bool) -> Sim {
+    fn new(seed: u64, faults: bool) -> Sim {
         let mut rng = sim::rng(seed);
         let (k, n) = GEOMETRIES[rng.gen_range(0..GEOMETRIES.len())];
         let shape = Shape {
@@ -465,7 +459,6 @@ impl Sim {
         let net = Net::new(rng, order.iter().copied(), faults);
         Sim {
             net,
-            strict,
             grid: Grid {
                 held,
                 damaged: damaged.clone(),
@@ -549,19 +542,7 @@ impl Sim {
             dl.corrupt_reports,
         ));
         self.log.extend(dl.journal.take().unwrap_or_default());
-        if let Err(e) = ran {
-            // Known bug (seeds 2802, 26313): when the last share fails while its crypttext
-            // hash tree nodes are being fetched (refused as corrupt, or a read error after a
-            // stall), the machine is left with no candidate, nothing in flight and no
-            // deadline, and never finishes. Counted when no download was possible anyway,
-            // unless strict.
-            let stuck = e.contains("nothing in flight, no deadline");
-            if stuck && !self.strict && good.len() < usize::from(self.file.shape.k) {
-                self.stats.known_bug_stuck_without_candidates += 1;
-                return Ok(());
-            }
-            return Err(e);
-        }
+        ran?;
         if let Some(v) = dl.violations.first() {
             return Err(v.clone());
         }
@@ -632,7 +613,7 @@ fn random_fault_schedules() {
     let (seeds, replayed) = sim::seeds(DEFAULT_SCHEDULES);
     let n = seeds.len();
     let stats = sim::run_many(seeds, replay("random_fault_schedules"), |s| {
-        Sim::new(s, true, std::env::var_os("SIM_STRICT").is_some())
+        Sim::new(s, true)
     })
     .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
@@ -666,7 +647,7 @@ fn no_faults_every_download_succeeds() {
     let stats = sim::run_many(
         sim::seeds(200).0,
         replay("no_faults_every_download_succeeds"),
-        |s| Sim::new(s, false, true),
+        |s| Sim::new(s, false),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stats.ok, stats.downloads, "{stats:#?}");
@@ -674,22 +655,19 @@ fn no_faults_every_download_succeeds() {
     assert_eq!(stats.liveness_checks, stats.downloads);
 }
 
-/// Known bug this simulation found (seeds 2802 and 26313; in the download machine, left
-/// for its owner). Seed 2802: a 1-of-1 file whose only share has a damaged crypttext hash
-/// tree node, on healthy servers; the ranged download refuses the share as corrupt
-/// (reported against the right server). Seed 26313: the only share's crypttext hash read
-/// stalls, is tried again, and the retry fails. Either way the machine is then left with no
-/// candidate, nothing in flight and no deadline, and never finishes with `NotEnoughShares`:
-/// a driver would wait forever. The random schedules count such downloads
-/// (`known_bug_stuck_without_candidates`) instead of failing; these fail until it is fixed.
+/// Regression (seeds 2802 and 26313, found by this simulation). Seed 2802: a 1-of-1 file
+/// whose only share has a damaged crypttext hash tree node, on healthy servers; the ranged
+/// download refuses the share as corrupt (reported against the right server). Seed 26313:
+/// the only share's crypttext hash read stalls, is tried again, and the retry fails. Either
+/// way the machine was then left with no candidate, nothing in flight and no deadline, and
+/// never finished; it now ends with `NotEnoughShares`.
 #[test]
-#[ignore = "known download machine bug: stuck after its last share fails"]
 fn seeds_2802_26313_download_finishes_after_the_last_share_fails() {
     for seed in [2802, 26313] {
         sim::run_schedule(
             seed,
-            replay("seeds_2802_26313_download_finishes_after_the_last_share_fails --ignored"),
-            |s| Sim::new(s, true, true),
+            replay("seeds_2802_26313_download_finishes_after_the_last_share_fails"),
+            |s| Sim::new(s, true),
         )
         .unwrap_or_else(|e| panic!("{e}"));
     }

@@ -26,6 +26,8 @@ enum Behaviour {
     Down,
     /// Answers share lists, then never answers a read asking for more than this many bytes.
     StallReadsOver(u64),
+    /// Answers everything, crypttext hash tree reads this much later than the rest.
+    SlowCrypttextHashes(Millis),
 }
 
 struct SimServer {
@@ -118,6 +120,7 @@ fn run(cap: &ChkReadCap, servers: &[SimServer], range: Range<u64>, cfg: Download
                         },
                 } => {
                     let server = server.get();
+                    let crypttext = purpose == ReadPurpose::CrypttextHashes;
                     out.reads.push(ReadLog {
                         server,
                         shnum,
@@ -138,6 +141,12 @@ fn run(cap: &ChkReadCap, servers: &[SimServer], range: Range<u64>, cfg: Download
                             );
                         }
                         _ => {
+                            let at = match s.behaviour {
+                                Behaviour::SlowCrypttextHashes(extra) if crypttext => {
+                                    now + s.latency + extra
+                                }
+                                _ => now + s.latency,
+                            };
                             let ev = match s.shares.get(&shnum) {
                                 Some(sh) => {
                                     let a = (offset as usize).min(sh.len());
@@ -152,7 +161,9 @@ fn run(cap: &ChkReadCap, servers: &[SimServer], range: Range<u64>, cfg: Download
                                     failure: Failure::new(Fault::Refused, "404"),
                                 },
                             };
-                            queue.insert((now + s.latency, seq), ev);
+                            queue.insert((at, seq), ev);
+                            pending_ids.insert(id, (at, seq));
+                            continue;
                         }
                     }
                     pending_ids.insert(id, (now + s.latency, seq));
@@ -699,4 +710,37 @@ fn runs_are_deterministic() {
     assert_eq!(format!("{:?}", a.reads), format!("{:?}", b.reads));
     assert_eq!(a.problems, b.problems);
     assert_eq!(a.end_time, b.end_time);
+}
+
+/// Seeds 2802 and 26313 of the CHK download simulation: a 1-of-1 file whose only share
+/// fails while the crypttext hash tree nodes of a ranged download are fetched, after its
+/// blocks were verified (here a damaged inner node of the crypttext hash tree: the share
+/// is refused as corrupt). With no other share, nothing in flight and no deadline left,
+/// the machine must finish with `NotEnoughShares` naming the share, not wait forever.
+#[test]
+fn the_last_share_failing_during_the_crypttext_fetch_ends_the_download() {
+    let (_plain, f) = encode(4095, 1, 1, 512, Some(LayoutVersion::V1));
+    let cap = f.trailer.read_cap();
+    // leaf 9 of 15: segment 2, a sibling the range needs
+    let at = f.trailer.offsets.crypttext_hash_tree as usize + 32 * 9 + 1;
+    let mut servers = one_each(&f);
+    servers[0].shares.get_mut(&0).unwrap()[at] ^= 1;
+    // the blocks are verified before the crypttext hash nodes arrive
+    servers[0].behaviour = Behaviour::SlowCrypttextHashes(500);
+    let out = run(&cap, &servers, 1959..3357, cfg());
+    let err = out
+        .result
+        .expect_err("a share with a bad crypttext hash tree cannot be used");
+    assert!(
+        matches!(err, DownloadError::NotEnoughShares { needed: 1, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("share 0 on server srv0"), "{err}");
+    assert!(
+        out.problems
+            .iter()
+            .any(|p| p.0 == 0 && p.1 == Some(0) && p.2 == ProblemKind::Corrupt),
+        "{:?}",
+        out.problems
+    );
 }

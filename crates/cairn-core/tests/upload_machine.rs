@@ -605,11 +605,46 @@ fn losing_servers_while_writing() {
         )),
         "{msg}"
     );
-    // the remaining six servers' buckets are aborted
+    // the remaining six servers' buckets are aborted, and those of the server whose loss
+    // failed the upload (the three lost before had their aborts handed out already)
     let aborts = m.abort_all();
-    assert_eq!(aborts.len(), 6);
+    assert_eq!(aborts.len(), 7);
+    let aborted: BTreeMap<ServerIdx, BTreeSet<ShareNum>> =
+        aborts.into_iter().map(|a| (a.server, a.shares)).collect();
+    let expected: BTreeMap<ServerIdx, BTreeSet<ShareNum>> = order[3..]
+        .iter()
+        .map(|s| (*s, p.writes[s].clone()))
+        .collect();
+    assert_eq!(aborted, expected);
     assert!(matches!(m.outcome(), Some(Err(_))));
     assert!(m.server_lost(order[4], "x").is_err());
+}
+
+/// Seed 42 of the CHK upload simulation: when losing a server makes the upload unhappy,
+/// its buckets are still aborted (best effort, as Tahoe aborts a removed shareholder's
+/// buckets): `server_lost` hands out no abort with its error, so `abort_all` must.
+#[test]
+fn the_server_whose_loss_fails_the_upload_has_its_buckets_aborted() {
+    // 3-of-10, happy 10 on ten servers: losing any one fails the upload
+    let mut m = UploadMachine::new(&writable(10), params(3, 10, 10)).unwrap();
+    drive(&mut m, sims(10));
+    let p = m.outcome().unwrap().unwrap().clone();
+    let (&lost, shares) = p.writes.iter().next().unwrap();
+    assert!(!shares.is_empty());
+    let u = m.server_lost(lost, "connection reset").unwrap_err();
+    assert_eq!(u.stage, Stage::Writing);
+    let aborts = m.abort_all();
+    assert_eq!(aborts.len(), 10, "{aborts:?}");
+    assert!(
+        aborts.contains(&Abort {
+            server: lost,
+            shares: shares.clone()
+        }),
+        "{aborts:?}"
+    );
+    // losing it again hands out nothing more
+    assert!(m.server_lost(lost, "again").is_err());
+    assert_eq!(m.abort_all().len(), 10);
 }
 
 #[test]

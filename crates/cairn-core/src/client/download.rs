@@ -1726,6 +1726,9 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
                 .end
                 .min(self.cursor.saturating_add(shape.window_segs));
             let beyond_window = window_end < shape.wanted.end;
+            // A segment's crypttext hash comes from an active share's crypttext hash
+            // tree: with none active and the node not yet verified, enough blocks alone
+            // cannot finish it (seeds 2802 and 26313 of the CHK download simulation).
             let all_ok = (self.cursor..window_end).all(|seg| match self.slots.get(&seg) {
                 Some(s) if s.output.is_some() || s.decoding => true,
                 Some(s) => {
@@ -1736,6 +1739,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
                         .collect::<BTreeSet<_>>()
                         .len()
                         >= k
+                        && (!active.is_empty() || self.covered(TreeKind::Crypttext, seg))
                 }
                 None => active.len() >= k,
             });

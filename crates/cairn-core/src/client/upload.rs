@@ -810,9 +810,10 @@ impl UploadMachine {
     }
 
     /// A server failed while its shares were being written: forget its buckets and the
-    /// shares it held. `Ok` while happiness is still at least `happy`; otherwise the upload
-    /// has failed (abort everything with [`Self::abort_all`]). Losing the same server
-    /// twice changes nothing.
+    /// shares it held. `Ok` while happiness is still at least `happy` (with the abort of
+    /// its buckets); otherwise the upload has failed (abort everything, this server's
+    /// buckets included, with [`Self::abort_all`]). Losing the same server twice changes
+    /// nothing.
     // The error is returned at most once per upload, when it fails: not worth a box.
     #[allow(clippy::result_large_err)]
     pub fn server_lost(
@@ -861,16 +862,23 @@ impl UploadMachine {
             let holders: BTreeSet<ServerIdx> = merged.values().flatten().copied().collect();
             let u = self.unhappy(Stage::Writing, holders.len(), happiness);
             self.phase = Phase::Failed(u.clone());
+            // Its buckets may still exist: [`Self::abort_all`] aborts them with the rest
+            // (best effort), as Tahoe aborts a removed shareholder's buckets.
+            if let Some(a) = abort {
+                self.servers[i].buckets = a.shares;
+            }
             return Err(u);
         }
         Ok(Lost { happiness, abort })
     }
 
-    /// Abort every bucket still allocated (after a failure, or when the caller gives up).
+    /// Abort every bucket still allocated (after a failure, or when the caller gives up),
+    /// on lost servers too: a lost server whose abort [`Self::server_lost`] did not hand
+    /// out (because losing it failed the upload) still holds its buckets, best effort.
     pub fn abort_all(&self) -> Vec<Abort> {
         self.servers
             .iter()
-            .filter(|s| !s.lost && !s.buckets.is_empty())
+            .filter(|s| !s.buckets.is_empty())
             .map(|s| Abort {
                 server: s.id,
                 shares: s.buckets.clone(),
