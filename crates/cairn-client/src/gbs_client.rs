@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use cairn_core::storage::gbs::{
     self, AllocateRequest, AllocateResponse, ByteRange, CorruptRequest, RtwRequest, RtwResponse,
-    Secrets, ShareNumber, VersionResponse, CBOR_MIME_TYPE,
+    Secrets, ShareNum, VersionResponse, CBOR_MIME_TYPE,
 };
 use cairn_core::storage::gbs_client_support::{
     check_read_response, error_body_text, is_cbor_content_type, spki_from_cert, spki_hash_of, Nurl,
@@ -417,7 +417,7 @@ impl GbsClient {
         si: &[u8; 16],
         lease: &LeaseSecrets,
         upload_secret: &[u8],
-        share_numbers: &BTreeSet<ShareNumber>,
+        share_numbers: &BTreeSet<ShareNum>,
         allocated_size: u64,
     ) -> Result<AllocateResponse, GbsClientError> {
         check_upload_secret(upload_secret)?;
@@ -447,7 +447,7 @@ impl GbsClient {
     pub async fn write_share_chunk(
         &self,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         upload_secret: &[u8],
         offset: u64,
         data: impl Into<Bytes>,
@@ -486,7 +486,7 @@ impl GbsClient {
     pub async fn abort_upload(
         &self,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         upload_secret: &[u8],
     ) -> Result<(), GbsClientError> {
         check_upload_secret(upload_secret)?;
@@ -511,7 +511,7 @@ impl GbsClient {
     pub async fn list_immutable_shares(
         &self,
         si: &[u8; 16],
-    ) -> Result<BTreeSet<ShareNumber>, GbsClientError> {
+    ) -> Result<BTreeSet<ShareNum>, GbsClientError> {
         self.list_shares("immutable", si).await
     }
 
@@ -520,7 +520,7 @@ impl GbsClient {
     pub async fn read_immutable(
         &self,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         offset: u64,
         length: u64,
     ) -> Result<Bytes, GbsClientError> {
@@ -532,7 +532,7 @@ impl GbsClient {
     pub async fn advise_corrupt_immutable(
         &self,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         reason: &str,
     ) -> Result<(), GbsClientError> {
         self.advise_corrupt("immutable", si, shnum, reason).await
@@ -586,7 +586,7 @@ impl GbsClient {
     pub async fn list_mutable_shares(
         &self,
         si: &[u8; 16],
-    ) -> Result<BTreeSet<ShareNumber>, GbsClientError> {
+    ) -> Result<BTreeSet<ShareNum>, GbsClientError> {
         self.list_shares("mutable", si).await
     }
 
@@ -594,7 +594,7 @@ impl GbsClient {
     pub async fn read_mutable(
         &self,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         offset: u64,
         length: u64,
     ) -> Result<Bytes, GbsClientError> {
@@ -605,7 +605,7 @@ impl GbsClient {
     pub async fn advise_corrupt_mutable(
         &self,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         reason: &str,
     ) -> Result<(), GbsClientError> {
         self.advise_corrupt("mutable", si, shnum, reason).await
@@ -617,7 +617,7 @@ impl GbsClient {
         &self,
         kind: &str,
         si: &[u8; 16],
-    ) -> Result<BTreeSet<ShareNumber>, GbsClientError> {
+    ) -> Result<BTreeSet<ShareNum>, GbsClientError> {
         let body = self
             .cbor(
                 Req::get(format!("/storage/v1/{kind}/{}/shares", si_str(si))),
@@ -631,7 +631,7 @@ impl GbsClient {
         &self,
         kind: &str,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         offset: u64,
         length: u64,
     ) -> Result<Bytes, GbsClientError> {
@@ -671,7 +671,7 @@ impl GbsClient {
         &self,
         kind: &str,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         reason: &str,
     ) -> Result<(), GbsClientError> {
         if reason.is_empty() || reason.len() > gbs::MAX_REASON_LEN {

@@ -6,7 +6,7 @@
 //! else 404) → `Authorization` (401/400) → `X-Tahoe-Authorization` secrets (400) → `Accept`
 //! for CBOR answers (406, checked before any work) → body (415/413/400) → the operation.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use axum::Router;
 use futures_util::StreamExt;
 
 use cairn_core::cap::StorageIndex;
+use cairn_core::ids::ShareNum;
 use cairn_core::storage::allocate;
 use cairn_core::storage::container::{
     expiration_for, hash_lease_secret, LeaseGrant, NodeId, SecretForm, IMMUTABLE_DATA_OFFSET,
@@ -52,7 +53,7 @@ pub struct ServerState {
     pub app_version: String,
     /// The date, for leases, expiry and records (see `clock`).
     pub clock: Arc<dyn Clock>,
-    uploads: Mutex<HashMap<(StorageIndex, u16), Arc<UploadSlot>>>,
+    uploads: Mutex<HashMap<(StorageIndex, ShareNum), Arc<UploadSlot>>>,
 }
 
 /// An immutable upload in progress.
@@ -159,7 +160,7 @@ impl ServerState {
 
     fn lock_uploads(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(StorageIndex, u16), Arc<UploadSlot>>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<(StorageIndex, ShareNum), Arc<UploadSlot>>> {
         self.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -181,7 +182,7 @@ impl ServerState {
 
     /// Abort one upload: forget it, delete its `incoming/` file, release its reservation.
     /// Waits for a write in progress on it to finish first.
-    pub async fn abort_upload(self: &Arc<Self>, si: StorageIndex, shnum: u16) -> bool {
+    pub async fn abort_upload(self: &Arc<Self>, si: StorageIndex, shnum: ShareNum) -> bool {
         let slot = self.lock_uploads().get(&(si, shnum)).cloned();
         let Some(slot) = slot else { return false };
         let mut st = slot.state.lock().await;
@@ -201,7 +202,7 @@ impl ServerState {
         true
     }
 
-    fn abort_blocking(&self, si: StorageIndex, shnum: u16) {
+    fn abort_blocking(&self, si: StorageIndex, shnum: ShareNum) {
         if let Err(e) = self.store.abort_incoming(&si.0, shnum) {
             tracing::warn!("aborting upload {}/{shnum}: {e}", si.to_base32());
         }
@@ -367,10 +368,8 @@ fn parse_si(s: &str) -> Result<StorageIndex, HttpError> {
         .ok_or_else(HttpError::not_found)
 }
 
-fn parse_shnum(s: &str) -> Result<u16, HttpError> {
-    gbs::parse_share_number(s)
-        .map(u16::from)
-        .ok_or_else(HttpError::not_found)
+fn parse_shnum(s: &str) -> Result<ShareNum, HttpError> {
+    gbs::parse_share_number(s).ok_or_else(HttpError::not_found)
 }
 
 fn first(headers: &HeaderMap, name: header::HeaderName) -> Option<&[u8]> {
@@ -578,7 +577,7 @@ async fn allocate(
             expiration: u64::from(expiration),
         };
         // Which shares to take: a pure decision (`cairn_core::storage::allocate`).
-        let uploading: BTreeSet<u16> = st
+        let uploading: BTreeSet<ShareNum> = st
             .lock_uploads()
             .keys()
             .filter(|k| k.0 == si)
@@ -586,7 +585,7 @@ async fn allocate(
             .collect();
         let (in_progress, held) = st.uploads_in_progress();
         let plan = allocate::plan(
-            req.share_numbers.iter().map(|&sh| u16::from(sh)),
+            req.share_numbers.iter().copied(),
             req.allocated_size,
             allocate::AllocateState {
                 existing: &existing,
@@ -599,15 +598,8 @@ async fn allocate(
                 max_concurrent_uploads: st.limits.max_concurrent_uploads,
             },
         );
-        resp.already_have = plan
-            .already_have
-            .iter()
-            .filter_map(|&shnum| u8::try_from(shnum).ok())
-            .collect();
+        resp.already_have = plan.already_have;
         for shnum in plan.allocate {
-            let Ok(sh) = u8::try_from(shnum) else {
-                continue;
-            };
             let key = ShareKey::new(si, shnum);
             match db.reserve(
                 &leasedb::Upload {
@@ -646,7 +638,7 @@ async fn allocate(
                 }),
             });
             st.lock_uploads().insert((si, shnum), slot);
-            resp.allocated.insert(sh);
+            resp.allocated.insert(shnum);
         }
         Ok(resp)
     })
@@ -657,7 +649,7 @@ async fn allocate(
 fn upload_slot(
     st: &ServerState,
     si: StorageIndex,
-    shnum: u16,
+    shnum: ShareNum,
     secret: &[u8],
 ) -> Result<Arc<UploadSlot>, HttpError> {
     let slot = st
@@ -902,11 +894,7 @@ async fn list_shares(st: Arc<ServerState>, si: String, headers: HeaderMap) -> HR
     check_accept(&headers)?;
     let st2 = st.clone();
     let shares = blocking(move || st2.store.list_share_numbers(&si.0)).await??;
-    let set: BTreeSet<u8> = shares
-        .into_iter()
-        .filter_map(|s| u8::try_from(s).ok())
-        .collect();
-    Ok(cbor(StatusCode::OK, gbs::encode_share_set(&set)))
+    Ok(cbor(StatusCode::OK, gbs::encode_share_set(&shares)))
 }
 
 async fn read_immutable(
@@ -938,7 +926,7 @@ async fn open_share<T: Send + 'static>(
     si: &str,
     shnum: &str,
     headers: &HeaderMap,
-    open: fn(&Store, &[u8; 16], u16) -> store::Result<Option<T>>,
+    open: fn(&Store, &[u8; 16], ShareNum) -> store::Result<Option<T>>,
 ) -> Result<T, HttpError> {
     let si = parse_si(si)?;
     let shnum = parse_shnum(shnum)?;
@@ -1098,11 +1086,7 @@ async fn read_test_write(
     .await??;
     let resp = gbs::RtwResponse {
         success: result.success,
-        data: result
-            .read_data
-            .into_iter()
-            .filter_map(|(k, v)| u8::try_from(k).ok().map(|k| (k, v)))
-            .collect::<BTreeMap<_, _>>(),
+        data: result.read_data,
     };
     Ok(cbor(StatusCode::OK, resp.encode()))
 }
