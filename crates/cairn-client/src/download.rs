@@ -303,7 +303,11 @@ impl Executor<DownloadMachine<Bytes>> for DownloadRun {
                             id,
                             reason: format!("share number {shnum} out of range"),
                         },
-                        Ok(sh) => match entry.client.read_immutable(&si, sh, offset, len).await {
+                        Ok(sh) => match entry
+                            .client
+                            .read_immutable(&si, cairn_core::ids::ShareNum(sh), offset, len)
+                            .await
+                        {
                             Ok(data) => Event::Read { id, data },
                             Err(e) => {
                                 entry.report(Problem::Error(e.fault()), e.to_string());
@@ -349,7 +353,11 @@ impl Executor<DownloadMachine<Bytes>> for DownloadRun {
                             tokio::spawn(async move {
                                 if let Err(e) = entry
                                     .client
-                                    .advise_corrupt_immutable(&si, sh, &reason)
+                                    .advise_corrupt_immutable(
+                                        &si,
+                                        cairn_core::ids::ShareNum(sh),
+                                        &reason,
+                                    )
                                     .await
                                 {
                                     tracing::debug!(server = %entry.name(), "advise_corrupt failed: {e}");

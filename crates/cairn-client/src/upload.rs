@@ -590,7 +590,10 @@ async fn select(
                         )
                         .await;
                         let ev = match settle(&s, r, "share listing") {
-                            Ok(shares) => Event::Listed { server, shares },
+                            Ok(shares) => Event::Listed {
+                                server,
+                                shares: shares.into_iter().map(|s| s.0).collect(),
+                            },
                             Err(reason) => Event::Failed { server, reason },
                         };
                         (ev, None)
@@ -601,6 +604,11 @@ async fn select(
                     let (si, lease) = (*si, leases.for_server(&s));
                     inflight.spawn(async move {
                         let secret = new_upload_secret();
+                        let shares: BTreeSet<cairn_core::ids::ShareNum> = shares
+                            .iter()
+                            .copied()
+                            .map(cairn_core::ids::ShareNum)
+                            .collect();
                         let req = s.client.allocate_buckets(
                             &si,
                             &lease,
@@ -613,8 +621,8 @@ async fn select(
                             Ok(a) => {
                                 let ev = Event::Allocated {
                                     server,
-                                    already_have: a.already_have,
-                                    allocated: a.allocated,
+                                    already_have: a.already_have.into_iter().map(|s| s.0).collect(),
+                                    allocated: a.allocated.into_iter().map(|s| s.0).collect(),
                                 };
                                 (ev, Some(secret))
                             }
@@ -694,7 +702,11 @@ async fn run_aborts(sel: &Selected, si: &[u8; 16], aborts: Vec<Action>, wait: bo
             };
             let (s, si) = (s.clone(), *si);
             set.spawn(async move {
-                if let Err(e) = s.client.abort_upload(&si, sh, &secret).await {
+                if let Err(e) = s
+                    .client
+                    .abort_upload(&si, cairn_core::ids::ShareNum(sh), &secret)
+                    .await
+                {
                     tracing::debug!(server = %s.name(), shnum = sh, "abort failed: {e}");
                 }
             });
@@ -1119,13 +1131,19 @@ async fn write_chunk(
 ) -> Result<crate::WriteResult, GbsClientError> {
     let r = s
         .client
-        .write_share_chunk(si, sh, secret, offset, data.clone())
+        .write_share_chunk(
+            si,
+            cairn_core::ids::ShareNum(sh),
+            secret,
+            offset,
+            data.clone(),
+        )
         .await;
     if matches!(r, Err(GbsClientError::Network { .. })) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         return s
             .client
-            .write_share_chunk(si, sh, secret, offset, data)
+            .write_share_chunk(si, cairn_core::ids::ShareNum(sh), secret, offset, data)
             .await;
     }
     r
