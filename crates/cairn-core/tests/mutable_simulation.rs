@@ -74,10 +74,10 @@ use cairn_core::client::mutable::servermap::{
     QUERY_READ_LEN,
 };
 use cairn_core::client::mutable::{Millis, RequestId, ServerIdx, ShareNum};
+use cairn_core::ids;
 use cairn_core::mutable::codec::Encoding;
 use cairn_core::mutable::{MutableFormat, MutableKeys, ShareHeader};
 use cairn_core::storage::container::{apply_file_ops, MutableContainer, NodeId};
-use cairn_core::ids;
 use cairn_core::storage::rtw::{
     self, ExistingShare, RtwContext, RtwRequest, RtwSecrets, ShareAction, SharePlan,
     TestWriteVectors, WriteVector,

@@ -483,8 +483,7 @@ fn expect_uint(v: cbor::Value, what: &str) -> Result<u64, GbsError> {
 
 fn expect_shnum(v: cbor::Value, what: &str) -> Result<ShareNum, GbsError> {
     let n = expect_uint(v, what)?;
-    ShareNum::try_from(n)
-        .map_err(|_| bad(format!("{what}: share number {n} out of range 0..=255")))
+    ShareNum::try_from(n).map_err(|_| bad(format!("{what}: share number {n} out of range 0..=255")))
 }
 
 fn expect_bytes(v: cbor::Value, what: &str) -> Result<Vec<u8>, GbsError> {

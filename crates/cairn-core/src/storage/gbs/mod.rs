@@ -115,7 +115,10 @@ mod tests {
         let body =
             h("a26d73686172652d6e756d62657273d901028201076e616c6c6f63617465642d73697a651903e8");
         let req = AllocateRequest::parse(&body).unwrap();
-        assert_eq!(req.share_numbers, [ShareNum(1), ShareNum(7)].into_iter().collect());
+        assert_eq!(
+            req.share_numbers,
+            [ShareNum(1), ShareNum(7)].into_iter().collect()
+        );
         assert_eq!(req.allocated_size, 1000);
         assert_eq!(AllocateRequest::parse(&req.encode()).unwrap(), req);
     }
