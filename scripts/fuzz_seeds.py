@@ -24,11 +24,13 @@ for c in load("chk_shares.json").get("cases", [])[:6]:
         b = base64.b64decode(sh)
         if len(b) < 200_000:
             put("chk_share_parse", b)
+            put("chk_share_head_parse", b[:0x44])
 for c in load("mutable_shares.json").get("cases", []):
     for sh in list(c["shares"].values())[:1]:
         b = base64.b64decode(sh)
         if len(b) < 200_000:
             put("mutable_share_parse", b)
+            put("mutable_prefix_parse", b[:4000])
             # a golden share with a 16-byte (offset, length) tail: a small change at 1000
             put("mdmf_update_reads", b + (1000).to_bytes(8, "big") + (4096).to_bytes(8, "big"))
 

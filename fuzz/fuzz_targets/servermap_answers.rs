@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let servers: Vec<_> = (0..4).collect();
     let Ok(mut u) = ServermapUpdater::new(UpdateConfig::new(mode, 2, 4, [7u8; 32]), &servers) else { return };
     let mut pending: Vec<u64> = Vec::new();
-    let mut collect = |acts: Vec<Action>, pending: &mut Vec<u64>| {
+    let collect = |acts: Vec<Action>, pending: &mut Vec<u64>| {
         for a in acts {
             match a {
                 Action::Query { id, len, .. } | Action::ReadShare { id, len, .. } => {

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cairn_client::gbs_client::{ClientOptions, GbsClient, LeaseSecrets, RetryPolicy};
+use cairn_core::ids::ShareNum;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde_json::{json, Value};
@@ -180,19 +181,19 @@ async fn upload_one(c: &GbsClient, plan: &Plan, i: usize, chunk: usize) -> Resul
     let si = &plan.sis[i];
     let data = plan.share(i);
     let secret = cairn_client::gbs_client::new_upload_secret();
-    let shares: BTreeSet<u8> = [0u8].into_iter().collect();
+    let shares: BTreeSet<ShareNum> = [ShareNum(0)].into_iter().collect();
     let alloc = c
         .allocate_buckets(si, &plan.lease, &secret, &shares, data.len() as u64)
         .await
         .map_err(|e| format!("allocate: {e}"))?;
-    if !alloc.allocated.contains(&0) {
+    if !alloc.allocated.contains(&ShareNum(0)) {
         return Err(format!("allocate: share 0 not allocated ({alloc:?})"));
     }
     let mut off = 0;
     while off < data.len() {
         let end = (off + chunk).min(data.len());
         let r = c
-            .write_share_chunk(si, 0, &secret, off as u64, data.slice(off..end))
+            .write_share_chunk(si, ShareNum(0), &secret, off as u64, data.slice(off..end))
             .await
             .map_err(|e| format!("PATCH {off}..{end}: {e}"))?;
         let last = end == data.len();
@@ -215,7 +216,7 @@ async fn read_one(c: &GbsClient, plan: &Plan, i: usize, chunk: usize) -> Result<
     let mut off = 0;
     while off < want.len() {
         let got = c
-            .read_immutable(si, 0, off as u64, chunk as u64)
+            .read_immutable(si, ShareNum(0), off as u64, chunk as u64)
             .await
             .map_err(|e| format!("read {off}+{chunk}: {e}"))?;
         let end = (off + chunk).min(want.len());

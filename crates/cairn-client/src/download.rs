@@ -22,6 +22,7 @@ use cairn_core::client::download::{
 use cairn_core::client::machine::{
     Chunk, Failure, Fault, Job, Problem, ProblemKind, RequestId, ServerIndex,
 };
+use cairn_core::ids::ShareNum;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -283,7 +284,7 @@ impl Executor<DownloadMachine<Bytes>> for DownloadRun {
                 shnum, offset, len, ..
             } => {
                 run.spawn(id, async move {
-                    let Ok(sh) = u8::try_from(shnum) else {
+                    let Ok(sh) = ShareNum::try_from(shnum) else {
                         return Err(Failure::new(
                             Fault::Client,
                             format!("share number {shnum} out of range"),
@@ -331,7 +332,7 @@ impl Executor<DownloadMachine<Bytes>> for DownloadRun {
         tokio::spawn(async move {
             if let Err(e) = entry
                 .client
-                .advise_corrupt_immutable(&si, sh.0, &reason)
+                .advise_corrupt_immutable(&si, sh, &reason)
                 .await
             {
                 tracing::debug!(server = %entry.name(), "advise_corrupt failed: {e}");

@@ -598,7 +598,7 @@ async fn read_old_shares(
         let (name, r) = joined.map_err(|e| e.to_string())?;
         match r {
             Ok(data) => {
-                for (sh, parts) in data {
+                for (cairn_core::ids::ShareNum(sh), parts) in data {
                     if out.contains_key(&sh) || !holders.contains_key(&sh) {
                         continue;
                     }
@@ -1086,7 +1086,7 @@ impl Ctx {
         tokio::spawn(async move {
             if let Err(e) = entry
                 .client
-                .advise_corrupt_mutable(&si, shnum, &reason)
+                .advise_corrupt_mutable(&si, cairn_core::ids::ShareNum(shnum), &reason)
                 .await
             {
                 tracing::debug!(server = %entry.name(), "advise_corrupt failed: {e}");
@@ -1226,7 +1226,7 @@ impl Task {
         match self
             .entry
             .client
-            .read_mutable(&self.si, shnum, offset, len)
+            .read_mutable(&self.si, cairn_core::ids::ShareNum(shnum), offset, len)
             .await
         {
             Ok(b) => Ok(b.to_vec()),
@@ -1254,7 +1254,9 @@ async fn query(t: Task, len: u64) -> Result<BTreeMap<ShareNum, Vec<u8>>, Failure
     }
     let mut shares = BTreeMap::new();
     while let Some(r) = reads.join_next().await {
-        let Ok((sh, r)) = r else { continue };
+        let Ok((cairn_core::ids::ShareNum(sh), r)) = r else {
+            continue;
+        };
         match r {
             Ok(data) => {
                 t.first_reads.put(t.entry.index, sh, &data, len);
@@ -1701,7 +1703,7 @@ impl Writer {
             };
             bytes += write.iter().map(|w| w.data.len() as u64).sum::<u64>();
             req.test_write_vectors.insert(
-                u16::from(*sh),
+                cairn_core::ids::ShareNum(*sh),
                 TestWriteVectors {
                     test: vec![test.test_vector()],
                     write,
@@ -1738,9 +1740,11 @@ impl Writer {
 }
 
 /// The first read vector's bytes of every share in a read-test-write answer.
-fn first_read_of_each(data: BTreeMap<ShareNum, Vec<Vec<u8>>>) -> BTreeMap<ShareNum, Vec<u8>> {
+fn first_read_of_each(
+    data: BTreeMap<cairn_core::ids::ShareNum, Vec<Vec<u8>>>,
+) -> BTreeMap<ShareNum, Vec<u8>> {
     data.into_iter()
-        .map(|(sh, reads)| (sh, reads.into_iter().next().unwrap_or_default()))
+        .map(|(sh, reads)| (sh.0, reads.into_iter().next().unwrap_or_default()))
         .collect()
 }
 

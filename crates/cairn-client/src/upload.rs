@@ -657,6 +657,7 @@ impl Executor<UploadMachine> for SelectionRun {
                     .await
                     .map_err(|e| Failure::new(e.fault(), e.to_string()))?;
                 s.report_ok();
+                let shares = shares.into_iter().map(|s| s.0).collect();
                 Ok(UploadResponse::Listed { shares })
             }),
             UploadRequest::Allocate { shares } => {
@@ -666,6 +667,11 @@ impl Executor<UploadMachine> for SelectionRun {
                 }
                 let lease = self.leases.for_server(&s);
                 let size = self.allocated_size;
+                let shares: BTreeSet<cairn_core::ids::ShareNum> = shares
+                    .iter()
+                    .copied()
+                    .map(cairn_core::ids::ShareNum)
+                    .collect();
                 run.spawn(id, async move {
                     let a = s
                         .client
@@ -674,8 +680,8 @@ impl Executor<UploadMachine> for SelectionRun {
                         .map_err(|e| Failure::new(e.fault(), e.to_string()))?;
                     s.report_ok();
                     Ok(UploadResponse::Allocated {
-                        already_have: a.already_have,
-                        allocated: a.allocated,
+                        already_have: a.already_have.into_iter().map(|s| s.0).collect(),
+                        allocated: a.allocated.into_iter().map(|s| s.0).collect(),
                     })
                 });
             }
@@ -721,7 +727,11 @@ async fn run_aborts(sel: &Selected, si: &[u8; 16], aborts: Vec<Abort>, wait: boo
             };
             let (s, si) = (s.clone(), *si);
             set.spawn(async move {
-                if let Err(e) = s.client.abort_upload(&si, sh, &secret).await {
+                if let Err(e) = s
+                    .client
+                    .abort_upload(&si, cairn_core::ids::ShareNum(sh), &secret)
+                    .await
+                {
                     tracing::debug!(server = %s.name(), shnum = sh, "abort failed: {e}");
                 }
             });
@@ -1152,13 +1162,19 @@ async fn write_chunk(
 ) -> Result<crate::WriteResult, GbsClientError> {
     let r = s
         .client
-        .write_share_chunk(si, sh, secret, offset, data.clone())
+        .write_share_chunk(
+            si,
+            cairn_core::ids::ShareNum(sh),
+            secret,
+            offset,
+            data.clone(),
+        )
         .await;
     if matches!(r, Err(GbsClientError::Network { .. })) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         return s
             .client
-            .write_share_chunk(si, sh, secret, offset, data)
+            .write_share_chunk(si, cairn_core::ids::ShareNum(sh), secret, offset, data)
             .await;
     }
     r

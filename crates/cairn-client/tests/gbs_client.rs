@@ -1,6 +1,7 @@
 //! The GBS client against an in-process cairn storage server, and against misbehaving
 //! servers.
 
+use cairn_core::ids::ShareNum;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -23,8 +24,8 @@ fn lease(n: u8) -> LeaseSecrets {
     }
 }
 
-fn set(v: &[u8]) -> BTreeSet<u8> {
-    v.iter().copied().collect()
+fn set(v: &[u8]) -> BTreeSet<ShareNum> {
+    v.iter().copied().map(ShareNum).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +51,7 @@ async fn every_endpoint_round_trip() {
 
     let data: Vec<u8> = (0..100u8).collect();
     let w = c
-        .write_share_chunk(&si, 0, &upload, 0, data[..60].to_vec())
+        .write_share_chunk(&si, ShareNum(0), &upload, 0, data[..60].to_vec())
         .await
         .unwrap();
     assert!(!w.finished);
@@ -62,21 +63,21 @@ async fn every_endpoint_round_trip() {
         }]
     );
     let w = c
-        .write_share_chunk(&si, 0, &upload, 60, data[60..].to_vec())
+        .write_share_chunk(&si, ShareNum(0), &upload, 60, data[60..].to_vec())
         .await
         .unwrap();
     assert!(w.finished && w.required.is_empty());
 
     // wrong upload secret on an in-progress bucket → 401 (Refused)
     let e = c
-        .write_share_chunk(&si, 2, b"wrong secret", 0, vec![1u8; 10])
+        .write_share_chunk(&si, ShareNum(2), b"wrong secret", 0, vec![1u8; 10])
         .await
         .unwrap_err();
     assert_eq!((e.status(), e.fault()), (Some(401), Fault::Refused), "{e}");
 
-    c.abort_upload(&si, 1, &upload).await.unwrap();
+    c.abort_upload(&si, ShareNum(1), &upload).await.unwrap();
     let e = c
-        .write_share_chunk(&si, 1, &upload, 0, vec![0u8; 10])
+        .write_share_chunk(&si, ShareNum(1), &upload, 0, vec![0u8; 10])
         .await
         .unwrap_err();
     assert!(e.is_not_found(), "{e}");
@@ -84,17 +85,25 @@ async fn every_endpoint_round_trip() {
     assert_eq!(c.list_immutable_shares(&si).await.unwrap(), set(&[0]));
     assert_eq!(c.list_immutable_shares(&[9u8; 16]).await.unwrap(), set(&[]));
     assert_eq!(
-        &c.read_immutable(&si, 0, 0, 10).await.unwrap()[..],
+        &c.read_immutable(&si, ShareNum(0), 0, 10).await.unwrap()[..],
         &data[..10]
     );
     assert_eq!(
-        &c.read_immutable(&si, 0, 95, 10).await.unwrap()[..],
+        &c.read_immutable(&si, ShareNum(0), 95, 10).await.unwrap()[..],
         &data[95..]
     );
-    assert!(c.read_immutable(&si, 0, 100, 10).await.unwrap().is_empty()); // 204
-    assert!(c.read_immutable(&si, 0, 5, 0).await.unwrap().is_empty());
     assert!(c
-        .read_immutable(&si, 5, 0, 10)
+        .read_immutable(&si, ShareNum(0), 100, 10)
+        .await
+        .unwrap()
+        .is_empty()); // 204
+    assert!(c
+        .read_immutable(&si, ShareNum(0), 5, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(c
+        .read_immutable(&si, ShareNum(5), 0, 10)
         .await
         .unwrap_err()
         .is_not_found());
@@ -114,11 +123,11 @@ async fn every_endpoint_round_trip() {
         (set(&[0]), set(&[3]))
     );
 
-    c.advise_corrupt_immutable(&si, 0, "bad hash")
+    c.advise_corrupt_immutable(&si, ShareNum(0), "bad hash")
         .await
         .unwrap();
     assert!(c
-        .advise_corrupt_immutable(&si, 9, "bad hash")
+        .advise_corrupt_immutable(&si, ShareNum(9), "bad hash")
         .await
         .unwrap_err()
         .is_not_found());
@@ -136,7 +145,7 @@ async fn every_endpoint_round_trip() {
     let we = [42u8; 32];
     let mut tw = BTreeMap::new();
     tw.insert(
-        0u16,
+        ShareNum(0),
         TestWriteVectors {
             test: vec![],
             write: vec![WriteVector {
@@ -154,19 +163,23 @@ async fn every_endpoint_round_trip() {
     assert!(r.success);
     assert_eq!(c.list_mutable_shares(&msi).await.unwrap(), set(&[0]));
     assert_eq!(
-        &c.read_mutable(&msi, 0, 6, 7).await.unwrap()[..],
+        &c.read_mutable(&msi, ShareNum(0), 6, 7).await.unwrap()[..],
         b"mutable"
     );
     assert_eq!(
-        &c.read_mutable(&msi, 0, 14, 100).await.unwrap()[..],
+        &c.read_mutable(&msi, ShareNum(0), 14, 100).await.unwrap()[..],
         b"world"
     );
-    assert!(c.read_mutable(&msi, 0, 19, 5).await.unwrap().is_empty());
+    assert!(c
+        .read_mutable(&msi, ShareNum(0), 19, 5)
+        .await
+        .unwrap()
+        .is_empty());
 
     // failing test vector: no write, reads returned
     let mut tw = BTreeMap::new();
     tw.insert(
-        0u16,
+        ShareNum(0),
         TestWriteVectors {
             test: vec![TestVector {
                 offset: 0,
@@ -186,7 +199,7 @@ async fn every_endpoint_round_trip() {
     };
     let r = c.read_test_write(&msi, &we, &lease(4), &req).await.unwrap();
     assert!(!r.success);
-    assert_eq!(r.data.get(&0).unwrap(), &vec![b"hello".to_vec()]);
+    assert_eq!(r.data.get(&ShareNum(0)).unwrap(), &vec![b"hello".to_vec()]);
 
     // wrong write enabler → 401
     let e = c
@@ -196,11 +209,11 @@ async fn every_endpoint_round_trip() {
     assert!(e.is_bad_write_enabler(), "{e}");
     assert_eq!(e.fault(), Fault::Refused);
 
-    c.advise_corrupt_mutable(&msi, 0, "bad signature")
+    c.advise_corrupt_mutable(&msi, ShareNum(0), "bad signature")
         .await
         .unwrap();
     assert!(c
-        .advise_corrupt_mutable(&msi, 3, "x")
+        .advise_corrupt_mutable(&msi, ShareNum(3), "x")
         .await
         .unwrap_err()
         .is_not_found());
@@ -208,14 +221,14 @@ async fn every_endpoint_round_trip() {
 
     // client-side refusals, nothing sent
     assert_eq!(
-        c.advise_corrupt_mutable(&msi, 0, "")
+        c.advise_corrupt_mutable(&msi, ShareNum(0), "")
             .await
             .unwrap_err()
             .fault(),
         Fault::Client
     );
     assert_eq!(
-        c.write_share_chunk(&si, 3, &upload, 0, Vec::<u8>::new())
+        c.write_share_chunk(&si, ShareNum(3), &upload, 0, Vec::<u8>::new())
             .await
             .unwrap_err()
             .fault(),
@@ -354,7 +367,7 @@ async fn stalled_server_times_out_and_retries_are_bounded() {
     // writes are never retried
     let before = accepts.load(Ordering::SeqCst);
     let e = c
-        .write_share_chunk(&[1; 16], 0, b"secret", 0, vec![1u8; 10])
+        .write_share_chunk(&[1; 16], ShareNum(0), b"secret", 0, vec![1u8; 10])
         .await
         .unwrap_err();
     assert!(matches!(e, GbsClientError::Timeout { .. }), "{e:?}");
@@ -574,9 +587,12 @@ async fn malformed_and_oversized_responses_are_errors() {
         let r = match kind {
             "version" => c.version().await.map(|_| ()),
             "list" => c.list_mutable_shares(&[0; 16]).await.map(|_| ()),
-            "read" => c.read_immutable(&[0; 16], 0, 0, 10).await.map(|_| ()),
+            "read" => c
+                .read_immutable(&[0; 16], ShareNum(0), 0, 10)
+                .await
+                .map(|_| ()),
             "write" => c
-                .write_share_chunk(&[0; 16], 0, b"s", 0, vec![1u8])
+                .write_share_chunk(&[0; 16], ShareNum(0), b"s", 0, vec![1u8])
                 .await
                 .map(|_| ()),
             _ => unreachable!(),
@@ -626,10 +642,14 @@ async fn malformed_and_oversized_responses_are_errors() {
     let e = c.version().await.unwrap_err();
     assert_eq!(e.fault(), Fault::Network, "{e:?}");
 
-    // a 503 on an idempotent request is retried, and reported after the bound
+    // a 503 on an idempotent request is retried, and reported after the bound. The fake
+    // server answers one request per connection, so it says so (`Connection: close`):
+    // otherwise the pool may send the retry down the closing connection and the last
+    // attempt ends in a network error instead of the 503 (a flaky failure under load).
+    let close = ("Connection", "close".to_string());
     let addr = fake_server(
         &id,
-        http_response("503 Service Unavailable", &[cl(4)], b"busy"),
+        http_response("503 Service Unavailable", &[cl(4), close], b"busy"),
     )
     .await;
     let c = GbsClient::new(

@@ -7,6 +7,7 @@
 //! Layers, bottom up:
 //! - [`base32`], [`netstring`], [`hashutil`] (every Tahoe hash tag), [`crypto`] (AES-128-CTR),
 //!   [`hashtree`] (Tahoe's Merkle trees)
+//! - [`bytes`]: the one checked big-endian reader every binary parser uses
 //! - [`ids`]: the share number, server index and storage index newtypes
 //! - [`fec`]: zfec-compatible Reed-Solomon erasure coding
 //! - [`cap`]: one type per capability kind
@@ -17,6 +18,7 @@
 //!   the HTTP storage protocol's messages
 
 pub mod base32;
+pub mod bytes;
 pub mod cap;
 pub mod chk;
 pub mod client;

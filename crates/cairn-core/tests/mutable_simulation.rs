@@ -79,6 +79,7 @@ use cairn_core::client::mutable::servermap::{
     QUERY_READ_LEN,
 };
 use cairn_core::client::mutable::{Millis, RequestId, ServerIdx, ShareNum};
+use cairn_core::ids;
 use cairn_core::mutable::codec::Encoding;
 use cairn_core::mutable::{MutableFormat, MutableKeys, ShareHeader};
 use cairn_core::storage::container::{apply_file_ops, MutableContainer, NodeId};
@@ -232,12 +233,12 @@ impl Server {
         now: Millis,
         torn: Option<(usize, usize)>,
     ) -> (bool, BTreeMap<ShareNum, Vec<u8>>) {
-        let containers: BTreeMap<u16, MutableContainer> = self
+        let containers: BTreeMap<ids::ShareNum, MutableContainer> = self
             .files
             .iter()
-            .map(|(sh, f)| (u16::from(*sh), MutableContainer::parse(f).unwrap()))
+            .map(|(sh, f)| (ids::ShareNum(*sh), MutableContainer::parse(f).unwrap()))
             .collect();
-        let existing: BTreeMap<u16, ExistingShare> = containers
+        let existing: BTreeMap<ids::ShareNum, ExistingShare> = containers
             .iter()
             .map(|(sh, c)| {
                 let e = ExistingShare {
@@ -248,7 +249,7 @@ impl Server {
             })
             .collect();
         let ctx = RtwContext::new(self.nodeid, 1_700_000_000 + now / 1000, None);
-        let read = |sh: u16, off: u64, len: u64| {
+        let read = |sh: ids::ShareNum, off: u64, len: u64| {
             let d = &containers[&sh].container_data;
             Ok::<_, std::io::Error>(d[off as usize..(off + len) as usize].to_vec())
         };
@@ -258,7 +259,7 @@ impl Server {
         let current: BTreeMap<ShareNum, Vec<u8>> = out
             .read_data
             .iter()
-            .map(|(sh, reads)| (*sh as ShareNum, reads[0].clone()))
+            .map(|(sh, reads)| (sh.0, reads[0].clone()))
             .collect();
         if !out.success {
             return (false, current);
@@ -277,7 +278,7 @@ impl Server {
 
     fn apply(&mut self, plan: Vec<SharePlan<'_>>) {
         for p in plan {
-            let sh = p.shnum as ShareNum;
+            let sh = p.shnum.0;
             match p.action {
                 ShareAction::Create { initial, ops } => {
                     let mut f = initial;
@@ -314,7 +315,7 @@ fn rtw_request(
             }
         }
         tw.insert(
-            u16::from(*sh),
+            ids::ShareNum(*sh),
             TestWriteVectors {
                 test: vec![t.test_vector()],
                 write: vec![WriteVector { offset: 0, data }],

@@ -171,8 +171,8 @@ proptest! {
     /// Read-test-write never panics and obeys its contract on arbitrary small requests.
     #[test]
     fn rtw_contract(
-        shares in proptest::collection::btree_map(0u16..4, proptest::collection::vec(any::<u8>(), 0..40), 0..3),
-        tws in proptest::collection::btree_map(0u16..5,
+        shares in proptest::collection::btree_map((0u8..4).prop_map(ShareNum), proptest::collection::vec(any::<u8>(), 0..40), 0..3),
+        tws in proptest::collection::btree_map((0u8..5).prop_map(ShareNum),
             (proptest::collection::vec((0u64..50, 0u64..50, proptest::collection::vec(any::<u8>(), 0..6)), 0..3),
              proptest::collection::vec((0u64..60, proptest::collection::vec(any::<u8>(), 0..10)), 0..3),
              proptest::option::of(0u64..50)), 0..4),

@@ -318,7 +318,7 @@ fn existing_shares(model: &Files) -> BTreeMap<ShareNum, ExistingShare> {
         .map(|(k, f)| {
             let c = MutableContainer::parse(f).unwrap();
             (
-                k.parse().unwrap(),
+                ShareNum(k.parse().unwrap()),
                 ExistingShare {
                     header: c.header,
                     leases: c.leases,
@@ -339,7 +339,7 @@ fn rtw_request(step: &Value) -> (RtwRequest, RtwSecrets) {
     let mut req = RtwRequest::default();
     for (k, tw) in r["test_write_vectors"].as_object().unwrap() {
         req.test_write_vectors.insert(
-            k.parse().unwrap(),
+            ShareNum(k.parse().unwrap()),
             TestWriteVectors {
                 test: tw["test"]
                     .as_array()
@@ -433,7 +433,7 @@ fn mutable_vectors_replay() {
                                 .iter()
                                 .map(|(k, v)| {
                                     (
-                                        k.parse().unwrap(),
+                                        ShareNum(k.parse().unwrap()),
                                         v.as_array().unwrap().iter().map(hex).collect(),
                                     )
                                 })

@@ -164,7 +164,12 @@ impl Store {
             let name = e.file_name();
             let Some(name) = name.to_str() else { continue };
             if !name.is_empty() && name.len() <= 5 && name.bytes().all(|b| b.is_ascii_digit()) {
-                if let Ok(n) = name.parse::<ShareNum>() {
+                // share numbers above 255 cannot be asked for over HTTP: not listed
+                if let Some(n) = name
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|n| ShareNum::try_from(n).ok())
+                {
                     out.insert(n);
                 }
             }

@@ -28,7 +28,7 @@ async fn leases_and_advisories_follow_the_servers_clock() {
 
     // Upload one share: its lease runs 31 days from the server's date.
     let req = gbs::AllocateRequest {
-        share_numbers: [3].into(),
+        share_numbers: [cairn_core::ids::ShareNum(3)].into(),
         allocated_size: 10,
     };
     let r = c
@@ -50,8 +50,11 @@ async fn leases_and_advisories_follow_the_servers_clock() {
     assert_eq!(r.status, StatusCode::CREATED);
     let leases = |node: &StorageServer| {
         let db = node.running().state.db.lock().unwrap();
-        db.leases(&ShareKey::new(cairn_core::cap::StorageIndex(si), 3))
-            .unwrap()
+        db.leases(&ShareKey::new(
+            cairn_core::cap::StorageIndex(si),
+            cairn_core::ids::ShareNum(3),
+        ))
+        .unwrap()
     };
     let l = leases(&node);
     assert_eq!(l.len(), 1);

@@ -83,7 +83,7 @@ fn imm_si(round: u32, k: u32) -> [u8; 16] {
 async fn upload(c: &RawClient, si: [u8; 16]) -> bool {
     let data = imm_data(&si);
     let req = gbs::AllocateRequest {
-        share_numbers: [0].into(),
+        share_numbers: [cairn_core::ids::ShareNum(0)].into(),
         allocated_size: IMM_LEN,
     };
     let p = format!(
@@ -132,7 +132,7 @@ async fn upload(c: &RawClient, si: [u8; 16]) -> bool {
 async fn overwrite(c: &RawClient, v: u8) -> bool {
     let mut req = RtwRequest::default();
     req.test_write_vectors.insert(
-        0,
+        cairn_core::ids::ShareNum(0),
         TestWriteVectors {
             test: vec![],
             write: vec![WriteVector {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use cairn_core::ids::ShareNum;
 use cairn_core::storage::container::hash_lease_secret;
 use cairn_core::storage::gbs::{
     self, ByteRange, RtwRequest, RtwResponse, TestVector, TestWriteVectors, WriteVector,
@@ -25,7 +26,7 @@ async fn allocate(
     upload: &[u8],
 ) -> gbs::AllocateResponse {
     let req = gbs::AllocateRequest {
-        share_numbers: shares.iter().copied().collect(),
+        share_numbers: shares.iter().copied().map(ShareNum).collect(),
         allocated_size: size,
     };
     let r = c
@@ -137,7 +138,10 @@ async fn immutable_upload_in_pieces_and_reads() {
     let a = allocate(c, &SI_A, &[0, 1, 2], 1000, up).await;
     assert_eq!(
         a.allocated,
-        [0u8, 1, 2].into_iter().collect::<BTreeSet<_>>()
+        [0u8, 1, 2]
+            .map(ShareNum)
+            .into_iter()
+            .collect::<BTreeSet<_>>()
     );
     assert!(a.already_have.is_empty());
     assert!(n.reserved_bytes() >= 3000);
@@ -211,7 +215,7 @@ async fn immutable_upload_in_pieces_and_reads() {
         .await;
     assert_eq!(
         gbs::parse_share_set(&r.body).unwrap(),
-        [0u8].into_iter().collect()
+        [ShareNum(0)].into_iter().collect()
     );
     assert_eq!(r.body[..3], [0xd9, 0x01, 0x02], "tag 258");
     let r = c.get_range(&p, "bytes=10-19").await;
@@ -245,8 +249,8 @@ async fn immutable_upload_in_pieces_and_reads() {
 
     // A second allocation reports what we have and renews its lease.
     let a = allocate(c, &SI_A, &[0, 5], 1000, b"other").await;
-    assert_eq!(a.already_have, [0u8].into_iter().collect());
-    assert_eq!(a.allocated, [5u8].into_iter().collect());
+    assert_eq!(a.already_have, [ShareNum(0)].into_iter().collect());
+    assert_eq!(a.allocated, [ShareNum(5)].into_iter().collect());
 
     // Abort: in progress → 200, then 404; complete → 405; wrong secret → 401.
     let ab = |shnum: u8| format!("/storage/v1/immutable/{}/{shnum}/abort", si_path(&SI_A));
@@ -409,7 +413,7 @@ async fn mutable_read_test_write() {
     .await;
     let resp = RtwResponse::parse(&r.body).unwrap();
     assert!(resp.success);
-    assert_eq!(resp.data[&0], vec![b"hello world".to_vec()]);
+    assert_eq!(resp.data[&ShareNum(0)], vec![b"hello world".to_vec()]);
     // Failing test: nothing written.
     let before = std::fs::read(&path).unwrap();
     let r = rtw(
@@ -454,7 +458,7 @@ async fn mutable_read_test_write() {
         .await;
     assert_eq!(
         gbs::parse_share_set(&r.body).unwrap(),
-        [0u8].into_iter().collect()
+        [ShareNum(0)].into_iter().collect()
     );
     // Truncate.
     let r = rtw(c, &si, &we, rtw_body(0, vec![], vec![], Some(5), &[])).await;
@@ -547,7 +551,7 @@ async fn lease_renewal() {
         .unwrap()
         .leases(&cairn_storage::leasedb::ShareKey::new(
             cairn_core::cap::StorageIndex(SI_A),
-            0,
+            ShareNum(0),
         ))
         .unwrap();
     assert_eq!(leases.len(), 2);
@@ -578,7 +582,7 @@ async fn bad_input_is_refused_and_touches_nothing() {
                 p,
                 &s,
                 gbs::AllocateRequest {
-                    share_numbers: [1].into(),
+                    share_numbers: [ShareNum(1)].into(),
                     allocated_size: 5,
                 }
                 .encode(),
@@ -762,7 +766,9 @@ async fn serves_containers_tahoe_wrote() {
         let r = c
             .get(&format!("/storage/v1/{kind}/{}/shares", si_path(si)))
             .await;
-        assert!(gbs::parse_share_set(&r.body).unwrap().contains(shnum));
+        assert!(gbs::parse_share_set(&r.body)
+            .unwrap()
+            .contains(&ShareNum(*shnum)));
         let r = c
             .get_range(
                 &format!("/storage/v1/{kind}/{}/{shnum}", si_path(si)),

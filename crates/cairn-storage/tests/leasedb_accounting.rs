@@ -320,7 +320,7 @@ impl Model {
 }
 
 fn k(s: u8) -> ShareKey {
-    key(s, u16::from(s % 2))
+    key(s, s % 2)
 }
 
 proptest! {

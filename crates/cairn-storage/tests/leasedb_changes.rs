@@ -77,11 +77,11 @@ fn a_mutable_write_not_recorded_is_settled_at_start() {
     let (_t, dir) = tempdir();
     let store = Store::open(&dir, NODEID).unwrap();
     let si = si(2);
-    let write = |db: &mut LeaseDb, byte: u8, len: usize, shares: &[u16]| {
+    let write = |db: &mut LeaseDb, byte: u8, len: usize, shares: &[u8]| {
         let mut req = RtwRequest::default();
         for &sh in shares {
             req.test_write_vectors.insert(
-                sh,
+                cairn_core::ids::ShareNum(sh),
                 TestWriteVectors {
                     test: vec![],
                     write: vec![WriteVector {

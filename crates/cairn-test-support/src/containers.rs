@@ -20,8 +20,8 @@ pub fn si(n: u8) -> StorageIndex {
     StorageIndex(b)
 }
 
-pub fn key(n: u8, shnum: u16) -> ShareKey {
-    ShareKey::new(si(n), shnum)
+pub fn key(n: u8, shnum: u8) -> ShareKey {
+    ShareKey::new(si(n), cairn_core::ids::ShareNum(shnum))
 }
 
 pub fn secret(n: u8) -> [u8; 32] {

@@ -62,6 +62,5 @@ pub fn hex(text: &str) -> Vec<u8> {
 
 /// The bytes of standard, padded base64 from a vector file (test input: panics on bad input).
 pub fn b64(text: &str) -> Vec<u8> {
-    cairn_core::storage::gbs::b64::decode(text)
-        .unwrap_or_else(|| panic!("bad base64: {text:?}"))
+    cairn_core::storage::gbs::b64::decode(text).unwrap_or_else(|| panic!("bad base64: {text:?}"))
 }

@@ -196,7 +196,7 @@ pub async fn place(
     for (shnum, share) in f.shares.iter().enumerate() {
         let entry = &servers[shnum % servers.len()];
         let secret = new_upload_secret();
-        let sh = shnum as u8;
+        let sh = cairn_core::ids::ShareNum(shnum as u8);
         let alloc = entry
             .client
             .allocate_buckets(

@@ -20,7 +20,7 @@ impl GbsClient {
         si: &[u8; 16],
         lease: &LeaseSecrets,
         upload_secret: &[u8],
-        share_numbers: &BTreeSet<ShareNumber>,
+        share_numbers: &BTreeSet<ShareNum>,
         allocated_size: u64,
     ) -> Result<AllocateResponse, GbsClientError> {
         check_upload_secret(upload_secret)?;
@@ -50,7 +50,7 @@ impl GbsClient {
     pub async fn write_share_chunk(
         &self,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         upload_secret: &[u8],
         offset: u64,
         data: impl Into<Bytes>,
@@ -89,7 +89,7 @@ impl GbsClient {
     pub async fn abort_upload(
         &self,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         upload_secret: &[u8],
     ) -> Result<(), GbsClientError> {
         check_upload_secret(upload_secret)?;
@@ -114,7 +114,7 @@ impl GbsClient {
     pub async fn list_immutable_shares(
         &self,
         si: &[u8; 16],
-    ) -> Result<BTreeSet<ShareNumber>, GbsClientError> {
+    ) -> Result<BTreeSet<ShareNum>, GbsClientError> {
         self.list_shares("immutable", si).await
     }
 
@@ -123,7 +123,7 @@ impl GbsClient {
     pub async fn read_immutable(
         &self,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         offset: u64,
         length: u64,
     ) -> Result<Bytes, GbsClientError> {
@@ -135,7 +135,7 @@ impl GbsClient {
     pub async fn advise_corrupt_immutable(
         &self,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         reason: &str,
     ) -> Result<(), GbsClientError> {
         self.advise_corrupt("immutable", si, shnum, reason).await

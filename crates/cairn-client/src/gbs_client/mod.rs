@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use cairn_core::storage::gbs::{
     self, AllocateRequest, AllocateResponse, ByteRange, CorruptRequest, RtwRequest, RtwResponse,
-    Secrets, ShareNumber, VersionResponse, CBOR_MIME_TYPE,
+    Secrets, ShareNum, VersionResponse, CBOR_MIME_TYPE,
 };
 use cairn_core::storage::gbs_client_support::{
     check_read_response, error_body_text, is_cbor_content_type, spki_from_cert, spki_hash_of, Nurl,

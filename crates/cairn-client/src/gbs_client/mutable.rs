@@ -48,7 +48,7 @@ impl GbsClient {
     pub async fn list_mutable_shares(
         &self,
         si: &[u8; 16],
-    ) -> Result<BTreeSet<ShareNumber>, GbsClientError> {
+    ) -> Result<BTreeSet<ShareNum>, GbsClientError> {
         self.list_shares("mutable", si).await
     }
 
@@ -56,7 +56,7 @@ impl GbsClient {
     pub async fn read_mutable(
         &self,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         offset: u64,
         length: u64,
     ) -> Result<Bytes, GbsClientError> {
@@ -67,7 +67,7 @@ impl GbsClient {
     pub async fn advise_corrupt_mutable(
         &self,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         reason: &str,
     ) -> Result<(), GbsClientError> {
         self.advise_corrupt("mutable", si, shnum, reason).await

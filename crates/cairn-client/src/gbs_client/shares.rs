@@ -7,7 +7,7 @@ impl GbsClient {
         &self,
         kind: &str,
         si: &[u8; 16],
-    ) -> Result<BTreeSet<ShareNumber>, GbsClientError> {
+    ) -> Result<BTreeSet<ShareNum>, GbsClientError> {
         let body = self
             .cbor(
                 Req::get(format!("/storage/v1/{kind}/{}/shares", si_str(si))),
@@ -21,7 +21,7 @@ impl GbsClient {
         &self,
         kind: &str,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         offset: u64,
         length: u64,
     ) -> Result<Bytes, GbsClientError> {
@@ -61,7 +61,7 @@ impl GbsClient {
         &self,
         kind: &str,
         si: &[u8; 16],
-        shnum: ShareNumber,
+        shnum: ShareNum,
         reason: &str,
     ) -> Result<(), GbsClientError> {
         if reason.is_empty() || reason.len() > gbs::MAX_REASON_LEN {

@@ -6,6 +6,7 @@
 
 use thiserror::Error;
 
+use crate::bytes::{Reader, Truncated};
 use crate::hashutil::{Hash, HASH_LEN};
 
 use super::params::{ChkGeometry, LayoutVersion, ShareOffsets, MAX_UEB_LEN, SHARE_HASH_ENTRY_LEN};
@@ -61,27 +62,43 @@ pub struct ShareLayout<'a> {
     pub ueb: &'a [u8],
 }
 
-fn be(data: &[u8], at: usize, width: usize) -> u64 {
-    data[at..at + width]
-        .iter()
-        .fold(0u64, |a, &b| (a << 8) | b as u64)
+/// A share's head: the layout version and the header fields (`>LLLLLLLLL` for v1,
+/// `>LQQQQQQQQ` for v2), parsed once from its first bytes for every reader (the whole-share
+/// parser, the download machine). The offsets are as stored, unchecked: a whole share bounds
+/// them by its length ([`ShareLayout::parse`]), a first read compares them with the file's
+/// geometry ([`ShareLayout::check_geometry`] or [`ChkGeometry::offsets`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ShareHead {
+    pub version: LayoutVersion,
+    /// Header `block_size` (readers ignore it, as Tahoe does).
+    pub block_size: u64,
+    /// Header `data_size` (readers ignore it, as Tahoe does).
+    pub data_size: u64,
+    pub offsets: ShareOffsets,
 }
 
-impl<'a> ShareLayout<'a> {
-    /// Parse a complete share (`share data`, i.e. the bytes after the server's container
-    /// header). Checks: version 1/2, header present, offsets non-decreasing and inside the
-    /// buffer, hash regions whole, UEB length field present and < 2000, UEB inside the buffer.
-    /// Trailing bytes after the UEB are ignored.
-    pub fn parse(share: &'a [u8]) -> Result<ShareLayout<'a>, LayoutError> {
-        let have = share.len() as u64;
-        if share.len() < 4 {
-            return Err(LayoutError::Truncated {
-                what: "version",
-                need: 4,
-                have,
-            });
+impl From<Truncated> for LayoutError {
+    fn from(t: Truncated) -> LayoutError {
+        LayoutError::Truncated {
+            what: "field",
+            need: t.at.saturating_add(t.need) as u64,
+            have: t.have as u64,
         }
-        let version = match be(share, 0, 4) as u32 {
+    }
+}
+
+impl ShareHead {
+    /// Parse the head from a share's first bytes (0x24 for v1, 0x44 for v2; later bytes are
+    /// ignored). Errors: [`LayoutError::Truncated`] naming `"version"` or `"header"`,
+    /// [`LayoutError::UnknownVersion`]. Never panics, allocates nothing.
+    pub fn parse(share: &[u8]) -> Result<ShareHead, LayoutError> {
+        let have = share.len() as u64;
+        let mut r = Reader::new(share);
+        let version = match r.u32().map_err(|_| LayoutError::Truncated {
+            what: "version",
+            need: 4,
+            have,
+        })? {
             1 => LayoutVersion::V1,
             2 => LayoutVersion::V2,
             v => return Err(LayoutError::UnknownVersion(v)),
@@ -95,15 +112,65 @@ impl<'a> ShareLayout<'a> {
             });
         }
         let w = version.field_len() as usize;
-        let f = |i: usize| be(share, 4 + i * w, w);
+        let block_size = r.uint(w)?;
+        let data_size = r.uint(w)?;
         let offsets = ShareOffsets {
-            data: f(2),
-            plaintext_hash_tree: f(3),
-            crypttext_hash_tree: f(4),
-            block_hashes: f(5),
-            share_hashes: f(6),
-            uri_extension: f(7),
+            data: r.uint(w)?,
+            plaintext_hash_tree: r.uint(w)?,
+            crypttext_hash_tree: r.uint(w)?,
+            block_hashes: r.uint(w)?,
+            share_hashes: r.uint(w)?,
+            uri_extension: r.uint(w)?,
         };
+        Ok(ShareHead {
+            version,
+            block_size,
+            data_size,
+            offsets,
+        })
+    }
+
+    /// The exact bytes of this head (0x24 or 0x44 bytes); `None` if a value does not fit
+    /// the version's field width.
+    pub fn to_bytes(&self) -> Option<Vec<u8>> {
+        let o = &self.offsets;
+        let mut out = (self.version as u32).to_be_bytes().to_vec();
+        for v in [self.block_size, self.data_size]
+            .into_iter()
+            .chain(o.in_order())
+        {
+            match self.version {
+                LayoutVersion::V1 => out.extend_from_slice(&u32::try_from(v).ok()?.to_be_bytes()),
+                LayoutVersion::V2 => out.extend_from_slice(&v.to_be_bytes()),
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Share-hash chain entries (`>H32s`: node index, hash) of a region whose length is a
+/// multiple of 34, in stored order; a ragged tail is ignored (callers check it first).
+pub fn share_hash_entries(region: &[u8]) -> impl Iterator<Item = (u16, Hash)> + '_ {
+    let mut r = Reader::new(region);
+    std::iter::from_fn(move || {
+        if r.remaining() < SHARE_HASH_ENTRY_LEN as usize {
+            return None;
+        }
+        Some((r.u16().ok()?, r.array().ok()?))
+    })
+}
+
+impl<'a> ShareLayout<'a> {
+    /// Parse a complete share (`share data`, i.e. the bytes after the server's container
+    /// header). Checks: version 1/2, header present, offsets non-decreasing and inside the
+    /// buffer, hash regions whole, UEB length field present and < 2000, UEB inside the buffer.
+    /// Trailing bytes after the UEB are ignored.
+    pub fn parse(share: &'a [u8]) -> Result<ShareLayout<'a>, LayoutError> {
+        let have = share.len() as u64;
+        let head = ShareHead::parse(share)?;
+        let (version, offsets) = (head.version, head.offsets);
+        let hl = version.header_len();
+        let w = version.field_len() as usize;
         let o = offsets;
         // the header, then the sections in order
         let mut order = [hl; 7];
@@ -122,7 +189,7 @@ impl<'a> ShareLayout<'a> {
                 have,
             });
         }
-        let ueb_len = be(share, o.uri_extension as usize, w);
+        let ueb_len = Reader::at(share, o.uri_extension as usize).uint(w)?;
         if ueb_len >= MAX_UEB_LEN as u64 {
             return Err(LayoutError::UebTooLong(ueb_len));
         }
@@ -137,8 +204,8 @@ impl<'a> ShareLayout<'a> {
         let sl = |a: u64, b: u64| &share[a as usize..b as usize];
         let l = ShareLayout {
             version,
-            header_block_size: f(0),
-            header_data_size: f(1),
+            header_block_size: head.block_size,
+            header_data_size: head.data_size,
             offsets,
             data: sl(o.data, o.plaintext_hash_tree),
             plaintext_hash_tree: sl(o.plaintext_hash_tree, o.crypttext_hash_tree),
@@ -184,13 +251,7 @@ impl<'a> ShareLayout<'a> {
 
     /// The share-hash chain entries, in stored order.
     pub fn share_hash_entries(&self) -> impl Iterator<Item = (u16, Hash)> + 'a {
-        self.share_hashes
-            .chunks_exact(SHARE_HASH_ENTRY_LEN as usize)
-            .map(|c| {
-                let mut h = [0u8; HASH_LEN];
-                h.copy_from_slice(&c[2..]);
-                (u16::from_be_bytes([c[0], c[1]]), h)
-            })
+        share_hash_entries(self.share_hashes)
     }
 
     /// Block `segnum` of this share; `None` if outside the data region.

@@ -25,7 +25,7 @@ use crate::hashutil::{Hash, KEY_LEN};
 pub use decoder::{decode, verify_share, ChkDecoder, DecodeError, SegmentDecoder};
 pub use encoder::{encode_file, ChkEncoder, EncodedFile, EncodedTrailer, SegmentOutput};
 pub use key::{convergent_key, ConvergentKeyHasher};
-pub use layout::{LayoutError, ShareLayout};
+pub use layout::{share_hash_entries, LayoutError, ShareHead, ShareLayout};
 pub use params::{
     ChkGeometry, EncodingParams, LayoutVersion, ShareOffsets, DEFAULT_MAX_SEGMENT_SIZE,
     LIT_SIZE_THRESHOLD,

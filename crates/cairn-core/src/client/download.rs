@@ -46,7 +46,9 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::bytes::Reader;
 use crate::cap::ChkReadCap;
+use crate::chk::layout::{share_hash_entries, LayoutError as ChkLayoutError, ShareHead};
 use crate::chk::params::{
     ChkGeometry, LayoutVersion, ShareOffsets, DEFAULT_MAX_SEGMENT_SIZE, MAX_UEB_LEN,
     SHARE_HASH_ENTRY_LEN,
@@ -493,42 +495,19 @@ pub struct DownloadMachine<B> {
     out: Vec<Action<B>>,
 }
 
-fn be(data: &[u8], at: usize, width: usize) -> u64 {
-    data[at..at + width]
-        .iter()
-        .fold(0u64, |a, &b| (a << 8) | b as u64)
-}
-
 /// Version and offsets from the first bytes of a share.
 fn parse_header(b: &[u8]) -> Result<(LayoutVersion, ShareOffsets), String> {
-    if b.len() < 4 {
-        return Err(format!("share header truncated ({} bytes)", b.len()));
-    }
-    let version = match be(b, 0, 4) {
-        1 => LayoutVersion::V1,
-        2 => LayoutVersion::V2,
-        v => return Err(format!("unknown share layout version {v}")),
-    };
-    let hl = version.header_len() as usize;
-    if b.len() < hl {
-        return Err(format!(
-            "share header truncated ({} of {hl} bytes)",
+    match ShareHead::parse(b) {
+        Ok(head) => Ok((head.version, head.offsets)),
+        Err(ChkLayoutError::Truncated {
+            what: "version", ..
+        }) => Err(format!("share header truncated ({} bytes)", b.len())),
+        Err(ChkLayoutError::Truncated { need, .. }) => Err(format!(
+            "share header truncated ({} of {need} bytes)",
             b.len()
-        ));
+        )),
+        Err(e) => Err(e.to_string()),
     }
-    let w = version.field_len() as usize;
-    let f = |i: usize| be(b, 4 + i * w, w);
-    Ok((
-        version,
-        ShareOffsets {
-            data: f(2),
-            plaintext_hash_tree: f(3),
-            crypttext_hash_tree: f(4),
-            block_hashes: f(5),
-            share_hashes: f(6),
-            uri_extension: f(7),
-        },
-    ))
 }
 
 /// Node index ranges covering `nodes`, merging gaps of up to `gap` nodes.
@@ -1200,7 +1179,15 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
                 );
                 return;
             }
-            let ueb_len = be(&data, chain_len, w);
+            let Ok(ueb_len) = Reader::at(&data, chain_len).uint(w) else {
+                self.fail_cand(
+                    c,
+                    ProblemKind::Corrupt,
+                    "UEB length field missing (share truncated)".into(),
+                    false,
+                );
+                return;
+            };
             if ueb_len >= MAX_UEB_LEN as u64 || data.len() < chain_len + w + ueb_len as usize {
                 let reason = format!("UEB of {ueb_len} bytes does not fit in the share");
                 self.fail_cand(c, ProblemKind::Corrupt, reason, false);
@@ -1228,13 +1215,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
                 }
             }
         }
-        let chain = data[..chain_len]
-            .chunks_exact(SHARE_HASH_ENTRY_LEN as usize)
-            .map(|e| {
-                let mut h = [0u8; HASH_LEN];
-                h.copy_from_slice(&e[2..]);
-                (u16::from_be_bytes([e[0], e[1]]), h)
-            });
+        let chain = share_hash_entries(&data[..chain_len]);
         if let Err(e) = self.decoder.add_share_hash_chain(shnum, chain) {
             self.fail_cand(c, ProblemKind::Corrupt, e.to_string(), false);
             return;

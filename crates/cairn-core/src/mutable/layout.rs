@@ -8,8 +8,10 @@
 
 use thiserror::Error;
 
+use super::header::{parse_share_hash_chain, MutableSharePrefix};
 use super::params::{ParamsError, SegmentParams};
 use super::{MutableFormat, SALT_LEN};
+use crate::bytes::Reader;
 use crate::hashtree::tree_len;
 use crate::hashutil::{Hash, HASH_LEN};
 
@@ -184,27 +186,14 @@ impl std::fmt::Debug for MutableShare {
     }
 }
 
-struct Reader<'a> {
-    data: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn u8_at(&self, off: usize) -> u8 {
-        self.data[off]
-    }
-    fn u32_at(&self, off: usize) -> u64 {
-        u32::from_be_bytes(self.data[off..off + 4].try_into().expect("4 bytes")) as u64
-    }
-    fn u64_at(&self, off: usize) -> u64 {
-        u64::from_be_bytes(self.data[off..off + 8].try_into().expect("8 bytes"))
-    }
-    fn array_at<const N: usize>(&self, off: usize) -> [u8; N] {
-        self.data[off..off + N].try_into().expect("N bytes")
-    }
-    /// `data[start..end]`, both already checked against the length.
-    fn slice(&self, start: u64, end: u64) -> &'a [u8] {
-        &self.data[start as usize..end as usize]
-    }
+/// `data[start..end]`; both ends were checked against the length by [`check_offset`], so
+/// the error is only a guard against a bug in those checks.
+fn region(data: &[u8], start: u64, end: u64) -> Result<&[u8], LayoutError> {
+    usize::try_from(start)
+        .ok()
+        .zip(usize::try_from(end).ok())
+        .and_then(|(a, b)| data.get(a..b))
+        .ok_or(LayoutError::Inconsistent("field outside the share"))
 }
 
 /// Offsets must be non-decreasing, within the data and below `MAX_MUTABLE_SHARE_SIZE`.
@@ -231,31 +220,13 @@ fn check_len(field: &'static str, len: u64, expected: u64) -> Result<(), LayoutE
     Ok(())
 }
 
-fn parse_chain(bytes: &[u8]) -> Result<Vec<(u16, Hash)>, LayoutError> {
-    if !bytes.len().is_multiple_of(SHARE_HASH_ENTRY_LEN) {
-        return Err(LayoutError::BadShareHashChainLength(bytes.len() as u64));
-    }
-    Ok(bytes
-        .chunks_exact(SHARE_HASH_ENTRY_LEN)
-        .map(|c| {
-            (
-                u16::from_be_bytes([c[0], c[1]]),
-                c[2..].try_into().expect("32 bytes"),
-            )
-        })
-        .collect())
-}
-
 fn parse_hashes(field: &'static str, bytes: &[u8], count: u64) -> Result<Vec<Hash>, LayoutError> {
     check_len(
         field,
         bytes.len() as u64,
         count.saturating_mul(HASH_LEN as u64),
     )?;
-    Ok(bytes
-        .chunks_exact(HASH_LEN)
-        .map(|c| c.try_into().expect("32 bytes"))
-        .collect())
+    super::header::parse_hashes(bytes).ok_or(LayoutError::Inconsistent("ragged hash list"))
 }
 
 impl MutableShare {
@@ -280,34 +251,27 @@ impl MutableShare {
                 need: SDMF_HEADER_LEN,
             });
         }
-        let r = Reader { data };
-        let version = r.u8_at(0);
-        if version != 0 {
-            return Err(LayoutError::UnknownVersion(version));
-        }
-        let header = ShareHeader {
-            format: MutableFormat::Sdmf,
-            seqnum: r.u64_at(1),
-            root_hash: r.array_at(9),
-            iv: Some(r.array_at(41)),
-            k: r.u8_at(57),
-            n: r.u8_at(58),
-            segment_size: r.u64_at(59),
-            data_length: r.u64_at(67),
+        let prefix = MutableSharePrefix::parse_sdmf(data)?;
+        let Some(&o) = prefix.sdmf() else {
+            return Err(LayoutError::Inconsistent(
+                "version and offsets table disagree",
+            ));
         };
+        let header = prefix.header;
         let params = header.params()?;
         let max = (data.len() as u64).min(MAX_MUTABLE_SHARE_SIZE);
-        let o_sig = check_offset("signature", r.u32_at(75), SDMF_HEADER_LEN as u64, max)?;
-        let o_shc = check_offset("share_hash_chain", r.u32_at(79), o_sig, max)?;
-        let o_bht = check_offset("block_hash_tree", r.u32_at(83), o_shc, max)?;
-        let o_sd = check_offset("share_data", r.u32_at(87), o_bht, max)?;
-        let o_epk = check_offset("enc_privkey", r.u64_at(91), o_sd, max)?;
-        let o_eof = check_offset("EOF", r.u64_at(99), o_epk, max)?;
+        let hl = SDMF_HEADER_LEN as u64;
+        let o_sig = check_offset("signature", o.signature.into(), hl, max)?;
+        let o_shc = check_offset("share_hash_chain", o.share_hash_chain.into(), o_sig, max)?;
+        let o_bht = check_offset("block_hash_tree", o.block_hash_tree.into(), o_shc, max)?;
+        let o_sd = check_offset("share_data", o.share_data.into(), o_bht, max)?;
+        let o_epk = check_offset("enc_privkey", o.enc_privkey, o_sd, max)?;
+        let o_eof = check_offset("EOF", o.eof, o_epk, max)?;
 
-        let share_hash_chain = parse_chain(r.slice(o_shc, o_bht))?;
+        let share_hash_chain = parse_share_hash_chain(region(data, o_shc, o_bht)?)?;
         // One segment (or none) -> a one-node block hash tree.
-        let block_hash_tree = parse_hashes("block_hash_tree", r.slice(o_bht, o_sd), 1)?;
-        let share_data = r.slice(o_sd, o_epk);
+        let block_hash_tree = parse_hashes("block_hash_tree", region(data, o_bht, o_sd)?, 1)?;
+        let share_data = region(data, o_sd, o_epk)?;
         let expected = params.num_segments * params.block_size;
         check_len("share_data", share_data.len() as u64, expected)?;
         let blocks = if params.num_segments == 0 {
@@ -317,13 +281,13 @@ impl MutableShare {
         };
         Ok(MutableShare {
             header,
-            verification_key: r.slice(SDMF_HEADER_LEN as u64, o_sig).to_vec(),
-            signature: r.slice(o_sig, o_shc).to_vec(),
+            verification_key: region(data, hl, o_sig)?.to_vec(),
+            signature: region(data, o_sig, o_shc)?.to_vec(),
             share_hash_chain,
             block_hash_tree,
             blocks,
             salts: Vec::new(),
-            enc_privkey: r.slice(o_epk, o_eof).to_vec(),
+            enc_privkey: region(data, o_epk, o_eof)?.to_vec(),
         })
     }
 
@@ -335,60 +299,55 @@ impl MutableShare {
                 need: MDMF_HEADER_LEN,
             });
         }
-        let r = Reader { data };
-        let version = r.u8_at(0);
-        if version != 1 {
-            return Err(LayoutError::UnknownVersion(version));
-        }
-        let header = ShareHeader {
-            format: MutableFormat::Mdmf,
-            seqnum: r.u64_at(1),
-            root_hash: r.array_at(9),
-            iv: None,
-            k: r.u8_at(41),
-            n: r.u8_at(42),
-            segment_size: r.u64_at(43),
-            data_length: r.u64_at(51),
+        let prefix = MutableSharePrefix::parse_mdmf(data)?;
+        let Some(&o) = prefix.mdmf() else {
+            return Err(LayoutError::Inconsistent(
+                "version and offsets table disagree",
+            ));
         };
+        let header = prefix.header;
         let params = header.params()?;
         let max = (data.len() as u64).min(MAX_MUTABLE_SHARE_SIZE);
         let hl = MDMF_HEADER_LEN as u64;
-        let o_epk = check_offset("enc_privkey", r.u64_at(59), hl, hl)?;
-        let o_shc = check_offset("share_hash_chain", r.u64_at(67), o_epk, max)?;
-        let o_sig = check_offset("signature", r.u64_at(75), o_shc, max)?;
-        let o_vk = check_offset("verification_key", r.u64_at(83), o_sig, max)?;
-        let o_vke = check_offset("verification_key_end", r.u64_at(91), o_vk, max)?;
-        let o_sd = check_offset("share_data", r.u64_at(99), o_vke, max)?;
+        let o_epk = check_offset("enc_privkey", o.enc_privkey, hl, hl)?;
+        let o_shc = check_offset("share_hash_chain", o.share_hash_chain, o_epk, max)?;
+        let o_sig = check_offset("signature", o.signature, o_shc, max)?;
+        let o_vk = check_offset("verification_key", o.verification_key, o_sig, max)?;
+        let o_vke = check_offset("verification_key_end", o.verification_key_end, o_vk, max)?;
+        let o_sd = check_offset("share_data", o.share_data, o_vke, max)?;
         let data_size = params.mdmf_share_data_size();
         let bht_at = o_sd.saturating_add(data_size);
-        let o_bht = check_offset("block_hash_tree", r.u64_at(107), bht_at, bht_at.min(max))?;
-        let o_eof = check_offset("EOF", r.u64_at(115), o_bht, max)?;
+        let o_bht = check_offset(
+            "block_hash_tree",
+            o.block_hash_tree,
+            bht_at,
+            bht_at.min(max),
+        )?;
+        let o_eof = check_offset("EOF", o.eof, o_bht, max)?;
 
-        let share_hash_chain = parse_chain(r.slice(o_shc, o_sig))?;
+        let share_hash_chain = parse_share_hash_chain(region(data, o_shc, o_sig)?)?;
         // num_segments <= data_size / 17 <= len, so tree_len cannot overflow.
         let nodes = tree_len(params.num_segments as usize) as u64;
-        let block_hash_tree = parse_hashes("block_hash_tree", r.slice(o_bht, o_eof), nodes)?;
+        let block_hash_tree = parse_hashes("block_hash_tree", region(data, o_bht, o_eof)?, nodes)?;
         let mut blocks = Vec::with_capacity(params.num_segments as usize);
         let mut salts = Vec::with_capacity(params.num_segments as usize);
-        let mut at = o_sd;
+        let mut segments = Reader::new(region(data, o_sd, o_bht)?);
         for seg in 0..params.num_segments {
-            let len = params.block_len(seg);
-            let salt_at = at;
-            at += SALT_LEN as u64;
-            salts.push(r.array_at::<SALT_LEN>(salt_at as usize));
-            blocks.push(r.slice(at, at + len).to_vec());
-            at += len;
+            let len = usize::try_from(params.block_len(seg))
+                .map_err(|_| LayoutError::Inconsistent("block larger than memory"))?;
+            salts.push(segments.array::<SALT_LEN>()?);
+            blocks.push(segments.bytes(len)?.to_vec());
         }
-        debug_assert_eq!(at, o_bht);
+        debug_assert_eq!(segments.remaining(), 0);
         Ok(MutableShare {
             header,
-            verification_key: r.slice(o_vk, o_vke).to_vec(),
-            signature: r.slice(o_sig, o_vk).to_vec(),
+            verification_key: region(data, o_vk, o_vke)?.to_vec(),
+            signature: region(data, o_sig, o_vk)?.to_vec(),
             share_hash_chain,
             block_hash_tree,
             blocks,
             salts,
-            enc_privkey: r.slice(o_epk, o_shc).to_vec(),
+            enc_privkey: region(data, o_epk, o_shc)?.to_vec(),
         })
     }
 

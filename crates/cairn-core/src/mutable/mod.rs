@@ -5,6 +5,8 @@
 //!   write enablers), encrypted private keys.
 //! * [`layout`]: [`MutableShare`] — typed parse of SDMF (version 0) and MDMF (version 1)
 //!   share bytes and the exact bytes Tahoe writes.
+//! * [`header`]: [`MutableSharePrefix`] — the signed header and offsets table of either
+//!   format, parsed once from a share's first bytes for every reader.
 //! * [`params`]: segment geometry.
 //! * [`codec`]: [`encode`] plaintext into N shares exactly as Tahoe's `Publish` does, and
 //!   [`decode`] / [`verify_share`] with signature, fingerprint and hash-tree checks.
@@ -12,6 +14,7 @@
 //! Everything is pure: salts, signing randomness and keys are passed in.
 
 pub mod codec;
+pub mod header;
 pub mod keys;
 pub mod layout;
 pub mod params;
@@ -21,6 +24,7 @@ pub use codec::{
     decode, encode, encode_unsigned, verify_share, BadShare, DecodeError, Decoded, EncodeError,
     Encoding, ShareFault, UnsignedShares,
 };
+pub use header::MutableSharePrefix;
 pub use keys::{
     decrypt_privkey, encrypt_privkey, BadSignature, KeyAlgorithm, KeyError, MutableKeys,
     ReaderKeys, SigningKey, VerifyingKey, WriterKeys,

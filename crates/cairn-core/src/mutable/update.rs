@@ -78,6 +78,7 @@ use std::ops::Range;
 use rand_core::CryptoRngCore;
 use thiserror::Error;
 
+use super::header::{parse_share_hash_chain, MdmfOffsets};
 use super::keys::{KeyError, MutableKeys, SigningKey};
 use super::layout::{
     ShareHeader, MDMF_CHECKSTRING_LEN, MDMF_HEADER_LEN, MDMF_SHARE_DATA_OFFSET,
@@ -350,7 +351,13 @@ impl OldShare {
             MDMF_HEADER_LEN as u64,
             head.len(),
         ))?;
-        let offsets = Offsets::parse(prefix);
+        let offsets = MdmfOffsets::parse(prefix).map_err(|_| {
+            short(
+                "old share's first bytes",
+                MDMF_HEADER_LEN as u64,
+                head.len(),
+            )
+        })?;
         let chain = usize::try_from(offsets.share_hash_chain)
             .ok()
             .zip(usize::try_from(offsets.signature).ok())
@@ -360,12 +367,11 @@ impl OldShare {
                 offsets.signature,
                 head.len(),
             ))?;
-        if chain.len() % SHARE_HASH_ENTRY_LEN != 0 {
-            return Err(UpdateError::BadShare {
+        let share_hash_chain =
+            parse_share_hash_chain(chain).map_err(|_| UpdateError::BadShare {
                 shnum,
                 reason: "share hash chain length is not a multiple of 34",
-            });
-        }
+            })?;
         let base = plan.old_block_hash_tree_offset();
         let mut block_hash_nodes = BTreeMap::new();
         for &i in &plan.old_block_hash_nodes {
@@ -379,20 +385,15 @@ impl OldShare {
                     at + HASH_LEN as u64 - nodes_at.min(at),
                     nodes.len(),
                 ))?;
-            block_hash_nodes.insert(i, h.try_into().expect("32 bytes"));
+            let h = crate::bytes::Reader::new(h)
+                .array()
+                .map_err(|_| short("old share's block hash tree read", HASH_LEN as u64, h.len()))?;
+            block_hash_nodes.insert(i, h);
         }
         Ok(OldShare {
             shnum,
             prefix: prefix.to_vec(),
-            share_hash_chain: chain
-                .chunks_exact(SHARE_HASH_ENTRY_LEN)
-                .map(|c| {
-                    (
-                        u16::from_be_bytes([c[0], c[1]]),
-                        c[2..].try_into().expect("32 bytes"),
-                    )
-                })
-                .collect(),
+            share_hash_chain,
             block_hash_nodes,
         })
     }
@@ -466,8 +467,8 @@ pub fn apply(
 
     let geo = Geometry::new(&plan.old_params, &plan.new_params, &plan.segments);
     let chain_entries = roundup_pow2(n).trailing_zeros() as usize;
-    let old_offsets = Offsets::expected_for(&plan.old_params);
-    let new_offsets = Offsets::expected_for(&plan.new_params);
+    let old_offsets = expected_offsets(&plan.old_params);
+    let new_offsets = expected_offsets(&plan.new_params);
 
     // Check each old share's layout and verify its hashes against the signed old root.
     let mut share_offsets = Vec::with_capacity(n);
@@ -483,7 +484,8 @@ pub fn apply(
                 reason: "header is not the version being updated",
             });
         }
-        let o = Offsets::parse(&s.prefix);
+        let o = MdmfOffsets::parse(&s.prefix)
+            .map_err(|_| unsupported("prefix is not the 123-byte header"))?;
         if o.enc_privkey != MDMF_HEADER_LEN as u64
             || o.share_data != old_offsets.share_data
             || o.block_hash_tree != old_offsets.block_hash_tree
@@ -656,52 +658,19 @@ pub fn apply(
     })
 }
 
-/// The MDMF offsets table (`>QQQQQQQQ` at 59).
-#[derive(Clone, Copy, Debug)]
-struct Offsets {
-    enc_privkey: u64,
-    share_hash_chain: u64,
-    signature: u64,
-    verification_key: u64,
-    verification_key_end: u64,
-    share_data: u64,
-    block_hash_tree: u64,
-    eof: u64,
-}
-
-impl Offsets {
-    /// `prefix` is at least 123 bytes.
-    fn parse(prefix: &[u8]) -> Offsets {
-        let q = |i: usize| {
-            let at = MDMF_SIGNED_PREFIX_LEN + 8 * i;
-            u64::from_be_bytes(prefix[at..at + 8].try_into().expect("8 bytes"))
-        };
-        Offsets {
-            enc_privkey: q(0),
-            share_hash_chain: q(1),
-            signature: q(2),
-            verification_key: q(3),
-            verification_key_end: q(4),
-            share_data: q(5),
-            block_hash_tree: q(6),
-            eof: q(7),
-        }
-    }
-
-    /// The offsets that do not depend on the key fields (Tahoe's layout).
-    fn expected_for(p: &SegmentParams) -> Offsets {
-        let share_data = MDMF_SHARE_DATA_OFFSET as u64;
-        let block_hash_tree = share_data + p.mdmf_share_data_size();
-        Offsets {
-            enc_privkey: MDMF_HEADER_LEN as u64,
-            share_hash_chain: 0,
-            signature: 0,
-            verification_key: 0,
-            verification_key_end: 0,
-            share_data,
-            block_hash_tree,
-            eof: block_hash_tree + (tree_len(p.num_segments as usize) * HASH_LEN) as u64,
-        }
+/// The offsets that do not depend on the key fields (Tahoe's layout); the others are 0.
+fn expected_offsets(p: &SegmentParams) -> MdmfOffsets {
+    let share_data = MDMF_SHARE_DATA_OFFSET as u64;
+    let block_hash_tree = share_data + p.mdmf_share_data_size();
+    MdmfOffsets {
+        enc_privkey: MDMF_HEADER_LEN as u64,
+        share_hash_chain: 0,
+        signature: 0,
+        verification_key: 0,
+        verification_key_end: 0,
+        share_data,
+        block_hash_tree,
+        eof: block_hash_tree + (tree_len(p.num_segments as usize) * HASH_LEN) as u64,
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::rtw::ShareNum;
+use crate::ids::ShareNum;
 
 /// What bounds an allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,8 +77,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn set(v: &[ShareNum]) -> BTreeSet<ShareNum> {
-        v.iter().copied().collect()
+    fn set(v: &[u8]) -> BTreeSet<ShareNum> {
+        v.iter().copied().map(ShareNum).collect()
     }
 
     #[test]
@@ -86,7 +86,7 @@ mod tests {
         let existing = set(&[1, 7]);
         let uploading = set(&[2]);
         let p = plan(
-            [0, 1, 2, 3],
+            [0, 1, 2, 3].map(ShareNum),
             100,
             AllocateState {
                 existing: &existing,
@@ -100,15 +100,15 @@ mod tests {
             },
         );
         assert_eq!(p.already_have, set(&[1, 7]));
-        assert_eq!(p.allocate, vec![0, 3]);
+        assert_eq!(p.allocate, vec![ShareNum(0), ShareNum(3)]);
     }
 
     proptest! {
         #[test]
         fn a_plan_respects_every_bound_and_takes_all_that_fits(
-            requested in proptest::collection::vec(0u16..12, 0..14),
-            existing in proptest::collection::btree_set(0u16..12, 0..5),
-            uploading in proptest::collection::btree_set(0u16..12, 0..4),
+            requested in proptest::collection::vec((0u8..12).prop_map(ShareNum), 0..14),
+            existing in proptest::collection::btree_set((0u8..12).prop_map(ShareNum), 0..5),
+            uploading in proptest::collection::btree_set((0u8..12).prop_map(ShareNum), 0..4),
             size in 1u64..200,
             available in 0u64..1500,
             max_share_size in 50u64..250,

@@ -17,8 +17,9 @@ use super::container::{
     MutableVersion, NodeId, MAX_MUTABLE_SHARE_SIZE,
 };
 
-/// A share number. Tahoe clients use 0..=255; the HTTP schema allows any uint.
-pub type ShareNum = u16;
+/// Share numbers are [`ShareNum`]s: the HTTP schema allows any uint, cairn refuses above 255
+/// where the request is parsed.
+pub use crate::ids::ShareNum;
 
 /// Owner number Tahoe puts on leases created by mutable writes (`_make_lease_info`: `ownerid = 1`).
 pub const RTW_LEASE_OWNER: u32 = 1;
@@ -255,7 +256,7 @@ where
                 .keys()
                 .next()
                 .copied()
-                .unwrap_or(0),
+                .unwrap_or_default(),
             source,
         })?;
         Some(LeaseGrant {

@@ -71,7 +71,7 @@ pub(super) async fn allocate(
             expiration: u64::from(expiration),
         };
         // Which shares to take: a pure decision (`cairn_core::storage::allocate`).
-        let uploading: BTreeSet<u16> = st
+        let uploading: BTreeSet<ShareNum> = st
             .lock_uploads()
             .keys()
             .filter(|k| k.0 == si)
@@ -79,7 +79,7 @@ pub(super) async fn allocate(
             .collect();
         let (in_progress, held) = st.uploads_in_progress();
         let plan = allocate::plan(
-            req.share_numbers.iter().map(|&sh| u16::from(sh)),
+            req.share_numbers.iter().copied(),
             req.allocated_size,
             allocate::AllocateState {
                 existing: &existing,
@@ -92,15 +92,8 @@ pub(super) async fn allocate(
                 max_concurrent_uploads: st.limits.max_concurrent_uploads,
             },
         );
-        resp.already_have = plan
-            .already_have
-            .iter()
-            .filter_map(|&shnum| u8::try_from(shnum).ok())
-            .collect();
+        resp.already_have = plan.already_have;
         for shnum in plan.allocate {
-            let Ok(sh) = u8::try_from(shnum) else {
-                continue;
-            };
             let key = ShareKey::new(si, shnum);
             match db.reserve(
                 &leasedb::Upload {
@@ -139,7 +132,7 @@ pub(super) async fn allocate(
                 }),
             });
             st.lock_uploads().insert((si, shnum), slot);
-            resp.allocated.insert(sh);
+            resp.allocated.insert(shnum);
         }
         Ok(resp)
     })
@@ -150,7 +143,7 @@ pub(super) async fn allocate(
 pub(super) fn upload_slot(
     st: &ServerState,
     si: StorageIndex,
-    shnum: u16,
+    shnum: ShareNum,
     secret: &[u8],
 ) -> Result<Arc<UploadSlot>, HttpError> {
     let slot = st

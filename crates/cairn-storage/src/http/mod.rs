@@ -6,7 +6,7 @@
 //! else 404) → `Authorization` (401/400) → `X-Tahoe-Authorization` secrets (400) → `Accept`
 //! for CBOR answers (406, checked before any work) → body (415/413/400) → the operation.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use axum::Router;
 use futures_util::StreamExt;
 
 use cairn_core::cap::StorageIndex;
+use cairn_core::ids::ShareNum;
 use cairn_core::storage::allocate;
 use cairn_core::storage::container::{
     expiration_for, hash_lease_secret, LeaseGrant, NodeId, SecretForm, IMMUTABLE_DATA_OFFSET,

@@ -55,11 +55,7 @@ pub(super) async fn read_test_write(
     .await??;
     let resp = gbs::RtwResponse {
         success: result.success,
-        data: result
-            .read_data
-            .into_iter()
-            .filter_map(|(k, v)| u8::try_from(k).ok().map(|k| (k, v)))
-            .collect::<BTreeMap<_, _>>(),
+        data: result.read_data,
     };
     Ok(cbor(StatusCode::OK, resp.encode()))
 }

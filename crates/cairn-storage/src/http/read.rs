@@ -24,11 +24,7 @@ pub(super) async fn list_shares(st: Arc<ServerState>, si: String, headers: Heade
     check_accept(&headers)?;
     let st2 = st.clone();
     let shares = blocking(move || st2.store.list_share_numbers(&si.0)).await??;
-    let set: BTreeSet<u8> = shares
-        .into_iter()
-        .filter_map(|s| u8::try_from(s).ok())
-        .collect();
-    Ok(cbor(StatusCode::OK, gbs::encode_share_set(&set)))
+    Ok(cbor(StatusCode::OK, gbs::encode_share_set(&shares)))
 }
 
 pub(super) async fn read_immutable(
@@ -60,7 +56,7 @@ pub(super) async fn open_share<T: Send + 'static>(
     si: &str,
     shnum: &str,
     headers: &HeaderMap,
-    open: fn(&Store, &[u8; 16], u16) -> store::Result<Option<T>>,
+    open: fn(&Store, &[u8; 16], ShareNum) -> store::Result<Option<T>>,
 ) -> Result<T, HttpError> {
     let si = parse_si(si)?;
     let shnum = parse_shnum(shnum)?;

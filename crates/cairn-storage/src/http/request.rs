@@ -9,10 +9,8 @@ pub(super) fn parse_si(s: &str) -> Result<StorageIndex, HttpError> {
         .ok_or_else(HttpError::not_found)
 }
 
-pub(super) fn parse_shnum(s: &str) -> Result<u16, HttpError> {
-    gbs::parse_share_number(s)
-        .map(u16::from)
-        .ok_or_else(HttpError::not_found)
+pub(super) fn parse_shnum(s: &str) -> Result<ShareNum, HttpError> {
+    gbs::parse_share_number(s).ok_or_else(HttpError::not_found)
 }
 
 pub(super) fn first(headers: &HeaderMap, name: header::HeaderName) -> Option<&[u8]> {

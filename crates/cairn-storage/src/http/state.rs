@@ -16,7 +16,7 @@ pub struct ServerState {
     pub app_version: String,
     /// The date, for leases, expiry and records (see `clock`).
     pub clock: Arc<dyn Clock>,
-    uploads: Mutex<HashMap<(StorageIndex, u16), Arc<UploadSlot>>>,
+    uploads: Mutex<HashMap<(StorageIndex, ShareNum), Arc<UploadSlot>>>,
 }
 
 /// An immutable upload in progress.
@@ -66,7 +66,7 @@ impl ServerState {
 
     pub(super) fn lock_uploads(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(StorageIndex, u16), Arc<UploadSlot>>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<(StorageIndex, ShareNum), Arc<UploadSlot>>> {
         self.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -88,7 +88,7 @@ impl ServerState {
 
     /// Abort one upload: forget it, delete its `incoming/` file, release its reservation.
     /// Waits for a write in progress on it to finish first.
-    pub async fn abort_upload(self: &Arc<Self>, si: StorageIndex, shnum: u16) -> bool {
+    pub async fn abort_upload(self: &Arc<Self>, si: StorageIndex, shnum: ShareNum) -> bool {
         let slot = self.lock_uploads().get(&(si, shnum)).cloned();
         let Some(slot) = slot else { return false };
         let mut st = slot.state.lock().await;
@@ -108,7 +108,7 @@ impl ServerState {
         true
     }
 
-    pub(super) fn abort_blocking(&self, si: StorageIndex, shnum: u16) {
+    pub(super) fn abort_blocking(&self, si: StorageIndex, shnum: ShareNum) {
         if let Err(e) = self.store.abort_incoming(&si.0, shnum) {
             tracing::warn!("aborting upload {}/{shnum}: {e}", si.to_base32());
         }

@@ -13,8 +13,8 @@ use cairn_core::cap::StorageIndex;
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::{
-    key32_from_blob, schema, si_from_blob, to_i64, AccountId, Lease, LeaseDb, LeaseDbError, Result,
-    ShareKey, ShareKind, Upload,
+    key32_from_blob, schema, shnum_from_db, si_from_blob, to_i64, AccountId, Lease, LeaseDb,
+    LeaseDbError, Result, ShareKey, ShareKind, Upload,
 };
 
 /// Usage counters (of one account, or of the whole server).
@@ -90,7 +90,7 @@ fn share_row(tx: &Transaction<'_>, key: &ShareKey) -> Result<Option<(ShareKind, 
     let row: Option<(String, i64)> = tx
         .query_row(
             "SELECT kind, size FROM shares WHERE si = ?1 AND shnum = ?2",
-            params![&key.si.0[..], key.shnum],
+            params![&key.si.0[..], key.shnum.0],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
@@ -103,7 +103,7 @@ fn share_row(tx: &Transaction<'_>, key: &ShareKey) -> Result<Option<(ShareKind, 
 fn lease_accounts(tx: &Transaction<'_>, key: &ShareKey) -> Result<BTreeSet<AccountId>> {
     let mut stmt =
         tx.prepare_cached("SELECT DISTINCT account FROM leases WHERE si = ?1 AND shnum = ?2")?;
-    let rows = stmt.query_map(params![&key.si.0[..], key.shnum], |r| r.get::<_, i64>(0))?;
+    let rows = stmt.query_map(params![&key.si.0[..], key.shnum.0], |r| r.get::<_, i64>(0))?;
     let mut out = BTreeSet::new();
     for r in rows {
         out.insert(AccountId(r? as u32));
@@ -153,7 +153,7 @@ fn read_leases(tx: &rusqlite::Connection, key: &ShareKey) -> Result<Vec<Lease>> 
         "SELECT account, renew_key, expiration FROM leases WHERE si = ?1 AND shnum = ?2
          ORDER BY renew_key",
     )?;
-    let rows = stmt.query_map(params![&key.si.0[..], key.shnum], |r| {
+    let rows = stmt.query_map(params![&key.si.0[..], key.shnum.0], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, Vec<u8>>(1)?,
@@ -186,14 +186,14 @@ pub(crate) fn tx_add_share(
             if old_kind != kind {
                 tx.execute(
                     "UPDATE shares SET kind = ?3 WHERE si = ?1 AND shnum = ?2",
-                    params![&key.si.0[..], key.shnum, kind.as_str()],
+                    params![&key.si.0[..], key.shnum.0, kind.as_str()],
                 )?;
             }
             if old_size != size {
                 let delta = size_i - old_size as i64;
                 tx.execute(
                     "UPDATE shares SET size = ?3 WHERE si = ?1 AND shnum = ?2",
-                    params![&key.si.0[..], key.shnum, size_i],
+                    params![&key.si.0[..], key.shnum.0, size_i],
                 )?;
                 bump_totals(
                     tx,
@@ -220,7 +220,7 @@ pub(crate) fn tx_add_share(
                 "INSERT INTO shares (si, shnum, prefix, kind, size) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
                     &key.si.0[..],
-                    key.shnum,
+                    key.shnum.0,
                     key.prefix(),
                     kind.as_str(),
                     size_i
@@ -246,13 +246,13 @@ pub(crate) fn tx_remove_share(tx: &Transaction<'_>, key: &ShareKey) -> Result<Op
     with_lease_accounting(tx, key, size, |tx| {
         tx.execute(
             "DELETE FROM leases WHERE si = ?1 AND shnum = ?2",
-            params![&key.si.0[..], key.shnum],
+            params![&key.si.0[..], key.shnum.0],
         )?;
         Ok(())
     })?;
     tx.execute(
         "DELETE FROM shares WHERE si = ?1 AND shnum = ?2",
-        params![&key.si.0[..], key.shnum],
+        params![&key.si.0[..], key.shnum.0],
     )?;
     bump_totals(
         tx,
@@ -281,7 +281,7 @@ pub(crate) fn tx_add_or_renew_lease(
              ON CONFLICT (si, shnum, renew_key) DO UPDATE SET
                 account = excluded.account,
                 expiration = max(expiration, excluded.expiration)",
-            params![&key.si.0[..], key.shnum, lease.account.0, &lease.renew_key[..], exp],
+            params![&key.si.0[..], key.shnum.0, lease.account.0, &lease.renew_key[..], exp],
         )?;
         Ok(())
     })
@@ -295,7 +295,7 @@ pub(crate) fn tx_set_leases(tx: &Transaction<'_>, key: &ShareKey, leases: &[Leas
     with_lease_accounting(tx, key, size, |tx| {
         tx.execute(
             "DELETE FROM leases WHERE si = ?1 AND shnum = ?2",
-            params![&key.si.0[..], key.shnum],
+            params![&key.si.0[..], key.shnum.0],
         )?;
         for l in leases {
             tx.execute(
@@ -304,7 +304,7 @@ pub(crate) fn tx_set_leases(tx: &Transaction<'_>, key: &ShareKey, leases: &[Leas
                     account = excluded.account, expiration = max(expiration, excluded.expiration)",
                 params![
                     &key.si.0[..],
-                    key.shnum,
+                    key.shnum.0,
                     l.account.0,
                     &l.renew_key[..],
                     to_i64(l.expiration, "lease expiration")?
@@ -319,7 +319,7 @@ pub(crate) fn tx_release(tx: &Transaction<'_>, key: &ShareKey) -> Result<Option<
     let row: Option<(i64, i64)> = tx
         .query_row(
             "SELECT account, bytes FROM reservations WHERE si = ?1 AND shnum = ?2",
-            params![&key.si.0[..], key.shnum],
+            params![&key.si.0[..], key.shnum.0],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
@@ -328,7 +328,7 @@ pub(crate) fn tx_release(tx: &Transaction<'_>, key: &ShareKey) -> Result<Option<
     };
     tx.execute(
         "DELETE FROM reservations WHERE si = ?1 AND shnum = ?2",
-        params![&key.si.0[..], key.shnum],
+        params![&key.si.0[..], key.shnum.0],
     )?;
     let d = Delta {
         reservations: -1,
@@ -363,7 +363,7 @@ impl LeaseDb {
         let existing: Option<(i64, i64)> = tx
             .query_row(
                 "SELECT account, bytes FROM reservations WHERE si = ?1 AND shnum = ?2",
-                params![&key.si.0[..], key.shnum],
+                params![&key.si.0[..], key.shnum.0],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
@@ -376,7 +376,7 @@ impl LeaseDb {
         let bytes = to_i64(upload.bytes, "reservation size")?;
         tx.execute(
             "INSERT INTO reservations (si, shnum, account, bytes, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![&key.si.0[..], key.shnum, upload.account.0, bytes, to_i64(now, "time")?],
+            params![&key.si.0[..], key.shnum.0, upload.account.0, bytes, to_i64(now, "time")?],
         )?;
         let d = Delta {
             reservations: 1,
@@ -441,7 +441,7 @@ impl LeaseDb {
             let (si, shnum, a, b, c) = r?;
             out.push((
                 Upload {
-                    share: ShareKey::new(si_from_blob(si)?, shnum as u16),
+                    share: ShareKey::new(si_from_blob(si)?, shnum_from_db(shnum)?),
                     account: AccountId(a as u32),
                     bytes: b as u64,
                 },
@@ -506,7 +506,7 @@ impl LeaseDb {
             .conn
             .query_row(
                 "SELECT kind, size FROM shares WHERE si = ?1 AND shnum = ?2",
-                params![&share.si.0[..], share.shnum],
+                params![&share.si.0[..], share.shnum.0],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
@@ -551,7 +551,7 @@ impl LeaseDb {
         for r in rows {
             let (si, shnum, kind, size) = r?;
             out.push((
-                ShareKey::new(si_from_blob(si)?, shnum as u16),
+                ShareKey::new(si_from_blob(si)?, shnum_from_db(shnum)?),
                 ShareKind::from_db(&kind)?,
                 size as u64,
             ));
@@ -583,7 +583,7 @@ impl LeaseDb {
         let n = with_lease_accounting(&tx, share, size, |tx| {
             Ok(tx.execute(
                 "DELETE FROM leases WHERE si = ?1 AND shnum = ?2 AND renew_key = ?3",
-                params![&share.si.0[..], share.shnum, &renew_key[..]],
+                params![&share.si.0[..], share.shnum.0, &renew_key[..]],
             )?)
         })?;
         tx.commit()?;

@@ -24,7 +24,9 @@ use rusqlite::params;
 use cairn_core::storage::container::{immutable_remove_leases, FileOp};
 
 use super::shareinfo::{read_share_records, ShareRecords};
-use super::{si_from_blob, LeaseDb, Result, ShareKey, ShareKind, DEFAULT_RENEWAL_TIME};
+use super::{
+    shnum_from_db, si_from_blob, LeaseDb, Result, ShareKey, ShareKind, DEFAULT_RENEWAL_TIME,
+};
 use crate::store::{rewrite_atomically_in, TMP_DIR};
 
 pub use cairn_config::expire::{
@@ -151,7 +153,7 @@ impl LeaseDb {
         let mut out = Vec::new();
         for r in rows {
             let (si, shnum) = r?;
-            out.push(ShareKey::new(si_from_blob(si)?, shnum as u16));
+            out.push(ShareKey::new(si_from_blob(si)?, shnum_from_db(shnum)?));
         }
         Ok(out)
     }

@@ -38,6 +38,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use cairn_core::cap::StorageIndex;
+use cairn_core::ids::ShareNum;
 use rusqlite::Connection;
 
 pub use accounting::{CommitOutcome, Usage};
@@ -77,11 +78,11 @@ pub struct AccountId(pub u32);
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShareKey {
     pub si: StorageIndex,
-    pub shnum: u16,
+    pub shnum: ShareNum,
 }
 
 impl ShareKey {
-    pub fn new(si: StorageIndex, shnum: u16) -> ShareKey {
+    pub fn new(si: StorageIndex, shnum: ShareNum) -> ShareKey {
         ShareKey { si, shnum }
     }
     /// The 2-character prefix directory (first two base32 characters of the SI).
@@ -349,6 +350,13 @@ pub(crate) fn si_from_blob(blob: Vec<u8>) -> Result<StorageIndex> {
         .try_into()
         .map_err(|_| LeaseDbError::Corrupt("storage index is not 16 bytes".into()))?;
     Ok(StorageIndex(arr))
+}
+
+pub(crate) fn shnum_from_db(n: i64) -> Result<ShareNum> {
+    u64::try_from(n)
+        .ok()
+        .and_then(|n| ShareNum::try_from(n).ok())
+        .ok_or_else(|| LeaseDbError::Corrupt(format!("share number {n} is not in 0..=255")))
 }
 
 pub(crate) fn key32_from_blob(blob: Vec<u8>) -> Result<[u8; 32]> {

@@ -14,6 +14,8 @@ use cairn_core::cap::StorageIndex;
 use rusqlite::params;
 
 use super::shareinfo::{read_share_info, ShareInfo};
+use cairn_core::ids::ShareNum;
+
 use super::{Lease, LeaseDb, LeaseDbError, Result, ShareKey, ShareKind, Upload};
 
 const B32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -155,9 +157,11 @@ fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
     Ok(out)
 }
 
-fn parse_shnum(name: &str) -> Option<u16> {
+/// Canonical decimal names of share numbers 0..=255; anything else is not a share file
+/// (no share above 255 can be uploaded or asked for).
+fn parse_shnum(name: &str) -> Option<ShareNum> {
     let n: u16 = name.parse().ok()?;
-    (n.to_string() == name).then_some(n)
+    (n.to_string() == name).then_some(n)?.try_into().ok()
 }
 
 /// Share files under one `<prefix>/` directory (of `shares/` or `shares/incoming/`):
@@ -281,7 +285,7 @@ pub fn reconcile_bucket(
     si: &StorageIndex,
     fix: bool,
 ) -> Result<Vec<Discrepancy>> {
-    let probe = ShareKey::new(*si, 0);
+    let probe = ShareKey::new(*si, ShareNum(0));
     let bucket = probe
         .share_path(storage_dir)
         .parent()

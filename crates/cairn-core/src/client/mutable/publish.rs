@@ -84,6 +84,7 @@ use super::{
     Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ServerIdx, ShareNum,
 };
 use crate::client::machine::{self, Problem, ProblemKind, ServerIndex};
+use crate::mutable::header::seqnum_of;
 use crate::mutable::layout::{ShareHeader, SDMF_CHECKSTRING_LEN};
 use crate::placement::servers_of_happiness;
 use crate::storage::rtw::{ReadVector, TestVector};
@@ -766,18 +767,6 @@ impl PublishMachine {
             homeless,
             failures: self.failures.clone(),
         })
-    }
-}
-
-/// The sequence number in a checkstring (`>BQ...`), if it has a known version byte.
-fn seqnum_of(cs: &[u8]) -> Option<u64> {
-    match cs.first() {
-        Some(0 | 1) if cs.len() >= 9 => {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&cs[1..9]);
-            Some(u64::from_be_bytes(b))
-        }
-        _ => None,
     }
 }
 

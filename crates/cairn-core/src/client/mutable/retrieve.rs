@@ -66,15 +66,19 @@ use super::{
     Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ServerIdx, ShareNum,
 };
 use crate::client::machine::{self, Chunk, ServerIndex};
+use crate::bytes::Reader;
 use crate::crypto::AesCtr;
 use crate::fec::Fec;
 use crate::hashtree::{tree_len, IncompleteHashTree};
 use crate::hashutil::{
     block_hash, ssk_pubkey_fingerprint_hash, ssk_readkey_data_hash, Hash, HASH_LEN,
 };
+use crate::mutable::header::{
+    parse_hashes as parse_hashes_exact, parse_share_hash_chain, MdmfOffsets, SdmfOffsets,
+};
 use crate::mutable::layout::{
     MDMF_HEADER_LEN, MDMF_SHARE_DATA_OFFSET, MDMF_SIGNED_PREFIX_LEN, SDMF_HEADER_LEN,
-    SDMF_SIGNED_PREFIX_LEN, SHARE_HASH_ENTRY_LEN,
+    SDMF_SIGNED_PREFIX_LEN,
 };
 use crate::mutable::{MutableFormat, SegmentParams, SALT_LEN};
 
@@ -760,9 +764,15 @@ impl RetrieveMachine {
             ));
         }
         self.check_prefix(&data[..MDMF_SIGNED_PREFIX_LEN])?;
-        let o = |i: usize| be_u64(data, MDMF_SIGNED_PREFIX_LEN + 8 * i);
-        let (o_epk, o_shc, o_sig, o_vk, o_vke) = (o(0), o(1), o(2), o(3), o(4));
-        let (o_sd, o_bht, o_eof) = (o(5), o(6), o(7));
+        let o = MdmfOffsets::parse(data).map_err(|e| Fault(ProblemKind::Corrupt, e.to_string()))?;
+        let (o_epk, o_shc, o_sig, o_vk, o_vke) = (
+            o.enc_privkey,
+            o.share_hash_chain,
+            o.signature,
+            o.verification_key,
+            o.verification_key_end,
+        );
+        let (o_sd, o_bht, o_eof) = (o.share_data, o.block_hash_tree, o.eof);
         let (bht_at, bht_len) = self.mdmf_bht();
         if o_epk != MDMF_HEADER_LEN as u64
             || o_sd != MDMF_SHARE_DATA_OFFSET as u64
@@ -801,10 +811,14 @@ impl RetrieveMachine {
             ));
         }
         self.check_prefix(&data[..SDMF_SIGNED_PREFIX_LEN])?;
-        let o32 =
-            |at: usize| u64::from(u32::from_be_bytes(data[at..at + 4].try_into().expect("4")));
-        let (o_sig, o_shc, o_bht, o_sd) = (o32(75), o32(79), o32(83), o32(87));
-        let o_epk = be_u64(data, 91);
+        let o = SdmfOffsets::parse(data).map_err(|e| Fault(ProblemKind::Corrupt, e.to_string()))?;
+        let (o_sig, o_shc, o_bht, o_sd) = (
+            u64::from(o.signature),
+            u64::from(o.share_hash_chain),
+            u64::from(o.block_hash_tree),
+            u64::from(o.share_data),
+        );
+        let o_epk = o.enc_privkey;
         let block_len = self.params.block_len(0);
         if !(SDMF_HEADER_LEN as u64 <= o_sig && o_sig <= o_shc && o_shc <= o_bht && o_bht <= o_sd) {
             return Err(Fault(ProblemKind::Corrupt, "offsets out of order".into()));
@@ -858,11 +872,7 @@ impl RetrieveMachine {
     /// The share's signed prefix must be the version's (whose signature was checked).
     fn check_prefix(&self, prefix: &[u8]) -> Result<(), Fault> {
         if prefix != self.version.header().signed_prefix() {
-            let seq = if prefix.len() >= 9 {
-                be_u64(prefix, 1)
-            } else {
-                0
-            };
+            let seq = Reader::at(prefix, 1).u64().unwrap_or(0);
             return Err(Fault(
                 ProblemKind::Changed,
                 format!(
@@ -878,17 +888,16 @@ impl RetrieveMachine {
     /// The share hash chain must prove `root` (this share's block-tree root) as leaf
     /// `shnum` of the tree whose root the version signed.
     fn check_chain(&self, shnum: ShareNum, chain: &[u8], root: Hash) -> Result<(), Fault> {
-        if !chain.len().is_multiple_of(SHARE_HASH_ENTRY_LEN) {
-            return Err(Fault(
+        let entries = parse_share_hash_chain(chain).map_err(|_| {
+            Fault(
                 ProblemKind::Corrupt,
                 format!("share hash chain is {} bytes", chain.len()),
-            ));
-        }
-        let mut hashes = BTreeMap::new();
-        for e in chain.chunks_exact(SHARE_HASH_ENTRY_LEN) {
-            let i = usize::from(u16::from_be_bytes([e[0], e[1]]));
-            hashes.insert(i, e[2..].try_into().expect("32 bytes"));
-        }
+            )
+        })?;
+        let hashes: BTreeMap<usize, Hash> = entries
+            .into_iter()
+            .map(|(i, h)| (usize::from(i), h))
+            .collect();
         let mut tree = IncompleteHashTree::new(usize::from(self.version.n));
         tree.set_root(self.version.root_hash)
             .and_then(|()| tree.set_hashes(&hashes, &BTreeMap::from([(usize::from(shnum), root)])))
@@ -999,10 +1008,6 @@ impl RetrieveMachine {
     }
 }
 
-fn be_u64(data: &[u8], at: usize) -> u64 {
-    u64::from_be_bytes(data[at..at + 8].try_into().expect("8 bytes"))
-}
-
 fn parse_hashes(bytes: &[u8], count: usize) -> Result<Vec<Hash>, Fault> {
     if bytes.len() != count * HASH_LEN {
         return Err(Fault(
@@ -1014,10 +1019,8 @@ fn parse_hashes(bytes: &[u8], count: usize) -> Result<Vec<Hash>, Fault> {
             ),
         ));
     }
-    Ok(bytes
-        .chunks_exact(HASH_LEN)
-        .map(|c| c.try_into().expect("32 bytes"))
-        .collect())
+    // the length was checked just above
+    parse_hashes_exact(bytes).ok_or(Fault(ProblemKind::Corrupt, "ragged hash list".into()))
 }
 
 /// Every node of a flattened block hash tree must be the hash of its children.

@@ -46,10 +46,10 @@ use super::{
 };
 use crate::client::machine::{self, Failure, Problem, ProblemKind, ServerIndex};
 use crate::hashutil::{ssk_pubkey_fingerprint_hash, Hash};
+use crate::mutable::header::{MutableSharePrefix, PrefixOffsets};
 use crate::mutable::keys::{decrypt_privkey, SigningKey, VerifyingKey};
 use crate::mutable::layout::{
-    LayoutError, ShareHeader, MAX_MUTABLE_SHARE_SIZE, MDMF_HEADER_LEN, SDMF_CHECKSTRING_LEN,
-    SDMF_HEADER_LEN,
+    LayoutError, ShareHeader, MAX_MUTABLE_SHARE_SIZE, SDMF_CHECKSTRING_LEN, SDMF_HEADER_LEN,
 };
 use crate::mutable::{MutableFormat, SALT_LEN};
 
@@ -927,18 +927,6 @@ fn slice<'a>(data: &'a [u8], r: &Range<u64>) -> &'a [u8] {
     &data[r.start as usize..r.end as usize]
 }
 
-fn be_u64(data: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&data[at..at + 8]);
-    u64::from_be_bytes(b)
-}
-
-fn be_u32(data: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 4];
-    b.copy_from_slice(&data[at..at + 4]);
-    u64::from(u32::from_be_bytes(b))
-}
-
 fn field(name: &'static str, start: u64, end: u64) -> Result<Range<u64>, LayoutError> {
     if end < start || end > MAX_MUTABLE_SHARE_SIZE {
         return Err(LayoutError::BadOffset {
@@ -962,66 +950,28 @@ fn field(name: &'static str, start: u64, end: u64) -> Result<Range<u64>, LayoutE
 /// whole share, unlike [`crate::mutable::MutableShare::parse`]). Never panics; ranges are
 /// bounded by [`MAX_KEY_FIELD_LEN`] so follow-up reads stay small.
 fn parse_prefix(data: &[u8]) -> Result<Prefix, LayoutError> {
-    let need = match data.first() {
-        None => return Err(LayoutError::TooShort { len: 0, need: 1 }),
-        Some(0) => SDMF_HEADER_LEN,
-        Some(1) => MDMF_HEADER_LEN,
-        Some(&v) => return Err(LayoutError::UnknownVersion(v)),
-    };
-    if data.len() < need {
-        return Err(LayoutError::TooShort {
-            len: data.len(),
-            need,
-        });
-    }
-    let mut iv = [0u8; SALT_LEN];
-    let mut root_hash = [0u8; 32];
-    root_hash.copy_from_slice(&data[9..41]);
-    let seqnum = be_u64(data, 1);
-    let prefix = if data[0] == 0 {
-        iv.copy_from_slice(&data[41..57]);
-        let header = ShareHeader {
-            format: MutableFormat::Sdmf,
-            seqnum,
-            root_hash,
-            iv: Some(iv),
-            k: data[57],
-            n: data[58],
-            segment_size: be_u64(data, 59),
-            data_length: be_u64(data, 67),
-        };
-        let o_sig = be_u32(data, 75);
-        let o_shc = be_u32(data, 79);
-        let o_epk = be_u64(data, 91);
-        let o_eof = be_u64(data, 99);
-        Prefix {
+    let MutableSharePrefix { header, offsets } = MutableSharePrefix::parse(data)?;
+    let prefix = match offsets {
+        PrefixOffsets::Sdmf(o) => Prefix {
             header,
-            vk: field("verification_key", SDMF_HEADER_LEN as u64, o_sig)?,
-            sig: field("signature", o_sig, o_shc)?,
-            enc_privkey: field("enc_privkey", o_epk, o_eof)?,
-        }
-    } else {
-        let header = ShareHeader {
-            format: MutableFormat::Mdmf,
-            seqnum,
-            root_hash,
-            iv: None,
-            k: data[41],
-            n: data[42],
-            segment_size: be_u64(data, 43),
-            data_length: be_u64(data, 51),
-        };
-        let o_epk = be_u64(data, 59);
-        let o_shc = be_u64(data, 67);
-        let o_sig = be_u64(data, 75);
-        let o_vk = be_u64(data, 83);
-        let o_vke = be_u64(data, 91);
-        Prefix {
+            vk: field(
+                "verification_key",
+                SDMF_HEADER_LEN as u64,
+                o.signature.into(),
+            )?,
+            sig: field("signature", o.signature.into(), o.share_hash_chain.into())?,
+            enc_privkey: field("enc_privkey", o.enc_privkey, o.eof)?,
+        },
+        PrefixOffsets::Mdmf(o) => Prefix {
             header,
-            vk: field("verification_key", o_vk, o_vke)?,
-            sig: field("signature", o_sig, o_vk)?,
-            enc_privkey: field("enc_privkey", o_epk, o_shc)?,
-        }
+            vk: field(
+                "verification_key",
+                o.verification_key,
+                o.verification_key_end,
+            )?,
+            sig: field("signature", o.signature, o.verification_key)?,
+            enc_privkey: field("enc_privkey", o.enc_privkey, o.share_hash_chain)?,
+        },
     };
     prefix.header.params()?;
     Ok(prefix)

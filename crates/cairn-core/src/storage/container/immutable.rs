@@ -14,6 +14,7 @@ use std::borrow::Cow;
 
 use super::lease::{LeaseRecord, LeaseUpdate, SecretForm, IMMUTABLE_LEASE_SIZE};
 use super::{ContainerError, FileOp};
+use crate::bytes::Reader;
 
 /// Size of the immutable container header.
 pub const IMMUTABLE_HEADER_SIZE: u64 = 12;
@@ -86,10 +87,17 @@ impl ImmutableContainerHeader {
                 need: IMMUTABLE_HEADER_SIZE,
             });
         }
+        let mut r = Reader::new(bytes);
+        let mut field = || {
+            r.u32().map_err(|_| ContainerError::TooShort {
+                len: bytes.len() as u64,
+                need: IMMUTABLE_HEADER_SIZE,
+            })
+        };
         Ok(ImmutableContainerHeader {
-            version: ImmutableVersion::from_number(super::lease::be32(&bytes[0..4]))?,
-            max_size_field: super::lease::be32(&bytes[4..8]),
-            num_leases: super::lease::be32(&bytes[8..12]),
+            version: ImmutableVersion::from_number(field()?)?,
+            max_size_field: field()?,
+            num_leases: field()?,
         })
     }
 

@@ -9,6 +9,8 @@
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
 
+use crate::bytes::Reader;
+
 /// Size of one lease record in an immutable container (`">L32s32sL"`).
 pub const IMMUTABLE_LEASE_SIZE: usize = 72;
 /// Size of one lease record in a mutable container (`">LL32s32s20s"`).
@@ -227,11 +229,14 @@ impl LeaseRecord {
 
     /// Parses an immutable-container record; `form` comes from the container version.
     pub fn from_immutable_bytes(form: SecretForm, b: &[u8; IMMUTABLE_LEASE_SIZE]) -> Self {
+        // The array holds exactly these fields, so no read runs short and the zero
+        // fallbacks are never taken.
+        let mut r = Reader::new(b);
         LeaseRecord {
-            owner_num: be32(&b[0..4]),
-            renew_secret: LeaseSecret::from_stored(form, arr32(&b[4..36])),
-            cancel_secret: LeaseSecret::from_stored(form, arr32(&b[36..68])),
-            expiration_secs: be32(&b[68..72]),
+            owner_num: r.u32().unwrap_or(0),
+            renew_secret: LeaseSecret::from_stored(form, r.array().unwrap_or([0; 32])),
+            cancel_secret: LeaseSecret::from_stored(form, r.array().unwrap_or([0; 32])),
+            expiration_secs: r.u32().unwrap_or(0),
             nodeid: None,
         }
     }
@@ -251,14 +256,14 @@ impl LeaseRecord {
 
     /// Parses a mutable-container record (which may be an empty slot: owner 0).
     pub fn from_mutable_bytes(form: SecretForm, b: &[u8; MUTABLE_LEASE_SIZE]) -> Self {
-        let mut nodeid = [0u8; NODEID_LEN];
-        nodeid.copy_from_slice(&b[72..92]);
+        // As above: the array holds exactly these fields; the fallbacks are never taken.
+        let mut r = Reader::new(b);
         LeaseRecord {
-            owner_num: be32(&b[0..4]),
-            expiration_secs: be32(&b[4..8]),
-            renew_secret: LeaseSecret::from_stored(form, arr32(&b[8..40])),
-            cancel_secret: LeaseSecret::from_stored(form, arr32(&b[40..72])),
-            nodeid: Some(nodeid),
+            owner_num: r.u32().unwrap_or(0),
+            expiration_secs: r.u32().unwrap_or(0),
+            renew_secret: LeaseSecret::from_stored(form, r.array().unwrap_or([0; 32])),
+            cancel_secret: LeaseSecret::from_stored(form, r.array().unwrap_or([0; 32])),
+            nodeid: Some(r.array::<NODEID_LEN>().unwrap_or([0; NODEID_LEN])),
         }
     }
 }
@@ -366,22 +371,4 @@ impl ExpirationPolicy {
             }
         }
     }
-}
-
-pub(crate) fn be32(b: &[u8]) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[..4]);
-    u32::from_be_bytes(a)
-}
-
-pub(crate) fn be64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_be_bytes(a)
-}
-
-pub(crate) fn arr32(b: &[u8]) -> [u8; 32] {
-    let mut a = [0u8; 32];
-    a.copy_from_slice(&b[..32]);
-    a
 }

@@ -15,10 +15,11 @@
 use std::borrow::Cow;
 
 use super::lease::{
-    be32, be64, check_space, ct_eq, renew_at, LeaseError, LeaseGrant, LeaseRecord, LeaseUpdate,
-    NodeId, SecretForm, MUTABLE_LEASE_SIZE,
+    check_space, ct_eq, renew_at, LeaseError, LeaseGrant, LeaseRecord, LeaseUpdate, NodeId,
+    SecretForm, MUTABLE_LEASE_SIZE,
 };
 use super::{ContainerError, FileOp};
+use crate::bytes::Reader;
 
 /// Magic of version-1 mutable containers (clear lease secrets).
 pub const MUTABLE_MAGIC_V1: [u8; 32] = *b"Tahoe mutable container v1\n\x75\x09\x44\x03\x8e";
@@ -149,12 +150,15 @@ impl MutableContainerHeader {
         }
         let version =
             MutableVersion::from_magic(bytes).ok_or(ContainerError::UnknownMutableMagic)?;
-        let mut nodeid = [0u8; 20];
-        nodeid.copy_from_slice(&bytes[32..52]);
-        let mut write_enabler = [0u8; 32];
-        write_enabler.copy_from_slice(&bytes[52..84]);
-        let data_length = be64(&bytes[84..92]);
-        let extra_lease_offset = be64(&bytes[92..100]);
+        let short = |_| ContainerError::TooShort {
+            len: bytes.len() as u64,
+            need: MUTABLE_HEADER_SIZE,
+        };
+        let mut r = Reader::at(bytes, 32);
+        let nodeid: [u8; 20] = r.array().map_err(short)?;
+        let write_enabler: [u8; 32] = r.array().map_err(short)?;
+        let data_length = r.u64().map_err(short)?;
+        let extra_lease_offset = r.u64().map_err(short)?;
         if extra_lease_offset < MUTABLE_DATA_OFFSET {
             return Err(ContainerError::Inconsistent(
                 "extra-lease offset inside the header",
@@ -283,13 +287,12 @@ impl MutableLeases {
                 need: slot_len as u64,
             });
         }
-        if extra_block.len() < 4 {
-            return Err(ContainerError::TooShort {
+        let count = Reader::new(extra_block)
+            .u32()
+            .map_err(|_| ContainerError::TooShort {
                 len: extra_block.len() as u64,
                 need: 4,
-            });
-        }
-        let count = be32(&extra_block[..4]);
+            })?;
         let need = extra_lease_block_len(count);
         if extra_block.len() as u64 != need {
             if (extra_block.len() as u64) < need {
@@ -571,7 +574,12 @@ impl MutableContainer {
             });
         }
         let elo = header.extra_lease_offset as usize;
-        let count = be32(&file[elo..elo + 4]);
+        let count = Reader::at(file, elo)
+            .u32()
+            .map_err(|_| ContainerError::TooShort {
+                len: size,
+                need: header.extra_lease_offset.saturating_add(4),
+            })?;
         let (_, block_len) = header.extra_lease_block_range(count, size)?;
         let block_end = elo as u64 + block_len;
         if block_end != size {

@@ -5,7 +5,7 @@ use super::*;
 /// `POST /storage/v1/immutable/:si`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllocateRequest {
-    pub share_numbers: BTreeSet<ShareNumber>,
+    pub share_numbers: BTreeSet<ShareNum>,
     pub allocated_size: u64,
 }
 
@@ -45,7 +45,7 @@ impl AllocateRequest {
         cbor::encode(&V::Map(vec![
             (
                 V::text("share-numbers"),
-                set_value(self.share_numbers.iter().map(|&s| s as u64)),
+                set_value(self.share_numbers.iter().map(|&s| u64::from(s))),
             ),
             (V::text("allocated-size"), V::Uint(self.allocated_size)),
         ]))
@@ -136,7 +136,7 @@ impl RtwRequest {
             };
             if test_write_vectors
                 .insert(
-                    u16::from(shnum),
+                    shnum,
                     TestWriteVectors {
                         test: tests,
                         write: writes,
@@ -195,7 +195,7 @@ impl RtwRequest {
                     .collect();
                 let nl = v.new_length.map(V::Uint).unwrap_or(V::Null);
                 (
-                    V::Uint(k as u64),
+                    V::Uint(u64::from(k)),
                     V::Map(vec![
                         (V::text("test"), V::Array(test)),
                         (V::text("write"), V::Array(write)),
@@ -302,8 +302,8 @@ impl VersionResponse {
 /// Answer to an allocate request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AllocateResponse {
-    pub already_have: BTreeSet<ShareNumber>,
-    pub allocated: BTreeSet<ShareNumber>,
+    pub already_have: BTreeSet<ShareNum>,
+    pub allocated: BTreeSet<ShareNum>,
 }
 
 impl AllocateResponse {
@@ -312,11 +312,11 @@ impl AllocateResponse {
         cbor::encode(&V::Map(vec![
             (
                 V::text("already-have"),
-                set_value(self.already_have.iter().map(|&s| s as u64)),
+                set_value(self.already_have.iter().map(|&s| u64::from(s))),
             ),
             (
                 V::text("allocated"),
-                set_value(self.allocated.iter().map(|&s| s as u64)),
+                set_value(self.allocated.iter().map(|&s| u64::from(s))),
             ),
         ]))
     }
@@ -337,12 +337,12 @@ impl AllocateResponse {
 }
 
 /// Encode a set of share numbers (list-shares answers).
-pub fn encode_share_set(shares: &BTreeSet<ShareNumber>) -> Vec<u8> {
-    cbor::encode(&set_value(shares.iter().map(|&s| s as u64)))
+pub fn encode_share_set(shares: &BTreeSet<ShareNum>) -> Vec<u8> {
+    cbor::encode(&set_value(shares.iter().map(|&s| u64::from(s))))
 }
 
 /// Parse a set of share numbers (tag 258 optional on the client side).
-pub fn parse_share_set(body: &[u8]) -> Result<BTreeSet<ShareNumber>, GbsError> {
+pub fn parse_share_set(body: &[u8]) -> Result<BTreeSet<ShareNum>, GbsError> {
     let v = cbor::decode(body)?;
     let items = match v {
         cbor::Value::Tag(TAG_SET, inner) => expect_array(*inner, "share set")?,
@@ -389,7 +389,7 @@ pub fn parse_required_ranges(body: &[u8]) -> Result<Vec<ByteRange>, GbsError> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RtwResponse {
     pub success: bool,
-    pub data: BTreeMap<ShareNumber, Vec<Vec<u8>>>,
+    pub data: BTreeMap<ShareNum, Vec<Vec<u8>>>,
 }
 
 impl RtwResponse {
@@ -400,7 +400,7 @@ impl RtwResponse {
             .iter()
             .map(|(&k, v)| {
                 (
-                    V::Uint(k as u64),
+                    V::Uint(u64::from(k)),
                     V::Array(v.iter().map(|b| V::Bytes(b.clone())).collect()),
                 )
             })
@@ -481,9 +481,9 @@ fn expect_uint(v: cbor::Value, what: &str) -> Result<u64, GbsError> {
     }
 }
 
-fn expect_shnum(v: cbor::Value, what: &str) -> Result<ShareNumber, GbsError> {
+fn expect_shnum(v: cbor::Value, what: &str) -> Result<ShareNum, GbsError> {
     let n = expect_uint(v, what)?;
-    u8::try_from(n).map_err(|_| bad(format!("{what}: share number {n} out of range 0..=255")))
+    ShareNum::try_from(n).map_err(|_| bad(format!("{what}: share number {n} out of range 0..=255")))
 }
 
 fn expect_bytes(v: cbor::Value, what: &str) -> Result<Vec<u8>, GbsError> {

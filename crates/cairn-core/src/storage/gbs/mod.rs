@@ -44,8 +44,7 @@ pub const MAX_SHARE_NUMBER: u64 = 255;
 /// Nesting limit for CBOR bodies; the deepest valid request nests 5 levels.
 const MAX_CBOR_DEPTH: usize = 16;
 
-/// A share number, 0..=255.
-pub type ShareNumber = u8;
+pub use crate::ids::ShareNum;
 
 /// Why a request piece was refused; each variant maps to the status Tahoe's server sends.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -116,7 +115,10 @@ mod tests {
         let body =
             h("a26d73686172652d6e756d62657273d901028201076e616c6c6f63617465642d73697a651903e8");
         let req = AllocateRequest::parse(&body).unwrap();
-        assert_eq!(req.share_numbers, [1u8, 7].into_iter().collect());
+        assert_eq!(
+            req.share_numbers,
+            [ShareNum(1), ShareNum(7)].into_iter().collect()
+        );
         assert_eq!(req.allocated_size, 1000);
         assert_eq!(AllocateRequest::parse(&req.encode()).unwrap(), req);
     }
@@ -163,7 +165,7 @@ mod tests {
     fn rtw_round_trip() {
         let mut req = RtwRequest::default();
         req.test_write_vectors.insert(
-            3,
+            ShareNum(3),
             TestWriteVectors {
                 test: vec![TestVector {
                     offset: 0,
@@ -189,7 +191,7 @@ mod tests {
             success: true,
             data: BTreeMap::new(),
         };
-        resp.data.insert(3, vec![b"abc".to_vec()]);
+        resp.data.insert(ShareNum(3), vec![b"abc".to_vec()]);
         assert_eq!(RtwResponse::parse(&resp.encode()).unwrap(), resp);
     }
 
@@ -304,7 +306,7 @@ mod tests {
         assert_eq!(parse_storage_index(&s), Some(si));
         assert_eq!(parse_storage_index(&s.to_uppercase()), None);
         assert_eq!(parse_storage_index("../../etc/passwd"), None);
-        assert_eq!(parse_share_number("7"), Some(7));
+        assert_eq!(parse_share_number("7"), Some(ShareNum(7)));
         assert_eq!(parse_share_number("256"), None);
         assert_eq!(parse_share_number("-1"), None);
         assert_eq!(parse_share_number("+1"), None);

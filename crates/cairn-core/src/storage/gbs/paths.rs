@@ -23,10 +23,10 @@ pub fn storage_index_to_string(si: &[u8; 16]) -> String {
 /// Parse a share-number path segment: unsigned decimal digits (werkzeug's `int(signed=False)`).
 /// Returns `None` for anything that does not route (404) and for numbers above 255 (no such
 /// share can exist).
-pub fn parse_share_number(segment: &str) -> Option<ShareNumber> {
+pub fn parse_share_number(segment: &str) -> Option<ShareNum> {
     if segment.is_empty() || segment.len() > 20 || !segment.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
     let n: u64 = segment.parse().ok()?;
-    u8::try_from(n).ok()
+    ShareNum::try_from(n).ok()
 }
