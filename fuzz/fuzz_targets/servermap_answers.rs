@@ -3,7 +3,10 @@
 //! follow-up reads, junk, in any order), it never panics and never asks for an unbounded read.
 use std::collections::BTreeMap;
 
-use cairn_core::client::mutable::servermap::{Action, Event, Mode, ServermapUpdater, UpdateConfig};
+use cairn_core::client::machine::{Failure, Fault};
+use cairn_core::client::mutable::servermap::{
+    Action, Event, Mode, Read, ServermapUpdater, UpdateConfig,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,12 +24,13 @@ fuzz_target!(|data: &[u8]| {
     let collect = |acts: Vec<Action>, pending: &mut Vec<u64>| {
         for a in acts {
             match a {
-                Action::Query { id, len, .. } | Action::ReadShare { id, len, .. } => {
+                Action::Send { id, request: Read::Query { len } | Read::Share { len, .. }, .. } => {
                     assert!(len <= 1 << 20, "unbounded read of {len} bytes");
                     pending.push(id)
                 }
                 Action::Cancel { id } => pending.retain(|p| *p != id),
-                Action::Finished => {}
+                Action::Report(_) | Action::Finish(_) => {}
+                Action::Work(job) | Action::Output(job) => match job {},
             }
         }
     };
@@ -35,13 +39,13 @@ fuzz_target!(|data: &[u8]| {
     while let Some(id) = pending.pop() {
         now += 10;
         let event = if rest.len() < 3 {
-            Event::Failed { id, reason: "gone".into() }
+            Event::Failed { id, failure: Failure::new(Fault::Network, "gone") }
         } else {
             let shnum = rest[0] % 6;
             let len = (usize::from(rest[1]) << 8 | usize::from(rest[2])).min(rest.len() - 3);
             let bytes = rest[3..3 + len].to_vec();
             rest = &rest[3 + len..];
-            Event::Answer { id, shares: BTreeMap::from([(shnum, bytes)]) }
+            Event::Answer { id, response: BTreeMap::from([(shnum, bytes)]) }
         };
         match u.handle(event, now) {
             Ok(acts) => collect(acts, &mut pending),
