@@ -44,7 +44,7 @@ use cairn_core::client::download::{
     Action, DownloadConfig, DownloadError, DownloadMachine, Event, ProblemKind, Request, Response,
     ServerInfo,
 };
-use cairn_core::client::machine::{Chunk, Failure, Fault, Job, RequestId};
+use cairn_core::client::machine::{Chunk, Failure, Fault, RequestId, RunJob};
 use cairn_test_support::sim::chk::{chk_file, ChkFile, Shape};
 use cairn_test_support::sim::{
     self, Delivery, Faults, Mood, Net, Out, Replay, Schedule, ServerId, Servers, Tally, Wiring,
