@@ -20,7 +20,7 @@ use cairn_core::client::download::{
     DownloadConfig, DownloadMachine, DownloadStats, Request, Response, ServerInfo, Work, Worked,
 };
 use cairn_core::client::machine::{
-    Chunk, Failure, Fault, Job, Problem, ProblemKind, RequestId, ServerIndex,
+    Chunk, Failure, Fault, Problem, ProblemKind, RequestId, RunJob, ServerIndex,
 };
 use cairn_core::ids::ShareNum;
 use tokio::io::{AsyncWrite, AsyncWriteExt};

@@ -20,7 +20,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::config::{ConfigError, Ini, Listener, NodeConfig, CONFIG_FILE};
+use crate::config::{ConfigError, Ini, Listener, NodeConfig};
 use cairn_core::chk::{EncodingParams, DEFAULT_MAX_SEGMENT_SIZE};
 
 /// Errors reading or creating a node's configuration.
@@ -167,13 +167,7 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// Read `basedir/tahoe.cfg`.
     pub fn load(basedir: &Path) -> Result<ClientConfig, NodeConfigError> {
-        let path = basedir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| NodeConfigError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let ini = Ini::parse(&text, &path)?;
-        ClientConfig::from_ini(basedir, ini)
+        ClientConfig::from_ini(basedir, Ini::read(basedir)?)
     }
 
     pub fn from_ini(basedir: &Path, ini: Ini) -> Result<ClientConfig, NodeConfigError> {

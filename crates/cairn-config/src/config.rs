@@ -49,6 +49,17 @@ pub struct Ini {
 }
 
 impl Ini {
+    /// Read and parse the node directory `basedir`'s `tahoe.cfg`: what
+    /// [`NodeConfig::load`] and [`crate::client::ClientConfig::load`] both start from.
+    pub fn read(basedir: &Path) -> Result<Ini, ConfigError> {
+        let path = basedir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ini::parse(&text, &path)
+    }
+
     /// Parse INI text as Python's `ConfigParser(strict=False)` does.
     pub fn parse(text: &str, path: &Path) -> Result<Ini, ConfigError> {
         let mut ini = Ini::default();
@@ -314,13 +325,7 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// Read `basedir/tahoe.cfg`.
     pub fn load(basedir: &Path) -> Result<NodeConfig, ConfigError> {
-        let path = basedir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let ini = Ini::parse(&text, &path)?;
-        NodeConfig::from_ini(basedir, ini)
+        NodeConfig::from_ini(basedir, Ini::read(basedir)?)
     }
 
     pub fn from_ini(basedir: &Path, ini: Ini) -> Result<NodeConfig, ConfigError> {

@@ -38,14 +38,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Instant;
 
 use cairn_core::chk::params::LayoutVersion;
 use cairn_core::client::download::{
     Action, DownloadConfig, DownloadError, DownloadMachine, Event, ProblemKind, Request, Response,
     ServerInfo,
 };
-use cairn_core::client::machine::{Chunk, Failure, Fault, Job, RequestId};
+use cairn_core::client::machine::{Chunk, Failure, Fault, RequestId, RunJob};
 use cairn_test_support::sim::chk::{chk_file, ChkFile, Shape};
 use cairn_test_support::sim::{
     self, Delivery, Faults, Mood, Net, Out, Replay, Schedule, ServerId, Servers, Tally, Wiring,
@@ -342,6 +341,23 @@ impl Tally for Stats {
             *self.fates.entry(k).or_default() += v;
         }
     }
+
+    fn coverage(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("successful downloads", self.ok),
+            ("successful ranged downloads", self.ok_ranged),
+            ("downloads short of shares", self.not_enough_shares),
+            ("liveness checks", self.liveness_checks),
+            ("damaged copies", self.damaged_copies),
+            ("corrupt reports", self.corrupt_reports),
+            ("lies", self.lies),
+            ("switches", self.switches),
+            ("duplicate answers", self.fates["answered twice"]),
+            ("late answers", self.fates["answered after the timeout"]),
+            ("stalls", self.fates["stalled"]),
+            ("lost requests", self.fates["lost before the server"]),
+        ]
+    }
 }
 
 struct Sim {
@@ -609,36 +625,9 @@ fn replay(test: &str) -> Replay<'_> {
 
 #[test]
 fn random_fault_schedules() {
-    let started = Instant::now();
-    let (seeds, replayed) = sim::seeds(DEFAULT_SCHEDULES);
-    let n = seeds.len();
-    let stats = sim::run_many(seeds, replay("random_fault_schedules"), |s| {
+    sim::random_fault_schedules(DEFAULT_SCHEDULES, replay("random_fault_schedules"), |s| {
         Sim::new(s, true)
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    eprintln!(
-        "{n} schedules in {:.1} s: {stats:#?}",
-        started.elapsed().as_secs_f64()
-    );
-    if replayed || n < 500 {
-        return;
-    }
-    for (what, count) in [
-        ("successful downloads", stats.ok),
-        ("successful ranged downloads", stats.ok_ranged),
-        ("downloads short of shares", stats.not_enough_shares),
-        ("liveness checks", stats.liveness_checks),
-        ("damaged copies", stats.damaged_copies),
-        ("corrupt reports", stats.corrupt_reports),
-        ("lies", stats.lies),
-        ("switches", stats.switches),
-        ("duplicate answers", stats.fates["answered twice"]),
-        ("late answers", stats.fates["answered after the timeout"]),
-        ("stalls", stats.fates["stalled"]),
-        ("lost requests", stats.fates["lost before the server"]),
-    ] {
-        assert!(count > 0, "no {what} in {n} schedules: {stats:#?}");
-    }
+    });
 }
 
 /// Without faults every download succeeds (so the invariants above are not vacuous).

@@ -35,7 +35,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
-use std::time::Instant;
 
 use cairn_core::client::machine::{self, Failure, Fault, Machine, Millis, RequestId, ServerIndex};
 use cairn_core::client::upload::{
@@ -515,6 +514,21 @@ impl Tally for Stats {
             *self.fates.entry(k).or_default() += v;
         }
     }
+
+    fn coverage(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("successful uploads", self.ok),
+            ("uploads finding shares present", self.ok_with_present),
+            ("unhappy selections", self.unhappy_selection),
+            ("uploads failing while writing", self.unhappy_writing),
+            ("servers lost while writing", self.servers_lost),
+            ("aborts", self.aborts),
+            ("torn writes", self.torn_writes),
+            ("duplicate answers", self.fates["answered twice"]),
+            ("late answers", self.fates["answered after the timeout"]),
+            ("stalls", self.fates["stalled"]),
+        ]
+    }
 }
 
 struct Sim {
@@ -768,34 +782,9 @@ fn replay(test: &str) -> Replay<'_> {
 
 #[test]
 fn random_fault_schedules() {
-    let started = Instant::now();
-    let (seeds, replayed) = sim::seeds(DEFAULT_SCHEDULES);
-    let n = seeds.len();
-    let stats = sim::run_many(seeds, replay("random_fault_schedules"), |s| {
+    sim::random_fault_schedules(DEFAULT_SCHEDULES, replay("random_fault_schedules"), |s| {
         Sim::new(s, true)
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    eprintln!(
-        "{n} schedules in {:.1} s: {stats:#?}",
-        started.elapsed().as_secs_f64()
-    );
-    if replayed || n < 500 {
-        return;
-    }
-    for (what, count) in [
-        ("successful uploads", stats.ok),
-        ("uploads finding shares present", stats.ok_with_present),
-        ("unhappy selections", stats.unhappy_selection),
-        ("uploads failing while writing", stats.unhappy_writing),
-        ("servers lost while writing", stats.servers_lost),
-        ("aborts", stats.aborts),
-        ("torn writes", stats.torn_writes),
-        ("duplicate answers", stats.fates["answered twice"]),
-        ("late answers", stats.fates["answered after the timeout"]),
-        ("stalls", stats.fates["stalled"]),
-    ] {
-        assert!(count > 0, "no {what} in {n} schedules: {stats:#?}");
-    }
+    });
 }
 
 /// Without faults every upload succeeds (so the invariants above are not vacuous).

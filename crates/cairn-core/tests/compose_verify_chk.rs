@@ -13,7 +13,7 @@ use cairn_core::client::compose::verify_chk::{
     Action, ShareStatus, VerifyReport, VerifyingDownload, OWN,
 };
 use cairn_core::client::download::{self, DownloadConfig, Event, Millis, ServerInfo};
-use cairn_core::client::machine::{Failure, Fault, Job};
+use cairn_core::client::machine::{Failure, Fault, RunJob};
 use cairn_test_support::data;
 use cairn_test_support::stepping::bounded;
 

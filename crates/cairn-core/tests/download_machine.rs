@@ -13,7 +13,7 @@ use cairn_core::client::download::{
     Action, DownloadConfig, DownloadError, DownloadMachine, Event, Millis, ProblemKind,
     ReadPurpose, Request, Response, ServerInfo,
 };
-use cairn_core::client::machine::{Chunk, Failure, Fault, Job};
+use cairn_core::client::machine::{Chunk, Failure, Fault, RunJob};
 use cairn_test_support::data;
 use cairn_test_support::stepping::bounded;
 

@@ -32,22 +32,6 @@ pub fn k_subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::bytes;
-
-    #[test]
-    fn same_seed_same_bytes_other_seed_other_bytes() {
-        assert_eq!(bytes(1000, 7), bytes(1000, 7));
-        assert_eq!(bytes(10, 7), bytes(1000, 7)[..10]);
-        // Neighbouring seeds must not collapse into one stream.
-        for s in 0..64 {
-            assert_ne!(bytes(64, s), bytes(64, s + 1), "seed {s}");
-        }
-        assert!(bytes(0, 1).is_empty());
-    }
-}
-
 /// The bytes of a hex string from a vector file (test input: panics, naming it, on bad hex).
 pub fn hex(text: &str) -> Vec<u8> {
     assert!(text.len().is_multiple_of(2), "odd-length hex: {text:?}");
@@ -63,4 +47,20 @@ pub fn hex(text: &str) -> Vec<u8> {
 /// The bytes of standard, padded base64 from a vector file (test input: panics on bad input).
 pub fn b64(text: &str) -> Vec<u8> {
     cairn_core::storage::gbs::b64::decode(text).unwrap_or_else(|| panic!("bad base64: {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bytes;
+
+    #[test]
+    fn same_seed_same_bytes_other_seed_other_bytes() {
+        assert_eq!(bytes(1000, 7), bytes(1000, 7));
+        assert_eq!(bytes(10, 7), bytes(1000, 7)[..10]);
+        // Neighbouring seeds must not collapse into one stream.
+        for s in 0..64 {
+            assert_ne!(bytes(64, s), bytes(64, s + 1), "seed {s}");
+        }
+        assert!(bytes(0, 1).is_empty());
+    }
 }

@@ -171,6 +171,9 @@ pub enum Worked<B> {
 
 impl<B: AsRef<[u8]>> machine::Job for Work<B> {
     type Done = Worked<B>;
+}
+
+impl<B: AsRef<[u8]>> machine::RunJob for Work<B> {
     fn run(self) -> Worked<B> {
         match self {
             Work::Verify(j) => Worked::Verified(j.run()),

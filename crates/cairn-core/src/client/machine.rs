@@ -15,7 +15,7 @@
 //!   the machine (and its problem reports) know whose fault it was.
 //! - [`Machine::Job`]: local work that is not a request to a server (hashing blocks,
 //!   decoding a segment), run by the driver on a worker and returned as
-//!   [`Event::Worked`]. It is a pair of its own rather than a request to a pseudo-server
+//!   [`Event::Worked`]; a job the core can carry out itself is also a [`RunJob`]. It is a pair of its own rather than a request to a pseudo-server
 //!   because it can neither fail nor stall, is never cancelled and says nothing about any
 //!   server's health; a machine without jobs uses [`std::convert::Infallible`], so its
 //!   drivers need no arm for it.
@@ -141,13 +141,23 @@ impl fmt::Display for Problem {
 
 /// Local work a machine hands to its driver ([`Action::Work`]).
 pub trait Job {
-    /// What running it gives back ([`Event::Worked`]).
+    /// What carrying it out gives back ([`Event::Worked`]).
     type Done;
+}
+
+/// A job that holds everything it needs, so the core itself can carry it out (hashing
+/// blocks, decoding a segment): a driver or a test just calls [`RunJob::run`], on
+/// whatever thread it likes. A job that needs what only the driver has (a signing key,
+/// fresh randomness) is a [`Job`] alone, and the driver's executor carries it out.
+pub trait RunJob: Job {
     fn run(self) -> Self::Done;
 }
 
 impl Job for Infallible {
     type Done = Infallible;
+}
+
+impl RunJob for Infallible {
     fn run(self) -> Infallible {
         match self {}
     }

@@ -20,7 +20,8 @@
 //! * [`run_schedule`] / [`run_many`]: one seeded schedule or many on a few threads, any
 //!   failure or panic turned into an error naming the seed, the command that replays it and
 //!   the end of the schedule's trace; [`seeds`] reads `SIM_SEED` (replay one) and
-//!   `SIM_SCHEDULES` (how many).
+//!   `SIM_SCHEDULES` (how many); [`random_fault_schedules`] is every simulation's
+//!   random-fault test on top of them (run the seeds, print the counts, check coverage).
 //!
 //! The machine-specific server models and invariants live in each simulation's test file.
 
@@ -717,6 +718,12 @@ pub fn rng(seed: u64) -> ChaCha8Rng {
 /// Counts a simulation sums over its schedules.
 pub trait Tally: Default + Send {
     fn add(&mut self, other: &Self);
+    /// The counts a large random-fault run must have made non-zero, each named (the faults
+    /// and outcomes the simulation's invariants are about): checked by
+    /// [`random_fault_schedules`]. None by default.
+    fn coverage(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// One seeded schedule of a simulation.
@@ -854,6 +861,42 @@ pub fn seeds(default: u64) -> (Vec<u64>, bool) {
             false,
         ),
     }
+}
+
+/// Schedules a random-fault run needs before its coverage is checked: a smaller run (or a
+/// replay of one seed) may well miss a rare fault.
+pub const COVERAGE_MIN: usize = 500;
+
+/// A simulation's random-fault test: the seeds of [`seeds`] (`SIM_SEED` replays one,
+/// `SIM_SCHEDULES` sets how many, default `default`) run by [`run_many`]; a failing schedule
+/// panics with its seed, the command that replays it and the end of its trace. Prints how
+/// many schedules ran, how long they took and the summed counts. Unless it replayed one seed
+/// or ran fewer than [`COVERAGE_MIN`] schedules, every count of [`Tally::coverage`] must be
+/// non-zero: the faults and outcomes the invariants are about did happen. Returns the
+/// summed counts.
+pub fn random_fault_schedules<S: Schedule>(
+    default: u64,
+    replay: Replay<'_>,
+    make: impl Fn(u64) -> S + Sync,
+) -> S::Stats
+where
+    S::Stats: std::fmt::Debug,
+{
+    let started = std::time::Instant::now();
+    let (seeds, replayed) = seeds(default);
+    let n = seeds.len();
+    let stats = run_many(seeds, replay, make).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "{n} schedules in {:.1} s: {stats:#?}",
+        started.elapsed().as_secs_f64()
+    );
+    if replayed || n < COVERAGE_MIN {
+        return stats;
+    }
+    for (what, count) in stats.coverage() {
+        assert!(count > 0, "no {what} in {n} schedules: {stats:#?}");
+    }
+    stats
 }
 
 #[cfg(test)]

@@ -210,8 +210,8 @@ pub enum Response {
 /// [`Event::Worked`] carrying the new shares' header, or why encoding failed.
 ///
 /// Encoding needs the writer's signing key and fresh random salts, which the machine
-/// does not hold: the driver carries the job out with them (its executor's `work`).
-/// [`Job::run`] alone, without them, fails.
+/// does not hold: the driver carries the job out with them (its executor's `work`). So
+/// it is a [`Job`] but not a [`machine::RunJob`]: nothing can run it without them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Encode {
     pub data: Vec<u8>,
@@ -220,9 +220,6 @@ pub struct Encode {
 
 impl Job for Encode {
     type Done = Result<ShareHeader, String>;
-    fn run(self) -> Self::Done {
-        Err("encoding a republish needs the writer's key and fresh salts: the driver's job".into())
-    }
 }
 
 /// An action of the recovery machine.
