@@ -11,6 +11,7 @@ What it records, each value from Tahoe's own functions (nothing re-implemented h
   random bit patterns and the notation boundaries; `json_values`: `json.dumps(json.loads(t))`
   for texts with unicode, escapes, repeated keys, big integers, nesting.
 - `rwcaps`: `dirnode._encrypt_rw_uri(writekey, rw_uri)`, the sealed write cap of a child.
+- `metadata_updates`: `dirnode.update_metadata(old, new, now)`, the link times an edit sets.
 - `bodies`: `dirnode.pack_children(children, writekey, deep_immutable)` for children made by
   `NodeMaker.create_from_cap` from real caps (CHK, LIT, SSK, MDMF, DIR2 of each kind, and
   caps of unknown kinds with and without `ro.`/`imm.` prefixes), with metadata, unicode names
@@ -174,6 +175,28 @@ def rwcaps():
     return out
 
 
+METADATA_UPDATES = [
+    (None, None, 1733600000.25),
+    (None, '{"a": 1}', 5.0),
+    ('{"tahoe": {"linkcrtime": 1.5, "linkmotime": 2.5}}', None, 3.0),
+    ('{"tahoe": {"linkcrtime": 1.5, "linkmotime": 2.5}, "x": 1}', '{"y": 2, "tahoe": {"z": 0}}', 4.0),
+    ('{"ctime": 7, "mtime": 8}', None, 9.0),
+    ('{"ctime": 7}', '{"new": true}', 9.0),
+    ('{"tahoe": {}, "z": 1}', None, 2.0),
+    ('{"tahoe": {"linkmotime": 1.0, "extra": "kept"}}', '{}', 6.0),
+]
+
+
+def metadata_updates():
+    """`dirnode.update_metadata(old, new, now)`: the link times Tahoe sets."""
+    out = []
+    for old, new, now in METADATA_UPDATES:
+        md = dirnode.update_metadata(None if old is None else json.loads(old),
+                                     None if new is None else json.loads(new), now)
+        out.append({"old": old, "new": new, "now": now, "result": json.dumps(md)})
+    return out
+
+
 def main():
     out = {
         "tahoe_version": allmydata.__version__,
@@ -181,6 +204,7 @@ def main():
         "json_values": json_values(),
         "rwcaps": rwcaps(),
         "bodies": bodies(),
+        "metadata_updates": metadata_updates(),
     }
     path = os.path.join(HERE, "dirnode.json")
     with open(path + ".tmp", "w") as f:

@@ -2,6 +2,7 @@
 //! wrote (`vectors/dirnode.json`, made by `vectors/generate_dirnode.py`).
 
 use cairn_core::dirnode::body::{decrypt_rwcapdata, encrypt_rw_uri};
+use cairn_core::dirnode::edit::update_metadata;
 use cairn_core::dirnode::pyjson::{self, Value as Json};
 use cairn_core::dirnode::{Access, DirBody, Entry};
 use cairn_test_support::data::hex;
@@ -130,5 +131,31 @@ fn bodies_are_packed_and_read_as_tahoe_does() {
             let ro = DirBody::parse(&want, Access::ReadOnly).unwrap();
             assert!(ro.iter().all(|e| e.rw_uri.is_empty()), "{label}");
         }
+    }
+}
+
+#[test]
+fn link_times_are_set_as_tahoe_sets_them() {
+    let v = vectors();
+    let obj = |x: &Value| {
+        x.as_str()
+            .map(|t| match pyjson::loads(t.as_bytes()).unwrap() {
+                Json::Object(o) => o,
+                other => panic!("{other:?}"),
+            })
+    };
+    for c in list(&v, "metadata_updates") {
+        let got = update_metadata(
+            obj(&c["old"]),
+            obj(&c["new"]).as_ref(),
+            c["now"].as_f64().unwrap(),
+        );
+        assert_eq!(
+            pyjson::dumps(&Json::Object(got)),
+            c["result"].as_str().unwrap(),
+            "old {} new {}",
+            c["old"],
+            c["new"]
+        );
     }
 }
