@@ -59,3 +59,10 @@ for name, target in (("immutable.json", "immutable_container_parse"), ("mutable.
 # GBS request bodies, as Tahoe's client encodes them (CBOR; sets are tag 258).
 put("gbs_request_parse", bytes.fromhex("a26d73686172652d6e756d62657273d90102830001026e616c6c6f63617465642d73697a65190400"))
 put("gbs_request_parse", b"bytes=0-99")
+
+# Directory bodies and metadata JSON as Tahoe packed them.
+d = load("dirnode.json")
+for b in d.get("bodies", []):
+    put("dirnode_parse", bytes.fromhex(b["body_hex"]))
+for text, _ in d.get("json_values", []):
+    put("dirnode_parse", text.encode())

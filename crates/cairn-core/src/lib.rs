@@ -23,6 +23,7 @@ pub mod cap;
 pub mod chk;
 pub mod client;
 pub mod crypto;
+pub mod dirnode;
 pub mod fec;
 pub mod hashtree;
 pub mod hashutil;
