@@ -735,7 +735,7 @@ fn failed_last(order: &[ServerIdx], map: &ServerMap) -> Vec<ServerIdx> {
         .failures()
         .iter()
         .filter(|f| f.during == "query")
-        .map(|f| f.server)
+        .map(|f| f.server.0)
         .collect();
     let (mut ok, bad): (Vec<_>, Vec<_>) = order.iter().partition(|s| !failed.contains(s));
     ok.extend(bad);
@@ -1062,7 +1062,7 @@ impl Ctx {
     }
 
     fn failure_line(&self, f: &ServerFailure) -> String {
-        let mut s = format!("{} failed during {}", self.name(f.server), f.during);
+        let mut s = format!("{} failed during {}", self.name(f.server.0), f.during);
         if let Some(sh) = f.shnum {
             s.push_str(&format!(" (share {sh})"));
         }
@@ -1770,7 +1770,7 @@ async fn retain_privkey(
     if outcome.placed.values().any(|s| s.contains(&server)) {
         return None;
     }
-    if outcome.failures.iter().any(|f| f.server == server) {
+    if outcome.failures.iter().any(|f| f.server.0 == server) {
         return None;
     }
     // The share with the fewest copies, lowest number first.

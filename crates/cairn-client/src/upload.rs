@@ -479,7 +479,7 @@ async fn upload_chk(
 fn failure_lines(m: &UploadMachine, name: &dyn Fn(ServerIdx) -> String) -> Vec<String> {
     m.failures()
         .iter()
-        .map(|f| format!("{} ({}): {}", name(f.server), f.during, f.reason))
+        .map(|f| format!("{} ({}): {}", name(f.server.0), f.during, f.reason))
         .collect()
 }
 

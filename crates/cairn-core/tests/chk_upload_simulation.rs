@@ -733,7 +733,7 @@ impl Sim {
                 // Invariant 3: the error names every failed server and why.
                 let msg = u.to_string();
                 for f in &u.failures {
-                    let named = format!("server {} ({}): {}", f.server, f.during, f.reason);
+                    let named = format!("server {} ({}): {}", f.server.0, f.during, f.reason);
                     if !msg.contains(&named) {
                         return Err(format!(
                             "invariant 3: the error does not say {named:?}: {msg}"

@@ -790,7 +790,7 @@ fn a_request_unanswered_by_its_deadline_fails_and_the_upload_goes_on() {
     assert_eq!(p.happiness, 3);
     assert!(!p.writes.contains_key(&2));
     assert_eq!(m.failures().len(), 1);
-    assert_eq!(m.failures()[0].server, 2);
+    assert_eq!(m.failures()[0].server.0, 2);
     assert_eq!(m.failures()[0].during, Request::ListShares);
     // Its late answer is ignored.
     assert!(m

@@ -82,6 +82,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+pub use crate::client::machine::ServerFailure;
 use crate::client::machine::{self, Problem, ProblemKind, ServerIndex};
 pub use crate::client::machine::{Millis, RequestId};
 use crate::placement::{failure_message, servers_of_happiness, share_placement, UnhappinessError};
@@ -257,14 +258,6 @@ impl fmt::Display for Request {
     }
 }
 
-/// A server that failed, when and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerFailure {
-    pub server: ServerIdx,
-    pub during: Request,
-    pub reason: String,
-}
-
 /// Tahoe's `_QueryStatistics` (allocation requests only).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueryStats {
@@ -336,7 +329,7 @@ pub struct UploadUnhappy {
     /// Of those, servers that answered and were not lost later.
     pub servers_reachable: usize,
     /// Every server failure, in order.
-    pub failures: Vec<ServerFailure>,
+    pub failures: Vec<ServerFailure<Request>>,
 }
 
 impl UploadUnhappy {
@@ -359,7 +352,14 @@ impl UploadUnhappy {
                     .iter()
                     .rev()
                     .find(|f| f.during == Request::Write)
-                    .map(|f| format!("{} failed while {}: {}", name(f.server), f.during, f.reason))
+                    .map(|f| {
+                        format!(
+                            "{} failed while {}: {}",
+                            name(f.server.0),
+                            f.during,
+                            f.reason
+                        )
+                    })
                     .unwrap_or_else(|| "a server was lost".into());
                 format!("{core}: {why}")
             }
@@ -377,7 +377,7 @@ impl UploadUnhappy {
             let list: Vec<String> = self
                 .failures
                 .iter()
-                .map(|f| format!("{} ({}): {}", name(f.server), f.during, f.reason))
+                .map(|f| format!("{} ({}): {}", name(f.server.0), f.during, f.reason))
                 .collect();
             msg.push_str(&format!("; failures: {}", list.join("; ")));
         }
@@ -490,7 +490,7 @@ pub struct UploadMachine {
     /// Tahoe's `homeless_shares` (for the progress message).
     homeless: BTreeSet<ShareNum>,
     stats: QueryStats,
-    failures: Vec<ServerFailure>,
+    failures: Vec<ServerFailure<Request>>,
     pending: BTreeMap<ServerIdx, Pending>,
     phase: Phase,
     round: u32,
@@ -800,7 +800,7 @@ impl UploadMachine {
     }
 
     /// Every server failure so far, in order.
-    pub fn failures(&self) -> &[ServerFailure] {
+    pub fn failures(&self) -> &[ServerFailure<Request>] {
         &self.failures
     }
 
@@ -840,7 +840,8 @@ impl UploadMachine {
         s.lost = true;
         let buckets = std::mem::take(&mut s.buckets);
         self.failures.push(ServerFailure {
-            server,
+            server: ServerIndex(server),
+            shnum: None,
             during: Request::Write,
             reason: reason.into(),
         });
@@ -917,7 +918,8 @@ impl UploadMachine {
                 self.servers[i].role = Role::Bad;
                 self.servers[i].failed = true;
                 self.failures.push(ServerFailure {
-                    server,
+                    server: ServerIndex(server),
+                    shnum: None,
                     during: Request::ListShares,
                     reason,
                 });
@@ -989,7 +991,8 @@ impl UploadMachine {
                 self.servers[i].failed = true;
                 self.make_readonly(i);
                 self.failures.push(ServerFailure {
-                    server,
+                    server: ServerIndex(server),
+                    shnum: None,
                     during: Request::Allocate,
                     reason,
                 });

@@ -478,7 +478,7 @@ impl PublishMachine {
     fn server_failed(&mut self, req: &WriteReq, reason: String) {
         self.bad.insert(req.server);
         self.failures.push(ServerFailure {
-            server: req.server,
+            server: ServerIndex(req.server),
             shnum: None,
             during: "write",
             reason,
@@ -533,7 +533,7 @@ impl PublishMachine {
             self.stale.push((req.server, *sh));
         }
         self.failures.push(ServerFailure {
-            server: req.server,
+            server: ServerIndex(req.server),
             shnum: None,
             during: "write",
             reason,
@@ -786,9 +786,9 @@ fn per_server(failures: &[ServerFailure]) -> String {
     let mut order: Vec<ServerIdx> = Vec::new();
     let mut reasons: BTreeMap<ServerIdx, Vec<&str>> = BTreeMap::new();
     for f in failures {
-        let r = reasons.entry(f.server).or_default();
+        let r = reasons.entry(f.server.0).or_default();
         if r.is_empty() {
-            order.push(f.server);
+            order.push(f.server.0);
         }
         if !r.contains(&f.reason.as_str()) {
             r.push(&f.reason);
