@@ -40,7 +40,7 @@ use cairn_core::chk::{
 };
 use cairn_core::client::machine::{Failure, RequestId, ServerIndex};
 use cairn_core::client::upload::{
-    Abort, Candidate, Placement, SelectionParams, ServerIdx, SetupError, ShareNum, UploadMachine,
+    Abort, Candidate, Placement, SelectionParams, SetupError, ShareNum, UploadMachine,
     UploadRequest, UploadResponse, UploadUnhappy,
 };
 use cairn_core::hashutil;
@@ -387,7 +387,7 @@ struct Selected {
     machine: UploadMachine,
     servers: Vec<Arc<ServerEntry>>,
     /// Upload secret of every bucket allocated.
-    secrets: BTreeMap<(ServerIdx, ShareNum), [u8; 20]>,
+    secrets: BTreeMap<(ServerIndex, ShareNum), [u8; 20]>,
 }
 
 async fn upload_chk(
@@ -418,7 +418,7 @@ async fn upload_chk(
         .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
     let leases = Arc::new(FileLeases::new(&client_secret, &si));
     let mut sel = select(&candidates, &si, allocated_size, &params, &leases).await?;
-    let name = |i: ServerIdx| server_name(&sel.servers, i);
+    let name = |i: ServerIndex| server_name(&sel.servers, i);
     let placement = match sel.machine.outcome() {
         Some(Ok(p)) => p.clone(),
         Some(Err(u)) => {
@@ -434,7 +434,7 @@ async fn upload_chk(
     tracing::debug!(si = %cairn_core::base32::encode(&si), writes = ?placement.writes, present = ?placement.present, "placement");
 
     let outcome = write_shares(&mut sel, &si, encoder, src, size, &placement, &progress).await;
-    let name = |i: ServerIdx| server_name(&sel.servers, i);
+    let name = |i: ServerIndex| server_name(&sel.servers, i);
     problems.extend(failure_lines(&sel.machine, &name));
     let (trailer, stats) = outcome?;
     let placement = match sel.machine.outcome() {
@@ -453,7 +453,7 @@ async fn upload_chk(
                 u16::from(sh),
                 servers
                     .into_iter()
-                    .filter_map(|s| sel.servers.get(s as usize))
+                    .filter_map(|s| sel.servers.get(s.get()))
                     .map(|s| s.info.server_id.clone())
                     .collect(),
             )
@@ -476,10 +476,10 @@ async fn upload_chk(
     })
 }
 
-fn failure_lines(m: &UploadMachine, name: &dyn Fn(ServerIdx) -> String) -> Vec<String> {
+fn failure_lines(m: &UploadMachine, name: &dyn Fn(ServerIndex) -> String) -> Vec<String> {
     m.failures()
         .iter()
-        .map(|f| format!("{} ({}): {}", name(f.server.0), f.during, f.reason))
+        .map(|f| format!("{} ({}): {}", name(f.server), f.during, f.reason))
         .collect()
 }
 
@@ -487,7 +487,7 @@ fn unhappy_error(
     u: &UploadUnhappy,
     what: &str,
     si: &[u8; 16],
-    name: &dyn Fn(ServerIdx) -> String,
+    name: &dyn Fn(ServerIndex) -> String,
 ) -> UploadError {
     let si5: String = cairn_core::base32::encode(si).chars().take(5).collect();
     UploadError::Unhappy {
@@ -553,9 +553,9 @@ async fn locate(
 }
 
 /// A candidate's name for messages (the machine's index, should it name no candidate).
-fn server_name(servers: &[Arc<ServerEntry>], i: ServerIdx) -> String {
+fn server_name(servers: &[Arc<ServerEntry>], i: ServerIndex) -> String {
     servers
-        .get(i as usize)
+        .get(i.get())
         .map_or_else(|| format!("server #{i}"), |s| s.name())
 }
 
@@ -571,7 +571,7 @@ async fn select(
         .iter()
         .enumerate()
         .map(|(i, (_, writable))| Candidate {
-            server: i as ServerIdx,
+            server: ServerIndex::from_position(i).expect("fewer than 2^32 servers"),
             writable: *writable,
         })
         .collect();
@@ -626,7 +626,7 @@ struct SelectionRun {
     leases: Arc<FileLeases>,
     /// The upload secret of every share asked of a server (the last request's, which is
     /// the one that allocated it: no share is asked of a server twice).
-    secrets: BTreeMap<(ServerIdx, ShareNum), [u8; 20]>,
+    secrets: BTreeMap<(ServerIndex, ShareNum), [u8; 20]>,
     /// Aborts the machine asked for: sent once selection is over, so that they are not
     /// cancelled with the run.
     aborts: Vec<Abort>,
@@ -657,21 +657,15 @@ impl Executor<UploadMachine> for SelectionRun {
                     .await
                     .map_err(|e| Failure::new(e.fault(), e.to_string()))?;
                 s.report_ok();
-                let shares = shares.into_iter().map(|s| s.0).collect();
                 Ok(UploadResponse::Listed { shares })
             }),
             UploadRequest::Allocate { shares } => {
                 let secret = new_upload_secret();
                 for sh in &shares {
-                    self.secrets.insert((server.0, *sh), secret);
+                    self.secrets.insert((server, *sh), secret);
                 }
                 let lease = self.leases.for_server(&s);
                 let size = self.allocated_size;
-                let shares: BTreeSet<cairn_core::ids::ShareNum> = shares
-                    .iter()
-                    .copied()
-                    .map(cairn_core::ids::ShareNum)
-                    .collect();
                 run.spawn(id, async move {
                     let a = s
                         .client
@@ -680,16 +674,13 @@ impl Executor<UploadMachine> for SelectionRun {
                         .map_err(|e| Failure::new(e.fault(), e.to_string()))?;
                     s.report_ok();
                     Ok(UploadResponse::Allocated {
-                        already_have: a.already_have.into_iter().map(|s| s.0).collect(),
-                        allocated: a.allocated.into_iter().map(|s| s.0).collect(),
+                        already_have: a.already_have,
+                        allocated: a.allocated,
                     })
                 });
             }
             UploadRequest::Abort { shares } => {
-                self.aborts.push(Abort {
-                    server: server.0,
-                    shares,
-                });
+                self.aborts.push(Abort { server, shares });
                 run.answer(id, UploadResponse::Aborted);
             }
         }
@@ -718,7 +709,7 @@ impl Executor<UploadMachine> for SelectionRun {
 async fn run_aborts(sel: &Selected, si: &[u8; 16], aborts: Vec<Abort>, wait: bool) {
     let mut set = JoinSet::new();
     for Abort { server, shares } in aborts {
-        let Some(s) = sel.servers.get(server as usize).cloned() else {
+        let Some(s) = sel.servers.get(server.get()).cloned() else {
             continue;
         };
         for sh in shares {
@@ -727,12 +718,8 @@ async fn run_aborts(sel: &Selected, si: &[u8; 16], aborts: Vec<Abort>, wait: boo
             };
             let (s, si) = (s.clone(), *si);
             set.spawn(async move {
-                if let Err(e) = s
-                    .client
-                    .abort_upload(&si, cairn_core::ids::ShareNum(sh), &secret)
-                    .await
-                {
-                    tracing::debug!(server = %s.name(), shnum = sh, "abort failed: {e}");
+                if let Err(e) = s.client.abort_upload(&si, sh, &secret).await {
+                    tracing::debug!(server = %s.name(), shnum = sh.0, "abort failed: {e}");
                 }
             });
         }
@@ -827,12 +814,12 @@ async fn write_shares(
     let cancel = Arc::new(AtomicBool::new(false));
     let needed: Vec<ShareNum> = placement.shares_to_write().into_iter().collect();
 
-    let mut writers: JoinSet<(ServerIdx, WriterEnd)> = JoinSet::new();
+    let mut writers: JoinSet<(ServerIndex, WriterEnd)> = JoinSet::new();
     let mut senders = Vec::new();
     for (&server, shares) in &placement.writes {
         let (tx, rx) = mpsc::channel::<Arc<Batch>>(PIPELINE_DEPTH);
         senders.push(tx);
-        let Some(s) = sel.servers.get(server as usize).cloned() else {
+        let Some(s) = sel.servers.get(server.get()).cloned() else {
             return Err(UploadError::Internal(format!(
                 "placement names server {server}, not a candidate"
             )));
@@ -864,7 +851,7 @@ async fn write_shares(
         let WriterEnd::Failed { problem, reason } = end else {
             continue;
         };
-        let Some(entry) = sel.servers.get(server as usize).cloned() else {
+        let Some(entry) = sel.servers.get(server.get()).cloned() else {
             continue;
         };
         entry.report(problem, reason.clone());
@@ -876,7 +863,7 @@ async fn write_shares(
                 }
             }
             Err(u) => {
-                let name = |i: ServerIdx| server_name(&sel.servers, i);
+                let name = |i: ServerIndex| server_name(&sel.servers, i);
                 fatal = Some(unhappy_error(
                     &u,
                     "upload failed while writing shares",
@@ -994,7 +981,7 @@ fn encode_and_send(
         let out = encoder.push_segment(plain)?;
         let mut added = 0u64;
         for (sh, a) in needed.iter().zip(acc.iter_mut()) {
-            let b = out.block(*sh as usize);
+            let b = out.block(sh.get());
             a.extend_from_slice(b);
             added += b.len() as u64;
         }
@@ -1015,7 +1002,7 @@ fn encode_and_send(
     );
     if !needed.is_empty() {
         for (sh, a) in needed.iter().zip(acc.iter_mut()) {
-            a.extend_from_slice(&trailer.trailers[*sh as usize]);
+            a.extend_from_slice(&trailer.trailers[sh.get()]);
         }
         flush(&mut acc, &mut acc_offset, &mut held, &mut senders, true);
     }
@@ -1162,19 +1149,13 @@ async fn write_chunk(
 ) -> Result<crate::WriteResult, GbsClientError> {
     let r = s
         .client
-        .write_share_chunk(
-            si,
-            cairn_core::ids::ShareNum(sh),
-            secret,
-            offset,
-            data.clone(),
-        )
+        .write_share_chunk(si, sh, secret, offset, data.clone())
         .await;
     if matches!(r, Err(GbsClientError::Network { .. })) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         return s
             .client
-            .write_share_chunk(si, cairn_core::ids::ShareNum(sh), secret, offset, data)
+            .write_share_chunk(si, sh, secret, offset, data)
             .await;
     }
     r

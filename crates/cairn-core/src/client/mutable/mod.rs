@@ -26,7 +26,10 @@ pub mod retrieve;
 pub mod servermap;
 
 pub use crate::client::machine::{Problem, ProblemKind, ServerFailure};
-pub use crate::placement::{ServerIdx, ShareNum};
+// Not yet the ids newtypes inside the mutable machines: raw numbers, converted where they
+// meet the machine vocabulary and the placement module.
+pub type ServerIdx = u32;
+pub type ShareNum = u8;
 pub use publish::{PublishConfig, PublishError, PublishMachine, PublishOutcome, WriteTest};
 pub use retrieve::{RetrieveConfig, RetrieveError, RetrieveKeys, RetrieveMachine, RetrieveOutcome};
 pub use servermap::{Mode, ServerMap, ServermapUpdater, UpdateConfig, VersionId};
