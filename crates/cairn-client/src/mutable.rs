@@ -60,6 +60,7 @@ use cairn_core::client::mutable::servermap::{
 };
 use cairn_core::client::mutable::{Millis, RequestId, ServerFailure, ServerIdx, ShareNum};
 use cairn_core::hashutil::Hash;
+use cairn_core::ids::StorageIndex;
 use cairn_core::mutable::codec::{encode, Encoding};
 use cairn_core::mutable::keys::{ReaderKeys, SigningKey, WriterKeys};
 use cairn_core::mutable::params::SegmentParams;
@@ -1086,7 +1087,11 @@ impl Ctx {
         tokio::spawn(async move {
             if let Err(e) = entry
                 .client
-                .advise_corrupt_mutable(&si, cairn_core::ids::ShareNum(shnum), &reason)
+                .advise_corrupt_mutable(
+                    &StorageIndex(si),
+                    cairn_core::ids::ShareNum(shnum),
+                    &reason,
+                )
                 .await
             {
                 tracing::debug!(server = %entry.name(), "advise_corrupt failed: {e}");
@@ -1226,7 +1231,12 @@ impl Task {
         match self
             .entry
             .client
-            .read_mutable(&self.si, cairn_core::ids::ShareNum(shnum), offset, len)
+            .read_mutable(
+                &StorageIndex(self.si),
+                cairn_core::ids::ShareNum(shnum),
+                offset,
+                len,
+            )
             .await
         {
             Ok(b) => Ok(b.to_vec()),
@@ -1238,7 +1248,12 @@ impl Task {
 /// Tahoe's `slot_readv(si, [], [(0, len)])` over HTTP: list the shares, read each.
 async fn query(t: Task, len: u64) -> Result<BTreeMap<ShareNum, Vec<u8>>, Failure> {
     t.count(Kind::Servermap);
-    let listed = match t.entry.client.list_mutable_shares(&t.si).await {
+    let listed = match t
+        .entry
+        .client
+        .list_mutable_shares(&StorageIndex(t.si))
+        .await
+    {
         Ok(l) => l,
         Err(e) => return Err(t.failed(&e)),
     };
@@ -1248,7 +1263,11 @@ async fn query(t: Task, len: u64) -> Result<BTreeMap<ShareNum, Vec<u8>>, Failure
         let t = t.clone();
         reads.spawn(async move {
             t.count(Kind::Servermap);
-            let r = t.entry.client.read_mutable(&t.si, sh, 0, len).await;
+            let r = t
+                .entry
+                .client
+                .read_mutable(&StorageIndex(t.si), sh, 0, len)
+                .await;
             (sh, r)
         });
     }
@@ -1727,7 +1746,7 @@ impl Writer {
         match t
             .entry
             .client
-            .read_test_write(&t.si, &self.write_enabler, &self.lease, req)
+            .read_test_write(&StorageIndex(t.si), &self.write_enabler, &self.lease, req)
             .await
         {
             Ok(resp) => {

@@ -44,6 +44,7 @@ use cairn_core::client::upload::{
     UploadRequest, UploadResponse, UploadUnhappy,
 };
 use cairn_core::hashutil;
+use cairn_core::ids::StorageIndex;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -399,7 +400,7 @@ async fn upload_chk(
     progress: Option<ProgressFn>,
 ) -> Result<UploadReport, UploadError> {
     let params = cfg.params;
-    let si = hashutil::storage_index_hash(&key);
+    let si = StorageIndex(hashutil::storage_index_hash(&key));
     let encoder = ChkEncoder::new(&params, key, size)?;
     let allocated_size = encoder.allocated_size();
     report_progress(&progress, Phase::Locating, 0, size);
@@ -416,7 +417,7 @@ async fn upload_chk(
         .lease_secret
         .clone()
         .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
-    let leases = Arc::new(FileLeases::new(&client_secret, &si));
+    let leases = Arc::new(FileLeases::new(&client_secret, si.as_bytes()));
     let mut sel = select(&candidates, &si, allocated_size, &params, &leases).await?;
     let name = |i: ServerIndex| server_name(&sel.servers, i);
     let placement = match sel.machine.outcome() {
@@ -431,7 +432,7 @@ async fn upload_chk(
             ))
         }
     };
-    tracing::debug!(si = %cairn_core::base32::encode(&si), writes = ?placement.writes, present = ?placement.present, "placement");
+    tracing::debug!(si = %si, writes = ?placement.writes, present = ?placement.present, "placement");
 
     let outcome = write_shares(&mut sel, &si, encoder, src, size, &placement, &progress).await;
     let name = |i: ServerIndex| server_name(&sel.servers, i);
@@ -463,7 +464,7 @@ async fn upload_chk(
     Ok(UploadReport {
         cap: trailer.read_cap_string(),
         size,
-        storage_index: Some(si),
+        storage_index: Some(si.0),
         happiness: placement.happiness,
         shares_written: placement.shares_to_write().len(),
         shares_already_present: placement.present.len(),
@@ -486,10 +487,10 @@ fn failure_lines(m: &UploadMachine, name: &dyn Fn(ServerIndex) -> String) -> Vec
 fn unhappy_error(
     u: &UploadUnhappy,
     what: &str,
-    si: &[u8; 16],
+    si: &StorageIndex,
     name: &dyn Fn(ServerIndex) -> String,
 ) -> UploadError {
-    let si5: String = cairn_core::base32::encode(si).chars().take(5).collect();
+    let si5: String = si.to_base32().chars().take(5).collect();
     UploadError::Unhappy {
         message: format!("{what} for upload {si5}: {}", u.message(name)),
         happiness: u.unhappiness.effective_happiness,
@@ -504,11 +505,11 @@ fn unhappy_error(
 /// Servers not known to be up are asked for their version first, `want` at a time.
 async fn locate(
     grid: &Grid,
-    si: &[u8; 16],
+    si: &StorageIndex,
     allocated_size: u64,
     want: usize,
 ) -> (Vec<(Arc<ServerEntry>, bool)>, Vec<String>) {
-    let permuted = grid.permuted(si);
+    let permuted = grid.permuted(si.as_bytes());
     let mut chosen = Vec::new();
     let mut problems = Vec::new();
     let mut next = 0;
@@ -562,7 +563,7 @@ fn server_name(servers: &[Arc<ServerEntry>], i: ServerIndex) -> String {
 /// Run the selection machine: list shares, then allocation rounds.
 async fn select(
     candidates: &[(Arc<ServerEntry>, bool)],
-    si: &[u8; 16],
+    si: &StorageIndex,
     allocated_size: u64,
     params: &EncodingParams,
     leases: &Arc<FileLeases>,
@@ -621,7 +622,7 @@ impl From<MachineBroken> for UploadError {
 /// Carries out server selection's requests (see [`crate::driver`]).
 struct SelectionRun {
     servers: Vec<Arc<ServerEntry>>,
-    si: [u8; 16],
+    si: StorageIndex,
     allocated_size: u64,
     leases: Arc<FileLeases>,
     /// The upload secret of every share asked of a server (the last request's, which is
@@ -706,7 +707,7 @@ impl Executor<UploadMachine> for SelectionRun {
 }
 
 /// Send abort requests (best effort); wait for them at most [`ABORT_GRACE`] if `wait`.
-async fn run_aborts(sel: &Selected, si: &[u8; 16], aborts: Vec<Abort>, wait: bool) {
+async fn run_aborts(sel: &Selected, si: &StorageIndex, aborts: Vec<Abort>, wait: bool) {
     let mut set = JoinSet::new();
     for Abort { server, shares } in aborts {
         let Some(s) = sel.servers.get(server.get()).cloned() else {
@@ -802,7 +803,7 @@ enum WriterEnd {
 
 async fn write_shares(
     sel: &mut Selected,
-    si: &[u8; 16],
+    si: &StorageIndex,
     encoder: ChkEncoder,
     src: Source,
     size: u64,
@@ -1019,7 +1020,7 @@ type BatchResult = Result<Vec<(ShareNum, bool)>, (ProblemKind, String)>;
 /// holding several shares gets their writes concurrently.
 async fn writer(
     s: Arc<ServerEntry>,
-    si: [u8; 16],
+    si: StorageIndex,
     shares: Vec<(ShareNum, [u8; 20])>,
     mut rx: mpsc::Receiver<Arc<Batch>>,
     sent: Arc<AtomicU64>,
@@ -1076,7 +1077,7 @@ async fn writer(
 /// `batch` lives until the writes are done (it carries the memory account).
 async fn write_batch(
     s: Arc<ServerEntry>,
-    si: [u8; 16],
+    si: StorageIndex,
     shares: Arc<Vec<(ShareNum, [u8; 20])>>,
     batch: Arc<Batch>,
     sent: Arc<AtomicU64>,
@@ -1141,7 +1142,7 @@ async fn write_batch(
 /// offset is idempotent on the server).
 async fn write_chunk(
     s: &ServerEntry,
-    si: &[u8; 16],
+    si: &StorageIndex,
     sh: ShareNum,
     secret: &[u8; 20],
     offset: u64,
