@@ -572,7 +572,7 @@ async fn select(
         .iter()
         .enumerate()
         .map(|(i, (_, writable))| Candidate {
-            server: ServerIndex::from_position(i).expect("fewer than 2^32 servers"),
+            server: ServerIndex(i as u32),
             writable: *writable,
         })
         .collect();
