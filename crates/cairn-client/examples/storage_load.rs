@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cairn_client::gbs_client::{ClientOptions, GbsClient, LeaseSecrets, RetryPolicy};
-use cairn_core::ids::ShareNum;
+use cairn_core::ids::{ShareNum, StorageIndex};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde_json::{json, Value};
@@ -137,7 +137,7 @@ struct Plan {
     lease: LeaseSecrets,
     /// The share's bytes, except the first 16, which are each upload's storage index.
     base: Vec<u8>,
-    sis: Vec<[u8; 16]>,
+    sis: Vec<StorageIndex>,
 }
 
 impl Plan {
@@ -150,13 +150,13 @@ impl Plan {
         };
         let mut base = vec![0u8; share_size];
         rng.fill_bytes(&mut base);
-        let sis = (0..uploads).map(|_| rng.gen()).collect();
+        let sis = (0..uploads).map(|_| StorageIndex(rng.gen())).collect();
         Plan { lease, base, sis }
     }
 
     fn share(&self, i: usize) -> Bytes {
         let mut d = self.base.clone();
-        d[..16].copy_from_slice(&self.sis[i]);
+        d[..16].copy_from_slice(self.sis[i].as_bytes());
         Bytes::from(d)
     }
 }

@@ -127,8 +127,8 @@ pub async fn download(
     opts: &DownloadOptions,
     progress: Option<ProgressFn>,
 ) -> Result<DownloadReport, DownloadError> {
-    let si = cap.storage_index().0;
-    let servers = grid.permuted(&si);
+    let si = cap.storage_index();
+    let servers = grid.permuted(si.as_bytes());
     let infos = servers
         .iter()
         .map(|s| ServerInfo {
@@ -200,7 +200,7 @@ pub async fn download(
     }
     result??;
     report_progress(Phase::Done, written);
-    let servers = grid.permuted(&si);
+    let servers = grid.permuted(si.as_bytes());
     let reports: Vec<ServerProblem> = machine
         .problems()
         .iter()
@@ -240,7 +240,7 @@ fn problem_line(p: &ServerProblem) -> String {
 /// Carries out a download's actions (see [`crate::driver`]): share lists and block reads
 /// as requests, verification and decoding on blocking threads, plaintext to the writer.
 struct DownloadRun {
-    si: [u8; 16],
+    si: cairn_core::ids::StorageIndex,
     servers: Vec<Arc<ServerEntry>>,
     cpu: Arc<Semaphore>,
     advise_corrupt: bool,

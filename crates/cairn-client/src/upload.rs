@@ -40,10 +40,11 @@ use cairn_core::chk::{
 };
 use cairn_core::client::machine::{Failure, RequestId, ServerIndex};
 use cairn_core::client::upload::{
-    Abort, Candidate, Placement, SelectionParams, ServerIdx, SetupError, ShareNum, UploadMachine,
+    Abort, Candidate, Placement, SelectionParams, SetupError, ShareNum, UploadMachine,
     UploadRequest, UploadResponse, UploadUnhappy,
 };
 use cairn_core::hashutil;
+use cairn_core::ids::StorageIndex;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -387,7 +388,7 @@ struct Selected {
     machine: UploadMachine,
     servers: Vec<Arc<ServerEntry>>,
     /// Upload secret of every bucket allocated.
-    secrets: BTreeMap<(ServerIdx, ShareNum), [u8; 20]>,
+    secrets: BTreeMap<(ServerIndex, ShareNum), [u8; 20]>,
 }
 
 async fn upload_chk(
@@ -399,7 +400,7 @@ async fn upload_chk(
     progress: Option<ProgressFn>,
 ) -> Result<UploadReport, UploadError> {
     let params = cfg.params;
-    let si = hashutil::storage_index_hash(&key);
+    let si = StorageIndex(hashutil::storage_index_hash(&key));
     let encoder = ChkEncoder::new(&params, key, size)?;
     let allocated_size = encoder.allocated_size();
     report_progress(&progress, Phase::Locating, 0, size);
@@ -416,9 +417,9 @@ async fn upload_chk(
         .lease_secret
         .clone()
         .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
-    let leases = Arc::new(FileLeases::new(&client_secret, &si));
+    let leases = Arc::new(FileLeases::new(&client_secret, si.as_bytes()));
     let mut sel = select(&candidates, &si, allocated_size, &params, &leases).await?;
-    let name = |i: ServerIdx| server_name(&sel.servers, i);
+    let name = |i: ServerIndex| server_name(&sel.servers, i);
     let placement = match sel.machine.outcome() {
         Some(Ok(p)) => p.clone(),
         Some(Err(u)) => {
@@ -431,10 +432,10 @@ async fn upload_chk(
             ))
         }
     };
-    tracing::debug!(si = %cairn_core::base32::encode(&si), writes = ?placement.writes, present = ?placement.present, "placement");
+    tracing::debug!(si = %si, writes = ?placement.writes, present = ?placement.present, "placement");
 
     let outcome = write_shares(&mut sel, &si, encoder, src, size, &placement, &progress).await;
-    let name = |i: ServerIdx| server_name(&sel.servers, i);
+    let name = |i: ServerIndex| server_name(&sel.servers, i);
     problems.extend(failure_lines(&sel.machine, &name));
     let (trailer, stats) = outcome?;
     let placement = match sel.machine.outcome() {
@@ -453,7 +454,7 @@ async fn upload_chk(
                 u16::from(sh),
                 servers
                     .into_iter()
-                    .filter_map(|s| sel.servers.get(s as usize))
+                    .filter_map(|s| sel.servers.get(s.get()))
                     .map(|s| s.info.server_id.clone())
                     .collect(),
             )
@@ -463,7 +464,7 @@ async fn upload_chk(
     Ok(UploadReport {
         cap: trailer.read_cap_string(),
         size,
-        storage_index: Some(si),
+        storage_index: Some(si.0),
         happiness: placement.happiness,
         shares_written: placement.shares_to_write().len(),
         shares_already_present: placement.present.len(),
@@ -476,7 +477,7 @@ async fn upload_chk(
     })
 }
 
-fn failure_lines(m: &UploadMachine, name: &dyn Fn(ServerIdx) -> String) -> Vec<String> {
+fn failure_lines(m: &UploadMachine, name: &dyn Fn(ServerIndex) -> String) -> Vec<String> {
     m.failures()
         .iter()
         .map(|f| format!("{} ({}): {}", name(f.server), f.during, f.reason))
@@ -486,10 +487,10 @@ fn failure_lines(m: &UploadMachine, name: &dyn Fn(ServerIdx) -> String) -> Vec<S
 fn unhappy_error(
     u: &UploadUnhappy,
     what: &str,
-    si: &[u8; 16],
-    name: &dyn Fn(ServerIdx) -> String,
+    si: &StorageIndex,
+    name: &dyn Fn(ServerIndex) -> String,
 ) -> UploadError {
-    let si5: String = cairn_core::base32::encode(si).chars().take(5).collect();
+    let si5: String = si.to_base32().chars().take(5).collect();
     UploadError::Unhappy {
         message: format!("{what} for upload {si5}: {}", u.message(name)),
         happiness: u.unhappiness.effective_happiness,
@@ -504,11 +505,11 @@ fn unhappy_error(
 /// Servers not known to be up are asked for their version first, `want` at a time.
 async fn locate(
     grid: &Grid,
-    si: &[u8; 16],
+    si: &StorageIndex,
     allocated_size: u64,
     want: usize,
 ) -> (Vec<(Arc<ServerEntry>, bool)>, Vec<String>) {
-    let permuted = grid.permuted(si);
+    let permuted = grid.permuted(si.as_bytes());
     let mut chosen = Vec::new();
     let mut problems = Vec::new();
     let mut next = 0;
@@ -553,16 +554,16 @@ async fn locate(
 }
 
 /// A candidate's name for messages (the machine's index, should it name no candidate).
-fn server_name(servers: &[Arc<ServerEntry>], i: ServerIdx) -> String {
+fn server_name(servers: &[Arc<ServerEntry>], i: ServerIndex) -> String {
     servers
-        .get(i as usize)
+        .get(i.get())
         .map_or_else(|| format!("server #{i}"), |s| s.name())
 }
 
 /// Run the selection machine: list shares, then allocation rounds.
 async fn select(
     candidates: &[(Arc<ServerEntry>, bool)],
-    si: &[u8; 16],
+    si: &StorageIndex,
     allocated_size: u64,
     params: &EncodingParams,
     leases: &Arc<FileLeases>,
@@ -571,7 +572,7 @@ async fn select(
         .iter()
         .enumerate()
         .map(|(i, (_, writable))| Candidate {
-            server: i as ServerIdx,
+            server: ServerIndex(i as u32),
             writable: *writable,
         })
         .collect();
@@ -621,12 +622,12 @@ impl From<MachineBroken> for UploadError {
 /// Carries out server selection's requests (see [`crate::driver`]).
 struct SelectionRun {
     servers: Vec<Arc<ServerEntry>>,
-    si: [u8; 16],
+    si: StorageIndex,
     allocated_size: u64,
     leases: Arc<FileLeases>,
     /// The upload secret of every share asked of a server (the last request's, which is
     /// the one that allocated it: no share is asked of a server twice).
-    secrets: BTreeMap<(ServerIdx, ShareNum), [u8; 20]>,
+    secrets: BTreeMap<(ServerIndex, ShareNum), [u8; 20]>,
     /// Aborts the machine asked for: sent once selection is over, so that they are not
     /// cancelled with the run.
     aborts: Vec<Abort>,
@@ -657,21 +658,15 @@ impl Executor<UploadMachine> for SelectionRun {
                     .await
                     .map_err(|e| Failure::new(e.fault(), e.to_string()))?;
                 s.report_ok();
-                let shares = shares.into_iter().map(|s| s.0).collect();
                 Ok(UploadResponse::Listed { shares })
             }),
             UploadRequest::Allocate { shares } => {
                 let secret = new_upload_secret();
                 for sh in &shares {
-                    self.secrets.insert((server.0, *sh), secret);
+                    self.secrets.insert((server, *sh), secret);
                 }
                 let lease = self.leases.for_server(&s);
                 let size = self.allocated_size;
-                let shares: BTreeSet<cairn_core::ids::ShareNum> = shares
-                    .iter()
-                    .copied()
-                    .map(cairn_core::ids::ShareNum)
-                    .collect();
                 run.spawn(id, async move {
                     let a = s
                         .client
@@ -680,16 +675,13 @@ impl Executor<UploadMachine> for SelectionRun {
                         .map_err(|e| Failure::new(e.fault(), e.to_string()))?;
                     s.report_ok();
                     Ok(UploadResponse::Allocated {
-                        already_have: a.already_have.into_iter().map(|s| s.0).collect(),
-                        allocated: a.allocated.into_iter().map(|s| s.0).collect(),
+                        already_have: a.already_have,
+                        allocated: a.allocated,
                     })
                 });
             }
             UploadRequest::Abort { shares } => {
-                self.aborts.push(Abort {
-                    server: server.0,
-                    shares,
-                });
+                self.aborts.push(Abort { server, shares });
                 run.answer(id, UploadResponse::Aborted);
             }
         }
@@ -715,10 +707,10 @@ impl Executor<UploadMachine> for SelectionRun {
 }
 
 /// Send abort requests (best effort); wait for them at most [`ABORT_GRACE`] if `wait`.
-async fn run_aborts(sel: &Selected, si: &[u8; 16], aborts: Vec<Abort>, wait: bool) {
+async fn run_aborts(sel: &Selected, si: &StorageIndex, aborts: Vec<Abort>, wait: bool) {
     let mut set = JoinSet::new();
     for Abort { server, shares } in aborts {
-        let Some(s) = sel.servers.get(server as usize).cloned() else {
+        let Some(s) = sel.servers.get(server.get()).cloned() else {
             continue;
         };
         for sh in shares {
@@ -727,12 +719,8 @@ async fn run_aborts(sel: &Selected, si: &[u8; 16], aborts: Vec<Abort>, wait: boo
             };
             let (s, si) = (s.clone(), *si);
             set.spawn(async move {
-                if let Err(e) = s
-                    .client
-                    .abort_upload(&si, cairn_core::ids::ShareNum(sh), &secret)
-                    .await
-                {
-                    tracing::debug!(server = %s.name(), shnum = sh, "abort failed: {e}");
+                if let Err(e) = s.client.abort_upload(&si, sh, &secret).await {
+                    tracing::debug!(server = %s.name(), shnum = sh.0, "abort failed: {e}");
                 }
             });
         }
@@ -815,7 +803,7 @@ enum WriterEnd {
 
 async fn write_shares(
     sel: &mut Selected,
-    si: &[u8; 16],
+    si: &StorageIndex,
     encoder: ChkEncoder,
     src: Source,
     size: u64,
@@ -827,12 +815,12 @@ async fn write_shares(
     let cancel = Arc::new(AtomicBool::new(false));
     let needed: Vec<ShareNum> = placement.shares_to_write().into_iter().collect();
 
-    let mut writers: JoinSet<(ServerIdx, WriterEnd)> = JoinSet::new();
+    let mut writers: JoinSet<(ServerIndex, WriterEnd)> = JoinSet::new();
     let mut senders = Vec::new();
     for (&server, shares) in &placement.writes {
         let (tx, rx) = mpsc::channel::<Arc<Batch>>(PIPELINE_DEPTH);
         senders.push(tx);
-        let Some(s) = sel.servers.get(server as usize).cloned() else {
+        let Some(s) = sel.servers.get(server.get()).cloned() else {
             return Err(UploadError::Internal(format!(
                 "placement names server {server}, not a candidate"
             )));
@@ -864,7 +852,7 @@ async fn write_shares(
         let WriterEnd::Failed { problem, reason } = end else {
             continue;
         };
-        let Some(entry) = sel.servers.get(server as usize).cloned() else {
+        let Some(entry) = sel.servers.get(server.get()).cloned() else {
             continue;
         };
         entry.report(problem, reason.clone());
@@ -876,7 +864,7 @@ async fn write_shares(
                 }
             }
             Err(u) => {
-                let name = |i: ServerIdx| server_name(&sel.servers, i);
+                let name = |i: ServerIndex| server_name(&sel.servers, i);
                 fatal = Some(unhappy_error(
                     &u,
                     "upload failed while writing shares",
@@ -994,7 +982,7 @@ fn encode_and_send(
         let out = encoder.push_segment(plain)?;
         let mut added = 0u64;
         for (sh, a) in needed.iter().zip(acc.iter_mut()) {
-            let b = out.block(*sh as usize);
+            let b = out.block(sh.get());
             a.extend_from_slice(b);
             added += b.len() as u64;
         }
@@ -1015,7 +1003,7 @@ fn encode_and_send(
     );
     if !needed.is_empty() {
         for (sh, a) in needed.iter().zip(acc.iter_mut()) {
-            a.extend_from_slice(&trailer.trailers[*sh as usize]);
+            a.extend_from_slice(&trailer.trailers[sh.get()]);
         }
         flush(&mut acc, &mut acc_offset, &mut held, &mut senders, true);
     }
@@ -1032,7 +1020,7 @@ type BatchResult = Result<Vec<(ShareNum, bool)>, (ProblemKind, String)>;
 /// holding several shares gets their writes concurrently.
 async fn writer(
     s: Arc<ServerEntry>,
-    si: [u8; 16],
+    si: StorageIndex,
     shares: Vec<(ShareNum, [u8; 20])>,
     mut rx: mpsc::Receiver<Arc<Batch>>,
     sent: Arc<AtomicU64>,
@@ -1089,7 +1077,7 @@ async fn writer(
 /// `batch` lives until the writes are done (it carries the memory account).
 async fn write_batch(
     s: Arc<ServerEntry>,
-    si: [u8; 16],
+    si: StorageIndex,
     shares: Arc<Vec<(ShareNum, [u8; 20])>>,
     batch: Arc<Batch>,
     sent: Arc<AtomicU64>,
@@ -1154,7 +1142,7 @@ async fn write_batch(
 /// offset is idempotent on the server).
 async fn write_chunk(
     s: &ServerEntry,
-    si: &[u8; 16],
+    si: &StorageIndex,
     sh: ShareNum,
     secret: &[u8; 20],
     offset: u64,
@@ -1162,19 +1150,13 @@ async fn write_chunk(
 ) -> Result<crate::WriteResult, GbsClientError> {
     let r = s
         .client
-        .write_share_chunk(
-            si,
-            cairn_core::ids::ShareNum(sh),
-            secret,
-            offset,
-            data.clone(),
-        )
+        .write_share_chunk(si, sh, secret, offset, data.clone())
         .await;
     if matches!(r, Err(GbsClientError::Network { .. })) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         return s
             .client
-            .write_share_chunk(si, cairn_core::ids::ShareNum(sh), secret, offset, data)
+            .write_share_chunk(si, sh, secret, offset, data)
             .await;
     }
     r

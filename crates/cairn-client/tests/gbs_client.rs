@@ -1,7 +1,7 @@
 //! The GBS client against an in-process cairn storage server, and against misbehaving
 //! servers.
 
-use cairn_core::ids::ShareNum;
+use cairn_core::ids::{ShareNum, StorageIndex};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ async fn every_endpoint_round_trip() {
     );
 
     // ---- immutable
-    let si = [7u8; 16];
+    let si = StorageIndex([7u8; 16]);
     let upload = cairn_client::gbs_client::new_upload_secret();
     let alloc = c
         .allocate_buckets(&si, &lease(1), &upload, &set(&[0, 1, 2]), 100)
@@ -83,7 +83,12 @@ async fn every_endpoint_round_trip() {
     assert!(e.is_not_found(), "{e}");
 
     assert_eq!(c.list_immutable_shares(&si).await.unwrap(), set(&[0]));
-    assert_eq!(c.list_immutable_shares(&[9u8; 16]).await.unwrap(), set(&[]));
+    assert_eq!(
+        c.list_immutable_shares(&StorageIndex([9u8; 16]))
+            .await
+            .unwrap(),
+        set(&[])
+    );
     assert_eq!(
         &c.read_immutable(&si, ShareNum(0), 0, 10).await.unwrap()[..],
         &data[..10]
@@ -135,13 +140,13 @@ async fn every_endpoint_round_trip() {
     c.add_or_renew_lease(&si, &lease(3)).await.unwrap();
     c.add_or_renew_lease(&si, &lease(3)).await.unwrap();
     assert!(c
-        .add_or_renew_lease(&[1u8; 16], &lease(3))
+        .add_or_renew_lease(&StorageIndex([1u8; 16]), &lease(3))
         .await
         .unwrap_err()
         .is_not_found());
 
     // ---- mutable
-    let msi = [8u8; 16];
+    let msi = StorageIndex([8u8; 16]);
     let we = [42u8; 32];
     let mut tw = BTreeMap::new();
     tw.insert(
@@ -280,7 +285,7 @@ async fn connections_are_reused() {
     let node = StorageServer::start_tahoe().await;
     let (proxy, accepts) = counting_proxy(node.addr).await;
     let c = GbsClient::new(&node.nurl_for(proxy), fast_options()).unwrap();
-    let si = [3u8; 16];
+    let si = StorageIndex([3u8; 16]);
     for _ in 0..10 {
         c.version().await.unwrap();
         c.list_immutable_shares(&si).await.unwrap();
@@ -357,7 +362,10 @@ async fn stalled_server_times_out_and_retries_are_bounded() {
     let c = GbsClient::new(&fake_nurl(&id, addr), stall_options(200, 2)).unwrap();
     let before = accepts.load(Ordering::SeqCst);
     let t0 = Instant::now();
-    let e = c.list_immutable_shares(&[1; 16]).await.unwrap_err();
+    let e = c
+        .list_immutable_shares(&StorageIndex([1; 16]))
+        .await
+        .unwrap_err();
     assert!(matches!(e, GbsClientError::Timeout { .. }), "{e:?}");
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     let s = c.stats();
@@ -367,12 +375,23 @@ async fn stalled_server_times_out_and_retries_are_bounded() {
     // writes are never retried
     let before = accepts.load(Ordering::SeqCst);
     let e = c
-        .write_share_chunk(&[1; 16], ShareNum(0), b"secret", 0, vec![1u8; 10])
+        .write_share_chunk(
+            &StorageIndex([1; 16]),
+            ShareNum(0),
+            b"secret",
+            0,
+            vec![1u8; 10],
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, GbsClientError::Timeout { .. }), "{e:?}");
     let e = c
-        .read_test_write(&[1; 16], &[1; 32], &lease(1), &RtwRequest::default())
+        .read_test_write(
+            &StorageIndex([1; 16]),
+            &[1; 32],
+            &lease(1),
+            &RtwRequest::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, GbsClientError::Timeout { .. }), "{e:?}");
@@ -586,13 +605,16 @@ async fn malformed_and_oversized_responses_are_errors() {
         let c = GbsClient::new(&fake_nurl(&id, addr), opts.clone()).unwrap();
         let r = match kind {
             "version" => c.version().await.map(|_| ()),
-            "list" => c.list_mutable_shares(&[0; 16]).await.map(|_| ()),
+            "list" => c
+                .list_mutable_shares(&StorageIndex([0; 16]))
+                .await
+                .map(|_| ()),
             "read" => c
-                .read_immutable(&[0; 16], ShareNum(0), 0, 10)
+                .read_immutable(&StorageIndex([0; 16]), ShareNum(0), 0, 10)
                 .await
                 .map(|_| ()),
             "write" => c
-                .write_share_chunk(&[0; 16], ShareNum(0), b"s", 0, vec![1u8])
+                .write_share_chunk(&StorageIndex([0; 16]), ShareNum(0), b"s", 0, vec![1u8])
                 .await
                 .map(|_| ()),
             _ => unreachable!(),

@@ -77,13 +77,21 @@ async fn upload_decodes_from_disk_with_the_cores_cap_and_tahoes_placement() {
 
     // Placement: Tahoe's share_placement over the permuted server list, one share each.
     let permuted = grid.permuted(&si);
-    let plan = share_placement(&(0..10).collect::<Vec<u32>>(), &[], &[], 10).unwrap();
+    let plan = share_placement(
+        &(0..10)
+            .map(cairn_core::ids::ServerIndex)
+            .collect::<Vec<_>>(),
+        &[],
+        &[],
+        10,
+    )
+    .unwrap();
     let map = tg.share_map(&si);
     for (shnum, pos) in &plan.placements {
-        let server = permuted[*pos as usize].index;
+        let server = permuted[pos.get()].index;
         assert_eq!(
             map[server],
-            vec![*shnum as u16],
+            vec![u16::from(*shnum)],
             "share {shnum} should be on server {server}: {map:?}"
         );
     }

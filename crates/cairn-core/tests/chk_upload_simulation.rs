@@ -38,8 +38,8 @@ use std::convert::Infallible;
 
 use cairn_core::client::machine::{self, Failure, Fault, Machine, Millis, RequestId, ServerIndex};
 use cairn_core::client::upload::{
-    self, Abort, Candidate, Placement, SelectionParams, ServerIdx, ShareNum, UploadMachine,
-    UploadRequest, UploadResponse, UploadUnhappy,
+    self, Abort, Candidate, Placement, SelectionParams, ShareNum, UploadMachine, UploadRequest,
+    UploadResponse, UploadUnhappy,
 };
 use cairn_core::placement::servers_of_happiness;
 use cairn_test_support::sim::{
@@ -93,9 +93,9 @@ struct Upload {
     m: UploadMachine,
     next_id: RequestId,
     /// Writes awaiting an answer: id -> (server, sent at).
-    writes: BTreeMap<RequestId, (ServerIdx, Millis)>,
+    writes: BTreeMap<RequestId, (ServerIndex, Millis)>,
     /// Servers lost while writing.
-    lost: BTreeSet<ServerIdx>,
+    lost: BTreeSet<ServerIndex>,
     /// Selection requests the machine still waits for (a duplicate or late answer, which a
     /// driver drops, is not forwarded).
     selecting: BTreeSet<RequestId>,
@@ -115,7 +115,7 @@ fn failure(reason: String) -> Failure {
 }
 
 impl Upload {
-    fn send(&mut self, server: ServerIdx, req: Req, now: Millis, out: &mut Vec<Action>) {
+    fn send(&mut self, server: ServerIndex, req: Req, now: Millis, out: &mut Vec<Action>) {
         self.next_id += 1;
         let id = WRITE_IDS + self.next_id;
         if matches!(req, Req::Write(_)) {
@@ -123,7 +123,7 @@ impl Upload {
         }
         out.push(Action::Send {
             id,
-            server: ServerIndex(server),
+            server,
             request: req,
         });
     }
@@ -192,7 +192,7 @@ impl Upload {
 
     fn write_failed(
         &mut self,
-        server: ServerIdx,
+        server: ServerIndex,
         reason: String,
         now: Millis,
         out: &mut Vec<Action>,
@@ -390,12 +390,12 @@ impl Servers<Req> for Grid {
 
 struct Wire {
     u: Upload,
-    allocates: BTreeSet<(ServerIdx, ShareNum)>,
-    aborted: BTreeSet<(ServerIdx, ShareNum)>,
+    allocates: BTreeSet<(ServerIndex, ShareNum)>,
+    aborted: BTreeSet<(ServerIndex, ShareNum)>,
     /// Buckets the machine was told it allocated.
-    known: BTreeSet<(ServerIdx, ShareNum)>,
+    known: BTreeSet<(ServerIndex, ShareNum)>,
     /// Every request's server.
-    sent: BTreeMap<RequestId, ServerIdx>,
+    sent: BTreeMap<RequestId, ServerIndex>,
     result: Option<Result<Placement, UploadUnhappy>>,
     violations: Vec<String>,
 }
@@ -423,13 +423,13 @@ impl Wiring for Wire {
                     server,
                     request,
                 } => {
-                    let server = server.0;
                     match &request {
                         Req::Allocate(shares) => {
                             for sh in shares {
                                 if !self.allocates.insert((server, *sh)) {
                                     self.violations.push(format!(
-                                        "invariant 1: share {sh} allocated twice on server {server}"
+                                        "invariant 1: share {sh} allocated twice on server {}",
+                                        server.0
                                     ));
                                 }
                             }
@@ -442,7 +442,7 @@ impl Wiring for Wire {
                     self.sent.insert(id, server);
                     outs.push(Out {
                         id,
-                        server,
+                        server: server.0,
                         req: request,
                     });
                 }
@@ -591,7 +591,7 @@ impl Sim {
                 let holds = if rng.gen_bool(0.15) {
                     (0..total)
                         .filter(|_| rng.gen_bool(0.3))
-                        .map(|sh| sh as ShareNum)
+                        .map(|sh| ShareNum(sh as u8))
                         .collect()
                 } else {
                     BTreeSet::new()
@@ -650,7 +650,7 @@ impl Sim {
             .order
             .iter()
             .map(|s| Candidate {
-                server: *s,
+                server: ServerIndex(*s),
                 writable: self.grid.servers[s].kind != Kind::ReadOnly,
             })
             .collect();
@@ -713,10 +713,10 @@ impl Sim {
                         p.happiness
                     ));
                 }
-                let mut real: BTreeMap<ShareNum, BTreeSet<ServerIdx>> = BTreeMap::new();
+                let mut real: BTreeMap<ShareNum, BTreeSet<ServerIndex>> = BTreeMap::new();
                 for (sh, servers) in p.sharemap() {
                     for s in servers {
-                        if self.grid.servers[&s].holds.contains(&sh) {
+                        if self.grid.servers[&s.0].holds.contains(&sh) {
                             real.entry(sh).or_default().insert(s);
                         } else {
                             return Err(format!(
@@ -747,7 +747,7 @@ impl Sim {
                 // Invariant 3: the error names every failed server and why.
                 let msg = u.to_string();
                 for f in &u.failures {
-                    let named = format!("server {} ({}): {}", f.server, f.during, f.reason);
+                    let named = format!("server {} ({}): {}", f.server.0, f.during, f.reason);
                     if !msg.contains(&named) {
                         return Err(format!(
                             "invariant 3: the error does not say {named:?}: {msg}"
@@ -756,7 +756,7 @@ impl Sim {
                 }
                 // Invariant 4: every bucket the machine knew of is aborted.
                 for (s, sh) in &w.known {
-                    let written_before = held_before[s].contains(sh);
+                    let written_before = held_before[&s.0].contains(sh);
                     if !w.aborted.contains(&(*s, *sh)) && !written_before {
                         return Err(format!(
                             "invariant 4: the upload failed, but its bucket for share {sh} on \

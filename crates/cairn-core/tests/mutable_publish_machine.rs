@@ -232,7 +232,7 @@ fn issue_scenario_server_lost_failure_reported_synchronously() {
     let run = publish(&mut grid, &map, &order, &v2, Delivery::Synchronous);
     let outcome = assert_good_publish(&run, &grid, &v2);
     assert_eq!(outcome.failures.len(), 1);
-    assert_eq!(outcome.failures[0].server, 3);
+    assert_eq!(outcome.failures[0].server.0, 3);
     assert_eq!(outcome.placed[&3], BTreeSet::from([11]));
     assert!(run.requests.values().all(|n| *n == 1), "{:?}", run.requests);
 }
@@ -419,7 +419,7 @@ fn too_few_servers_names_how_many_were_tried_and_why() {
         panic!("expected NotEnoughServers, got {:?}", run.result);
     };
     assert_eq!(*tried, 10);
-    let failed: BTreeSet<ServerIdx> = failures.iter().map(|f| f.server).collect();
+    let failed: BTreeSet<ServerIdx> = failures.iter().map(|f| f.server.0).collect();
     assert_eq!(failed, (1..=6).collect(), "{failures:#?}");
     assert_eq!(*happiness, 4);
     let msg = e.to_string();
@@ -613,7 +613,7 @@ fn servermap_records_failed_and_stalled_servers_and_still_finishes() {
     grid.servers.get_mut(&3).unwrap().down = true;
     grid.servers.get_mut(&5).unwrap().stalled = true;
     let map = update(&mut grid, Mode::Write);
-    let failed: BTreeSet<ServerIdx> = map.failures().iter().map(|f| f.server).collect();
+    let failed: BTreeSet<ServerIdx> = map.failures().iter().map(|f| f.server.0).collect();
     assert_eq!(failed, BTreeSet::from([3, 5]));
     assert!(!map.is_reachable(3) && !map.is_reachable(5));
     let best = map.best_recoverable_version().unwrap();

@@ -1265,10 +1265,11 @@ impl Sim {
         let unverified = map.is_reachable(c.server)
             && map.version_on(c.server, c.shnum).is_none()
             && !map.bad_shares().contains_key(&(c.server, c.shnum))
-            && map
-                .failures()
-                .iter()
-                .any(|f| f.server == c.server && f.shnum == Some(c.shnum) && f.during == "read");
+            && map.failures().iter().any(|f| {
+                f.server.0 == c.server
+                    && f.shnum.map(|s| s.0) == Some(c.shnum)
+                    && f.during == "read"
+            });
         if unverified && !self.knobs.strict {
             return Some(Cause::KnownBugUnverified);
         }

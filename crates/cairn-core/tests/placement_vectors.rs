@@ -23,11 +23,11 @@ fn u(v: &Value) -> u64 {
         .unwrap_or_else(|| panic!("expected integer, got {v}"))
 }
 
-fn ids(v: &Value) -> Vec<ServerIdx> {
+fn ids(v: &Value) -> Vec<ServerIndex> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|x| u(x) as ServerIdx)
+        .map(|x| ServerIndex(u(x) as u32))
         .collect()
 }
 
@@ -40,18 +40,18 @@ fn share_placement_matches_tahoe() {
     for c in cases {
         let servers = ids(&c["servers"]);
         let readonly = ids(&c["readonly"]);
-        let existing: Vec<(ServerIdx, ShareNum)> = c["existing"]
+        let existing: Vec<(ServerIndex, ShareNum)> = c["existing"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (u(&p[0]) as ServerIdx, u(&p[1]) as ShareNum))
+            .map(|p| (ServerIndex(u(&p[0]) as u32), ShareNum(u(&p[1]) as u8)))
             .collect();
         let n = u(&c["total_shares"]) as u16;
-        let want: BTreeMap<ShareNum, ServerIdx> = c["placements"]
+        let want: BTreeMap<ShareNum, ServerIndex> = c["placements"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (u(&p[0]) as ShareNum, u(&p[1]) as ServerIdx))
+            .map(|p| (ShareNum(u(&p[0]) as u8), ServerIndex(u(&p[1]) as u32)))
             .collect();
         let plan = share_placement(&servers, &readonly, &existing, n).unwrap();
         if plan.placements != want || plan.happiness as u64 != u(&c["happiness"]) {
@@ -80,11 +80,11 @@ fn servers_of_happiness_matches_tahoe() {
     let cases = v["servers_of_happiness"].as_array().unwrap();
     assert!(!cases.is_empty());
     for c in cases {
-        let map: BTreeMap<ShareNum, BTreeSet<ServerIdx>> = c["sharemap"]
+        let map: BTreeMap<ShareNum, BTreeSet<ServerIndex>> = c["sharemap"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (u(&p[0]) as ShareNum, ids(&p[1]).into_iter().collect()))
+            .map(|p| (ShareNum(u(&p[0]) as u8), ids(&p[1]).into_iter().collect()))
             .collect();
         assert_eq!(
             servers_of_happiness(&map) as u64,

@@ -12,7 +12,8 @@ use cairn_core::client::upload::{
     Abort, Action, Candidate, Event, MachineError, Request, SelectionParams, SetupError, Stage,
     UploadMachine, UploadRequest, UploadResponse, UploadUnhappy,
 };
-use cairn_core::placement::{servers_of_happiness, share_placement, ServerIdx, ShareNum};
+use cairn_core::ids::ShareNum;
+use cairn_core::placement::{servers_of_happiness, share_placement};
 use cairn_test_support::stepping::bounded;
 use proptest::prelude::*;
 
@@ -34,14 +35,14 @@ struct Sim {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Sent {
     ListShares {
-        server: ServerIdx,
+        server: ServerIndex,
     },
     Allocate {
-        server: ServerIdx,
+        server: ServerIndex,
         shares: BTreeSet<ShareNum>,
     },
     Abort {
-        server: ServerIdx,
+        server: ServerIndex,
         shares: BTreeSet<ShareNum>,
     },
 }
@@ -50,7 +51,7 @@ enum Sent {
 fn sent(a: &Action) -> Option<(u64, Sent)> {
     let Action::Send {
         id,
-        server: ServerIndex(server),
+        server,
         request,
     } = a
     else {
@@ -92,7 +93,7 @@ fn allocated(id: u64, already_have: BTreeSet<ShareNum>, allocated: BTreeSet<Shar
 
 struct Run {
     log: Vec<Sent>,
-    sims: BTreeMap<ServerIdx, Sim>,
+    sims: BTreeMap<ServerIndex, Sim>,
     /// The machine's problem reports.
     reports: Vec<Problem>,
 }
@@ -100,7 +101,7 @@ struct Run {
 fn writable(n: u32) -> Vec<Candidate> {
     (0..n)
         .map(|server| Candidate {
-            server,
+            server: ServerIndex(server),
             writable: true,
         })
         .collect()
@@ -117,7 +118,7 @@ fn params(needed: u16, happy: u16, total: u16) -> SelectionParams {
 
 /// Drive `m` to the end of selection, answering in FIFO order (a bounded number of steps,
 /// so a livelock fails instead of hanging).
-fn drive(m: &mut UploadMachine, mut sims: BTreeMap<ServerIdx, Sim>) -> Run {
+fn drive(m: &mut UploadMachine, mut sims: BTreeMap<ServerIndex, Sim>) -> Run {
     let mut queue: VecDeque<Action> = m.start(0).into();
     let mut log = Vec::new();
     let mut reports = Vec::new();
@@ -195,8 +196,8 @@ fn drive(m: &mut UploadMachine, mut sims: BTreeMap<ServerIdx, Sim>) -> Run {
     Run { log, sims, reports }
 }
 
-fn sims(n: u32) -> BTreeMap<ServerIdx, Sim> {
-    (0..n).map(|i| (i, Sim::default())).collect()
+fn sims(n: u32) -> BTreeMap<ServerIndex, Sim> {
+    (0..n).map(|i| (ServerIndex(i), Sim::default())).collect()
 }
 
 /// No (server, share) allocation and no listing is requested twice.
@@ -233,9 +234,9 @@ fn normal_placement_is_tahoes() {
     let mut m = UploadMachine::new(&writable(10), params(3, 7, 10)).unwrap();
     let run = drive(&mut m, sims(10));
     let p = m.outcome().unwrap().unwrap().clone();
-    let servers: Vec<ServerIdx> = (0..10).collect();
+    let servers: Vec<ServerIndex> = (0..10).map(ServerIndex).collect();
     let tahoe = share_placement(&servers, &[], &[], 10).unwrap();
-    let expected: BTreeMap<ServerIdx, BTreeSet<ShareNum>> = servers
+    let expected: BTreeMap<ServerIndex, BTreeSet<ShareNum>> = servers
         .iter()
         .map(|s| (*s, tahoe.allocation_for(*s)))
         .collect();
@@ -258,13 +259,13 @@ fn only_first_2n_candidates_are_used() {
     let mut m = UploadMachine::new(&writable(30), params(2, 3, 4)).unwrap();
     assert_eq!(
         m.candidates().collect::<Vec<_>>(),
-        (0..8).collect::<Vec<_>>()
+        (0..8).map(ServerIndex).collect::<Vec<_>>()
     );
     let run = drive(&mut m, sims(30));
     assert!(run
         .log
         .iter()
-        .all(|a| !matches!(a, Sent::ListShares { server } if *server >= 8)));
+        .all(|a| !matches!(a, Sent::ListShares { server } if server.0 >= 8)));
     assert_eq!(m.outcome().unwrap().unwrap().happiness, 4);
 }
 
@@ -283,7 +284,10 @@ fn shares_already_everywhere_are_not_allocated_again() {
     // A previous upload left share i on server i.
     let mut s = sims(10);
     for i in 0..10u32 {
-        s.get_mut(&i).unwrap().holds.insert(i as ShareNum);
+        s.get_mut(&ServerIndex(i))
+            .unwrap()
+            .holds
+            .insert(ShareNum(i as u8));
     }
     let mut m = UploadMachine::new(&writable(10), params(3, 7, 10)).unwrap();
     let run = drive(&mut m, s);
@@ -300,16 +304,22 @@ fn some_shares_present_only_the_rest_is_allocated() {
     // Servers 0..5 hold shares 0..5; the other five shares need homes.
     let mut s = sims(10);
     for i in 0..5u32 {
-        s.get_mut(&i).unwrap().holds.insert(i as ShareNum);
+        s.get_mut(&ServerIndex(i))
+            .unwrap()
+            .holds
+            .insert(ShareNum(i as u8));
     }
     let mut m = UploadMachine::new(&writable(10), params(3, 7, 10)).unwrap();
     let run = drive(&mut m, s);
     let p = m.outcome().unwrap().unwrap();
     let written = p.shares_to_write();
-    assert_eq!(written, (5..10).collect::<BTreeSet<ShareNum>>());
+    assert_eq!(
+        written,
+        (5..10).map(ShareNum).collect::<BTreeSet<ShareNum>>()
+    );
     for (server, shares) in &p.writes {
         assert!(
-            *server >= 5,
+            *server >= ServerIndex(5),
             "existing holders get no new share: {:?}",
             p.writes
         );
@@ -323,7 +333,7 @@ fn some_shares_present_only_the_rest_is_allocated() {
 fn all_shares_on_one_server_are_spread_out() {
     // Tahoe's test_query_counting third case: every share on the first server.
     let mut s = sims(10);
-    s.get_mut(&0).unwrap().holds = (0..10).collect();
+    s.get_mut(&ServerIndex(0)).unwrap().holds = (0..10).map(ShareNum).collect();
     let mut m = UploadMachine::new(&writable(10), params(3, 7, 10)).unwrap();
     drive(&mut m, s);
     let p = m.outcome().unwrap().unwrap();
@@ -334,21 +344,24 @@ fn all_shares_on_one_server_are_spread_out() {
 #[test]
 fn servers_failing_to_list_are_left_out() {
     let mut s = sims(10);
-    s.get_mut(&2).unwrap().fail_list = true;
-    s.get_mut(&7).unwrap().fail_list = true;
+    s.get_mut(&ServerIndex(2)).unwrap().fail_list = true;
+    s.get_mut(&ServerIndex(7)).unwrap().fail_list = true;
     let mut m = UploadMachine::new(&writable(10), params(3, 7, 10)).unwrap();
     let run = drive(&mut m, s);
     let p = m.outcome().unwrap().unwrap();
-    assert!(!p.writes.contains_key(&2) && !p.writes.contains_key(&7));
+    assert!(!p.writes.contains_key(&ServerIndex(2)) && !p.writes.contains_key(&ServerIndex(7)));
     assert_eq!(p.happiness, 8);
     assert_eq!(p.shares_to_write().len(), 10);
     // never asked again
     assert!(run
         .log
         .iter()
-        .all(|a| !matches!(a, Sent::Allocate { server, .. } if *server == 2 || *server == 7)));
+        .all(|a| !matches!(a, Sent::Allocate { server, .. } if server.0 == 2 || server.0 == 7)));
     // the placement is Tahoe's over the 8 that answered
-    let live: Vec<ServerIdx> = (0..10).filter(|i| *i != 2 && *i != 7).collect();
+    let live: Vec<ServerIndex> = (0..10)
+        .filter(|i| *i != 2 && *i != 7)
+        .map(ServerIndex)
+        .collect();
     let tahoe = share_placement(&live, &[], &[], 10).unwrap();
     for s in &live {
         assert_eq!(
@@ -369,11 +382,11 @@ fn server_failing_to_allocate_once_happy_is_left_out() {
     // Happiness 9 >= 7 after the first round: like Tahoe, the failed server's share stays
     // homeless and no second round is run.
     let mut s = sims(10);
-    s.get_mut(&4).unwrap().fail_allocate = true;
+    s.get_mut(&ServerIndex(4)).unwrap().fail_allocate = true;
     let mut m = UploadMachine::new(&writable(10), params(3, 7, 10)).unwrap();
     let run = drive(&mut m, s);
     let p = m.outcome().unwrap().unwrap();
-    assert!(!p.writes.contains_key(&4));
+    assert!(!p.writes.contains_key(&ServerIndex(4)));
     assert_eq!(p.shares_to_write().len(), 9);
     assert_eq!(p.happiness, 9);
     let st = m.stats();
@@ -386,7 +399,7 @@ fn server_failing_to_allocate_once_happy_is_left_out() {
 fn server_failing_to_allocate_has_its_share_placed_elsewhere() {
     // 12 servers, happy = N = 10: the first round leaves two servers without a share; a
     // server that fails sends its share to one of them in a second round.
-    let servers: Vec<ServerIdx> = (0..12).collect();
+    let servers: Vec<ServerIndex> = (0..12).map(ServerIndex).collect();
     let first = share_placement(&servers, &[], &[], 10).unwrap();
     let victim = *first.placements.values().next().unwrap();
     let mut s = sims(12);
@@ -422,14 +435,14 @@ fn full_servers_become_readonly() {
     // allocation: their shares move to the spare servers.
     let mut s = sims(13);
     for i in [0, 4, 8] {
-        s.get_mut(&i).unwrap().capacity = Some(0);
+        s.get_mut(&ServerIndex(i)).unwrap().capacity = Some(0);
     }
     let mut m = UploadMachine::new(&writable(13), params(3, 10, 10)).unwrap();
     let run = drive(&mut m, s);
     let p = m.outcome().unwrap().unwrap();
     assert_eq!(p.happiness, 10);
     assert_eq!(p.shares_to_write().len(), 10);
-    assert!(p.writes.keys().all(|s| ![0, 4, 8].contains(s)));
+    assert!(p.writes.keys().all(|s| ![0, 4, 8].contains(&s.0)));
     assert!(m.stats().full >= 1);
     assert_eq!(m.stats().error, 0);
     assert_no_repeats(&run.log);
@@ -440,7 +453,7 @@ fn too_few_writable_servers_is_unhappy() {
     // 6 servers can take a share this size, 4 cannot (announced maximum too small).
     let cands: Vec<Candidate> = (0..10)
         .map(|server| Candidate {
-            server,
+            server: ServerIndex(server),
             writable: server < 6,
         })
         .collect();
@@ -452,7 +465,7 @@ fn too_few_writable_servers_is_unhappy() {
     // read-only servers were asked once (lease renewal), never for shares
     for a in &run.log {
         if let Sent::Allocate { server, shares } = a {
-            if *server >= 6 {
+            if server.0 >= 6 {
                 assert!(shares.is_empty());
             }
         }
@@ -474,7 +487,7 @@ fn four_servers_happy_seven() {
     let mut m = UploadMachine::new(&writable(4), params(3, 7, 10)).unwrap();
     let run = drive(&mut m, sims(4));
     let u = unhappy(&m);
-    let names = |i: ServerIdx| format!("srv{i}");
+    let names = |i: ServerIndex| format!("srv{}", i.0);
     assert_eq!(
         u.message(&names),
         "shares could be placed on only 4 server(s) such that any 3 of them have enough shares to recover the \
@@ -494,7 +507,7 @@ fn tahoe_readonly_message_counts() {
     // test_exception_messages_during_server_selection, first case: 5 read-only servers.
     let cands: Vec<Candidate> = (0..5)
         .map(|server| Candidate {
-            server,
+            server: ServerIndex(server),
             writable: false,
         })
         .collect();
@@ -513,7 +526,7 @@ fn tahoe_readonly_message_counts() {
     // test_upper_limit_on_readonly_queries: 10 read-only servers, k=2 happy=4 N=4.
     let cands: Vec<Candidate> = (0..10)
         .map(|server| Candidate {
-            server,
+            server: ServerIndex(server),
             writable: false,
         })
         .collect();
@@ -527,14 +540,14 @@ fn tahoe_readonly_message_counts() {
 #[test]
 fn failure_reasons_are_named() {
     let mut s = sims(5);
-    s.get_mut(&1).unwrap().fail_list = true;
-    s.get_mut(&3).unwrap().fail_allocate = true;
+    s.get_mut(&ServerIndex(1)).unwrap().fail_list = true;
+    s.get_mut(&ServerIndex(3)).unwrap().fail_allocate = true;
     let mut m = UploadMachine::new(&writable(5), params(3, 5, 10)).unwrap();
     drive(&mut m, s);
     let u = unhappy(&m);
     assert_eq!(u.servers_queried, 5);
     assert_eq!(u.servers_reachable, 3);
-    let msg = u.message(&|i| format!("srv{i}"));
+    let msg = u.message(&|i| format!("srv{}", i.0));
     assert!(msg.contains("3 of 5 servers reachable"), "{msg}");
     assert!(
         msg.contains("srv1 (asking for existing shares): connection refused"),
@@ -556,17 +569,17 @@ fn no_servers() {
     ));
     let dup = [
         Candidate {
-            server: 1,
+            server: ServerIndex(1),
             writable: true,
         },
         Candidate {
-            server: 1,
+            server: ServerIndex(1),
             writable: false,
         },
     ];
     assert_eq!(
         UploadMachine::new(&dup, params(1, 1, 1)).unwrap_err(),
-        SetupError::DuplicateServer(1)
+        SetupError::DuplicateServer(ServerIndex(1))
     );
 }
 
@@ -575,7 +588,7 @@ fn losing_servers_while_writing() {
     let mut m = UploadMachine::new(&writable(10), params(3, 7, 10)).unwrap();
     drive(&mut m, sims(10));
     let p = m.outcome().unwrap().unwrap().clone();
-    let order: Vec<ServerIdx> = p.writes.keys().copied().collect();
+    let order: Vec<ServerIndex> = p.writes.keys().copied().collect();
     for (n, server) in order[..3].iter().enumerate() {
         let lost = m.server_lost(*server, "connection reset").unwrap();
         assert_eq!(lost.happiness, 9 - n);
@@ -609,9 +622,9 @@ fn losing_servers_while_writing() {
     // failed the upload (the three lost before had their aborts handed out already)
     let aborts = m.abort_all();
     assert_eq!(aborts.len(), 7);
-    let aborted: BTreeMap<ServerIdx, BTreeSet<ShareNum>> =
+    let aborted: BTreeMap<ServerIndex, BTreeSet<ShareNum>> =
         aborts.into_iter().map(|a| (a.server, a.shares)).collect();
-    let expected: BTreeMap<ServerIdx, BTreeSet<ShareNum>> = order[3..]
+    let expected: BTreeMap<ServerIndex, BTreeSet<ShareNum>> = order[3..]
         .iter()
         .map(|s| (*s, p.writes[s].clone()))
         .collect();
@@ -652,15 +665,23 @@ fn losing_a_server_that_held_shares_before() {
     // Shares present on 0..3 (held before the upload), new ones on 3..10.
     let mut s = sims(10);
     for i in 0..3u32 {
-        s.get_mut(&i).unwrap().holds.insert(i as ShareNum);
+        s.get_mut(&ServerIndex(i))
+            .unwrap()
+            .holds
+            .insert(ShareNum(i as u8));
     }
     let mut m = UploadMachine::new(&writable(10), params(3, 7, 10)).unwrap();
     drive(&mut m, s);
     assert_eq!(m.happiness(), 10);
-    let lost = m.server_lost(0, "gone").unwrap();
+    let lost = m.server_lost(ServerIndex(0), "gone").unwrap();
     assert_eq!(lost.happiness, 9);
     assert_eq!(lost.abort, None, "nothing was allocated there");
-    assert!(!m.outcome().unwrap().unwrap().present.contains_key(&0));
+    assert!(!m
+        .outcome()
+        .unwrap()
+        .unwrap()
+        .present
+        .contains_key(&ShareNum(0)));
 }
 
 #[test]
@@ -678,14 +699,21 @@ fn driver_misuse_is_reported() {
     assert_eq!(
         ids.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(),
         vec![
-            Sent::ListShares { server: 0 },
-            Sent::ListShares { server: 1 }
+            Sent::ListShares {
+                server: ServerIndex(0)
+            },
+            Sent::ListShares {
+                server: ServerIndex(1)
+            }
         ]
     );
     let (id0, id1) = (ids[0].0, ids[1].0);
     assert!(matches!(
         m.handle(allocated(id0, BTreeSet::new(), BTreeSet::new()), 1),
-        Err(MachineError::WrongAnswer { server: 0, .. })
+        Err(MachineError::WrongAnswer {
+            server: ServerIndex(0),
+            ..
+        })
     ));
     assert_eq!(
         m.handle(listed(99, BTreeSet::new()), 1).unwrap_err(),
@@ -720,8 +748,8 @@ fn allocating_unasked_shares_is_a_server_failure() {
         let Some((id, Sent::Allocate { server, shares })) = sent(&a) else {
             panic!("{a:?}")
         };
-        let got = if server == 0 {
-            BTreeSet::from([7])
+        let got = if server == ServerIndex(0) {
+            BTreeSet::from([ShareNum(7)])
         } else {
             shares
         };
@@ -733,7 +761,10 @@ fn allocating_unasked_shares_is_a_server_failure() {
         vec![Action::Finish(Ok(p.clone()))],
         "happy with server 1 alone"
     );
-    assert_eq!(p.writes.keys().copied().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(
+        p.writes.keys().copied().collect::<Vec<_>>(),
+        vec![ServerIndex(1)]
+    );
     assert_eq!(p.happiness, 1);
     assert!(m.failures()[0].reason.contains("not asked for"));
 }
@@ -750,7 +781,12 @@ fn a_request_unanswered_by_its_deadline_fails_and_the_upload_goes_on() {
     let mut queue: VecDeque<Action> = VecDeque::new();
     for a in &first {
         match sent(a) {
-            Some((id, Sent::ListShares { server: 2 })) => silent = Some(id),
+            Some((
+                id,
+                Sent::ListShares {
+                    server: ServerIndex(2),
+                },
+            )) => silent = Some(id),
             Some((id, Sent::ListShares { .. })) => {
                 queue.extend(m.handle(listed(id, BTreeSet::new()), 10).unwrap())
             }
@@ -776,7 +812,7 @@ fn a_request_unanswered_by_its_deadline_fails_and_the_upload_goes_on() {
     while let Some(a) = queue.pop_front() {
         match (sent(&a), a) {
             (Some((id, Sent::Allocate { server, shares })), _) => {
-                assert_ne!(server, 2, "a failed server is not asked again");
+                assert_ne!(server.0, 2, "a failed server is not asked again");
                 queue.extend(
                     m.handle(allocated(id, BTreeSet::new(), shares), 1_001)
                         .unwrap(),
@@ -788,9 +824,9 @@ fn a_request_unanswered_by_its_deadline_fails_and_the_upload_goes_on() {
     }
     let p = finished.expect("selection finished").expect("happy");
     assert_eq!(p.happiness, 3);
-    assert!(!p.writes.contains_key(&2));
+    assert!(!p.writes.contains_key(&ServerIndex(2)));
     assert_eq!(m.failures().len(), 1);
-    assert_eq!(m.failures()[0].server, 2);
+    assert_eq!(m.failures()[0].server.0, 2);
     assert_eq!(m.failures()[0].during, Request::ListShares);
     // Its late answer is ignored.
     assert!(m
@@ -803,7 +839,7 @@ fn a_request_unanswered_by_its_deadline_fails_and_the_upload_goes_on() {
 #[test]
 fn a_failures_fault_reaches_the_problem_report() {
     let mut s = sims(4);
-    s.get_mut(&1).unwrap().fail_allocate = true;
+    s.get_mut(&ServerIndex(1)).unwrap().fail_allocate = true;
     let mut m = UploadMachine::new(&writable(4), params(2, 3, 4)).unwrap();
     let run = drive(&mut m, s);
     assert_eq!(
@@ -835,7 +871,7 @@ fn happy_zero_still_asks_once() {
 
 fn sim_strategy() -> impl Strategy<Value = Sim> {
     (
-        proptest::collection::btree_set(0u8..12, 0..4),
+        proptest::collection::btree_set((0u8..12).prop_map(ShareNum), 0..4),
         proptest::option::of(0usize..3),
         proptest::bool::weighted(0.15),
         proptest::bool::weighted(0.15),
@@ -866,9 +902,9 @@ proptest! {
         let n = (k + extra).min(10);
         let happy = ((n as f64) * happy_frac).round() as u16;
         let cands: Vec<Candidate> =
-            grid.iter().enumerate().map(|(i, (_, w))| Candidate { server: i as ServerIdx, writable: *w }).collect();
-        let sims: BTreeMap<ServerIdx, Sim> =
-            grid.iter().enumerate().map(|(i, (s, _))| (i as ServerIdx, s.clone())).collect();
+            grid.iter().enumerate().map(|(i, (_, w))| Candidate { server: ServerIndex(i as u32), writable: *w }).collect();
+        let sims: BTreeMap<ServerIndex, Sim> =
+            grid.iter().enumerate().map(|(i, (s, _))| (ServerIndex(i as u32), s.clone())).collect();
         let mut m = UploadMachine::new(&cands, params(k, happy, n)).unwrap();
         let run = drive(&mut m, sims);
         assert_no_repeats(&run.log);
@@ -883,7 +919,7 @@ proptest! {
             .collect();
         for a in &run.log {
             if let Sent::Allocate { server, shares } = a {
-                if !cands[*server as usize].writable {
+                if !cands[server.get()].writable {
                     prop_assert!(shares.is_subset(&ro_held), "{a:?}");
                 }
             }
@@ -902,6 +938,7 @@ proptest! {
                 }
                 let mut m = m.clone();
                 for server in lose {
+                    let server = ServerIndex(server);
                     match m.server_lost(server, "lost") {
                         Ok(l) => {
                             let p = m.outcome().unwrap().unwrap();

@@ -19,6 +19,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use cairn_core::ids::StorageIndex;
 use cairn_core::storage::container::{
     self as c, ContainerError, FileOp, ImmutableContainerHeader, ImmutableVersion, LeaseError,
     LeaseGrant, LeaseRecord, LeaseUpdate, MutableContainerHeader, MutableLeases, NodeId,
@@ -122,17 +123,17 @@ impl Store {
     }
 
     /// `shares/<pp>/<si>`
-    pub fn bucket_dir(&self, si: &[u8; 16]) -> PathBuf {
-        let s = cairn_core::base32::encode(si);
+    pub fn bucket_dir(&self, si: &StorageIndex) -> PathBuf {
+        let s = si.to_base32();
         self.shares_dir.join(&s[..2]).join(&s)
     }
 
-    pub fn share_path(&self, si: &[u8; 16], shnum: ShareNum) -> PathBuf {
+    pub fn share_path(&self, si: &StorageIndex, shnum: ShareNum) -> PathBuf {
         self.bucket_dir(si).join(shnum.to_string())
     }
 
-    pub fn incoming_path(&self, si: &[u8; 16], shnum: ShareNum) -> PathBuf {
-        let s = cairn_core::base32::encode(si);
+    pub fn incoming_path(&self, si: &StorageIndex, shnum: ShareNum) -> PathBuf {
+        let s = si.to_base32();
         self.incoming_dir
             .join(&s[..2])
             .join(&s)
@@ -141,7 +142,7 @@ impl Store {
 
     /// Share numbers present for a storage index: file names matching `^[0-9]+$` (Tahoe's
     /// `NUM_RE`); numbers beyond 65535 are ignored.
-    pub fn list_share_numbers(&self, si: &[u8; 16]) -> Result<BTreeSet<ShareNum>> {
+    pub fn list_share_numbers(&self, si: &StorageIndex) -> Result<BTreeSet<ShareNum>> {
         let dir = self.bucket_dir(si);
         let mut out = BTreeSet::new();
         let rd = match fs::read_dir(&dir) {
@@ -178,7 +179,11 @@ impl Store {
     }
 
     /// Open a finished immutable share (`None` if absent or not an immutable container).
-    pub fn open_immutable(&self, si: &[u8; 16], shnum: ShareNum) -> Result<Option<ImmutableShare>> {
+    pub fn open_immutable(
+        &self,
+        si: &StorageIndex,
+        shnum: ShareNum,
+    ) -> Result<Option<ImmutableShare>> {
         let path = self.share_path(si, shnum);
         let file = match File::open(&path) {
             Ok(f) => f,
@@ -206,7 +211,7 @@ impl Store {
     }
 
     /// Open a mutable share (`None` if absent or not a mutable container).
-    pub fn open_mutable(&self, si: &[u8; 16], shnum: ShareNum) -> Result<Option<MutableShare>> {
+    pub fn open_mutable(&self, si: &StorageIndex, shnum: ShareNum) -> Result<Option<MutableShare>> {
         let path = self.share_path(si, shnum);
         let file = match File::open(&path) {
             Ok(f) => f,
@@ -248,7 +253,7 @@ impl Store {
     /// allocation lease at its end, as Tahoe's `BucketWriter` does.
     pub fn create_incoming(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
         shnum: ShareNum,
         allocated: u64,
         lease: &LeaseRecord,
@@ -276,7 +281,7 @@ impl Store {
     }
 
     /// Make a complete upload durable and move it into place. Returns the file size.
-    pub fn finish_incoming(&self, si: &[u8; 16], shnum: ShareNum, file: &File) -> Result<u64> {
+    pub fn finish_incoming(&self, si: &StorageIndex, shnum: ShareNum, file: &File) -> Result<u64> {
         let from = self.incoming_path(si, shnum);
         let to = self.share_path(si, shnum);
         file.sync_all().map_err(ioe(&from))?;
@@ -299,7 +304,7 @@ impl Store {
     }
 
     /// Delete an unfinished upload.
-    pub fn abort_incoming(&self, si: &[u8; 16], shnum: ShareNum) -> Result<()> {
+    pub fn abort_incoming(&self, si: &StorageIndex, shnum: ShareNum) -> Result<()> {
         let path = self.incoming_path(si, shnum);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -316,7 +321,7 @@ impl Store {
     /// Returns `Ok(false)` if the file is neither container kind (skipped, as Tahoe).
     pub fn add_or_renew_lease(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
         shnum: ShareNum,
         grant: &LeaseGrant,
         available: Option<u64>,
@@ -395,7 +400,7 @@ impl Store {
     /// holds the share-mutation lock. `available` bounds growth of the files.
     pub fn read_test_write(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
         request: &RtwRequest,
         secrets: &RtwSecrets,
         ctx: &RtwContext,
@@ -413,7 +418,7 @@ impl Store {
             if !c::is_mutable_container(&hdr[..n]) {
                 return Err(StoreError::WrongKind(format!(
                     "storage index {} holds immutable share {shnum}; it cannot take mutable writes",
-                    cairn_core::base32::encode(si)
+                    si.to_base32()
                 )));
             }
             let header =
@@ -533,12 +538,12 @@ impl Store {
     pub fn write_corruption_report(
         &self,
         kind: &str,
-        si: &[u8; 16],
+        si: &StorageIndex,
         shnum: ShareNum,
         reason: &str,
         now_iso: &str,
     ) -> Result<()> {
-        let si_s = cairn_core::base32::encode(si);
+        let si_s = si.to_base32();
         let report = format!(
             "report: Share Corruption\ntype: {kind}\nstorage_index: {si_s}\nshare_number: {shnum}\n{reason}\n"
         );

@@ -23,7 +23,7 @@ async fn leases_and_advisories_follow_the_servers_clock() {
     let si = [0x42u8; 16];
     let path = format!(
         "/storage/v1/immutable/{}",
-        gbs::storage_index_to_string(&si)
+        gbs::storage_index_to_string(&gbs::StorageIndex(si))
     );
 
     // Upload one share: its lease runs 31 days from the server's date.
@@ -62,7 +62,10 @@ async fn leases_and_advisories_follow_the_servers_clock() {
 
     // Ten days later a renewal (same secrets) moves the expiration with the clock.
     clock.advance(10 * DAY);
-    let lease_path = format!("/storage/v1/lease/{}", gbs::storage_index_to_string(&si));
+    let lease_path = format!(
+        "/storage/v1/lease/{}",
+        gbs::storage_index_to_string(&gbs::StorageIndex(si))
+    );
     let h = vec![
         secret("lease-renew-secret", &[1; 32]),
         secret("lease-cancel-secret", &[2; 32]),

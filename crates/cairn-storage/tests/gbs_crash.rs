@@ -88,7 +88,7 @@ async fn upload(c: &RawClient, si: [u8; 16]) -> bool {
     };
     let p = format!(
         "/storage/v1/immutable/{}",
-        gbs::storage_index_to_string(&si)
+        gbs::storage_index_to_string(&gbs::StorageIndex(si))
     );
     let Ok(r) = c
         .try_raw(
@@ -144,7 +144,7 @@ async fn overwrite(c: &RawClient, v: u8) -> bool {
     );
     let p = format!(
         "/storage/v1/mutable/{}/read-test-write",
-        gbs::storage_index_to_string(&MUT_SI)
+        gbs::storage_index_to_string(&gbs::StorageIndex(MUT_SI))
     );
     matches!(c.try_raw(Method::POST, &p, &rtw_secrets(&[9; 32], &[1; 32], &[2; 32]), req.encode(), false).await,
         Ok(r) if r.status == StatusCode::OK)
@@ -152,7 +152,10 @@ async fn overwrite(c: &RawClient, v: u8) -> bool {
 
 /// Add (or renew) a lease with renew secret `[n; 32]` on every share of `si`.
 async fn add_lease(c: &RawClient, si: &[u8; 16], n: u8) -> bool {
-    let p = format!("/storage/v1/lease/{}", gbs::storage_index_to_string(si));
+    let p = format!(
+        "/storage/v1/lease/{}",
+        gbs::storage_index_to_string(&gbs::StorageIndex(*si))
+    );
     let h = vec![
         secret("lease-renew-secret", &[n; 32]),
         secret("lease-cancel-secret", &[n ^ 0xff; 32]),
@@ -271,7 +274,7 @@ async fn kill_9_leaves_every_share_old_or_new() {
             let r = c
                 .get(&format!(
                     "/storage/v1/immutable/{}/0",
-                    gbs::storage_index_to_string(si)
+                    gbs::storage_index_to_string(&gbs::StorageIndex(*si))
                 ))
                 .await;
             assert_eq!(
@@ -303,7 +306,7 @@ async fn kill_9_leaves_every_share_old_or_new() {
         let r = c
             .get(&format!(
                 "/storage/v1/mutable/{}/0",
-                gbs::storage_index_to_string(&MUT_SI)
+                gbs::storage_index_to_string(&gbs::StorageIndex(MUT_SI))
             ))
             .await;
         if acked_version == 0 && r.status == StatusCode::NOT_FOUND {
@@ -344,7 +347,7 @@ fn walk_shares(storage: &std::path::Path) -> Vec<([u8; 16], Vec<u8>)> {
         }
         for b in std::fs::read_dir(p.path()).unwrap().flatten() {
             let si: [u8; 16] = match gbs::parse_storage_index(&b.file_name().to_string_lossy()) {
-                Some(si) => si,
+                Some(si) => si.0,
                 None => continue,
             };
             for f in std::fs::read_dir(b.path()).unwrap().flatten() {

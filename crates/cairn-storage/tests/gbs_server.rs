@@ -15,7 +15,7 @@ use hyper::{Method, StatusCode};
 const SI_A: [u8; 16] = [1; 16];
 
 fn si_path(si: &[u8; 16]) -> String {
-    gbs::storage_index_to_string(si)
+    gbs::storage_index_to_string(&gbs::StorageIndex(*si))
 }
 
 async fn allocate(
@@ -726,7 +726,7 @@ async fn serves_containers_tahoe_wrote() {
     let mut expected: Vec<([u8; 16], u8, bool, Vec<u8>)> = Vec::new();
     let mut place =
         |si: [u8; 16], files: &serde_json::Map<String, serde_json::Value>, mutable: bool| {
-            let s = gbs::storage_index_to_string(&si);
+            let s = gbs::storage_index_to_string(&gbs::StorageIndex(si));
             let b = shares.join(&s[..2]).join(&s);
             std::fs::create_dir_all(&b).unwrap();
             for (shnum, file) in files {

@@ -52,11 +52,11 @@ fn an_upload_moved_into_place_but_not_recorded_is_settled_at_start() {
         };
         assert!(db.reserve(&upload, NOW).unwrap());
         let rec = grant(1, 5000).to_record(SecretForm::Hashed, false);
-        let file = store.create_incoming(&k.si.0, k.shnum, 100, &rec).unwrap();
+        let file = store.create_incoming(&k.si, k.shnum, 100, &rec).unwrap();
         use std::os::unix::fs::FileExt;
         file.write_all_at(&[0x42; 100], 12).unwrap();
         let change = db.begin_change(&k.si, NOW).unwrap();
-        store.finish_incoming(&k.si.0, k.shnum, &file).unwrap();
+        store.finish_incoming(&k.si, k.shnum, &file).unwrap();
         // Crash: the commit (and the end of the change) never happens.
         drop(change); // never ended: the process died here
     }
@@ -100,7 +100,7 @@ fn a_mutable_write_not_recorded_is_settled_at_start() {
         let ctx = RtwContext::new(NODEID, NOW, None);
         let change = db.begin_change(&si, NOW).unwrap();
         let r = store
-            .read_test_write(&si.0, &req, &secrets, &ctx, None)
+            .read_test_write(&si, &req, &secrets, &ctx, None)
             .unwrap();
         assert!(r.success);
         change
@@ -132,7 +132,7 @@ fn a_lease_renewal_not_recorded_is_settled_at_start() {
         let change = db.begin_change(&k.si, NOW).unwrap();
         // A second lease (add_lease) and a renewal of the first, in the file only.
         store
-            .add_or_renew_lease(&k.si.0, k.shnum, &grant(7, 9000), None)
+            .add_or_renew_lease(&k.si, k.shnum, &grant(7, 9000), None)
             .unwrap();
         drop(change); // never ended: the process died here
         assert_eq!(db.leases(&k).unwrap().len(), 1);

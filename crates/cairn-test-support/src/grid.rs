@@ -185,8 +185,8 @@ pub async fn place(
         panic!("place() needs a CHK-sized file (> 55 bytes)");
     };
     let cap = f.trailer.read_cap();
-    let si = cap.storage_index().0;
-    let servers = grid.permuted(&si);
+    let si = cap.storage_index();
+    let servers = grid.permuted(si.as_bytes());
     assert!(!servers.is_empty());
     let lease = LeaseSecrets {
         renew: [1; 32],
@@ -229,7 +229,7 @@ pub async fn place(
     let g = f.trailer.geometry;
     Placed {
         cap,
-        storage_index: si,
+        storage_index: si.0,
         holders,
         segment_size: g.segment_size,
         num_segments: g.num_segments,

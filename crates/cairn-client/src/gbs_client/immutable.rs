@@ -17,7 +17,7 @@ impl GbsClient {
     /// ([`new_upload_secret`]) and the same one for its writes.
     pub async fn allocate_buckets(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
         lease: &LeaseSecrets,
         upload_secret: &[u8],
         share_numbers: &BTreeSet<ShareNum>,
@@ -49,7 +49,7 @@ impl GbsClient {
     /// at the same offset are accepted again by the server).
     pub async fn write_share_chunk(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
         shnum: ShareNum,
         upload_secret: &[u8],
         offset: u64,
@@ -88,7 +88,7 @@ impl GbsClient {
     /// `PUT /storage/v1/immutable/:si/:shnum/abort`.
     pub async fn abort_upload(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
         shnum: ShareNum,
         upload_secret: &[u8],
     ) -> Result<(), GbsClientError> {
@@ -113,7 +113,7 @@ impl GbsClient {
     /// `GET /storage/v1/immutable/:si/shares`: the finished shares (empty for an unknown SI).
     pub async fn list_immutable_shares(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
     ) -> Result<BTreeSet<ShareNum>, GbsClientError> {
         self.list_shares("immutable", si).await
     }
@@ -122,7 +122,7 @@ impl GbsClient {
     /// `offset` (fewer at the end of the share, none past it).
     pub async fn read_immutable(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
         shnum: ShareNum,
         offset: u64,
         length: u64,
@@ -134,7 +134,7 @@ impl GbsClient {
     /// `POST /storage/v1/immutable/:si/:shnum/corrupt`.
     pub async fn advise_corrupt_immutable(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
         shnum: ShareNum,
         reason: &str,
     ) -> Result<(), GbsClientError> {

@@ -55,6 +55,7 @@ mod tls;
 /// Whose fault a failure is (for scoring servers): defined in the core, with the machines
 /// whose failure events carry it.
 pub use cairn_core::client::machine::Fault;
+pub use cairn_core::ids::StorageIndex;
 pub use error::GbsClientError;
 pub use immutable::WriteResult;
 pub use retry::RetryPolicy;

@@ -7,7 +7,7 @@ impl GbsClient {
     /// not match ([`GbsClientError::is_bad_write_enabler`]). Never retried.
     pub async fn read_test_write(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
         write_enabler: &[u8],
         lease: &LeaseSecrets,
         request: &RtwRequest,
@@ -47,7 +47,7 @@ impl GbsClient {
     /// `GET /storage/v1/mutable/:si/shares`.
     pub async fn list_mutable_shares(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
     ) -> Result<BTreeSet<ShareNum>, GbsClientError> {
         self.list_shares("mutable", si).await
     }
@@ -55,7 +55,7 @@ impl GbsClient {
     /// `GET /storage/v1/mutable/:si/:shnum` with `Range`.
     pub async fn read_mutable(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
         shnum: ShareNum,
         offset: u64,
         length: u64,
@@ -66,7 +66,7 @@ impl GbsClient {
     /// `POST /storage/v1/mutable/:si/:shnum/corrupt`.
     pub async fn advise_corrupt_mutable(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
         shnum: ShareNum,
         reason: &str,
     ) -> Result<(), GbsClientError> {

@@ -251,7 +251,7 @@ impl GbsClient {
     }
 }
 
-pub(super) fn si_str(si: &[u8; 16]) -> String {
+pub(super) fn si_str(si: &StorageIndex) -> String {
     gbs::storage_index_to_string(si)
 }
 

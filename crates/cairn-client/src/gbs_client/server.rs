@@ -15,7 +15,7 @@ impl GbsClient {
     /// 204 → Ok; 404 (no shares at all) is an error (Tahoe's storage client ignores it).
     pub async fn add_or_renew_lease(
         &self,
-        si: &[u8; 16],
+        si: &StorageIndex,
         lease: &LeaseSecrets,
     ) -> Result<(), GbsClientError> {
         let path = format!("/storage/v1/lease/{}", si_str(si));

@@ -6,7 +6,7 @@ impl GbsClient {
     pub(super) async fn list_shares(
         &self,
         kind: &str,
-        si: &[u8; 16],
+        si: &StorageIndex,
     ) -> Result<BTreeSet<ShareNum>, GbsClientError> {
         let body = self
             .cbor(
@@ -20,7 +20,7 @@ impl GbsClient {
     pub(super) async fn read_share(
         &self,
         kind: &str,
-        si: &[u8; 16],
+        si: &StorageIndex,
         shnum: ShareNum,
         offset: u64,
         length: u64,
@@ -60,7 +60,7 @@ impl GbsClient {
     pub(super) async fn advise_corrupt(
         &self,
         kind: &str,
-        si: &[u8; 16],
+        si: &StorageIndex,
         shnum: ShareNum,
         reason: &str,
     ) -> Result<(), GbsClientError> {

@@ -15,6 +15,7 @@ use cairn_core::client::machine::{Failure, ServerIndex};
 use cairn_core::client::mutable::publish::{self, WriteTest};
 use cairn_core::client::mutable::{Millis, ServerFailure, ServerIdx, ShareNum};
 use cairn_core::hashutil::Hash;
+use cairn_core::ids::StorageIndex;
 use cairn_core::mutable::keys::{ReaderKeys, WriterKeys};
 use cairn_core::storage::gbs::{RtwRequest, RtwResponse, TestWriteVectors, WriteVector};
 
@@ -205,7 +206,7 @@ impl Ctx {
     }
 
     pub(super) fn failure_line(&self, f: &ServerFailure) -> String {
-        let mut s = format!("{} failed during {}", self.name(f.server), f.during);
+        let mut s = format!("{} failed during {}", self.name(f.server.0), f.during);
         if let Some(sh) = f.shnum {
             s.push_str(&format!(" (share {sh})"));
         }
@@ -229,7 +230,11 @@ impl Ctx {
         tokio::spawn(async move {
             if let Err(e) = entry
                 .client
-                .advise_corrupt_mutable(&si, cairn_core::ids::ShareNum(shnum), &reason)
+                .advise_corrupt_mutable(
+                    &StorageIndex(si),
+                    cairn_core::ids::ShareNum(shnum),
+                    &reason,
+                )
                 .await
             {
                 tracing::debug!(server = %entry.name(), "advise_corrupt failed: {e}");
@@ -291,7 +296,12 @@ impl Task {
         match self
             .entry
             .client
-            .read_mutable(&self.si, cairn_core::ids::ShareNum(shnum), offset, len)
+            .read_mutable(
+                &StorageIndex(self.si),
+                cairn_core::ids::ShareNum(shnum),
+                offset,
+                len,
+            )
             .await
         {
             Ok(b) => Ok(b.to_vec()),
@@ -392,7 +402,7 @@ impl Writer {
         match t
             .entry
             .client
-            .read_test_write(&t.si, &self.write_enabler, &self.lease, req)
+            .read_test_write(&StorageIndex(t.si), &self.write_enabler, &self.lease, req)
             .await
         {
             Ok(resp) => {

@@ -420,7 +420,7 @@ fn failed_last(order: &[ServerIdx], map: &ServerMap) -> Vec<ServerIdx> {
         .failures()
         .iter()
         .filter(|f| f.during == "query")
-        .map(|f| f.server)
+        .map(|f| f.server.0)
         .collect();
     let (mut ok, bad): (Vec<_>, Vec<_>) = order.iter().partition(|s| !failed.contains(s));
     ok.extend(bad);

@@ -316,7 +316,7 @@ async fn retain_privkey(
     if outcome.placed.values().any(|s| s.contains(&server)) {
         return None;
     }
-    if outcome.failures.iter().any(|f| f.server == server) {
+    if outcome.failures.iter().any(|f| f.server.0 == server) {
         return None;
     }
     // The share with the fewest copies, lowest number first.

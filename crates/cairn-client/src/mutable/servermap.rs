@@ -13,6 +13,7 @@ use cairn_core::client::mutable::servermap::{
     BadShare, Mode, Read as SmRead, ServerMap, ServermapUpdater, Shares, UpdateConfig,
 };
 use cairn_core::client::mutable::{RequestId, ServerIdx, ShareNum};
+use cairn_core::ids::StorageIndex;
 use cairn_core::mutable::keys::{SigningKey, WriterKeys};
 use cairn_core::storage::gbs::RtwRequest;
 use tokio::task::JoinSet;
@@ -108,7 +109,12 @@ pub(super) fn servermap_request(ctx: &Ctx, server: ServerIndex, request: SmRead)
 /// Tahoe's `slot_readv(si, [], [(0, len)])` over HTTP: list the shares, read each.
 async fn query(t: Task, len: u64) -> Result<BTreeMap<ShareNum, Vec<u8>>, Failure> {
     t.count(Kind::Servermap);
-    let listed = match t.entry.client.list_mutable_shares(&t.si).await {
+    let listed = match t
+        .entry
+        .client
+        .list_mutable_shares(&StorageIndex(t.si))
+        .await
+    {
         Ok(l) => l,
         Err(e) => return Err(t.failed(&e)),
     };
@@ -118,7 +124,11 @@ async fn query(t: Task, len: u64) -> Result<BTreeMap<ShareNum, Vec<u8>>, Failure
         let t = t.clone();
         reads.spawn(async move {
             t.count(Kind::Servermap);
-            let r = t.entry.client.read_mutable(&t.si, sh, 0, len).await;
+            let r = t
+                .entry
+                .client
+                .read_mutable(&StorageIndex(t.si), sh, 0, len)
+                .await;
             (sh, r)
         });
     }

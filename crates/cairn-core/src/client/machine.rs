@@ -139,6 +139,29 @@ impl fmt::Display for Problem {
     }
 }
 
+/// A server that failed, and why (the driver's description of the error), as the machines
+/// keep it for their outcomes and messages. `during` says what was being done: the mutable
+/// machines say it in a word (`"query"`, `"read"`, `"write"`), the upload with its own
+/// request kind ([`crate::client::upload::Request`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerFailure<D = &'static str> {
+    pub server: ServerIndex,
+    /// The share the failed request was about, if it was about one share.
+    pub shnum: Option<ShareNum>,
+    pub during: D,
+    pub reason: String,
+}
+
+impl<D: fmt::Display> fmt::Display for ServerFailure<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "server {} failed during {}", self.server.0, self.during)?;
+        if let Some(sh) = self.shnum {
+            write!(f, " (share {sh})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
 /// Local work a machine hands to its driver ([`Action::Work`]).
 pub trait Job {
     /// What carrying it out gives back ([`Event::Worked`]).

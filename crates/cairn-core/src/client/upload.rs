@@ -16,8 +16,10 @@
 //! use cairn_core::client::upload::{
 //!     Action, Candidate, Event, SelectionParams, UploadMachine, UploadRequest, UploadResponse,
 //! };
+//! use cairn_core::ids::ServerIndex;
 //!
-//! let cands: Vec<Candidate> = (0..4).map(|server| Candidate { server, writable: true }).collect();
+//! let cands: Vec<Candidate> =
+//!     (0..4).map(|i| Candidate { server: ServerIndex(i), writable: true }).collect();
 //! let params = SelectionParams { needed: 2, happy: 4, total: 4, request_timeout: 15_000 };
 //! let mut m = UploadMachine::new(&cands, params).unwrap();
 //! let mut actions = m.start(0);                     // ListShares to every candidate
@@ -82,10 +84,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+pub use crate::client::machine::ServerFailure;
 use crate::client::machine::{self, Problem, ProblemKind, ServerIndex};
 pub use crate::client::machine::{Millis, RequestId};
+pub use crate::ids::ShareNum;
 use crate::placement::{failure_message, servers_of_happiness, share_placement, UnhappinessError};
-pub use crate::placement::{ServerIdx, ShareNum};
 
 /// Tahoe asks at most `2 × N` servers (`all_servers[:(2 * total_shares)]`).
 pub const CANDIDATES_PER_SHARE: usize = 2;
@@ -93,7 +96,7 @@ pub const CANDIDATES_PER_SHARE: usize = 2;
 /// A server the upload may use, in permuted order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
-    pub server: ServerIdx,
+    pub server: ServerIndex,
     /// `maximum-immutable-share-size >= allocated size`: may be asked to take shares.
     pub writable: bool,
 }
@@ -161,7 +164,7 @@ pub type Event = machine::Event<UploadResponse>;
 /// Buckets to abort on a server (best effort), after selection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Abort {
-    pub server: ServerIdx,
+    pub server: ServerIndex,
     pub shares: BTreeSet<ShareNum>,
 }
 
@@ -169,14 +172,14 @@ pub struct Abort {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Out {
     ListShares {
-        server: ServerIdx,
+        server: ServerIndex,
     },
     Allocate {
-        server: ServerIdx,
+        server: ServerIndex,
         shares: BTreeSet<ShareNum>,
     },
     Abort {
-        server: ServerIdx,
+        server: ServerIndex,
         shares: BTreeSet<ShareNum>,
     },
 }
@@ -185,22 +188,22 @@ enum Out {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Reply {
     Listed {
-        server: ServerIdx,
+        server: ServerIndex,
         shares: BTreeSet<ShareNum>,
     },
     Allocated {
-        server: ServerIdx,
+        server: ServerIndex,
         already_have: BTreeSet<ShareNum>,
         allocated: BTreeSet<ShareNum>,
     },
     Failed {
-        server: ServerIdx,
+        server: ServerIndex,
         reason: String,
     },
 }
 
 impl Reply {
-    fn server(&self) -> ServerIdx {
+    fn server(&self) -> ServerIndex {
         match self {
             Reply::Listed { server, .. }
             | Reply::Allocated { server, .. }
@@ -216,7 +219,7 @@ pub enum SetupError {
     #[error("no storage servers are connected (client gave us zero servers)")]
     NoServers,
     #[error("server {0} is listed more than once")]
-    DuplicateServer(ServerIdx),
+    DuplicateServer(ServerIndex),
     #[error("bad share parameters: need 1 <= k <= N <= 256 and happy <= N, got k={needed} happy={happy} N={total}")]
     BadParams { needed: u16, happy: u16, total: u16 },
 }
@@ -227,10 +230,10 @@ pub enum MachineError {
     #[error("answer for request {0}, which was never sent")]
     UnknownRequest(RequestId),
     #[error("event for server {0}, which has no request outstanding")]
-    NotOutstanding(ServerIdx),
+    NotOutstanding(ServerIndex),
     #[error("server {server}: {got} reported, but the outstanding request is {expected}")]
     WrongAnswer {
-        server: ServerIdx,
+        server: ServerIndex,
         expected: &'static str,
         got: &'static str,
     },
@@ -257,14 +260,6 @@ impl fmt::Display for Request {
     }
 }
 
-/// A server that failed, when and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerFailure {
-    pub server: ServerIdx,
-    pub during: Request,
-    pub reason: String,
-}
-
 /// Tahoe's `_QueryStatistics` (allocation requests only).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueryStats {
@@ -287,16 +282,16 @@ pub struct QueryStats {
 pub struct Placement {
     /// Buckets this upload allocated and must fill: server -> shares. A share may appear
     /// under two servers after a re-plan; both copies are written.
-    pub writes: BTreeMap<ServerIdx, BTreeSet<ShareNum>>,
+    pub writes: BTreeMap<ServerIndex, BTreeSet<ShareNum>>,
     /// Shares the servers already hold (share -> servers); they are not sent again.
-    pub present: BTreeMap<ShareNum, BTreeSet<ServerIdx>>,
+    pub present: BTreeMap<ShareNum, BTreeSet<ServerIndex>>,
     /// Servers of happiness of `writes` and `present` together.
     pub happiness: usize,
 }
 
 impl Placement {
     /// `writes` and `present` as one share -> servers map (`merge_servers`).
-    pub fn sharemap(&self) -> BTreeMap<ShareNum, BTreeSet<ServerIdx>> {
+    pub fn sharemap(&self) -> BTreeMap<ShareNum, BTreeSet<ServerIndex>> {
         let mut m = self.present.clone();
         for (server, shares) in &self.writes {
             for sh in shares {
@@ -336,14 +331,14 @@ pub struct UploadUnhappy {
     /// Of those, servers that answered and were not lost later.
     pub servers_reachable: usize,
     /// Every server failure, in order.
-    pub failures: Vec<ServerFailure>,
+    pub failures: Vec<ServerFailure<Request>>,
 }
 
 impl UploadUnhappy {
     /// The message, naming servers with `name`. Selection stage: Tahoe's
     /// `failure_message (progress message)`, then reachability and each failure.
     /// Writing stage: `failure_message: why`, then the same.
-    pub fn message(&self, name: &dyn Fn(ServerIdx) -> String) -> String {
+    pub fn message(&self, name: &dyn Fn(ServerIndex) -> String) -> String {
         let u = &self.unhappiness;
         let core = failure_message(
             u.servers_with_shares,
@@ -416,7 +411,7 @@ impl UploadUnhappy {
 
 impl fmt::Display for UploadUnhappy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message(&|i| format!("server {i}")))
+        f.write_str(&self.message(&|i| format!("server {}", i.0)))
     }
 }
 
@@ -441,7 +436,7 @@ enum Role {
 
 #[derive(Clone, Debug)]
 struct Server {
-    id: ServerIdx,
+    id: ServerIndex,
     role: Role,
     /// Answered the share listing.
     listed: bool,
@@ -478,26 +473,26 @@ pub struct UploadMachine {
     /// Candidates in permuted order.
     servers: Vec<Server>,
     /// `mark_readonly_peer` calls, in order.
-    readonly_order: Vec<ServerIdx>,
+    readonly_order: Vec<ServerIndex>,
     /// `add_peer_with_share` calls (share listings), in arrival order.
-    existing: Vec<(ServerIdx, ShareNum)>,
+    existing: Vec<(ServerIndex, ShareNum)>,
     /// Buckets allocated, in arrival order (existing shares from the second round on).
-    own: Vec<(ServerIdx, ShareNum)>,
+    own: Vec<(ServerIndex, ShareNum)>,
     /// Shares servers said they hold (listing or allocation answer).
-    present: BTreeMap<ShareNum, BTreeSet<ServerIdx>>,
+    present: BTreeMap<ShareNum, BTreeSet<ServerIndex>>,
     /// Tahoe's `serverids_with_shares` (for the failure message).
-    with_shares: BTreeSet<ServerIdx>,
+    with_shares: BTreeSet<ServerIndex>,
     /// Tahoe's `homeless_shares` (for the progress message).
     homeless: BTreeSet<ShareNum>,
     stats: QueryStats,
-    failures: Vec<ServerFailure>,
-    pending: BTreeMap<ServerIdx, Pending>,
+    failures: Vec<ServerFailure<Request>>,
+    pending: BTreeMap<ServerIndex, Pending>,
     phase: Phase,
     round: u32,
     errors_before: usize,
     last_happiness: Option<usize>,
     /// Requests in flight: id -> (server, when sent).
-    requests: BTreeMap<RequestId, (ServerIdx, Millis)>,
+    requests: BTreeMap<RequestId, (ServerIndex, Millis)>,
     /// Requests no longer waited for (timed out, or aborts): their answers are ignored.
     retired: BTreeSet<RequestId>,
     next_id: RequestId,
@@ -560,7 +555,7 @@ impl UploadMachine {
             own: Vec::new(),
             present: BTreeMap::new(),
             with_shares: BTreeSet::new(),
-            homeless: (0..total).map(|s| s as ShareNum).collect(),
+            homeless: ShareNum::below(total).collect(),
             stats: QueryStats::default(),
             failures: Vec::new(),
             pending: BTreeMap::new(),
@@ -576,7 +571,7 @@ impl UploadMachine {
     }
 
     /// The candidates in use (at most `2N`), in permuted order.
-    pub fn candidates(&self) -> impl Iterator<Item = ServerIdx> + '_ {
+    pub fn candidates(&self) -> impl Iterator<Item = ServerIndex> + '_ {
         self.servers.iter().map(|s| s.id)
     }
 
@@ -624,7 +619,7 @@ impl UploadMachine {
                     };
                     let reason = format!("no answer to the {what} request within {timeout} ms");
                     actions.push(Action::Report(Problem {
-                        server: ServerIndex(server),
+                        server,
                         shnum: None,
                         kind: ProblemKind::Stall,
                         reason: reason.clone(),
@@ -660,7 +655,7 @@ impl UploadMachine {
                     return Ok(actions);
                 };
                 actions.push(Action::Report(Problem {
-                    server: ServerIndex(server),
+                    server,
                     shnum: None,
                     kind: ProblemKind::Failed(failure.fault),
                     reason: failure.message.clone(),
@@ -692,7 +687,7 @@ impl UploadMachine {
 
     /// The server of request `id`; `None` for one no longer waited for. The request stays
     /// outstanding until its answer is taken (an answer of the wrong kind is refused).
-    fn take(&self, id: RequestId) -> Result<Option<ServerIdx>, MachineError> {
+    fn take(&self, id: RequestId) -> Result<Option<ServerIndex>, MachineError> {
         match self.requests.get(&id) {
             Some((server, _)) => Ok(Some(*server)),
             None if self.retired.contains(&id) => Ok(None),
@@ -721,7 +716,7 @@ impl UploadMachine {
             }
             actions.push(Action::Send {
                 id,
-                server: ServerIndex(server),
+                server,
                 request,
             });
         }
@@ -800,7 +795,7 @@ impl UploadMachine {
     }
 
     /// Every server failure so far, in order.
-    pub fn failures(&self) -> &[ServerFailure] {
+    pub fn failures(&self) -> &[ServerFailure<Request>] {
         &self.failures
     }
 
@@ -818,7 +813,7 @@ impl UploadMachine {
     #[allow(clippy::result_large_err)]
     pub fn server_lost(
         &mut self,
-        server: ServerIdx,
+        server: ServerIndex,
         reason: impl Into<String>,
     ) -> Result<Lost, UploadUnhappy> {
         if let Phase::Failed(u) = &self.phase {
@@ -841,6 +836,7 @@ impl UploadMachine {
         let buckets = std::mem::take(&mut s.buckets);
         self.failures.push(ServerFailure {
             server,
+            shnum: None,
             during: Request::Write,
             reason: reason.into(),
         });
@@ -859,7 +855,7 @@ impl UploadMachine {
             p.happiness = happiness;
         }
         if happiness < self.params.happy as usize && matches!(self.phase, Phase::Placed(_)) {
-            let holders: BTreeSet<ServerIdx> = merged.values().flatten().copied().collect();
+            let holders: BTreeSet<ServerIndex> = merged.values().flatten().copied().collect();
             let u = self.unhappy(Stage::Writing, holders.len(), happiness);
             self.phase = Phase::Failed(u.clone());
             // Its buckets may still exist: [`Self::abort_all`] aborts them with the rest
@@ -888,7 +884,7 @@ impl UploadMachine {
 
     // ---------------------------------------------------------------------------------
 
-    fn position(&self, server: ServerIdx) -> Option<usize> {
+    fn position(&self, server: ServerIndex) -> Option<usize> {
         self.servers.iter().position(|s| s.id == server)
     }
 
@@ -918,6 +914,7 @@ impl UploadMachine {
                 self.servers[i].failed = true;
                 self.failures.push(ServerFailure {
                     server,
+                    shnum: None,
                     during: Request::ListShares,
                     reason,
                 });
@@ -990,6 +987,7 @@ impl UploadMachine {
                 self.make_readonly(i);
                 self.failures.push(ServerFailure {
                     server,
+                    shnum: None,
                     during: Request::Allocate,
                     reason,
                 });
@@ -1040,19 +1038,19 @@ impl UploadMachine {
 
     /// `get_share_placements` and the allocation requests it implies.
     fn ask_round(&mut self) -> Vec<Out> {
-        let usable: Vec<ServerIdx> = self
+        let usable: Vec<ServerIndex> = self
             .servers
             .iter()
             .filter(|s| s.role != Role::Bad && !s.lost)
             .map(|s| s.id)
             .collect();
-        let readonly: Vec<ServerIdx> = self
+        let readonly: Vec<ServerIndex> = self
             .readonly_order
             .iter()
             .copied()
             .filter(|id| usable.contains(id))
             .collect();
-        let mut existing: Vec<(ServerIdx, ShareNum)> = self
+        let mut existing: Vec<(ServerIndex, ShareNum)> = self
             .existing
             .iter()
             .copied()
@@ -1147,8 +1145,8 @@ impl UploadMachine {
         Vec::new()
     }
 
-    fn live_present(&self) -> BTreeMap<ShareNum, BTreeSet<ServerIdx>> {
-        let lost: BTreeSet<ServerIdx> = self
+    fn live_present(&self) -> BTreeMap<ShareNum, BTreeSet<ServerIndex>> {
+        let lost: BTreeSet<ServerIndex> = self
             .servers
             .iter()
             .filter(|s| s.lost)
@@ -1167,7 +1165,7 @@ impl UploadMachine {
     }
 
     /// `merge_servers(preexisting, use_trackers)` without lost servers.
-    fn merged(&self) -> BTreeMap<ShareNum, BTreeSet<ServerIdx>> {
+    fn merged(&self) -> BTreeMap<ShareNum, BTreeSet<ServerIndex>> {
         let mut m = self.live_present();
         for s in self.servers.iter().filter(|s| !s.lost) {
             for sh in &s.buckets {

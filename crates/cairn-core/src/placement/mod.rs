@@ -17,8 +17,8 @@
 //! hash table (`hash(n) == n`); sets of server ids (`bytes`) iterate in an order that
 //! depends on the per-process random string-hash key, so a real Tahoe node is *not*
 //! deterministic here. cairn pins the one reading that can be reproduced exactly: servers
-//! are identified by small integers ([`ServerIdx`], normally the position in the permuted
-//! server list) and every set is treated as the CPython 3.11 set of those integers that
+//! are identified by small integers ([`ServerIndex`], normally the position in the permuted
+//! server list; `StorageFarmBroker.get_servers_for_psi`) and every set is treated as the CPython 3.11 set of those integers that
 //! Tahoe would build from the same sequence of `PeerSelector` calls. The private `pyset`
 //! module models CPython's set table bit for bit; see docs/placement.md.
 //!
@@ -35,13 +35,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use pyset::PySet;
 
-/// A share number (0..=255).
-pub type ShareNum = u8;
-
-/// A server, as the caller numbers them; normally its position in the permuted server list
-/// (`StorageFarmBroker.get_servers_for_psi`). Tahoe's behaviour is reproduced for Python
-/// `int` server ids with these values.
-pub type ServerIdx = u32;
+pub use crate::ids::{ServerIndex, ShareNum};
 
 /// The result of [`share_placement`].
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -51,9 +45,9 @@ pub struct PlacementPlan {
     /// every share in `0..total_shares` when at least one writable server exists (and is
     /// empty when none does, exactly like Tahoe); may also contain share numbers
     /// `>= total_shares` found on read-only servers, as Tahoe's does.
-    pub placements: BTreeMap<ShareNum, ServerIdx>,
+    pub placements: BTreeMap<ShareNum, ServerIndex>,
     /// Shares the servers said they already hold (`PeerSelector.existing_shares`).
-    pub existing: BTreeMap<ServerIdx, BTreeSet<ShareNum>>,
+    pub existing: BTreeMap<ServerIndex, BTreeSet<ShareNum>>,
     /// Number of distinct servers in `placements` (`calculate_happiness`); equal to
     /// `servers_of_happiness` of [`PlacementPlan::sharemap`].
     pub happiness: usize,
@@ -61,7 +55,7 @@ pub struct PlacementPlan {
 
 impl PlacementPlan {
     /// Shares to ask `server` for in `allocate_buckets` (`Tahoe2ServerSelector._allocation_for`).
-    pub fn allocation_for(&self, server: ServerIdx) -> BTreeSet<ShareNum> {
+    pub fn allocation_for(&self, server: ServerIndex) -> BTreeSet<ShareNum> {
         self.placements
             .iter()
             .filter(|(_, s)| **s == server)
@@ -70,14 +64,14 @@ impl PlacementPlan {
     }
 
     /// Whether `server` already reported holding `share`.
-    pub fn already_holds(&self, server: ServerIdx, share: ShareNum) -> bool {
+    pub fn already_holds(&self, server: ServerIndex, share: ShareNum) -> bool {
         self.existing
             .get(&server)
             .is_some_and(|s| s.contains(&share))
     }
 
     /// The placement as `share -> {server}`, the shape [`servers_of_happiness`] takes.
-    pub fn sharemap(&self) -> BTreeMap<ShareNum, BTreeSet<ServerIdx>> {
+    pub fn sharemap(&self) -> BTreeMap<ShareNum, BTreeSet<ServerIndex>> {
         self.placements
             .iter()
             .map(|(sh, s)| (*sh, BTreeSet::from([*s])))
@@ -85,7 +79,7 @@ impl PlacementPlan {
     }
 
     /// Servers that will hold or already hold some share of this file.
-    pub fn servers(&self) -> BTreeSet<ServerIdx> {
+    pub fn servers(&self) -> BTreeSet<ServerIndex> {
         self.placements.values().copied().collect()
     }
 
@@ -113,12 +107,12 @@ impl PlacementPlan {
 /// Invalid input to [`share_placement`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementInputError {
-    #[error("server {0} is listed more than once")]
-    DuplicateServer(ServerIdx),
-    #[error("read-only server {0} is not in the server list")]
-    UnknownReadonlyServer(ServerIdx),
-    #[error("server {0} reported shares but is not in the server list")]
-    UnknownServerWithShares(ServerIdx),
+    #[error("server {} is listed more than once", .0.0)]
+    DuplicateServer(ServerIndex),
+    #[error("read-only server {} is not in the server list", .0.0)]
+    UnknownReadonlyServer(ServerIndex),
+    #[error("server {} reported shares but is not in the server list", .0.0)]
+    UnknownServerWithShares(ServerIndex),
     #[error("total_shares {0} is out of range 0..=256")]
     TooManyShares(u16),
 }
@@ -172,14 +166,14 @@ pub fn failure_message(
 /// bipartite graph share—server. The value of a maximum matching does not depend on the
 /// order in which Tahoe's Edmonds-Karp explores the graph, so a plain augmenting-path
 /// (Kuhn) matching gives the same number.
-pub fn servers_of_happiness(placements: &BTreeMap<ShareNum, BTreeSet<ServerIdx>>) -> usize {
-    let shares: Vec<&BTreeSet<ServerIdx>> = placements.values().collect();
-    let mut owner: BTreeMap<ServerIdx, usize> = BTreeMap::new(); // server -> share index
+pub fn servers_of_happiness(placements: &BTreeMap<ShareNum, BTreeSet<ServerIndex>>) -> usize {
+    let shares: Vec<&BTreeSet<ServerIndex>> = placements.values().collect();
+    let mut owner: BTreeMap<ServerIndex, usize> = BTreeMap::new(); // server -> share index
     fn augment(
         sh: usize,
-        shares: &[&BTreeSet<ServerIdx>],
-        owner: &mut BTreeMap<ServerIdx, usize>,
-        seen: &mut BTreeSet<ServerIdx>,
+        shares: &[&BTreeSet<ServerIndex>],
+        owner: &mut BTreeMap<ServerIndex, usize>,
+        seen: &mut BTreeSet<ServerIndex>,
     ) -> bool {
         for &srv in shares[sh] {
             if !seen.insert(srv) {
@@ -218,9 +212,9 @@ pub fn servers_of_happiness(placements: &BTreeMap<ShareNum, BTreeSet<ServerIdx>>
 ///
 /// The result is `PeerSelector.get_share_placements()`.
 pub fn share_placement(
-    servers: &[ServerIdx],
-    readonly: &[ServerIdx],
-    existing: &[(ServerIdx, ShareNum)],
+    servers: &[ServerIndex],
+    readonly: &[ServerIndex],
+    existing: &[(ServerIndex, ShareNum)],
     total_shares: u16,
 ) -> Result<PlacementPlan, PlacementInputError> {
     if total_shares > 256 {
@@ -232,41 +226,41 @@ pub fn share_placement(
         if !known.insert(s) {
             return Err(PlacementInputError::DuplicateServer(s));
         }
-        peers.add(u64::from(s));
+        peers.add(u64::from(s.0));
     }
     let mut readonly_peers = PySet::new();
     for &s in readonly {
         if !known.contains(&s) {
             return Err(PlacementInputError::UnknownReadonlyServer(s));
         }
-        if readonly_peers.contains(u64::from(s)) {
+        if readonly_peers.contains(u64::from(s.0)) {
             // Tahoe's second mark_readonly_peer raises KeyError.
             return Err(PlacementInputError::DuplicateServer(s));
         }
-        readonly_peers.add(u64::from(s));
-        peers.discard(u64::from(s));
+        readonly_peers.add(u64::from(s.0));
+        peers.discard(u64::from(s.0));
     }
     let mut peers_to_shares: Dict<PySet> = Dict::default();
-    let mut existing_map: BTreeMap<ServerIdx, BTreeSet<ShareNum>> = BTreeMap::new();
+    let mut existing_map: BTreeMap<ServerIndex, BTreeSet<ShareNum>> = BTreeMap::new();
     for &(s, sh) in existing {
         if !known.contains(&s) {
             return Err(PlacementInputError::UnknownServerWithShares(s));
         }
         existing_map.entry(s).or_default().insert(sh);
-        match peers_to_shares.get_mut(u64::from(s)) {
+        match peers_to_shares.get_mut(u64::from(s.0)) {
             Some(set) => set.add(u64::from(sh)),
-            None => peers_to_shares.insert(u64::from(s), PySet::from_iter_adds([u64::from(sh)])),
+            None => peers_to_shares.insert(u64::from(s.0), PySet::from_iter_adds([u64::from(sh)])),
         }
     }
     let shares = PySet::from_iter_adds(0..u64::from(total_shares));
 
     let mapping = tahoe_share_placement(&peers, &readonly_peers, &shares, &peers_to_shares);
-    let placements: BTreeMap<ShareNum, ServerIdx> = mapping
+    let placements: BTreeMap<ShareNum, ServerIndex> = mapping
         .into_iter()
         .map(|(sh, s)| {
             // Keys come from reported share numbers or range(total_shares <= 256), values
             // from the server list: both fit.
-            (sh as ShareNum, s as ServerIdx)
+            (ShareNum(sh as u8), ServerIndex(s as u32))
         })
         .collect();
     let happiness = placements.values().collect::<BTreeSet<_>>().len();
@@ -660,7 +654,7 @@ mod tests {
     #[test]
     fn docstring_example() {
         // happinessutil.servers_of_happiness docstring layout: happiness 5.
-        let mut m: BTreeMap<ShareNum, BTreeSet<ServerIdx>> = BTreeMap::new();
+        let mut m: BTreeMap<ShareNum, BTreeSet<ServerIndex>> = BTreeMap::new();
         for (srv, shs) in [
             (1u32, vec![1u8, 2, 3, 4]),
             (2, vec![6]),
@@ -669,7 +663,7 @@ mod tests {
             (5, vec![2]),
         ] {
             for sh in shs {
-                m.entry(sh).or_default().insert(srv);
+                m.entry(ShareNum(sh)).or_default().insert(ServerIndex(srv));
             }
         }
         assert_eq!(servers_of_happiness(&m), 5);
@@ -678,7 +672,13 @@ mod tests {
 
     #[test]
     fn all_readonly_places_nothing() {
-        let plan = share_placement(&[0, 1], &[0, 1], &[(0, 0)], 3).unwrap();
+        let plan = share_placement(
+            &[ServerIndex(0), ServerIndex(1)],
+            &[ServerIndex(0), ServerIndex(1)],
+            &[(ServerIndex(0), ShareNum(0))],
+            3,
+        )
+        .unwrap();
         assert!(plan.placements.is_empty());
         assert_eq!(plan.happiness, 0);
     }

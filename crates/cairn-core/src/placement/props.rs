@@ -8,9 +8,9 @@ use super::*;
 
 /// (servers in permuted order, read-only subset in marking order, observations, N)
 type Layout = (
-    Vec<ServerIdx>,
-    Vec<ServerIdx>,
-    Vec<(ServerIdx, ShareNum)>,
+    Vec<ServerIndex>,
+    Vec<ServerIndex>,
+    Vec<(ServerIndex, ShareNum)>,
     u16,
 );
 
@@ -20,10 +20,14 @@ fn layout() -> impl Strategy<Value = Layout> {
         proptest::sample::subsequence((0u32..60).collect::<Vec<_>>(), 1..=25),
     )
         .prop_flat_map(|(n, ids)| {
+            let ids: Vec<ServerIndex> = ids.into_iter().map(ServerIndex).collect();
             let servers = Just(ids.clone()).prop_shuffle();
             let ro = proptest::sample::subsequence(ids.clone(), 0..=ids.len()).prop_shuffle();
             let obs = proptest::collection::vec(
-                (proptest::sample::select(ids.clone()), 0..(n as u8 + 2)),
+                (
+                    proptest::sample::select(ids.clone()),
+                    (0..(n as u8 + 2)).prop_map(ShareNum),
+                ),
                 0..30,
             );
             (servers, ro, obs, Just(n))
@@ -53,16 +57,24 @@ proptest! {
             prop_assert!(plan.placements.is_empty());
         } else {
             for sh in 0..n {
-                prop_assert!(plan.placements.contains_key(&(sh as ShareNum)));
+                prop_assert!(plan.placements.contains_key(&ShareNum(sh as u8)));
             }
-            // the plan is as happy as any placement of 0..N on writable servers could be
-            prop_assert!(plan.happiness >= writable.min(n as usize));
+            // With nothing on the grid yet, the plan is as happy as any placement of 0..N on
+            // writable servers could be. Not with shares already placed: Tahoe's algorithm
+            // keeps existing shares where they are and can fall short of the optimum (its
+            // vectors hold such a layout, case 12: happiness 4 where 5 was possible), and
+            // cairn reproduces Tahoe's plan, so only the weaker bound holds there.
+            if obs.is_empty() {
+                prop_assert!(plan.happiness >= writable.min(n as usize));
+            } else {
+                prop_assert!(plan.happiness >= 1);
+            }
         }
     }
 
     #[test]
     fn fresh_upload_is_spread_evenly(
-        ids in proptest::sample::subsequence((0u32..200).collect::<Vec<_>>(), 1..=25).prop_shuffle(),
+        ids in proptest::sample::subsequence((0u32..200).map(ServerIndex).collect::<Vec<_>>(), 1..=25).prop_shuffle(),
         n in 1u16..=40,
     ) {
         let plan = share_placement(&ids, &[], &[], n).unwrap();
@@ -98,16 +110,20 @@ proptest! {
 
     #[test]
     fn servers_of_happiness_is_order_free_and_bounded(
-        map in proptest::collection::btree_map(any::<u8>(), proptest::collection::btree_set(0u32..30, 1..5), 0..25),
+        map in proptest::collection::btree_map(
+            any::<u8>().prop_map(ShareNum),
+            proptest::collection::btree_set((0u32..30).prop_map(ServerIndex), 1..5),
+            0..25,
+        ),
         shift in 1u32..1000,
     ) {
         let h = servers_of_happiness(&map);
-        let servers: BTreeSet<ServerIdx> = map.values().flatten().copied().collect();
+        let servers: BTreeSet<ServerIndex> = map.values().flatten().copied().collect();
         prop_assert!(h <= map.len().min(servers.len()));
         // relabelling servers (reversing their order) keeps the value
-        let relabelled: BTreeMap<ShareNum, BTreeSet<ServerIdx>> = map
+        let relabelled: BTreeMap<ShareNum, BTreeSet<ServerIndex>> = map
             .iter()
-            .map(|(k, v)| (*k, v.iter().map(|s| shift + 1000 - s).collect()))
+            .map(|(k, v)| (*k, v.iter().map(|s| ServerIndex(shift + 1000 - s.0)).collect()))
             .collect();
         prop_assert_eq!(servers_of_happiness(&relabelled), h);
         // at least as large as a greedy matching
@@ -117,33 +133,37 @@ proptest! {
     }
 }
 
+fn srv(ids: &[u32]) -> Vec<ServerIndex> {
+    ids.iter().copied().map(ServerIndex).collect()
+}
+
 #[test]
 fn input_errors() {
     assert_eq!(
-        share_placement(&[1, 1], &[], &[], 3),
-        Err(PlacementInputError::DuplicateServer(1))
+        share_placement(&srv(&[1, 1]), &[], &[], 3),
+        Err(PlacementInputError::DuplicateServer(ServerIndex(1)))
     );
     assert_eq!(
-        share_placement(&[1], &[2], &[], 3),
-        Err(PlacementInputError::UnknownReadonlyServer(2))
+        share_placement(&srv(&[1]), &srv(&[2]), &[], 3),
+        Err(PlacementInputError::UnknownReadonlyServer(ServerIndex(2)))
     );
     assert_eq!(
-        share_placement(&[1], &[1, 1], &[], 3),
-        Err(PlacementInputError::DuplicateServer(1))
+        share_placement(&srv(&[1]), &srv(&[1, 1]), &[], 3),
+        Err(PlacementInputError::DuplicateServer(ServerIndex(1)))
     );
     assert_eq!(
-        share_placement(&[1], &[], &[(2, 0)], 3),
-        Err(PlacementInputError::UnknownServerWithShares(2))
+        share_placement(&srv(&[1]), &[], &[(ServerIndex(2), ShareNum(0))], 3),
+        Err(PlacementInputError::UnknownServerWithShares(ServerIndex(2)))
     );
     assert_eq!(
-        share_placement(&[1], &[], &[], 257),
+        share_placement(&srv(&[1]), &[], &[], 257),
         Err(PlacementInputError::TooManyShares(257))
     );
 }
 
 #[test]
 fn unhappiness_error() {
-    let plan = share_placement(&[0, 1], &[], &[], 10).unwrap();
+    let plan = share_placement(&srv(&[0, 1]), &[], &[], 10).unwrap();
     assert_eq!(plan.happiness, 2);
     assert!(plan.check_happy(3, 2).is_ok());
     let err = plan.check_happy(3, 7).unwrap_err();

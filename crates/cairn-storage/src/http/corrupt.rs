@@ -35,9 +35,9 @@ pub(super) async fn corrupt(
     let st2 = st.clone();
     let exists = blocking(move || -> Result<bool, StoreError> {
         Ok(if kind == "immutable" {
-            st2.store.open_immutable(&si.0, shnum)?.is_some()
+            st2.store.open_immutable(&si, shnum)?.is_some()
         } else {
-            st2.store.list_share_numbers(&si.0)?.contains(&shnum)
+            st2.store.list_share_numbers(&si)?.contains(&shnum)
         })
     })
     .await??;
@@ -62,7 +62,7 @@ pub(super) async fn corrupt(
         if st2.available_space() > 64 * 1024 {
             st2.store.write_corruption_report(
                 kind,
-                &si.0,
+                &si,
                 shnum,
                 &req.reason,
                 &iso_utc(st.clock.now()),

@@ -37,7 +37,7 @@ pub(super) async fn allocate(
         let st = st2;
         let mut db = st.lock_db();
         let mut resp = gbs::AllocateResponse::default();
-        let existing = st.store.list_share_numbers(&si.0)?;
+        let existing = st.store.list_share_numbers(&si)?;
         let disk = if st.readonly {
             0
         } else {
@@ -54,10 +54,7 @@ pub(super) async fn allocate(
         if !existing.is_empty() {
             st.change_bucket(&mut db, &si, || {
                 for &shnum in &existing {
-                    if let Err(e) = st
-                        .store
-                        .add_or_renew_lease(&si.0, shnum, &grant, Some(disk))
-                    {
+                    if let Err(e) = st.store.add_or_renew_lease(&si, shnum, &grant, Some(disk)) {
                         tracing::warn!("allocate: lease on {}/{shnum}: {e}", si.to_base32());
                     }
                 }
@@ -109,18 +106,17 @@ pub(super) async fn allocate(
                     continue;
                 }
             }
-            let file =
-                match st
-                    .store
-                    .create_incoming(&si.0, shnum, req.allocated_size, &lease_record)
-                {
-                    Ok(f) => f,
-                    Err(e) => {
-                        tracing::warn!("allocate {key}: {e}");
-                        let _ = db.release(&key);
-                        continue;
-                    }
-                };
+            let file = match st
+                .store
+                .create_incoming(&si, shnum, req.allocated_size, &lease_record)
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!("allocate {key}: {e}");
+                    let _ = db.release(&key);
+                    continue;
+                }
+            };
             let slot = Arc::new(UploadSlot {
                 secret: upload.clone(),
                 allocated: req.allocated_size,
@@ -275,7 +271,7 @@ pub(super) async fn write_immutable(
             .lock_db()
             .begin_change(&si, st2.clock.now_secs())
             .map_err(HttpError::internal)?;
-        let finished = st2.store.finish_incoming(&si.0, shnum, &file);
+        let finished = st2.store.finish_incoming(&si, shnum, &file);
         let mut db = st2.lock_db();
         let size = match finished {
             Ok(size) => size,
@@ -361,7 +357,7 @@ pub(super) async fn abort(
         }
         Err(e) if e.status == StatusCode::NOT_FOUND => {
             let st2 = st.clone();
-            let finished = blocking(move || st2.store.share_path(&si.0, shnum).exists()).await?;
+            let finished = blocking(move || st2.store.share_path(&si, shnum).exists()).await?;
             if finished {
                 Err(HttpError::new(
                     StatusCode::METHOD_NOT_ALLOWED,

@@ -22,7 +22,7 @@ pub(super) async fn add_lease(
     blocking(move || -> Result<(), HttpError> {
         let st = st2;
         let mut db = st.lock_db();
-        let shares = st.store.list_share_numbers(&si.0)?;
+        let shares = st.store.list_share_numbers(&si)?;
         if shares.is_empty() {
             return Err(HttpError::not_found());
         }
@@ -41,7 +41,7 @@ pub(super) async fn add_lease(
         st.change_bucket(&mut db, &si, || {
             for shnum in shares {
                 st.store
-                    .add_or_renew_lease(&si.0, shnum, &grant, Some(avail))?;
+                    .add_or_renew_lease(&si, shnum, &grant, Some(avail))?;
             }
             Ok(())
         })

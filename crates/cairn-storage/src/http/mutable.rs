@@ -43,7 +43,7 @@ pub(super) async fn read_test_write(
         let rtw = || {
             Ok(st
                 .store
-                .read_test_write(&si.0, &req, &rtw_secrets, &ctx, Some(avail))?)
+                .read_test_write(&si, &req, &rtw_secrets, &ctx, Some(avail))?)
         };
         if req.test_write_vectors.is_empty() {
             // Reads only (a writer's servermap query): no file can change.

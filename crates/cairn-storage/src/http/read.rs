@@ -23,7 +23,7 @@ pub(super) async fn list_shares(st: Arc<ServerState>, si: String, headers: Heade
     authorize(&st, &headers, gbs::SECRETS_NONE)?;
     check_accept(&headers)?;
     let st2 = st.clone();
-    let shares = blocking(move || st2.store.list_share_numbers(&si.0)).await??;
+    let shares = blocking(move || st2.store.list_share_numbers(&si)).await??;
     Ok(cbor(StatusCode::OK, gbs::encode_share_set(&shares)))
 }
 
@@ -56,13 +56,13 @@ pub(super) async fn open_share<T: Send + 'static>(
     si: &str,
     shnum: &str,
     headers: &HeaderMap,
-    open: fn(&Store, &[u8; 16], ShareNum) -> store::Result<Option<T>>,
+    open: fn(&Store, &StorageIndex, ShareNum) -> store::Result<Option<T>>,
 ) -> Result<T, HttpError> {
     let si = parse_si(si)?;
     let shnum = parse_shnum(shnum)?;
     authorize(st, headers, gbs::SECRETS_NONE)?;
     let st2 = st.clone();
-    let share = blocking(move || open(&st2.store, &si.0, shnum)).await??;
+    let share = blocking(move || open(&st2.store, &si, shnum)).await??;
     share.ok_or_else(HttpError::not_found)
 }
 

@@ -4,9 +4,7 @@
 use super::*;
 
 pub(super) fn parse_si(s: &str) -> Result<StorageIndex, HttpError> {
-    gbs::parse_storage_index(s)
-        .map(StorageIndex)
-        .ok_or_else(HttpError::not_found)
+    gbs::parse_storage_index(s).ok_or_else(HttpError::not_found)
 }
 
 pub(super) fn parse_shnum(s: &str) -> Result<ShareNum, HttpError> {

@@ -109,7 +109,7 @@ impl ServerState {
     }
 
     pub(super) fn abort_blocking(&self, si: StorageIndex, shnum: ShareNum) {
-        if let Err(e) = self.store.abort_incoming(&si.0, shnum) {
+        if let Err(e) = self.store.abort_incoming(&si, shnum) {
             tracing::warn!("aborting upload {}/{shnum}: {e}", si.to_base32());
         }
         if let Err(e) = self.lock_db().release(&ShareKey::new(si, shnum)) {

@@ -25,34 +25,16 @@ pub mod publish;
 pub mod retrieve;
 pub mod servermap;
 
-pub use crate::client::machine::{Problem, ProblemKind};
-pub use crate::placement::{ServerIdx, ShareNum};
+pub use crate::client::machine::{Problem, ProblemKind, ServerFailure};
+// Not yet the ids newtypes inside the mutable machines: raw numbers, converted where they
+// meet the machine vocabulary and the placement module.
+pub type ServerIdx = u32;
+pub type ShareNum = u8;
 pub use publish::{PublishConfig, PublishError, PublishMachine, PublishOutcome, WriteTest};
 pub use retrieve::{RetrieveConfig, RetrieveError, RetrieveKeys, RetrieveMachine, RetrieveOutcome};
 pub use servermap::{Mode, ServerMap, ServermapUpdater, UpdateConfig, VersionId};
 
 pub use crate::client::machine::{Millis, RequestId};
-
-/// A server that failed, and why (the driver's description of the error).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerFailure {
-    pub server: ServerIdx,
-    /// The share the failed request was about, if it was about one share.
-    pub shnum: Option<ShareNum>,
-    /// What was being done: `"query"`, `"read"`, `"write"`.
-    pub during: &'static str,
-    pub reason: String,
-}
-
-impl std::fmt::Display for ServerFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "server {} failed during {}", self.server, self.during)?;
-        if let Some(sh) = self.shnum {
-            write!(f, " (share {sh})")?;
-        }
-        write!(f, ": {}", self.reason)
-    }
-}
 
 /// The driver broke the protocol with a machine (a bug in the driver, not a server).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -478,7 +478,7 @@ impl PublishMachine {
     fn server_failed(&mut self, req: &WriteReq, reason: String) {
         self.bad.insert(req.server);
         self.failures.push(ServerFailure {
-            server: req.server,
+            server: ServerIndex(req.server),
             shnum: None,
             during: "write",
             reason,
@@ -533,7 +533,7 @@ impl PublishMachine {
             self.stale.push((req.server, *sh));
         }
         self.failures.push(ServerFailure {
-            server: req.server,
+            server: ServerIndex(req.server),
             shnum: None,
             during: "write",
             reason,
@@ -708,7 +708,7 @@ impl PublishMachine {
     /// that hold nothing of the new version yet, where a copy raises happiness.
     fn top_up_happiness(&self, plan: &mut BTreeMap<ServerIdx, BTreeMap<ShareNum, WriteTest>>) {
         let mut live = self.planned_live(plan);
-        let mut happiness = servers_of_happiness(&live);
+        let mut happiness = happiness_of(&live);
         if happiness >= self.cfg.happy {
             return;
         }
@@ -725,7 +725,7 @@ impl PublishMachine {
                     continue;
                 }
                 live.entry(sh).or_default().insert(server);
-                let h = servers_of_happiness(&live);
+                let h = happiness_of(&live);
                 if h > happiness {
                     happiness = h;
                     let test = self.test_for(server, sh);
@@ -746,7 +746,7 @@ impl PublishMachine {
                 placed: self.placed.clone(),
             });
         }
-        let happiness = servers_of_happiness(&self.placed);
+        let happiness = happiness_of(&self.placed);
         let homeless: Vec<ShareNum> = (0..self.version.n)
             .filter(|sh| self.placed.get(sh).is_none_or(|s| s.is_empty()))
             .collect();
@@ -781,14 +781,28 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
         .join("; ")
 }
 
+/// [`servers_of_happiness`] of a share -> servers map in this machine's raw numbers.
+fn happiness_of(m: &BTreeMap<ShareNum, BTreeSet<ServerIdx>>) -> usize {
+    let m = m
+        .iter()
+        .map(|(sh, servers)| {
+            (
+                crate::ids::ShareNum(*sh),
+                servers.iter().map(|s| ServerIndex(*s)).collect(),
+            )
+        })
+        .collect();
+    servers_of_happiness(&m)
+}
+
 /// Failures grouped by server, in order of first failure, each reason once.
 fn per_server(failures: &[ServerFailure]) -> String {
     let mut order: Vec<ServerIdx> = Vec::new();
     let mut reasons: BTreeMap<ServerIdx, Vec<&str>> = BTreeMap::new();
     for f in failures {
-        let r = reasons.entry(f.server).or_default();
+        let r = reasons.entry(f.server.0).or_default();
         if r.is_empty() {
-            order.push(f.server);
+            order.push(f.server.0);
         }
         if !r.contains(&f.reason.as_str()) {
             r.push(&f.reason);

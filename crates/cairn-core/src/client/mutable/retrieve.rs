@@ -65,8 +65,8 @@ use super::servermap::{ServerMap, VersionId};
 use super::{
     Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ServerIdx, ShareNum,
 };
-use crate::client::machine::{self, Chunk, ServerIndex};
 use crate::bytes::Reader;
+use crate::client::machine::{self, Chunk, ServerIndex};
 use crate::crypto::AesCtr;
 use crate::fec::Fec;
 use crate::hashtree::{tree_len, IncompleteHashTree};

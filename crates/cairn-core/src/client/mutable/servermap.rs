@@ -592,8 +592,8 @@ impl ServermapUpdater {
             Purpose::Prefix | Purpose::Privkey => "read",
         };
         self.map.failures.push(ServerFailure {
-            server: req.server,
-            shnum: req.shnum,
+            server: ServerIndex(req.server),
+            shnum: req.shnum.map(crate::ids::ShareNum),
             during,
             reason,
         });

@@ -44,7 +44,7 @@ pub const MAX_SHARE_NUMBER: u64 = 255;
 /// Nesting limit for CBOR bodies; the deepest valid request nests 5 levels.
 const MAX_CBOR_DEPTH: usize = 16;
 
-pub use crate::ids::ShareNum;
+pub use crate::ids::{ShareNum, StorageIndex};
 
 /// Why a request piece was refused; each variant maps to the status Tahoe's server sends.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn path_segments() {
-        let si = [7u8; 16];
+        let si = StorageIndex([7u8; 16]);
         let s = storage_index_to_string(&si);
         assert_eq!(s.len(), 26);
         assert_eq!(parse_storage_index(&s), Some(si));

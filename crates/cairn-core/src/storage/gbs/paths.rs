@@ -4,7 +4,7 @@ use super::*;
 
 /// Parse a storage-index path segment: exactly 26 lowercase RFC 3548 base32 characters that
 /// decode canonically to 16 bytes. `None` means "does not route" (404), as in Tahoe.
-pub fn parse_storage_index(segment: &str) -> Option<[u8; 16]> {
+pub fn parse_storage_index(segment: &str) -> Option<StorageIndex> {
     if segment.len() != 26
         || !segment
             .bytes()
@@ -12,12 +12,14 @@ pub fn parse_storage_index(segment: &str) -> Option<[u8; 16]> {
     {
         return None;
     }
-    crate::base32::decode_array::<16>(segment).ok()
+    crate::base32::decode_array::<16>(segment)
+        .ok()
+        .map(StorageIndex)
 }
 
 /// The 26-character form of a storage index (also its directory name on disk).
-pub fn storage_index_to_string(si: &[u8; 16]) -> String {
-    crate::base32::encode(si)
+pub fn storage_index_to_string(si: &StorageIndex) -> String {
+    si.to_base32()
 }
 
 /// Parse a share-number path segment: unsigned decimal digits (werkzeug's `int(signed=False)`).
