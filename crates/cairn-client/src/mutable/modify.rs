@@ -198,7 +198,7 @@ async fn modify_in_place(
     };
     let mut writes = vec![Vec::new(); usize::from(best.n)];
     for (sh, w) in upd.writes {
-        writes[usize::from(sh)] = w;
+        writes[sh.get()] = w;
     }
     let payload = Payload::InPlace {
         old: best.checkstring(),
@@ -332,7 +332,7 @@ async fn read_old_shares(
                         [h, n] => (h, n),
                         _ => continue,
                     };
-                    match OldShare::from_reads(plan, sh.0, head, span.0, nodes) {
+                    match OldShare::from_reads(plan, sh, head, span.0, nodes) {
                         Ok(o) => {
                             out.insert(sh, o);
                         }
