@@ -3,6 +3,7 @@
 //! (`cairn_core::mutable::update::{plan, OldShare::from_reads}`) never panic: the header
 //! comes from a parsed share, offset and length from the input's last 16 bytes, and the
 //! "reads" are the input itself at two offsets.
+use cairn_core::ids::ShareNum;
 use cairn_core::mutable::update::{plan, OldShare};
 use cairn_core::mutable::MutableShare;
 use libfuzzer_sys::fuzz_target;
@@ -22,8 +23,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = p.block_hash_node_reads();
     let _ = p.segment_plaintext_len();
-    let _ = OldShare::from_reads(&p, 0, share, 0, share);
+    let _ = OldShare::from_reads(&p, ShareNum(0), share, 0, share);
     let at = p.old_block_hash_tree_offset();
-    let _ = OldShare::from_reads(&p, 1, share, at, share);
-    let _ = OldShare::from_reads(&p, 2, &share[..share.len() / 2], at / 2, share);
+    let _ = OldShare::from_reads(&p, ShareNum(1), share, at, share);
+    let _ = OldShare::from_reads(&p, ShareNum(2), &share[..share.len() / 2], at / 2, share);
 });

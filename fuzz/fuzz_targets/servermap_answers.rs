@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use cairn_core::client::machine::{Failure, Fault};
+use cairn_core::ids::{ServerIndex, ShareNum};
 use cairn_core::client::mutable::servermap::{
     Action, Event, Mode, Read, ServermapUpdater, UpdateConfig,
 };
@@ -18,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         1 => Mode::Write,
         _ => Mode::Check,
     };
-    let servers: Vec<_> = (0..4).collect();
+    let servers: Vec<_> = (0..4).map(ServerIndex).collect();
     let Ok(mut u) = ServermapUpdater::new(UpdateConfig::new(mode, 2, 4, [7u8; 32]), &servers) else { return };
     let mut pending: Vec<u64> = Vec::new();
     let collect = |acts: Vec<Action>, pending: &mut Vec<u64>| {
@@ -41,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         let event = if rest.len() < 3 {
             Event::Failed { id, failure: Failure::new(Fault::Network, "gone") }
         } else {
-            let shnum = rest[0] % 6;
+            let shnum = ShareNum(rest[0] % 6);
             let len = (usize::from(rest[1]) << 8 | usize::from(rest[2])).min(rest.len() - 3);
             let bytes = rest[3..3 + len].to_vec();
             rest = &rest[3 + len..];

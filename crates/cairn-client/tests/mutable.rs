@@ -541,7 +541,7 @@ async fn a_reader_with_a_stale_server_gets_the_newest_version() {
         .servermap()
         .shares()
         .iter()
-        .any(|((s, _), v)| *s as usize == first && v.seqnum == 1));
+        .any(|((s, _), v)| s.get() == first && v.seqnum == 1));
     // the next write replaces the stale share too
     let q = overwrite(&fresh, &cap(&p.writecap), b"three", &opts)
         .await

@@ -17,7 +17,7 @@ use cairn_core::client::compose::modify::{
 };
 use cairn_core::client::machine::{Failure, Fault, Machine, RequestId};
 use cairn_core::client::mutable::servermap::{self, Mode, ServerMap, UpdateConfig};
-use cairn_core::client::mutable::{publish, retrieve, RetrieveConfig, ServerIdx};
+use cairn_core::client::mutable::{publish, retrieve, RetrieveConfig, ServerIndex, ShareNum};
 use cairn_core::mutable::codec::Encoding;
 use cairn_core::mutable::MutableFormat;
 use cairn_test_support::data;
@@ -116,24 +116,24 @@ fn every_whole_republish_case() {
     );
     let v2 = version(MutableFormat::Mdmf, 2, 10_000);
     let mut g = full_grid(&v2);
-    g.put(1, 9, &v0.shares[&9]);
+    g.put(ServerIndex(1), ShareNum(9), &v0.shares[&ShareNum(9)]);
     let map = update(&mut g, Mode::Write);
     assert_eq!(map.best_recoverable_version().unwrap().seqnum, 2);
     assert_eq!(whole(&map, 0, 1), WholeReason::OtherVersionsOrBadShares);
 
     // a newer unrecoverable version above the best
     let mut g = full_grid(&v1);
-    g.put(1, 0, &v2.shares[&0]);
+    g.put(ServerIndex(1), ShareNum(0), &v2.shares[&ShareNum(0)]);
     let map = update(&mut g, Mode::Write);
     assert_eq!(map.best_recoverable_version().unwrap().seqnum, 1);
     assert_eq!(whole(&map, 0, 1), WholeReason::OtherVersionsOrBadShares);
 
     // a bad share
     let mut g = full_grid(&v1);
-    let mut bad = v1.shares[&4].clone();
+    let mut bad = v1.shares[&ShareNum(4)].clone();
     // inside the signed root hash: the signature no longer verifies
     bad[20] ^= 1;
-    g.put(5, 4, &bad);
+    g.put(ServerIndex(5), ShareNum(4), &bad);
     let map = update(&mut g, Mode::Write);
     assert_eq!(map.bad_shares().len(), 1);
     assert_eq!(whole(&map, 0, 1), WholeReason::OtherVersionsOrBadShares);
@@ -289,7 +289,6 @@ fn recover(grid: &mut Grid, format: MutableFormat, ours: Option<Vec<u8>>, late: 
                 server,
                 request: Request::Check(read),
             } => {
-                let server = server.0;
                 let (shnum, offset, len) = match read {
                     servermap::Read::Query { len } => (None, 0, len),
                     servermap::Read::Share { shnum, offset, len } => (Some(shnum), offset, len),
@@ -312,7 +311,6 @@ fn recover(grid: &mut Grid, format: MutableFormat, ours: Option<Vec<u8>>, late: 
                         shnum, offset, len, ..
                     }),
             } => {
-                let server = server.0;
                 // answers of the check phase arriving again now are dropped
                 for e in replay.drain(..) {
                     assert_eq!(m.handle(e, now).unwrap(), Vec::new());
@@ -337,7 +335,6 @@ fn recover(grid: &mut Grid, format: MutableFormat, ours: Option<Vec<u8>>, late: 
                 server,
                 request: Request::Publish(publish::Write { shares }),
             } => {
-                let server = server.0;
                 ids.push(id);
                 if grid.servers[&server].stalled {
                     return ControlFlow::Continue(());
@@ -405,8 +402,8 @@ fn an_unrecoverable_newer_version_gets_the_best_one_republished_above_it() {
         let v2 = version(format, 2, 5000);
         let mut g = full_grid(&v1);
         // the other writer got two shares of seqnum 2 out (k = 3): not recoverable
-        g.put(1, 0, &v2.shares[&0]);
-        g.put(2, 1, &v2.shares[&1]);
+        g.put(ServerIndex(1), ShareNum(0), &v2.shares[&ShareNum(0)]);
+        g.put(ServerIndex(2), ShareNum(1), &v2.shares[&ShareNum(1)]);
         let run = recover(&mut g, format, Some(b"ours".to_vec()), true);
         assert_eq!(
             run.outcome,
@@ -433,7 +430,7 @@ fn an_unrecoverable_newer_version_gets_the_best_one_republished_above_it() {
         assert!(holders.len() >= usize::from(K));
         let mut total = 0;
         for (sh, servers) in &holders {
-            let s: &ServerIdx = servers.iter().next().unwrap();
+            let s: &ServerIndex = servers.iter().next().unwrap();
             total += g.servers[s].shares[sh].len();
         }
         assert!(total > 0);
@@ -447,8 +444,8 @@ fn nothing_recoverable_republishes_this_writers_data_or_gives_up() {
     let v2 = version(MutableFormat::Mdmf, 2, 5000);
     let grid = || {
         let mut g = Grid::new(10);
-        g.put(1, 0, &v1.shares[&0]);
-        g.put(2, 0, &v2.shares[&0]);
+        g.put(ServerIndex(1), ShareNum(0), &v1.shares[&ShareNum(0)]);
+        g.put(ServerIndex(2), ShareNum(0), &v2.shares[&ShareNum(0)]);
         g
     };
     let mut g = grid();
@@ -479,7 +476,7 @@ fn nothing_recoverable_republishes_this_writers_data_or_gives_up() {
 fn encoding_failure_and_unknown_ids() {
     let mut m = CollisionRecovery::new(
         recovery_config(MutableFormat::Mdmf),
-        &[1, 2],
+        &[ServerIndex(1), ServerIndex(2)],
         Some(b"x".to_vec()),
     );
     let actions = m.start(0);
@@ -588,9 +585,9 @@ fn a_stalled_server_times_out_and_recovery_goes_on() {
     let v1 = version(MutableFormat::Mdmf, 1, 5000);
     let v2 = version(MutableFormat::Mdmf, 2, 5000);
     let mut g = full_grid(&v1);
-    g.put(1, 0, &v2.shares[&0]);
+    g.put(ServerIndex(1), ShareNum(0), &v2.shares[&ShareNum(0)]);
     // server 10 holds share 9 of v1 and never answers: not needed, 9 others hold v1
-    g.server(10).stalled = true;
+    g.server(ServerIndex(10)).stalled = true;
     let run = recover(&mut g, MutableFormat::Mdmf, None, false);
     assert_eq!(
         run.outcome,
@@ -600,7 +597,7 @@ fn a_stalled_server_times_out_and_recovery_goes_on() {
         }
     );
     assert_unique(&run.ids);
-    g.server(10).stalled = false;
+    g.server(ServerIndex(10)).stalled = false;
     let map = update(&mut g, Mode::Check);
     assert_eq!(map.best_recoverable_version().unwrap().seqnum, 3);
     assert_eq!(map.highest_seqnum(), 3);

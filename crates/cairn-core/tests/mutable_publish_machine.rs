@@ -16,7 +16,7 @@ use cairn_core::client::mutable::publish::{
 use cairn_core::client::mutable::servermap::{
     self, Event as SEvent, Mode, ServerMap, ServermapUpdater, UpdateConfig,
 };
-use cairn_core::client::mutable::{ServerIdx, ShareNum};
+use cairn_core::client::mutable::ShareNum;
 use cairn_core::mutable::{MutableFormat, MutableKeys};
 use cairn_test_support::fake_grid::{self, Grid};
 use cairn_test_support::fixtures::{self, key1, MutableVersion as Version};
@@ -61,7 +61,7 @@ enum Delivery {
 struct PublishRun {
     result: Result<PublishOutcome, PublishError>,
     /// Write requests (not shares) sent to each server.
-    requests: BTreeMap<ServerIdx, usize>,
+    requests: BTreeMap<ServerIndex, usize>,
     /// The machine's problem reports, in order.
     reports: Vec<Problem>,
 }
@@ -69,7 +69,7 @@ struct PublishRun {
 fn publish(
     grid: &mut Grid,
     map: &ServerMap,
-    servers: &[ServerIdx],
+    servers: &[ServerIndex],
     version: &Version,
     delivery: Delivery,
 ) -> PublishRun {
@@ -81,7 +81,7 @@ fn publish(
     });
     let mut to_send: VecDeque<publish::Action> = m.start(0).into();
     let mut answers: Vec<PEvent> = Vec::new();
-    let mut requests: BTreeMap<ServerIdx, usize> = BTreeMap::new();
+    let mut requests: BTreeMap<ServerIndex, usize> = BTreeMap::new();
     let mut finished = None;
     let mut reports = Vec::new();
     let mut now = 0;
@@ -91,7 +91,7 @@ fn publish(
             match action {
                 publish::Action::Send {
                     id,
-                    server: ServerIndex(server),
+                    server,
                     request: Write { shares },
                 } => {
                     *requests.entry(server).or_default() += 1;
@@ -168,10 +168,10 @@ fn assert_no_duplicate_writes(grid: &Grid) {
 fn issue_grid(v1: &Version) -> Grid {
     let mut grid = Grid::new(14);
     for server in 1..=10u32 {
-        let sh = (server % 10) as ShareNum;
-        grid.put(server, sh, &v1.shares[&sh]);
+        let sh = ShareNum((server % 10) as u8);
+        grid.put(ServerIndex(server), sh, &v1.shares[&sh]);
     }
-    grid.put(11, 3, &v1.shares[&3]);
+    grid.put(ServerIndex(11), ShareNum(3), &v1.shares[&ShareNum(3)]);
     grid
 }
 
@@ -215,8 +215,14 @@ fn issue_servermap(grid: &mut Grid, v1: &Version) -> ServerMap {
     assert_eq!(map.highest_seqnum(), 1);
     let best = map.best_recoverable_version().unwrap();
     assert_eq!(best.header(), v1.header);
-    assert_eq!(map.servers_for(&best), (1..=11).collect::<BTreeSet<_>>());
-    assert_eq!(map.versions()[&best][&3], BTreeSet::from([3, 11]));
+    assert_eq!(
+        map.servers_for(&best),
+        (1..=11).map(ServerIndex).collect::<BTreeSet<_>>()
+    );
+    assert_eq!(
+        map.versions()[&best][&ShareNum(3)],
+        BTreeSet::from([ServerIndex(3), ServerIndex(11)])
+    );
     assert!(map.privkey().is_some(), "write mode found the private key");
     assert!(map.failures().is_empty());
     map
@@ -227,13 +233,16 @@ fn issue_scenario_server_lost_failure_reported_synchronously() {
     let (v1, v2) = v1_v2();
     let mut grid = issue_grid(&v1);
     let map = issue_servermap(&mut grid, &v1);
-    grid.servers.get_mut(&3).unwrap().down = true;
+    grid.servers.get_mut(&ServerIndex(3)).unwrap().down = true;
     let order = grid.order();
     let run = publish(&mut grid, &map, &order, &v2, Delivery::Synchronous);
     let outcome = assert_good_publish(&run, &grid, &v2);
     assert_eq!(outcome.failures.len(), 1);
     assert_eq!(outcome.failures[0].server.0, 3);
-    assert_eq!(outcome.placed[&3], BTreeSet::from([11]));
+    assert_eq!(
+        outcome.placed[&ShareNum(3)],
+        BTreeSet::from([ServerIndex(11)])
+    );
     assert!(run.requests.values().all(|n| *n == 1), "{:?}", run.requests);
 }
 
@@ -244,7 +253,7 @@ fn issue_scenario_server_lost_failure_reported_asynchronously() {
         println!("seed {seed}");
         let mut grid = issue_grid(&v1);
         let map = issue_servermap(&mut grid, &v1);
-        grid.servers.get_mut(&3).unwrap().down = true;
+        grid.servers.get_mut(&ServerIndex(3)).unwrap().down = true;
         let order = grid.order();
         let run = publish(
             &mut grid,
@@ -254,7 +263,11 @@ fn issue_scenario_server_lost_failure_reported_asynchronously() {
             Delivery::Asynchronous { seed },
         );
         let outcome = assert_good_publish(&run, &grid, &v2);
-        assert_eq!(outcome.placed[&3], BTreeSet::from([11]), "seed {seed}");
+        assert_eq!(
+            outcome.placed[&ShareNum(3)],
+            BTreeSet::from([ServerIndex(11)]),
+            "seed {seed}"
+        );
         assert!(
             run.requests.values().all(|n| *n == 1),
             "seed {seed}: {:?}",
@@ -269,11 +282,15 @@ fn issue_scenario_server_gone_from_the_connected_list() {
     let (v1, v2) = v1_v2();
     let mut grid = issue_grid(&v1);
     let map = issue_servermap(&mut grid, &v1);
-    let order: Vec<ServerIdx> = grid.order().into_iter().filter(|s| *s != 3).collect();
+    let order: Vec<ServerIndex> = grid
+        .order()
+        .into_iter()
+        .filter(|s| *s != ServerIndex(3))
+        .collect();
     let run = publish(&mut grid, &map, &order, &v2, Delivery::Synchronous);
     let outcome = assert_good_publish(&run, &grid, &v2);
     assert!(outcome.failures.is_empty());
-    assert!(!run.requests.contains_key(&3));
+    assert!(!run.requests.contains_key(&ServerIndex(3)));
 }
 
 #[test]
@@ -283,13 +300,21 @@ fn lost_sole_holder_share_moves_to_an_unused_server() {
     let (v1, v2) = v1_v2();
     for delivery in [Delivery::Synchronous, Delivery::Asynchronous { seed: 7 }] {
         let mut grid = issue_grid(&v1);
-        grid.servers.get_mut(&11).unwrap().shares.clear();
+        grid.servers
+            .get_mut(&ServerIndex(11))
+            .unwrap()
+            .shares
+            .clear();
         let map = update(&mut grid, Mode::Write);
-        grid.servers.get_mut(&3).unwrap().down = true;
+        grid.servers.get_mut(&ServerIndex(3)).unwrap().down = true;
         let order = grid.order();
         let run = publish(&mut grid, &map, &order, &v2, delivery);
         let outcome = assert_good_publish(&run, &grid, &v2);
-        assert_eq!(outcome.placed[&3], BTreeSet::from([11]), "{delivery:?}");
+        assert_eq!(
+            outcome.placed[&ShareNum(3)],
+            BTreeSet::from([ServerIndex(11)]),
+            "{delivery:?}"
+        );
         assert_eq!(outcome.happiness, 10);
         assert!(run.requests.values().all(|n| *n == 1), "{:?}", run.requests);
     }
@@ -303,8 +328,8 @@ fn genuine_collision_is_an_uncoordinated_write_and_a_version_survives() {
     for delivery in [Delivery::Synchronous, Delivery::Asynchronous { seed: 3 }] {
         let mut grid = issue_grid(&v1);
         let map = issue_servermap(&mut grid, &v1);
-        grid.put(4, 4, &other.shares[&4]);
-        grid.put(5, 5, &other.shares[&5]);
+        grid.put(ServerIndex(4), ShareNum(4), &other.shares[&ShareNum(4)]);
+        grid.put(ServerIndex(5), ShareNum(5), &other.shares[&ShareNum(5)]);
         let order = grid.order();
         let run = publish(&mut grid, &map, &order, &v2, delivery);
         let Err(PublishError::UncoordinatedWrite { collisions, .. }) = &run.result else {
@@ -313,8 +338,12 @@ fn genuine_collision_is_an_uncoordinated_write_and_a_version_survives() {
                 run.result
             );
         };
-        let at: BTreeSet<ServerIdx> = collisions.iter().map(|c| c.server).collect();
-        assert_eq!(at, BTreeSet::from([4, 5]), "{delivery:?}");
+        let at: BTreeSet<ServerIndex> = collisions.iter().map(|c| c.server).collect();
+        assert_eq!(
+            at,
+            BTreeSet::from([ServerIndex(4), ServerIndex(5)]),
+            "{delivery:?}"
+        );
         assert!(collisions.iter().all(|c| c.found_seqnum == Some(2)));
         assert!(run
             .result
@@ -336,16 +365,20 @@ fn newer_share_seen_only_in_the_read_vector_is_a_collision() {
     let (v1, v2) = v1_v2();
     let other = make_version(MutableFormat::Sdmf, 5, b"far newer", 5);
     let mut grid = issue_grid(&v1);
-    grid.servers.get_mut(&11).unwrap().shares.clear();
+    grid.servers
+        .get_mut(&ServerIndex(11))
+        .unwrap()
+        .shares
+        .clear();
     let map = update(&mut grid, Mode::Write);
-    grid.servers.get_mut(&3).unwrap().down = true;
-    grid.put(11, 3, &other.shares[&3]);
+    grid.servers.get_mut(&ServerIndex(3)).unwrap().down = true;
+    grid.put(ServerIndex(11), ShareNum(3), &other.shares[&ShareNum(3)]);
     let order = grid.order();
     let run = publish(&mut grid, &map, &order, &v2, Delivery::Synchronous);
     let Err(PublishError::UncoordinatedWrite { collisions, .. }) = &run.result else {
         panic!("expected an uncoordinated write, got {:?}", run.result);
     };
-    assert_eq!(collisions[0].server, 11);
+    assert_eq!(collisions[0].server, ServerIndex(11));
     assert_eq!(collisions[0].found_seqnum, Some(5));
 }
 
@@ -389,14 +422,14 @@ fn too_few_servers_names_how_many_were_tried_and_why() {
     let (v1, v2) = v1_v2();
     let mut grid = Grid::new(10);
     for server in 1..=10u32 {
-        let sh = (server % 10) as ShareNum;
-        grid.put(server, sh, &v1.shares[&sh]);
+        let sh = ShareNum((server % 10) as u8);
+        grid.put(ServerIndex(server), sh, &v1.shares[&sh]);
     }
     let map = update(&mut grid, Mode::Write);
-    for s in [1, 2, 3] {
+    for s in [1, 2, 3].map(ServerIndex) {
         grid.servers.get_mut(&s).unwrap().down = true;
     }
-    for s in [4, 5, 6] {
+    for s in [4, 5, 6].map(ServerIndex) {
         grid.servers.get_mut(&s).unwrap().fail_writes = true;
     }
     let order = grid.order();
@@ -419,8 +452,8 @@ fn too_few_servers_names_how_many_were_tried_and_why() {
         panic!("expected NotEnoughServers, got {:?}", run.result);
     };
     assert_eq!(*tried, 10);
-    let failed: BTreeSet<ServerIdx> = failures.iter().map(|f| f.server.0).collect();
-    assert_eq!(failed, (1..=6).collect(), "{failures:#?}");
+    let failed: BTreeSet<ServerIndex> = failures.iter().map(|f| f.server).collect();
+    assert_eq!(failed, (1..=6).map(ServerIndex).collect(), "{failures:#?}");
     assert_eq!(*happiness, 4);
     let msg = e.to_string();
     println!("{msg}");
@@ -487,8 +520,8 @@ fn mdmf_check_mode_reads_the_prefix_it_lacks_once() {
     let v = make_version(MutableFormat::Mdmf, 1, &[7u8; 5000], 21);
     let mut grid = Grid::new(10);
     for server in 1..=10u32 {
-        let sh = (server - 1) as ShareNum;
-        grid.put(server, sh, &v.shares[&sh]);
+        let sh = ShareNum((server - 1) as u8);
+        grid.put(ServerIndex(server), sh, &v.shares[&sh]);
     }
     let map = update(&mut grid, Mode::Check);
     assert_eq!(map.best_recoverable_version().unwrap().header(), v.header);
@@ -501,18 +534,21 @@ fn corrupt_and_foreign_shares_are_bad_not_versions() {
     let (v1, _) = v1_v2();
     let mut grid = issue_grid(&v1);
     // Flip a header byte on server 2 (the signature no longer covers it) and put junk on 12.
-    let mut bad = v1.shares[&2].clone();
+    let mut bad = v1.shares[&ShareNum(2)].clone();
     bad[60] ^= 1;
-    grid.put(2, 2, &bad);
-    grid.put(12, 0, b"\x07 not a share");
+    grid.put(ServerIndex(2), ShareNum(2), &bad);
+    grid.put(ServerIndex(12), ShareNum(0), b"\x07 not a share");
     let map = update(&mut grid, Mode::Write);
     assert!(
-        map.bad_shares().contains_key(&(2, 2)),
+        map.bad_shares()
+            .contains_key(&(ServerIndex(2), ShareNum(2))),
         "{:?}",
         map.bad_shares()
     );
-    assert!(map.bad_shares().contains_key(&(12, 0)));
-    assert_eq!(map.version_on(2, 2), None);
+    assert!(map
+        .bad_shares()
+        .contains_key(&(ServerIndex(12), ShareNum(0))));
+    assert_eq!(map.version_on(ServerIndex(2), ShareNum(2)), None);
     assert_eq!(map.highest_seqnum(), 1);
 }
 
@@ -560,7 +596,7 @@ fn issue_scenario_server_stalls_instead_of_disconnecting() {
     let (v1, v2) = v1_v2();
     let mut grid = issue_grid(&v1);
     let map = issue_servermap(&mut grid, &v1);
-    grid.servers.get_mut(&3).unwrap().stalled = true;
+    grid.servers.get_mut(&ServerIndex(3)).unwrap().stalled = true;
     let order = grid.order();
     let run = publish(
         &mut grid,
@@ -575,7 +611,10 @@ fn issue_scenario_server_stalls_instead_of_disconnecting() {
         outcome.failures[0].reason.contains("no answer within"),
         "{outcome:?}"
     );
-    assert_eq!(outcome.placed[&3], BTreeSet::from([11]));
+    assert_eq!(
+        outcome.placed[&ShareNum(3)],
+        BTreeSet::from([ServerIndex(11)])
+    );
     // The machine itself reports the stall (the driver no longer guesses it from a cancel).
     let stalls: Vec<&Problem> = run
         .reports
@@ -592,7 +631,7 @@ fn a_failed_writes_fault_reaches_the_problem_report() {
     let (v1, v2) = v1_v2();
     let mut grid = issue_grid(&v1);
     let map = issue_servermap(&mut grid, &v1);
-    grid.servers.get_mut(&3).unwrap().fail_writes = true;
+    grid.servers.get_mut(&ServerIndex(3)).unwrap().fail_writes = true;
     let order = grid.order();
     let run = publish(&mut grid, &map, &order, &v2, Delivery::Synchronous);
     assert_good_publish(&run, &grid, &v2);
@@ -610,12 +649,12 @@ fn a_failed_writes_fault_reaches_the_problem_report() {
 fn servermap_records_failed_and_stalled_servers_and_still_finishes() {
     let (v1, _) = v1_v2();
     let mut grid = issue_grid(&v1);
-    grid.servers.get_mut(&3).unwrap().down = true;
-    grid.servers.get_mut(&5).unwrap().stalled = true;
+    grid.servers.get_mut(&ServerIndex(3)).unwrap().down = true;
+    grid.servers.get_mut(&ServerIndex(5)).unwrap().stalled = true;
     let map = update(&mut grid, Mode::Write);
-    let failed: BTreeSet<ServerIdx> = map.failures().iter().map(|f| f.server.0).collect();
-    assert_eq!(failed, BTreeSet::from([3, 5]));
-    assert!(!map.is_reachable(3) && !map.is_reachable(5));
+    let failed: BTreeSet<ServerIndex> = map.failures().iter().map(|f| f.server).collect();
+    assert_eq!(failed, BTreeSet::from([ServerIndex(3), ServerIndex(5)]));
+    assert!(!map.is_reachable(ServerIndex(3)) && !map.is_reachable(ServerIndex(5)));
     let best = map.best_recoverable_version().unwrap();
     assert_eq!(best.header(), v1.header);
     assert_eq!(
@@ -633,12 +672,12 @@ fn read_mode_keeps_asking_past_stale_servers_answering_first() {
     let (v1, v2) = v1_v2();
     let mut grid = Grid::new(14);
     for server in 1..=4u32 {
-        let sh = (server - 1) as ShareNum;
-        grid.put(server, sh, &v1.shares[&sh]);
+        let sh = ShareNum((server - 1) as u8);
+        grid.put(ServerIndex(server), sh, &v1.shares[&sh]);
     }
     for server in 5..=14u32 {
-        let sh = (server - 5) as ShareNum;
-        grid.put(server, sh, &v2.shares[&sh]);
+        let sh = ShareNum((server - 5) as u8);
+        grid.put(ServerIndex(server), sh, &v2.shares[&sh]);
     }
     let map = update(&mut grid, Mode::Read);
     assert_eq!(map.best_recoverable_version().unwrap().header(), v2.header);
@@ -675,15 +714,15 @@ fn simulated_fault_schedules() {
     let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
     for seed in 0..300u64 {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
-        let count: ServerIdx = rng.gen_range(11..=16);
+        let count: u32 = rng.gen_range(11..=16);
         let mut grid = Grid::new(count);
         let mut order = grid.order();
         order.shuffle(&mut rng);
-        for sh in 0..N {
-            grid.put(order[sh as usize], sh, &v1.shares[&sh]);
+        for sh in ShareNum::below(N.into()) {
+            grid.put(order[sh.get()], sh, &v1.shares[&sh]);
         }
         for _ in 0..rng.gen_range(0..=2) {
-            let sh = rng.gen_range(0..N);
+            let sh = ShareNum(rng.gen_range(0..N));
             let server = order[rng.gen_range(0..order.len())];
             grid.put(server, sh, &v1.shares[&sh]);
         }
@@ -704,7 +743,10 @@ fn simulated_fault_schedules() {
             for _ in 0..rng.gen_range(1..=3) {
                 let server = order[rng.gen_range(0..order.len())];
                 let held: Vec<ShareNum> = grid.servers[&server].shares.keys().copied().collect();
-                let sh = held.first().copied().unwrap_or(rng.gen_range(0..N));
+                let sh = held
+                    .first()
+                    .copied()
+                    .unwrap_or(ShareNum(rng.gen_range(0..N)));
                 grid.put(server, sh, &other.shares[&sh]);
             }
         }
@@ -764,21 +806,25 @@ fn older_share_on_a_server_the_map_never_asked_is_skipped_not_a_collision() {
     let (v1, v2) = v1_v2();
     let mut grid = Grid::new(20);
     for server in 1..=10u32 {
-        let sh = (server % 10) as ShareNum;
-        grid.put(server, sh, &v1.shares[&sh]);
+        let sh = ShareNum((server % 10) as u8);
+        grid.put(ServerIndex(server), sh, &v1.shares[&sh]);
     }
     let map = update(&mut grid, Mode::Write);
-    assert!(!map.queried().contains(&20), "{:?}", map.queried());
-    grid.put(20, 3, &v1.shares[&3]);
-    grid.servers.get_mut(&3).unwrap().down = true;
-    for s in 11..=19 {
+    assert!(
+        !map.queried().contains(&ServerIndex(20)),
+        "{:?}",
+        map.queried()
+    );
+    grid.put(ServerIndex(20), ShareNum(3), &v1.shares[&ShareNum(3)]);
+    grid.servers.get_mut(&ServerIndex(3)).unwrap().down = true;
+    for s in (11..=19).map(ServerIndex) {
         grid.servers.get_mut(&s).unwrap().fail_writes = true;
     }
     let order = grid.order();
     let run = publish(&mut grid, &map, &order, &v2, Delivery::Synchronous);
     let outcome = assert_good_publish(&run, &grid, &v2);
-    assert_eq!(outcome.stale_shares, vec![(20, 3)]);
-    assert_eq!(outcome.placed[&3].len(), 1);
+    assert_eq!(outcome.stale_shares, vec![(ServerIndex(20), ShareNum(3))]);
+    assert_eq!(outcome.placed[&ShareNum(3)].len(), 1);
     assert_eq!(outcome.happiness, 9);
 }
 
@@ -790,14 +836,14 @@ fn truncated_and_mangled_answers_never_panic() {
     let sdmf = make_version(MutableFormat::Sdmf, 1, b"small", 31);
     let mdmf = make_version(MutableFormat::Mdmf, 1, &[1u8; 3000], 32);
     for v in [&sdmf, &mdmf] {
-        let share = &v.shares[&0];
+        let share = &v.shares[&ShareNum(0)];
         for len in (0..share.len().min(2400)).step_by(7) {
             for flip in [None, Some(len / 2)] {
                 let mut data = share[..len].to_vec();
                 if let Some(at) = flip.filter(|at| *at < data.len()) {
                     data[at] ^= 0x80;
                 }
-                let mut m = ServermapUpdater::new(config(Mode::Check), &[1]).unwrap();
+                let mut m = ServermapUpdater::new(config(Mode::Check), &[ServerIndex(1)]).unwrap();
                 let start = m.start(0);
                 let Some(servermap::Action::Send {
                     id,
@@ -807,7 +853,7 @@ fn truncated_and_mangled_answers_never_panic() {
                 else {
                     panic!("{start:?}");
                 };
-                let response = BTreeMap::from([(0, data)]);
+                let response = BTreeMap::from([(ShareNum(0), data)]);
                 let actions = m.handle(SEvent::Answer { id: *id, response }, 1).unwrap();
                 let map = m.servermap();
                 let followed = actions.iter().any(|a| match a {
@@ -822,8 +868,10 @@ fn truncated_and_mangled_answers_never_panic() {
                 });
                 assert!(
                     followed
-                        || map.version_on(1, 0).is_some()
-                        || map.bad_shares().contains_key(&(1, 0)),
+                        || map.version_on(ServerIndex(1), ShareNum(0)).is_some()
+                        || map
+                            .bad_shares()
+                            .contains_key(&(ServerIndex(1), ShareNum(0))),
                     "len {len} flip {flip:?}: {actions:?}"
                 );
             }

@@ -15,7 +15,7 @@ use cairn_core::client::mutable::retrieve::{
     RetrieveOutcome, RetrieveSetupError,
 };
 use cairn_core::client::mutable::servermap::{Mode, ServerMap, UpdateConfig};
-use cairn_core::client::mutable::{ServerIdx, ShareNum};
+use cairn_core::client::mutable::ShareNum;
 use cairn_core::mutable::{MutableFormat, MutableShare, SALT_LEN};
 use cairn_test_support::data;
 use cairn_test_support::fake_grid::{self, Grid};
@@ -60,7 +60,7 @@ fn mdmf(seqnum: u64) -> &'static Version {
 /// A share read as the retrieve machine sent it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ReadRecord {
-    server: ServerIdx,
+    server: ServerIndex,
     shnum: ShareNum,
     part: ReadPart,
     len: u64,
@@ -127,7 +127,7 @@ fn retrieve(
             match action {
                 retrieve::Action::Send {
                     id,
-                    server: ServerIndex(server),
+                    server,
                     request:
                         retrieve::Read {
                             shnum,
@@ -138,7 +138,8 @@ fn retrieve(
                 } => {
                     assert!(
                         sent_parts.insert((server, shnum, part)),
-                        "read of {part:?} of share {shnum} on server {server} sent twice"
+                        "read of {part:?} of share {shnum} on server {} sent twice",
+                        server.0
                     );
                     sent = true;
                     run.reads.push(ReadRecord {
@@ -291,13 +292,13 @@ fn driver_mistakes_and_late_answers() {
     let v = mdmf(1);
     let mut grid = Grid::with_version(10, v, 1..11);
     let (map, _) = update(&grid, None);
-    grid.server(1).down = true;
+    grid.server(ServerIndex(1)).down = true;
     let mut m = RetrieveMachine::new(RetrieveConfig::default(), &map, keys(), None).unwrap();
     let first = m.start(0);
-    let ids: Vec<(u64, ServerIdx)> = first
+    let ids: Vec<(u64, ServerIndex)> = first
         .iter()
         .filter_map(|a| match a {
-            retrieve::Action::Send { id, server, .. } => Some((*id, server.0)),
+            retrieve::Action::Send { id, server, .. } => Some((*id, *server)),
             _ => None,
         })
         .collect();
@@ -320,7 +321,7 @@ fn driver_mistakes_and_late_answers() {
     // (or failures) are ignored.
     let on_1: Vec<u64> = ids
         .iter()
-        .filter(|(_, s)| *s == 1)
+        .filter(|(_, s)| *s == ServerIndex(1))
         .map(|(id, _)| *id)
         .collect();
     let actions = m
@@ -492,8 +493,8 @@ fn stale_grid() -> Grid {
     let (v1, v2) = (mdmf(1), mdmf(2));
     let mut grid = Grid::with_version(10, v2, 4..11);
     for s in 1..=3u32 {
-        let sh = (s - 1) as ShareNum;
-        grid.put(s, sh, &v1.shares[&sh]);
+        let sh = ShareNum((s - 1) as u8);
+        grid.put(ServerIndex(s), sh, &v1.shares[&sh]);
     }
     grid
 }
@@ -510,7 +511,7 @@ fn stale_servers_answering_first_do_not_roll_back() {
     assert_eq!(run.data, mdmf(2).plaintext);
     assert!(outcome.newer_unrecoverable.is_empty());
     assert!(
-        run.reads.iter().all(|r| r.server >= 4),
+        run.reads.iter().all(|r| r.server >= ServerIndex(4)),
         "no read of a stale share"
     );
     println!(
@@ -543,8 +544,8 @@ fn newer_unrecoverable_version_is_flagged() {
     // Version 2 reached only servers 1-2 (2 shares of 3 needed); version 1 is on 3-10.
     let (v1, v2) = (mdmf(1), mdmf(2));
     let mut grid = Grid::with_version(10, v1, 3..11);
-    grid.put(1, 0, &v2.shares[&0]);
-    grid.put(2, 1, &v2.shares[&1]);
+    grid.put(ServerIndex(1), ShareNum(0), &v2.shares[&ShareNum(0)]);
+    grid.put(ServerIndex(2), ShareNum(1), &v2.shares[&ShareNum(1)]);
     let (map, _) = update(&grid, None);
     let run = retrieve(&grid, &map, RetrieveConfig::default(), None, None);
     let outcome = ok(&run);
@@ -562,21 +563,24 @@ fn corrupt_failing_and_stalled_holders_are_switched_away_and_reported() {
     // After the update: server 1's share 0 has a flipped bit in segment 4's block,
     // server 2 is gone, server 3 stalls.
     let at = 2167 + 4 * (342 + 16) + 16 + 100;
-    grid.server(1).shares.get_mut(&0).unwrap()[at] ^= 0x40;
-    grid.server(2).down = true;
-    grid.server(3).stalled = true;
+    grid.server(ServerIndex(1))
+        .shares
+        .get_mut(&ShareNum(0))
+        .unwrap()[at] ^= 0x40;
+    grid.server(ServerIndex(2)).down = true;
+    grid.server(ServerIndex(3)).stalled = true;
     let run = retrieve(&grid, &map, RetrieveConfig::default(), None, None);
     let outcome = ok(&run);
     assert_eq!(run.data, v.plaintext);
-    let kinds: BTreeMap<ServerIdx, ProblemKind> =
-        run.reports.iter().map(|p| (p.server.0, p.kind)).collect();
+    let kinds: BTreeMap<ServerIndex, ProblemKind> =
+        run.reports.iter().map(|p| (p.server, p.kind)).collect();
     assert_eq!(
         kinds,
         BTreeMap::from([
-            (1, ProblemKind::Corrupt),
+            (ServerIndex(1), ProblemKind::Corrupt),
             // the fake grid's failure of a server that is down: its fault reaches the report
-            (2, ProblemKind::Failed(Fault::Network)),
-            (3, ProblemKind::Stall)
+            (ServerIndex(2), ProblemKind::Failed(Fault::Network)),
+            (ServerIndex(3), ProblemKind::Stall)
         ])
     );
     assert_eq!(outcome.problems, run.reports);
@@ -592,19 +596,28 @@ fn corrupt_failing_and_stalled_holders_are_switched_away_and_reported() {
     let v = sdmf_v1();
     let mut grid = Grid::with_version(10, v, 1..11);
     let (map, _) = update(&grid, None);
-    let share = MutableShare::parse(&v.shares[&0]).unwrap();
+    let share = MutableShare::parse(&v.shares[&ShareNum(0)]).unwrap();
     let chain_at = 107 + share.verification_key.len() + share.signature.len() + 5;
-    grid.server(1).shares.get_mut(&0).unwrap()[chain_at] ^= 1;
-    let len = v.shares[&1].len();
-    grid.server(2).shares.get_mut(&1).unwrap()[len - share.enc_privkey.len() - 1] ^= 1;
+    grid.server(ServerIndex(1))
+        .shares
+        .get_mut(&ShareNum(0))
+        .unwrap()[chain_at] ^= 1;
+    let len = v.shares[&ShareNum(1)].len();
+    grid.server(ServerIndex(2))
+        .shares
+        .get_mut(&ShareNum(1))
+        .unwrap()[len - share.enc_privkey.len() - 1] ^= 1;
     let run = retrieve(&grid, &map, RetrieveConfig::default(), None, None);
     ok(&run);
     assert_eq!(run.data, v.plaintext);
-    let bad: BTreeSet<(ServerIdx, ProblemKind)> =
-        run.reports.iter().map(|p| (p.server.0, p.kind)).collect();
+    let bad: BTreeSet<(ServerIndex, ProblemKind)> =
+        run.reports.iter().map(|p| (p.server, p.kind)).collect();
     assert_eq!(
         bad,
-        BTreeSet::from([(1, ProblemKind::Corrupt), (2, ProblemKind::Corrupt)])
+        BTreeSet::from([
+            (ServerIndex(1), ProblemKind::Corrupt),
+            (ServerIndex(2), ProblemKind::Corrupt)
+        ])
     );
     println!("SDMF with 2 corrupt shares: {} rounds", run.rounds);
 }
@@ -613,7 +626,7 @@ fn corrupt_failing_and_stalled_holders_are_switched_away_and_reported() {
 fn a_share_overwritten_after_the_update_is_reported_as_changed() {
     let mut grid = Grid::with_version(10, mdmf(1), 1..11);
     let (map, _) = update(&grid, None);
-    grid.put(1, 0, &mdmf(2).shares[&0]);
+    grid.put(ServerIndex(1), ShareNum(0), &mdmf(2).shares[&ShareNum(0)]);
     let run = retrieve(&grid, &map, RetrieveConfig::default(), None, None);
     assert_eq!(run.data, mdmf(1).plaintext);
     assert_eq!(run.reports.len(), 1);
@@ -626,7 +639,7 @@ fn not_enough_shares_names_servers_and_reasons() {
     let v = mdmf(1);
     let mut grid = Grid::with_version(10, v, 1..11);
     let (map, _) = update(&grid, None);
-    for s in 1..=8 {
+    for s in (1..=8).map(ServerIndex) {
         grid.server(s).down = true;
     }
     let run = retrieve(&grid, &map, RetrieveConfig::default(), None, None);
@@ -647,8 +660,8 @@ fn not_enough_shares_names_servers_and_reasons() {
     // The update stopped after k + epsilon = 6 servers, so only those are known holders;
     // once fewer than k holders are left untried-or-working it gives up at once (here
     // after servers 1-4 failed, with the 2 shares on servers 5 and 6 still usable).
-    let failed: BTreeSet<ServerIdx> = problems.iter().map(|p| p.server.0).collect();
-    assert_eq!(failed, (1..=4).collect());
+    let failed: BTreeSet<ServerIndex> = problems.iter().map(|p| p.server).collect();
+    assert_eq!(failed, (1..=4).map(ServerIndex).collect());
     assert_eq!(*usable, 2);
     let msg = err.to_string();
     for s in 1..=4 {
@@ -692,10 +705,10 @@ fn random_fault_schedules() {
         let mut grid = Grid::with_version(12, v, 1..11);
         // Server 11 holds some share under the wrong number (its share hash chain cannot
         // verify), server 12 an extra copy of a share.
-        let (wrong, right) = (rng.gen_range(0..N), rng.gen_range(0..N));
-        grid.put(11, wrong, &v.shares[&right].clone());
-        let sh = rng.gen_range(0..N);
-        grid.put(12, sh, &v.shares[&sh]);
+        let (wrong, right) = (ShareNum(rng.gen_range(0..N)), ShareNum(rng.gen_range(0..N)));
+        grid.put(ServerIndex(11), wrong, &v.shares[&right].clone());
+        let sh = ShareNum(rng.gen_range(0..N));
+        grid.put(ServerIndex(12), sh, &v.shares[&sh]);
         let (map, _) = update(&grid, None);
         let holders = map.servers_for(&map.best_recoverable_version().unwrap());
         // Faults after the update.
@@ -703,7 +716,7 @@ fn random_fault_schedules() {
         // Servers whose share may fail verification.
         let mut suspect = BTreeSet::new();
         if wrong != right {
-            suspect.insert(11);
+            suspect.insert(ServerIndex(11));
         }
         for s in holders.iter().copied() {
             match rng.gen_range(0..8) {
@@ -736,7 +749,7 @@ fn random_fault_schedules() {
         let want = range.unwrap_or(0..len);
         for p in &run.reports {
             assert!(
-                broken.contains(&p.server.0) || suspect.contains(&p.server.0),
+                broken.contains(&p.server) || suspect.contains(&p.server),
                 "seed {seed}: healthy server reported: {p}"
             );
         }
@@ -781,10 +794,10 @@ fn random_fault_schedules() {
                     "seed {seed}: {e}"
                 );
                 // It may give up only once every share it did not drop is in use.
-                let corrupt: BTreeSet<(ServerIdx, ShareNum)> = run
+                let corrupt: BTreeSet<(ServerIndex, ShareNum)> = run
                     .reports
                     .iter()
-                    .map(|p| (p.server.0, p.shnum.expect("a share's problem").0))
+                    .map(|p| (p.server, p.shnum.expect("a share's problem")))
                     .collect();
                 let good: BTreeSet<ShareNum> = map
                     .shares()
@@ -820,7 +833,7 @@ fn shares_under_another_key_are_refused() {
             match a {
                 retrieve::Action::Send {
                     id,
-                    server: ServerIndex(server),
+                    server,
                     request:
                         retrieve::Read {
                             shnum, offset, len, ..

@@ -77,7 +77,7 @@ use cairn_core::client::mutable::servermap::{
     self, Event as SEvent, Mode, ServerMap, ServermapUpdater, UpdateConfig, VersionId,
     QUERY_READ_LEN,
 };
-use cairn_core::client::mutable::{Millis, RequestId, ServerIdx, ShareNum};
+use cairn_core::client::mutable::{Millis, RequestId, ShareNum};
 use cairn_core::ids;
 use cairn_core::mutable::codec::Encoding;
 use cairn_core::mutable::{MutableFormat, MutableKeys, ShareHeader};
@@ -88,7 +88,8 @@ use cairn_core::storage::rtw::{
 };
 use cairn_test_support::fixtures::{self, key1, retrieve_keys};
 use cairn_test_support::sim::{
-    self, Client, Delivery, Fate, Faults, Mood, Net, Replay, Schedule, Servers, Tally, Wiring,
+    self, Client, Delivery, Fate, Faults, Mood, Net, Replay, Schedule, ServerId, Servers, Tally,
+    Wiring,
 };
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -219,7 +220,7 @@ impl Server {
     /// length), so a shorter new version leaves the old tail behind, unread.
     fn holds(&self, sh: ShareNum, v: &Version) -> bool {
         self.share(sh)
-            .is_some_and(|d| d.starts_with(&v.shares[usize::from(sh)]))
+            .is_some_and(|d| d.starts_with(&v.shares[sh.get()]))
     }
 
     /// `slot_testv_and_readv_and_writev` with the storage model. `torn`: (index among the
@@ -235,7 +236,7 @@ impl Server {
         let containers: BTreeMap<ids::ShareNum, MutableContainer> = self
             .files
             .iter()
-            .map(|(sh, f)| (ids::ShareNum(*sh), MutableContainer::parse(f).unwrap()))
+            .map(|(sh, f)| (*sh, MutableContainer::parse(f).unwrap()))
             .collect();
         let existing: BTreeMap<ids::ShareNum, ExistingShare> = containers
             .iter()
@@ -258,7 +259,7 @@ impl Server {
         let current: BTreeMap<ShareNum, Vec<u8>> = out
             .read_data
             .iter()
-            .map(|(sh, reads)| (sh.0, reads[0].clone()))
+            .map(|(sh, reads)| (*sh, reads[0].clone()))
             .collect();
         if !out.success {
             return (false, current);
@@ -277,7 +278,7 @@ impl Server {
 
     fn apply(&mut self, plan: Vec<SharePlan<'_>>) {
         for p in plan {
-            let sh = p.shnum.0;
+            let sh = p.shnum;
             match p.action {
                 ShareAction::Create { initial, ops } => {
                     let mut f = initial;
@@ -304,7 +305,7 @@ fn rtw_request(
 ) -> RtwRequest {
     let mut tw = BTreeMap::new();
     for (i, (sh, t)) in tests.iter().enumerate() {
-        let mut data = v.shares[usize::from(*sh)].clone();
+        let mut data = v.shares[sh.get()].clone();
         if let Some((ti, cut)) = torn {
             if i > ti {
                 break;
@@ -314,7 +315,7 @@ fn rtw_request(
             }
         }
         tw.insert(
-            ids::ShareNum(*sh),
+            *sh,
             TestWriteVectors {
                 test: vec![t.test_vector()],
                 write: vec![WriteVector { offset: 0, data }],
@@ -372,12 +373,12 @@ impl std::fmt::Debug for Version {
 type Out = sim::Out<Req>;
 
 /// What one server showed a servermap query: share number -> bytes read.
-type Answered = (ServerIdx, BTreeMap<ShareNum, Vec<u8>>);
+type Answered = (ServerIndex, BTreeMap<ShareNum, Vec<u8>>);
 
 struct SmapClient {
     m: ServermapUpdater,
     /// Requests sent and neither answered nor cancelled.
-    open: BTreeMap<RequestId, (ServerIdx, bool)>,
+    open: BTreeMap<RequestId, (ServerIndex, bool)>,
     /// Query answers the machine took (first answer, before any timeout): what each
     /// server showed.
     answered: Vec<Answered>,
@@ -403,25 +404,25 @@ impl Wiring for SmapClient {
             match a {
                 servermap::Action::Send {
                     id,
-                    server: ServerIndex(server),
+                    server,
                     request: servermap::Read::Query { len },
                 } => {
                     self.open.insert(id, (server, true));
                     outs.push(Out {
                         id,
-                        server,
+                        server: server.0,
                         req: Req::Query { len },
                     });
                 }
                 servermap::Action::Send {
                     id,
-                    server: ServerIndex(server),
+                    server,
                     request: servermap::Read::Share { shnum, offset, len },
                 } => {
                     self.open.insert(id, (server, false));
                     outs.push(Out {
                         id,
-                        server,
+                        server: server.0,
                         req: Req::ReadShare { shnum, offset, len },
                     });
                 }
@@ -464,7 +465,7 @@ struct PubClient {
     m: PublishMachine,
     version: Arc<Version>,
     /// Every (server, share) a write was sent for, in order.
-    writes: Vec<(ServerIdx, ShareNum)>,
+    writes: Vec<(ServerIndex, ShareNum)>,
     result: Option<Result<PublishOutcome, PublishError>>,
     finished_twice: bool,
 }
@@ -489,13 +490,13 @@ impl Wiring for PubClient {
             match a {
                 publish::Action::Send {
                     id,
-                    server: ServerIndex(server),
+                    server,
                     request: publish::Write { shares },
                 } => {
                     self.writes.extend(shares.keys().map(|sh| (server, *sh)));
                     outs.push(Out {
                         id,
-                        server,
+                        server: server.0,
                         req: Req::Write {
                             tests: shares,
                             version: self.version.clone(),
@@ -560,14 +561,14 @@ impl Wiring for RetClient {
             match a {
                 retrieve::Action::Send {
                     id,
-                    server: ServerIndex(server),
+                    server,
                     request:
                         retrieve::Read {
                             shnum, offset, len, ..
                         },
                 } => outs.push(Out {
                     id,
-                    server,
+                    server: server.0,
                     req: Req::Read { shnum, offset, len },
                 }),
                 retrieve::Action::Cancel { .. } => {}
@@ -744,12 +745,12 @@ struct Knobs {
 /// The servers of one schedule, answering with the storage model, and what their faults
 /// left behind for the invariants.
 struct Grid {
-    servers: BTreeMap<ServerIdx, Server>,
+    servers: BTreeMap<ServerIndex, Server>,
     /// Writes applied by a server for an operation that had already ended:
     /// (time, server, share, version).
-    late_landings: Vec<(Millis, ServerIdx, ShareNum, VersionId)>,
+    late_landings: Vec<(Millis, ServerIndex, ShareNum, VersionId)>,
     /// Shares a torn write left half-written: (server, share, version being written).
-    torn_shares: Vec<(ServerIdx, ShareNum, VersionId)>,
+    torn_shares: Vec<(ServerIndex, ShareNum, VersionId)>,
     torn_writes: u64,
     late_landing_count: u64,
     /// Trace lines from inside an operation (appended to the schedule's after it).
@@ -764,7 +765,7 @@ impl Servers<Req> for Grid {
     }
 
     fn serve(&mut self, d: Delivery, req: Req, rng: &mut ChaCha8Rng) -> Result<Resp, String> {
-        let (server, now) = (d.server, d.now);
+        let (server, now) = (ServerIndex(d.server), d.now);
         Ok(match req {
             Req::Query { len } => {
                 let s = &self.servers[&server];
@@ -792,7 +793,7 @@ impl Servers<Req> for Grid {
                 let torn = if d.fate == Fate::Torn {
                     let ti = rng.gen_range(0..tests.len());
                     let sh = *tests.keys().nth(ti).unwrap();
-                    let len = version.shares[usize::from(sh)].len();
+                    let len = version.shares[sh.get()].len();
                     Some((ti, rng.gen_range(1..len)))
                 } else {
                     None
@@ -809,7 +810,8 @@ impl Servers<Req> for Grid {
                         "t={now} torn write on server {server}: {:?} of v{} (shares {:?})",
                         torn,
                         version.id.seqnum,
-                        tests.keys().collect::<Vec<_>>()
+                        tests.keys().collect::<Vec<_>>(),
+                        server = server.0,
                     ));
                 }
                 if wrote && d.op_over {
@@ -822,7 +824,8 @@ impl Servers<Req> for Grid {
                         "t={now} write of op {} lands late on server {server}: v{} shares {:?}",
                         d.op,
                         version.id.seqnum,
-                        tests.keys().collect::<Vec<_>>()
+                        tests.keys().collect::<Vec<_>>(),
+                        server = server.0,
                     ));
                 }
                 Resp::Written { wrote, current }
@@ -841,14 +844,14 @@ struct Sim {
     rollback_allowed: bool,
     grid: Grid,
     /// Permuted server order for the file.
-    order: Vec<ServerIdx>,
+    order: Vec<ServerIndex>,
     /// Every version some writer tried to publish: id -> (version, writer).
     registry: BTreeMap<VersionId, (Arc<Version>, usize)>,
     /// Latest successful publish (any writer).
     latest: Option<Arc<Version>>,
     prev_publish_ok: bool,
     rollback_since_success: bool,
-    snapshots: Vec<BTreeMap<ServerIdx, Server>>,
+    snapshots: Vec<BTreeMap<ServerIndex, Server>>,
     publishes: u64,
     stats: Stats,
     log: Vec<String>,
@@ -887,7 +890,7 @@ impl Sim {
         } else {
             rng.gen_range(u32::from(g.n)..=u32::from(g.n) + 3)
         };
-        let servers: BTreeMap<ServerIdx, Server> = (1..=count)
+        let servers: BTreeMap<ServerIndex, Server> = (1..=count)
             .map(|s| {
                 let mut nodeid = [0u8; 20];
                 nodeid[..4].copy_from_slice(&s.to_be_bytes());
@@ -895,10 +898,10 @@ impl Sim {
                     nodeid,
                     files: BTreeMap::new(),
                 };
-                (s, server)
+                (ServerIndex(s), server)
             })
             .collect();
-        let mut order: Vec<ServerIdx> = servers.keys().copied().collect();
+        let mut order: Vec<ServerIndex> = servers.keys().copied().collect();
         order.shuffle(&mut rng);
         let fault_rate = if knobs.faults {
             [0.0, 0.05, 0.15, 0.3, 0.5][rng.gen_range(0..5)]
@@ -912,14 +915,18 @@ impl Sim {
             "k={} N={} happy={} {:?}, {count} servers in order {order:?}, fault rate {fault_rate}, \
              two writers {multi_writer}, late writes across operations {cross_op_late}, \
              rollback {rollback_allowed}",
-            g.k, g.n, g.happy, format
+            g.k,
+            g.n,
+            g.happy,
+            format,
+            order = order.iter().map(|s| s.0).collect::<Vec<_>>(),
         )];
         let faults = if knobs.faults {
             Faults::with_rate(fault_rate)
         } else {
             Faults::none()
         };
-        let mut net = Net::new(rng, servers.keys().copied(), faults);
+        let mut net = Net::new(rng, servers.keys().map(|s| s.0), faults);
         net.cross_op_late = cross_op_late;
         net.max_steps = MAX_STEPS;
         Sim {
@@ -978,6 +985,11 @@ impl Sim {
         self.retrieve()
     }
 
+    /// The permuted order as the simulated network numbers servers.
+    fn sim_order(&self) -> Vec<ServerId> {
+        self.order.iter().map(|s| s.0).collect()
+    }
+
     fn maybe_rollback(&mut self) {
         if !self.rollback_allowed || self.stats.rollbacks > 0 || !self.net.rng.gen_bool(0.3) {
             return;
@@ -990,7 +1002,8 @@ impl Sim {
         self.rollback_since_success = true;
         self.log.push(format!(
             "t={} server {server} rolls back to snapshot {snap}",
-            self.net.now
+            self.net.now,
+            server = server.0,
         ));
     }
 
@@ -1002,7 +1015,7 @@ impl Sim {
     }
 
     fn update(&mut self, mode: Mode) -> Result<(ServerMap, Vec<Answered>), String> {
-        self.net.roll_moods(&self.order);
+        self.net.roll_moods(&self.sim_order());
         let mut cfg = UpdateConfig::new(
             mode,
             self.g.k,
@@ -1040,7 +1053,7 @@ impl Sim {
         let mut out = BTreeSet::new();
         for s in self.grid.servers.values() {
             for sh in s.files.keys() {
-                if usize::from(*sh) < v.shares.len() && s.holds(*sh, v) {
+                if sh.get() < v.shares.len() && s.holds(*sh, v) {
                     out.insert(*sh);
                 }
             }
@@ -1059,7 +1072,7 @@ impl Sim {
         );
         self.registry.insert(v.id.clone(), (v.clone(), writer));
         let torn_before = self.grid.torn_shares.len();
-        self.net.roll_moods(&self.order);
+        self.net.roll_moods(&self.sim_order());
         let m = PublishMachine::new(
             PublishConfig::new(self.g.happy),
             map,
@@ -1096,14 +1109,15 @@ impl Sim {
         }
         // Invariant 2: no (server, share) written twice for this version by this publish
         // (an empty file's versions can repeat exactly across publishes).
-        let mut writes: BTreeMap<(ServerIdx, ShareNum, VersionId), usize> = BTreeMap::new();
+        let mut writes: BTreeMap<(ServerIndex, ShareNum, VersionId), usize> = BTreeMap::new();
         for (server, sh) in &c.writes {
             let n = writes.entry((*server, *sh, v.id.clone())).or_default();
             *n += 1;
             if *n > 1 {
                 return Err(format!(
                     "invariant 2 (duplicate write): share {sh} of v{seqnum} sent to server \
-                     {server} twice"
+                     {server} twice",
+                    server = server.0,
                 ));
             }
         }
@@ -1138,7 +1152,8 @@ impl Sim {
                                  {s}, but the server holds {:?}",
                                 self.grid.servers[s]
                                     .share(*sh)
-                                    .map(|d| describe_diff(&d, &v.shares[usize::from(*sh)]))
+                                    .map(|d| describe_diff(&d, &v.shares[sh.get()])),
+                                s = s.0,
                             ));
                         }
                     }
@@ -1265,11 +1280,10 @@ impl Sim {
         let unverified = map.is_reachable(c.server)
             && map.version_on(c.server, c.shnum).is_none()
             && !map.bad_shares().contains_key(&(c.server, c.shnum))
-            && map.failures().iter().any(|f| {
-                f.server.0 == c.server
-                    && f.shnum.map(|s| s.0) == Some(c.shnum)
-                    && f.during == "read"
-            });
+            && map
+                .failures()
+                .iter()
+                .any(|f| f.server == c.server && f.shnum == Some(c.shnum) && f.during == "read");
         if unverified && !self.knobs.strict {
             return Some(Cause::KnownBugUnverified);
         }
@@ -1293,7 +1307,7 @@ impl Sim {
                 .flat_map(|(_, shares)| shares.iter())
                 .filter(|(sh, b)| {
                     // (An older, longer share's tail may follow: publish never truncates.)
-                    l.shares.get(usize::from(**sh)).is_some_and(|full| {
+                    l.shares.get(sh.get()).is_some_and(|full| {
                         b.starts_with(&full[..full.len().min(QUERY_READ_LEN as usize)])
                     })
                 })
@@ -1312,7 +1326,7 @@ impl Sim {
                 }
             }
         }
-        self.net.roll_moods(&self.order);
+        self.net.roll_moods(&self.sim_order());
         let m = match RetrieveMachine::new(RetrieveConfig::default(), &map, retrieve_keys(), None) {
             Ok(m) => m,
             Err(e) => {
@@ -1348,7 +1362,7 @@ impl Sim {
             return Err(format!("retrieve chose a version nobody wrote: {chosen:?}"));
         };
         let holders = map.versions().get(&chosen).cloned().unwrap_or_default();
-        let intact_at_start: BTreeSet<(ServerIdx, ShareNum)> = holders
+        let intact_at_start: BTreeSet<(ServerIndex, ShareNum)> = holders
             .iter()
             .flat_map(|(sh, servers)| servers.iter().map(move |s| (*s, *sh)))
             .filter(|(s, sh)| self.grid.servers[s].holds(*sh, &cv))
@@ -1415,7 +1429,7 @@ impl Sim {
                 let healthy: BTreeSet<ShareNum> = intact_at_start
                     .iter()
                     .filter(|(s, sh)| {
-                        matches!(self.net.moods[s], Mood::Healthy | Mood::Slow)
+                        matches!(self.net.moods[&s.0], Mood::Healthy | Mood::Slow)
                             && self.grid.servers[s].holds(*sh, &cv)
                     })
                     .map(|(_, sh)| *sh)
@@ -1432,7 +1446,7 @@ impl Sim {
         if self.knobs.faults {
             let healthy = intact_at_start
                 .iter()
-                .filter(|(s, _)| matches!(self.net.moods[s], Mood::Healthy | Mood::Slow))
+                .filter(|(s, _)| matches!(self.net.moods[&s.0], Mood::Healthy | Mood::Slow))
                 .map(|(_, sh)| *sh)
                 .collect::<BTreeSet<_>>();
             if healthy.len() >= k {

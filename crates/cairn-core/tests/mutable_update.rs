@@ -5,6 +5,7 @@
 
 use std::ops::Range;
 
+use cairn_core::ids::ShareNum;
 use cairn_core::mutable::codec::Encoding;
 use cairn_core::mutable::update::{apply, plan, OldShare, UpdateError, UpdatePlan, WriteVector};
 use cairn_core::mutable::{
@@ -149,9 +150,9 @@ fn run_case(
         .collect();
 
     // Read only what the plan says.
-    let olds: Vec<OldShare> = (0..n)
+    let olds: Vec<OldShare> = ShareNum::below(n.into())
         .rev()
-        .map(|s| OldShare::extract(&plan, s, &old.bytes[usize::from(s)]).unwrap())
+        .map(|s| OldShare::extract(&plan, s, &old.bytes[s.get()]).unwrap())
         .collect();
     let bht_read: u64 = plan.block_hash_node_reads().iter().map(|r| r.1).sum();
     assert_eq!(bht_read, 32 * plan.old_block_hash_nodes.len() as u64);
@@ -167,7 +168,7 @@ fn run_case(
         &mut ChaCha20Rng::seed_from_u64(sign_seed),
     )
     .unwrap();
-    let writes: Vec<(u8, WriteVector)> = update.writes;
+    let writes: Vec<(ShareNum, WriteVector)> = update.writes;
     assert_eq!(writes.len(), usize::from(n));
 
     let full = encode(
@@ -193,7 +194,7 @@ fn run_case(
     let mut written = Vec::new();
     let mut updated_shares = Vec::new();
     for (shnum, w) in &writes {
-        let sh = usize::from(*shnum);
+        let sh = shnum.get();
         let parsed = &old.shares[sh];
         let o_shc = 123 + parsed.enc_privkey.len() as u64;
         let o_vk =
@@ -342,8 +343,8 @@ fn refuses_bad_input() {
     assert_eq!(p.segments, 1..2);
     let seg = vec![7u8; p.segment_plaintext_len() as usize];
     let salts = random_salts(&mut rng, 1);
-    let olds: Vec<OldShare> = (0..4)
-        .map(|s| OldShare::extract(&p, s, &old.bytes[usize::from(s)]).unwrap())
+    let olds: Vec<OldShare> = ShareNum::below(4)
+        .map(|s| OldShare::extract(&p, s, &old.bytes[s.get()]).unwrap())
         .collect();
     let run = |olds: &[OldShare], seqnum: u64| {
         apply(
@@ -372,7 +373,10 @@ fn refuses_bad_input() {
     bad[2].block_hash_nodes.get_mut(&first).unwrap()[0] ^= 1;
     assert!(matches!(
         run(&bad, 4),
-        Err(UpdateError::BadShare { shnum: 2, .. })
+        Err(UpdateError::BadShare {
+            shnum: ShareNum(2),
+            ..
+        })
     ));
     // A missing one is named.
     let mut missing = olds.clone();
@@ -380,7 +384,7 @@ fn refuses_bad_input() {
     assert_eq!(
         run(&missing, 4),
         Err(UpdateError::MissingNode {
-            shnum: 1,
+            shnum: ShareNum(1),
             index: first
         })
     );
@@ -389,6 +393,9 @@ fn refuses_bad_input() {
     other[0].prefix[1..9].copy_from_slice(&9u64.to_be_bytes());
     assert!(matches!(
         run(&other, 4),
-        Err(UpdateError::BadShare { shnum: 0, .. })
+        Err(UpdateError::BadShare {
+            shnum: ShareNum(0),
+            ..
+        })
     ));
 }

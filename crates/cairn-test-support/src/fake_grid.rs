@@ -11,7 +11,7 @@ use cairn_core::client::mutable::publish::{self, WriteTest};
 use cairn_core::client::mutable::servermap::{
     self, Event as SEvent, ServerMap, ServermapUpdater, UpdateConfig,
 };
-use cairn_core::client::mutable::{RequestId, ServerIdx, ShareNum};
+use cairn_core::client::mutable::{RequestId, ServerIndex, ShareNum};
 use cairn_core::mutable::ShareHeader;
 
 use crate::fixtures::MutableVersion;
@@ -29,46 +29,48 @@ pub struct FakeServer {
 }
 
 /// A write as sent: (server, share, seqnum of the version written).
-pub type WriteRecord = (ServerIdx, ShareNum, u64);
+pub type WriteRecord = (ServerIndex, ShareNum, u64);
 
 #[derive(Clone, Debug, Default)]
 pub struct Grid {
-    pub servers: BTreeMap<ServerIdx, FakeServer>,
+    pub servers: BTreeMap<ServerIndex, FakeServer>,
     /// Every share write sent, in order (see [`Grid::test_and_write`]).
     pub writes: Vec<WriteRecord>,
     /// Read requests each server got from [`update_immediate`].
-    pub queries: BTreeMap<ServerIdx, usize>,
+    pub queries: BTreeMap<ServerIndex, usize>,
 }
 
 impl Grid {
     /// Servers `1..=count`, empty.
-    pub fn new(count: ServerIdx) -> Grid {
+    pub fn new(count: u32) -> Grid {
         Grid {
-            servers: (1..=count).map(|s| (s, FakeServer::default())).collect(),
+            servers: (1..=count)
+                .map(|s| (ServerIndex(s), FakeServer::default()))
+                .collect(),
             ..Grid::default()
         }
     }
 
     /// Share `s - 1` of `v` on server `s`, for each server in `servers`.
-    pub fn with_version(count: ServerIdx, v: &MutableVersion, servers: Range<ServerIdx>) -> Grid {
+    pub fn with_version(count: u32, v: &MutableVersion, servers: Range<u32>) -> Grid {
         let mut g = Grid::new(count);
         for s in servers {
-            let sh = (s - 1) as ShareNum;
-            g.put(s, sh, &v.shares[&sh]);
+            let sh = ShareNum::try_from(s - 1).expect("at most 256 shares");
+            g.put(ServerIndex(s), sh, &v.shares[&sh]);
         }
         g
     }
 
     /// Every server, in number order.
-    pub fn order(&self) -> Vec<ServerIdx> {
+    pub fn order(&self) -> Vec<ServerIndex> {
         self.servers.keys().copied().collect()
     }
 
-    pub fn put(&mut self, server: ServerIdx, shnum: ShareNum, bytes: &[u8]) {
+    pub fn put(&mut self, server: ServerIndex, shnum: ShareNum, bytes: &[u8]) {
         self.server(server).shares.insert(shnum, bytes.to_vec());
     }
 
-    pub fn server(&mut self, s: ServerIdx) -> &mut FakeServer {
+    pub fn server(&mut self, s: ServerIndex) -> &mut FakeServer {
         self.servers.get_mut(&s).unwrap()
     }
 
@@ -76,7 +78,7 @@ impl Grid {
     /// share's end; an error when the server is down.
     pub fn read(
         &self,
-        server: ServerIdx,
+        server: ServerIndex,
         shnum: Option<ShareNum>,
         offset: u64,
         len: u64,
@@ -102,7 +104,7 @@ impl Grid {
     /// in [`Grid::writes`], answered or not.
     pub fn test_and_write(
         &mut self,
-        server: ServerIdx,
+        server: ServerIndex,
         tests: &BTreeMap<ShareNum, WriteTest>,
         version: &MutableVersion,
     ) -> Result<(bool, BTreeMap<ShareNum, Vec<u8>>), String> {
@@ -114,7 +116,7 @@ impl Grid {
             return Err("connection lost".into());
         }
         if s.fail_writes {
-            return Err(format!("remote exception on server {server}"));
+            return Err(format!("remote exception on server {}", server.0));
         }
         let rv = publish::read_vector();
         let current: BTreeMap<ShareNum, Vec<u8>> = s
@@ -139,9 +141,9 @@ impl Grid {
 
     /// Share numbers of the version `header` names on the grid, and the servers holding
     /// each.
-    pub fn holders_of(&self, header: &ShareHeader) -> BTreeMap<ShareNum, BTreeSet<ServerIdx>> {
+    pub fn holders_of(&self, header: &ShareHeader) -> BTreeMap<ShareNum, BTreeSet<ServerIndex>> {
         let cs = header.checkstring();
-        let mut m: BTreeMap<ShareNum, BTreeSet<ServerIdx>> = BTreeMap::new();
+        let mut m: BTreeMap<ShareNum, BTreeSet<ServerIndex>> = BTreeMap::new();
         for (server, s) in &self.servers {
             for (sh, d) in &s.shares {
                 if d.starts_with(&cs) {
@@ -203,18 +205,18 @@ pub fn update_immediate(grid: &mut Grid, cfg: UpdateConfig) -> ServerMap {
 /// actions.
 fn read_request(
     action: &servermap::Action,
-) -> Option<(RequestId, ServerIdx, Option<ShareNum>, u64, u64)> {
+) -> Option<(RequestId, ServerIndex, Option<ShareNum>, u64, u64)> {
     match *action {
         servermap::Action::Send {
             id,
             server,
             request: servermap::Read::Query { len },
-        } => Some((id, server.0, None, 0, len)),
+        } => Some((id, server, None, 0, len)),
         servermap::Action::Send {
             id,
             server,
             request: servermap::Read::Share { shnum, offset, len },
-        } => Some((id, server.0, Some(shnum), offset, len)),
+        } => Some((id, server, Some(shnum), offset, len)),
         _ => None,
     }
 }

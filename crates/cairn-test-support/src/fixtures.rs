@@ -84,7 +84,12 @@ pub fn encode_version(
         shares: shares
             .iter()
             .enumerate()
-            .map(|(i, s)| (i as ShareNum, s.to_bytes().unwrap()))
+            .map(|(i, s)| {
+                (
+                    ShareNum::try_from(i).expect("at most 256 shares"),
+                    s.to_bytes().unwrap(),
+                )
+            })
             .collect(),
     }
 }

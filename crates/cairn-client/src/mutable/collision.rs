@@ -140,7 +140,7 @@ impl Executor<CollisionRecovery> for RecoveryRun<'_> {
     fn reported(&mut self, p: &Problem) {
         // shares the check found bad, as the servermap update's own executor tells them
         if let (ProblemKind::Corrupt, Some(sh)) = (p.kind, p.shnum) {
-            self.ctx.advise_corrupt(p.server.0, sh.0, &p.reason);
+            self.ctx.advise_corrupt(p.server, sh, &p.reason);
         }
     }
 

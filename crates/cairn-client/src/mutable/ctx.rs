@@ -13,7 +13,7 @@ use std::time::Duration;
 use cairn_core::client::compose::first_reads::FirstReads as CoreFirstReads;
 use cairn_core::client::machine::{Failure, ServerIndex};
 use cairn_core::client::mutable::publish::{self, WriteTest};
-use cairn_core::client::mutable::{Millis, ServerFailure, ServerIdx, ShareNum};
+use cairn_core::client::mutable::{Millis, ServerFailure, ShareNum};
 use cairn_core::hashutil::Hash;
 use cairn_core::ids::StorageIndex;
 use cairn_core::mutable::keys::{ReaderKeys, WriterKeys};
@@ -120,19 +120,17 @@ impl std::fmt::Debug for FirstReads {
 }
 
 impl FirstReads {
-    pub(super) fn put(&self, server: usize, shnum: ShareNum, data: &[u8], asked: u64) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).record(
-            server as ServerIdx,
-            shnum,
-            data,
-            asked,
-        );
+    pub(super) fn put(&self, server: ServerIndex, shnum: ShareNum, data: &[u8], asked: u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(server, shnum, data, asked);
     }
 
     /// Bytes `offset..offset + len` of the share if the first read determines them.
     pub(super) fn get(
         &self,
-        server: ServerIdx,
+        server: ServerIndex,
         shnum: ShareNum,
         offset: u64,
         len: u64,
@@ -170,33 +168,34 @@ impl Ctx {
         self.grid.servers().get(server.get()).map(|e| &**e)
     }
 
-    pub(super) fn entry(&self, server: ServerIdx) -> Arc<ServerEntry> {
-        self.grid.servers()[server as usize].clone()
+    pub(super) fn entry(&self, server: ServerIndex) -> Arc<ServerEntry> {
+        self.grid.servers()[server.get()].clone()
     }
 
     /// The grid's index for a machine's server index (`None`: not a server of the grid).
-    pub(super) fn grid_index(&self, server: ServerIndex) -> Option<ServerIdx> {
-        self.server(server).map(|_| server.0)
+    pub(super) fn grid_index(&self, server: ServerIndex) -> Option<ServerIndex> {
+        self.server(server).map(|_| server)
     }
 
-    pub(super) fn name(&self, server: ServerIdx) -> String {
+    pub(super) fn name(&self, server: ServerIndex) -> String {
         self.grid
             .servers()
-            .get(server as usize)
-            .map_or_else(|| format!("server #{server}"), |s| s.name())
+            .get(server.get())
+            .map_or_else(|| format!("server #{}", server.0), |s| s.name())
     }
 
     /// Grid indices in Tahoe's order for this storage index.
-    pub(super) fn permuted(&self) -> Vec<ServerIdx> {
+    pub(super) fn permuted(&self) -> Vec<ServerIndex> {
         self.grid
             .permuted(&self.si)
             .iter()
-            .map(|s| s.index as ServerIdx)
+            // (no grid has more than u32::MAX servers)
+            .filter_map(|s| ServerIndex::from_position(s.index))
             .collect()
     }
 
     /// [`Self::permuted`] with the servers the grid knows to be down moved last.
-    pub(super) fn permuted_known_down_last(&self) -> Vec<ServerIdx> {
+    pub(super) fn permuted_known_down_last(&self) -> Vec<ServerIndex> {
         let (mut up, down): (Vec<_>, Vec<_>) = self
             .permuted()
             .into_iter()
@@ -206,7 +205,7 @@ impl Ctx {
     }
 
     pub(super) fn failure_line(&self, f: &ServerFailure) -> String {
-        let mut s = format!("{} failed during {}", self.name(f.server.0), f.during);
+        let mut s = format!("{} failed during {}", self.name(f.server), f.during);
         if let Some(sh) = f.shnum {
             s.push_str(&format!(" (share {sh})"));
         }
@@ -216,7 +215,7 @@ impl Ctx {
     }
 
     /// Fire-and-forget `advise_corrupt`, as Tahoe does.
-    pub(super) fn advise_corrupt(&self, server: ServerIdx, shnum: ShareNum, reason: &str) {
+    pub(super) fn advise_corrupt(&self, server: ServerIndex, shnum: ShareNum, reason: &str) {
         if !self.opts.advise_corrupt {
             return;
         }
@@ -230,11 +229,7 @@ impl Ctx {
         tokio::spawn(async move {
             if let Err(e) = entry
                 .client
-                .advise_corrupt_mutable(
-                    &StorageIndex(si),
-                    cairn_core::ids::ShareNum(shnum),
-                    &reason,
-                )
+                .advise_corrupt_mutable(&StorageIndex(si), shnum, &reason)
                 .await
             {
                 tracing::debug!(server = %entry.name(), "advise_corrupt failed: {e}");
@@ -260,6 +255,8 @@ pub(super) type Reply<T> = Pin<Box<dyn Future<Output = Result<T, Failure>> + Sen
 
 /// What a request task needs: the server, the storage index, the counters.
 pub(super) struct Task {
+    /// The server as the machines number it (its position in the grid's list).
+    pub(super) server: ServerIndex,
     pub(super) entry: Arc<ServerEntry>,
     pub(super) si: [u8; 16],
     counters: Arc<Counters>,
@@ -267,8 +264,9 @@ pub(super) struct Task {
 }
 
 impl Ctx {
-    pub(super) fn task(&self, server: ServerIdx) -> Task {
+    pub(super) fn task(&self, server: ServerIndex) -> Task {
         Task {
+            server,
             entry: self.entry(server),
             si: self.si,
             counters: self.counters.clone(),
@@ -296,12 +294,7 @@ impl Task {
         match self
             .entry
             .client
-            .read_mutable(
-                &StorageIndex(self.si),
-                cairn_core::ids::ShareNum(shnum),
-                offset,
-                len,
-            )
+            .read_mutable(&StorageIndex(self.si), shnum, offset, len)
             .await
         {
             Ok(b) => Ok(b.to_vec()),
@@ -319,7 +312,7 @@ pub(super) struct Writer {
 
 impl Ctx {
     /// What writes to `server` need.
-    pub(super) fn writer(&self, keys: &WriterKeys, server: ServerIdx) -> Writer {
+    pub(super) fn writer(&self, keys: &WriterKeys, server: ServerIndex) -> Writer {
         let entry = self.entry(server);
         Writer {
             write_enabler: keys.write_enabler(entry.info.write_enabler_seed()),
@@ -346,7 +339,7 @@ impl Writer {
         for (sh, test) in tests {
             let write = match payload {
                 Payload::Whole(shares) => {
-                    let Some(data) = shares.get(usize::from(*sh)) else {
+                    let Some(data) = shares.get(sh.get()) else {
                         return Err(Failure::new(
                             crate::Fault::Client,
                             format!("no share {sh} was encoded"),
@@ -359,7 +352,7 @@ impl Writer {
                 }
                 Payload::InPlace { old, writes } => {
                     let holds_old = matches!(test, WriteTest::Matches(c) if c == old);
-                    let Some(w) = writes.get(usize::from(*sh)).filter(|_| holds_old) else {
+                    let Some(w) = writes.get(sh.get()).filter(|_| holds_old) else {
                         return Err(Failure::new(
                             crate::Fault::Client,
                             format!(
@@ -378,7 +371,7 @@ impl Writer {
             };
             bytes += write.iter().map(|w| w.data.len() as u64).sum::<u64>();
             req.test_write_vectors.insert(
-                cairn_core::ids::ShareNum(*sh),
+                *sh,
                 TestWriteVectors {
                     test: vec![test.test_vector()],
                     write,
@@ -419,6 +412,6 @@ pub(super) fn first_read_of_each(
     data: BTreeMap<cairn_core::ids::ShareNum, Vec<Vec<u8>>>,
 ) -> BTreeMap<ShareNum, Vec<u8>> {
     data.into_iter()
-        .map(|(sh, reads)| (sh.0, reads.into_iter().next().unwrap_or_default()))
+        .map(|(sh, reads)| (sh, reads.into_iter().next().unwrap_or_default()))
         .collect()
 }

@@ -64,7 +64,7 @@ use cairn_core::client::mutable::retrieve::{
     RetrieveConfig, RetrieveKeys, RetrieveMachine, RetrieveSetupError,
 };
 use cairn_core::client::mutable::servermap::{Mode, ServerMap, UpdateConfig, VersionId};
-use cairn_core::client::mutable::ServerIdx;
+use cairn_core::client::mutable::ServerIndex;
 use cairn_core::hashutil::Hash;
 use cairn_core::mutable::keys::{SigningKey, WriterKeys};
 use cairn_core::mutable::DEFAULT_MAX_SEGMENT_SIZE;
@@ -415,12 +415,12 @@ pub async fn open(grid: &Grid, cap: &Cap, opts: &MutableOptions) -> Result<Opene
 }
 
 /// `order` with the servers whose query failed in `map` moved to the end.
-fn failed_last(order: &[ServerIdx], map: &ServerMap) -> Vec<ServerIdx> {
-    let failed: BTreeSet<ServerIdx> = map
+fn failed_last(order: &[ServerIndex], map: &ServerMap) -> Vec<ServerIndex> {
+    let failed: BTreeSet<ServerIndex> = map
         .failures()
         .iter()
         .filter(|f| f.during == "query")
-        .map(|f| f.server.0)
+        .map(|f| f.server)
         .collect();
     let (mut ok, bad): (Vec<_>, Vec<_>) = order.iter().partition(|s| !failed.contains(s));
     ok.extend(bad);
@@ -504,7 +504,7 @@ impl Opened {
             problems: outcome
                 .problems
                 .iter()
-                .map(|p| format!("{}: {p}", ctx.name(p.server.0)))
+                .map(|p| format!("{}: {p}", ctx.name(p.server)))
                 .collect(),
             newer_unrecoverable: outcome
                 .newer_unrecoverable

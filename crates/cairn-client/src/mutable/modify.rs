@@ -13,7 +13,7 @@ use cairn_core::client::compose::modify::{
 };
 use cairn_core::client::machine::ProblemKind;
 use cairn_core::client::mutable::servermap::{ServerMap, QUERY_READ_LEN};
-use cairn_core::client::mutable::{ServerIdx, ShareNum};
+use cairn_core::client::mutable::{ServerIndex, ShareNum};
 use cairn_core::mutable::keys::{ReaderKeys, SigningKey, WriterKeys};
 use cairn_core::mutable::SALT_LEN;
 use cairn_core::storage::gbs::RtwRequest;
@@ -198,7 +198,7 @@ async fn modify_in_place(
     };
     let mut writes = vec![Vec::new(); usize::from(best.n)];
     for (sh, w) in upd.writes {
-        writes[usize::from(sh)] = w;
+        writes[sh.get()] = w;
     }
     let payload = Payload::InPlace {
         old: best.checkstring(),
@@ -272,7 +272,7 @@ async fn read_old_shares(
     ctx: &Ctx,
     keys: &WriterKeys,
     plan: &cairn_core::mutable::update::UpdatePlan,
-    holders: &BTreeMap<ShareNum, BTreeSet<ServerIdx>>,
+    holders: &BTreeMap<ShareNum, BTreeSet<ServerIndex>>,
 ) -> Result<Vec<cairn_core::mutable::update::OldShare>, String> {
     use cairn_core::mutable::update::OldShare;
     use cairn_core::storage::gbs::ReadVector;
@@ -281,7 +281,7 @@ async fn read_old_shares(
         (Some(f), Some(l)) => (f.0, l.0 + l.1 - f.0),
         _ => (plan.old_block_hash_tree_offset(), 0),
     };
-    let servers: BTreeSet<ServerIdx> = holders.values().flatten().copied().collect();
+    let servers: BTreeSet<ServerIndex> = holders.values().flatten().copied().collect();
     let mut set = JoinSet::new();
     for server in servers {
         let w = ctx.writer(keys, server);
@@ -324,7 +324,7 @@ async fn read_old_shares(
         let (name, r) = joined.map_err(|e| e.to_string())?;
         match r {
             Ok(data) => {
-                for (cairn_core::ids::ShareNum(sh), parts) in data {
+                for (sh, parts) in data {
                     if out.contains_key(&sh) || !holders.contains_key(&sh) {
                         continue;
                     }
@@ -344,7 +344,11 @@ async fn read_old_shares(
         }
     }
     if out.len() < holders.len() {
-        let missing: Vec<_> = holders.keys().filter(|s| !out.contains_key(s)).collect();
+        let missing: Vec<u8> = holders
+            .keys()
+            .filter(|s| !out.contains_key(s))
+            .map(|s| s.0)
+            .collect();
         return Err(format!("shares {missing:?} not read: {}", why.join("; ")));
     }
     Ok(out.into_values().collect())

@@ -13,7 +13,7 @@ use cairn_core::client::mutable::publish::{
     self, PublishConfig, PublishError, PublishMachine, PublishOutcome, Write, WriteTest, Written,
 };
 use cairn_core::client::mutable::servermap::ServerMap;
-use cairn_core::client::mutable::{RequestId, ServerIdx};
+use cairn_core::client::mutable::RequestId;
 use cairn_core::mutable::codec::{encode, Encoding};
 use cairn_core::mutable::keys::{SigningKey, WriterKeys};
 use cairn_core::mutable::params::SegmentParams;
@@ -163,7 +163,7 @@ pub(super) async fn publish_payload(
             let mut placed: BTreeMap<u8, BTreeSet<usize>> = outcome
                 .placed
                 .iter()
-                .map(|(sh, s)| (*sh, s.iter().map(|i| *i as usize).collect()))
+                .map(|(sh, s)| (sh.0, s.iter().map(|i| i.get()).collect()))
                 .collect();
             if let Some(extra) = retain_privkey(ctx, keys, map, &outcome, &payload).await {
                 placed.entry(extra.0).or_default().insert(extra.1);
@@ -197,6 +197,7 @@ pub(super) async fn publish_payload(
         }) => {
             let mut reasons: Vec<String> = failures.iter().map(|f| ctx.failure_line(f)).collect();
             if !homeless.is_empty() {
+                let homeless: Vec<u8> = homeless.iter().map(|sh| sh.0).collect();
                 reasons.push(format!("shares {homeless:?} found no server"));
             }
             Err(MutableError::NotEnoughServers {
@@ -308,15 +309,15 @@ async fn retain_privkey(
     if matches!(payload, Payload::InPlace { .. }) {
         return None;
     }
-    if own >= ctx.grid.servers().len() {
+    let Some(server) = ServerIndex::from_position(own).filter(|_| own < ctx.grid.servers().len())
+    else {
         tracing::warn!(own, "own_server is not a server of the grid");
         return None;
-    }
-    let server = own as ServerIdx;
+    };
     if outcome.placed.values().any(|s| s.contains(&server)) {
         return None;
     }
-    if outcome.failures.iter().any(|f| f.server.0 == server) {
+    if outcome.failures.iter().any(|f| f.server == server) {
         return None;
     }
     // The share with the fewest copies, lowest number first.
@@ -335,9 +336,9 @@ async fn retain_privkey(
     let w = ctx.writer(keys, server);
     let tests = BTreeMap::from([(sh, test)]);
     match tokio::time::timeout(ctx.opts.write_timeout, w.write(&tests, payload)).await {
-        Ok(Ok((true, _))) => Some((sh, own)),
+        Ok(Ok((true, _))) => Some((sh.0, own)),
         Ok(Ok((false, _))) => {
-            tracing::warn!(server = %ctx.name(server), sh, "own server refused the extra share copy");
+            tracing::warn!(server = %ctx.name(server), sh = sh.0, "own server refused the extra share copy");
             None
         }
         Ok(Err(f)) => {

@@ -102,7 +102,7 @@ impl Executor<RetrieveMachine> for RetrieveRun<'_, '_> {
 
     fn reported(&mut self, p: &Problem) {
         if let (ProblemKind::Corrupt, Some(sh)) = (p.kind, p.shnum) {
-            self.ctx.advise_corrupt(p.server.0, sh.0, &p.reason);
+            self.ctx.advise_corrupt(p.server, sh, &p.reason);
         }
     }
 
@@ -128,7 +128,7 @@ impl Executor<RetrieveMachine> for RetrieveRun<'_, '_> {
                 got: usable,
                 reasons: problems
                     .iter()
-                    .map(|p| format!("seqnum {seqnum}: {}: {p}", ctx.name(p.server.0)))
+                    .map(|p| format!("seqnum {seqnum}: {}: {p}", ctx.name(p.server)))
                     .collect(),
             },
             other => MutableError::Unrecoverable(other.to_string()),

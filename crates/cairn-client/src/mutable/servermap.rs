@@ -12,7 +12,7 @@ use cairn_core::client::mutable::retrieve::RetrieveSetupError;
 use cairn_core::client::mutable::servermap::{
     BadShare, Mode, Read as SmRead, ServerMap, ServermapUpdater, Shares, UpdateConfig,
 };
-use cairn_core::client::mutable::{RequestId, ServerIdx, ShareNum};
+use cairn_core::client::mutable::{RequestId, ShareNum};
 use cairn_core::ids::StorageIndex;
 use cairn_core::mutable::keys::{SigningKey, WriterKeys};
 use cairn_core::storage::gbs::RtwRequest;
@@ -26,7 +26,7 @@ use crate::grid::ServerEntry;
 pub(super) async fn update_servermap(
     ctx: &Ctx,
     cfg: UpdateConfig,
-    servers: &[ServerIdx],
+    servers: &[ServerIndex],
 ) -> Result<ServerMap, MutableError> {
     let mut m = ServermapUpdater::new(cfg, servers).map_err(internal)?;
     let map = drive(&mut m, &mut ServermapRun { ctx }).await?;
@@ -134,12 +134,12 @@ async fn query(t: Task, len: u64) -> Result<BTreeMap<ShareNum, Vec<u8>>, Failure
     }
     let mut shares = BTreeMap::new();
     while let Some(r) = reads.join_next().await {
-        let Ok((cairn_core::ids::ShareNum(sh), r)) = r else {
+        let Ok((sh, r)) = r else {
             continue;
         };
         match r {
             Ok(data) => {
-                t.first_reads.put(t.entry.index, sh, &data, len);
+                t.first_reads.put(t.server, sh, &data, len);
                 shares.insert(sh, data.to_vec());
             }
             // deleted between the list and the read: not there
@@ -167,7 +167,7 @@ async fn query_as_writer(w: Writer, len: u64) -> Result<BTreeMap<ShareNum, Vec<u
     let resp = w.send(Kind::Servermap, &req).await?;
     let shares = first_read_of_each(resp.data);
     for (sh, first) in &shares {
-        w.task.first_reads.put(w.task.entry.index, *sh, first, len);
+        w.task.first_reads.put(w.task.server, *sh, first, len);
     }
     Ok(shares)
 }

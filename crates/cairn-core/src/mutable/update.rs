@@ -90,6 +90,7 @@ use crate::crypto::aes_ctr;
 use crate::fec::{Fec, FecError};
 use crate::hashtree::{empty_leaf_hash, pair_hash, roundup_pow2, tree_len, HashTree};
 use crate::hashutil::{block_hash, ssk_readkey_data_hash, Hash, HASH_LEN};
+use crate::ids::ShareNum;
 
 /// Where the offsets of the block hash tree and of the end of the share are (`>QQ` at 107).
 const BHT_OFFSET_FIELD: u64 = 107;
@@ -121,12 +122,18 @@ pub enum UpdateError {
     /// The old share is not laid out as Tahoe writes it (or its fields have other sizes
     /// than the new ones): publish the whole file instead.
     #[error("share {shnum}: unsupported layout: {reason}")]
-    UnsupportedLayout { shnum: u8, reason: &'static str },
+    UnsupportedLayout {
+        shnum: ShareNum,
+        reason: &'static str,
+    },
     #[error("share {shnum}: block hash tree node {index} missing")]
-    MissingNode { shnum: u8, index: usize },
+    MissingNode { shnum: ShareNum, index: usize },
     /// The old hashes read from this share do not lead to the signed old root.
     #[error("share {shnum}: {reason}")]
-    BadShare { shnum: u8, reason: &'static str },
+    BadShare {
+        shnum: ShareNum,
+        reason: &'static str,
+    },
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error(transparent)]
@@ -314,7 +321,7 @@ impl UpdatePlan {
 /// What [`apply`] needs from one old share.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OldShare {
-    pub shnum: u8,
+    pub shnum: ShareNum,
     /// The share's first 123 bytes: signed header and offsets table.
     pub prefix: Vec<u8>,
     /// The old share hash chain as stored (from `o_share_hash_chain` to `o_signature`).
@@ -326,7 +333,11 @@ pub struct OldShare {
 impl OldShare {
     /// Take exactly what `plan` says to read out of a whole old share's bytes (for tests,
     /// and drivers that hold whole shares).
-    pub fn extract(plan: &UpdatePlan, shnum: u8, share: &[u8]) -> Result<OldShare, UpdateError> {
+    pub fn extract(
+        plan: &UpdatePlan,
+        shnum: ShareNum,
+        share: &[u8],
+    ) -> Result<OldShare, UpdateError> {
         OldShare::from_reads(plan, shnum, share, 0, share)
     }
 
@@ -336,7 +347,7 @@ impl OldShare {
     /// covering every range of [`UpdatePlan::block_hash_node_reads`].
     pub fn from_reads(
         plan: &UpdatePlan,
-        shnum: u8,
+        shnum: ShareNum,
         head: &[u8],
         nodes_at: u64,
         nodes: &[u8],
@@ -408,7 +419,7 @@ pub type WriteVector = Vec<(u64, Vec<u8>)>;
 pub struct Update {
     pub header: ShareHeader,
     /// `(shnum, writes)` in share-number order.
-    pub writes: Vec<(u8, WriteVector)>,
+    pub writes: Vec<(ShareNum, WriteVector)>,
 }
 
 /// Encode the affected segments and produce every share's write vector.
@@ -455,7 +466,7 @@ pub fn apply(
     }
     let mut by_shnum: Vec<Option<&OldShare>> = vec![None; n];
     for s in old {
-        match by_shnum.get_mut(usize::from(s.shnum)) {
+        match by_shnum.get_mut(s.shnum.get()) {
             Some(slot @ None) => *slot = Some(s),
             _ => return Err(UpdateError::WrongShareSet { n: oh.n }),
         }
@@ -564,7 +575,7 @@ pub fn apply(
         let shnum = s.shnum;
         let mut get = |i: usize| s.block_hash_nodes.get(&i).copied().ok_or(i);
         let nodes = geo
-            .new_tree(&leaves[usize::from(shnum)], &mut get, true)
+            .new_tree(&leaves[shnum.get()], &mut get, true)
             .map_err(|e| match e {
                 TreeError::Missing(index) => UpdateError::MissingNode { shnum, index },
                 TreeError::Inconsistent => UpdateError::BadShare {
@@ -592,7 +603,8 @@ pub fn apply(
         || new_offsets.eof != old_offsets.eof;
     let mut out = Vec::with_capacity(n);
     for (sh, (o, nodes)) in share_offsets.iter().zip(&trees).enumerate() {
-        let shnum = sh as u8;
+        // `old` is in share-number order: old[sh] is share sh.
+        let shnum = old[sh].shnum;
         if o.verification_key - o.signature != signature.len() as u64 {
             return Err(UpdateError::UnsupportedLayout {
                 shnum,
@@ -676,9 +688,9 @@ fn expected_offsets(p: &SegmentParams) -> MdmfOffsets {
 
 /// Climb the share hash tree from leaf `shnum` (value `leaf`) with `chain`, which must be
 /// exactly `needed_hashes(shnum)` sorted; `None` if it is not.
-fn fold_chain(n: usize, shnum: u8, leaf: Hash, chain: &[(u16, Hash)]) -> Option<Hash> {
+fn fold_chain(n: usize, shnum: ShareNum, leaf: Hash, chain: &[(u16, Hash)]) -> Option<Hash> {
     let map: BTreeMap<usize, Hash> = chain.iter().map(|(i, h)| (usize::from(*i), *h)).collect();
-    let mut i = roundup_pow2(n) - 1 + usize::from(shnum);
+    let mut i = roundup_pow2(n) - 1 + shnum.get();
     let mut h = leaf;
     let mut used = 0;
     while i != 0 {

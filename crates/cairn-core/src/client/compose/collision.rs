@@ -32,7 +32,7 @@ use crate::client::mutable::servermap::{
 };
 use crate::client::mutable::{
     publish, retrieve, MachineError, PublishConfig, PublishError, PublishMachine, RetrieveConfig,
-    RetrieveKeys, RetrieveMachine, ServerIdx, VersionId,
+    RetrieveKeys, RetrieveMachine, ServerIndex, VersionId,
 };
 use crate::mutable::{MutableFormat, ShareHeader};
 
@@ -273,7 +273,7 @@ fn inner(id: RequestId) -> RequestId {
 #[derive(Debug)]
 pub struct CollisionRecovery {
     cfg: RecoveryConfig,
-    servers: Vec<ServerIdx>,
+    servers: Vec<ServerIndex>,
     /// This writer's whole new plaintext, if it has it.
     ours: Option<Vec<u8>>,
     phase: Phase,
@@ -284,7 +284,7 @@ impl CollisionRecovery {
     /// publish (`None` for an in-place update).
     pub fn new(
         mut cfg: RecoveryConfig,
-        servers: &[ServerIdx],
+        servers: &[ServerIndex],
         ours: Option<Vec<u8>>,
     ) -> CollisionRecovery {
         cfg.update.mode = Mode::Check;
@@ -533,8 +533,8 @@ fn publish_failure(e: &PublishError) -> String {
 /// of, as Tahoe does).
 fn bad_share_problem(b: &BadShare) -> Problem {
     Problem {
-        server: machine::ServerIndex(b.server),
-        shnum: Some(machine::ShareNum(b.shnum)),
+        server: b.server,
+        shnum: Some(b.shnum),
         kind: ProblemKind::Corrupt,
         reason: b.reason.clone(),
     }

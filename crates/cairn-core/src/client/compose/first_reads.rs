@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::client::mutable::{ServerIdx, ShareNum};
+use crate::client::mutable::{ServerIndex, ShareNum};
 
 /// One share's first read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +23,7 @@ struct FirstRead {
 /// `(server, share) ->` first read. Pure data: a driver shares one behind a lock.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FirstReads {
-    reads: BTreeMap<(ServerIdx, ShareNum), FirstRead>,
+    reads: BTreeMap<(ServerIndex, ShareNum), FirstRead>,
 }
 
 impl FirstReads {
@@ -33,7 +33,7 @@ impl FirstReads {
 
     /// Record the answer `data` to a read of `[0, asked)` of `shnum` on `server` (a newer
     /// answer replaces an older one: it reflects the share as it is now).
-    pub fn record(&mut self, server: ServerIdx, shnum: ShareNum, data: &[u8], asked: u64) {
+    pub fn record(&mut self, server: ServerIndex, shnum: ShareNum, data: &[u8], asked: u64) {
         self.reads.insert(
             (server, shnum),
             FirstRead {
@@ -45,7 +45,13 @@ impl FirstReads {
 
     /// Bytes `[offset, offset + len)` of the share, as the server would answer them (short
     /// where the share ends), if the first read determines them; `None` otherwise.
-    pub fn get(&self, server: ServerIdx, shnum: ShareNum, offset: u64, len: u64) -> Option<&[u8]> {
+    pub fn get(
+        &self,
+        server: ServerIndex,
+        shnum: ShareNum,
+        offset: u64,
+        len: u64,
+    ) -> Option<&[u8]> {
         let r = self.reads.get(&(server, shnum))?;
         let have = r.data.len() as u64;
         let end = offset.checked_add(len)?;
@@ -78,34 +84,40 @@ mod tests {
     fn covered_reads_are_answered_and_others_are_not() {
         let mut f = FirstReads::new();
         let share: Vec<u8> = (0..100u8).collect();
-        f.record(1, 0, &share[..40], 40);
-        assert_eq!(f.get(1, 0, 0, 40), Some(&share[..40]));
-        assert_eq!(f.get(1, 0, 10, 5), Some(&share[10..15]));
-        assert_eq!(f.get(1, 0, 40, 0), Some(&[][..]));
+        f.record(ServerIndex(1), ShareNum(0), &share[..40], 40);
+        assert_eq!(
+            f.get(ServerIndex(1), ShareNum(0), 0, 40),
+            Some(&share[..40])
+        );
+        assert_eq!(
+            f.get(ServerIndex(1), ShareNum(0), 10, 5),
+            Some(&share[10..15])
+        );
+        assert_eq!(f.get(ServerIndex(1), ShareNum(0), 40, 0), Some(&[][..]));
         // one byte beyond what was read: the server must be asked
-        assert_eq!(f.get(1, 0, 39, 2), None);
+        assert_eq!(f.get(ServerIndex(1), ShareNum(0), 39, 2), None);
         // another share or server: nothing known
-        assert_eq!(f.get(1, 1, 0, 1), None);
-        assert_eq!(f.get(2, 0, 0, 1), None);
+        assert_eq!(f.get(ServerIndex(1), ShareNum(1), 0, 1), None);
+        assert_eq!(f.get(ServerIndex(2), ShareNum(0), 0, 1), None);
         // overflow is never answered
-        assert_eq!(f.get(1, 0, u64::MAX, 2), None);
+        assert_eq!(f.get(ServerIndex(1), ShareNum(0), u64::MAX, 2), None);
     }
 
     #[test]
     fn a_short_first_read_is_the_whole_share() {
         let mut f = FirstReads::new();
-        f.record(0, 3, b"abc", 4000);
-        assert_eq!(f.get(0, 3, 1, 100), Some(&b"bc"[..]));
-        assert_eq!(f.get(0, 3, 3, 10), Some(&[][..]));
-        assert_eq!(f.get(0, 3, 50, 10), Some(&[][..]));
+        f.record(ServerIndex(0), ShareNum(3), b"abc", 4000);
+        assert_eq!(f.get(ServerIndex(0), ShareNum(3), 1, 100), Some(&b"bc"[..]));
+        assert_eq!(f.get(ServerIndex(0), ShareNum(3), 3, 10), Some(&[][..]));
+        assert_eq!(f.get(ServerIndex(0), ShareNum(3), 50, 10), Some(&[][..]));
     }
 
     #[test]
     fn a_newer_answer_replaces_the_old() {
         let mut f = FirstReads::new();
-        f.record(0, 0, b"old bytes", 9);
-        f.record(0, 0, b"new", 9);
-        assert_eq!(f.get(0, 0, 0, 3), Some(&b"new"[..]));
+        f.record(ServerIndex(0), ShareNum(0), b"old bytes", 9);
+        f.record(ServerIndex(0), ShareNum(0), b"new", 9);
+        assert_eq!(f.get(ServerIndex(0), ShareNum(0), 0, 3), Some(&b"new"[..]));
         assert_eq!(f.len(), 1);
     }
 
@@ -121,10 +133,10 @@ mod tests {
         ) {
             let first = &share[..share.len().min(asked as usize)];
             let mut f = FirstReads::new();
-            f.record(7, 2, first, asked);
+            f.record(ServerIndex(7), ShareNum(2), first, asked);
             let sl = share.len() as u64;
             let expect = &share[offset.min(sl) as usize..(offset + len).min(sl) as usize];
-            match f.get(7, 2, offset, len) {
+            match f.get(ServerIndex(7), ShareNum(2), offset, len) {
                 Some(got) => {
                     prop_assert_eq!(got, expect);
                 }

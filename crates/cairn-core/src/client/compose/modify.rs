@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
-use crate::client::mutable::{ServerIdx, ServerMap, ShareNum, VersionId};
+use crate::client::mutable::{ServerIndex, ServerMap, ShareNum, VersionId};
 use crate::mutable::update::{self, UpdatePlan};
 use crate::mutable::MutableFormat;
 
@@ -70,7 +70,7 @@ pub struct InPlace {
     pub version: VersionId,
     pub plan: UpdatePlan,
     /// Every share of the version and the servers holding it.
-    pub holders: BTreeMap<ShareNum, BTreeSet<ServerIdx>>,
+    pub holders: BTreeMap<ShareNum, BTreeSet<ServerIndex>>,
     /// The sequence number of the new version.
     pub seqnum: u64,
 }
@@ -135,7 +135,7 @@ fn in_place(
         return Err(WholeReason::OtherVersionsOrBadShares);
     }
     let holders = map.versions().remove(best).unwrap_or_default();
-    if (0..best.n).any(|sh| !holders.contains_key(&sh)) {
+    if ShareNum::below(best.n.into()).any(|sh| !holders.contains_key(&sh)) {
         return Err(WholeReason::MissingShares);
     }
     let plan = update::plan(&best.header(), offset, len).map_err(|_| WholeReason::PastTheEnd)?;

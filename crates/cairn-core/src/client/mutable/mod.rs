@@ -26,10 +26,7 @@ pub mod retrieve;
 pub mod servermap;
 
 pub use crate::client::machine::{Problem, ProblemKind, ServerFailure};
-// Not yet the ids newtypes inside the mutable machines: raw numbers, converted where they
-// meet the machine vocabulary and the placement module.
-pub type ServerIdx = u32;
-pub type ShareNum = u8;
+pub use crate::ids::{ServerIndex, ShareNum};
 pub use publish::{PublishConfig, PublishError, PublishMachine, PublishOutcome, WriteTest};
 pub use retrieve::{RetrieveConfig, RetrieveError, RetrieveKeys, RetrieveMachine, RetrieveOutcome};
 pub use servermap::{Mode, ServerMap, ServermapUpdater, UpdateConfig, VersionId};

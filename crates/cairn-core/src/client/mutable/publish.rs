@@ -15,6 +15,7 @@
 //!     Action, Event, PublishConfig, PublishMachine, Written,
 //! };
 //! use cairn_core::client::mutable::servermap::{Mode, ServerMap};
+//! use cairn_core::ids::ServerIndex;
 //! use cairn_core::mutable::{MutableFormat, ShareHeader};
 //!
 //! // A new file (empty servermap), 2-of-4, happy 3, on four servers.
@@ -23,8 +24,8 @@
 //!     k: 2, n: 4, segment_size: 0, data_length: 0,
 //! };
 //! let map = ServerMap::new(Mode::Write);
-//! let mut m = PublishMachine::new(PublishConfig::new(3), &map, &[10, 11, 12, 13], &header)
-//!     .unwrap();
+//! let servers = [10, 11, 12, 13].map(ServerIndex);
+//! let mut m = PublishMachine::new(PublishConfig::new(3), &map, &servers, &header).unwrap();
 //! let mut actions = m.start(0);
 //! let mut now = 0;
 //! while let Some(action) = actions.pop() {
@@ -80,9 +81,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::servermap::{Mode, ServerMap, VersionId};
-use super::{
-    Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ServerIdx, ShareNum,
-};
+use super::{Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ShareNum};
 use crate::client::machine::{self, Problem, ProblemKind, ServerIndex};
 use crate::mutable::header::seqnum_of;
 use crate::mutable::layout::{ShareHeader, SDMF_CHECKSTRING_LEN};
@@ -183,7 +182,7 @@ pub type Event = machine::Event<Written>;
 /// Evidence of another writer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Collision {
-    pub server: ServerIdx,
+    pub server: ServerIndex,
     pub shnum: ShareNum,
     /// What the servermap recorded there (`None`: no share).
     pub expected: Option<Vec<u8>>,
@@ -195,7 +194,7 @@ pub struct Collision {
 
 impl std::fmt::Display for Collision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "server {} share {}: ", self.server, self.shnum)?;
+        write!(f, "server {} share {}: ", self.server.0, self.shnum)?;
         match (&self.expected, self.found_seqnum) {
             (Some(e), Some(s)) => write!(
                 f,
@@ -213,16 +212,16 @@ impl std::fmt::Display for Collision {
 pub struct PublishOutcome {
     pub version: VersionId,
     /// Share -> servers that confirmed the write.
-    pub placed: BTreeMap<ShareNum, BTreeSet<ServerIdx>>,
+    pub placed: BTreeMap<ShareNum, BTreeSet<ServerIndex>>,
     /// Servers of happiness of `placed`.
     pub happiness: usize,
     /// Write requests sent to each server.
-    pub requests_per_server: BTreeMap<ServerIdx, usize>,
+    pub requests_per_server: BTreeMap<ServerIndex, usize>,
     /// Servers that failed (their shares went elsewhere).
     pub failures: Vec<ServerFailure>,
     /// Older shares found on servers the servermap had not heard from: not collisions,
     /// those servers were skipped.
-    pub stale_shares: Vec<(ServerIdx, ShareNum)>,
+    pub stale_shares: Vec<(ServerIndex, ShareNum)>,
 }
 
 /// Why a publish failed.
@@ -234,7 +233,7 @@ pub enum PublishError {
     UncoordinatedWrite {
         collisions: Vec<Collision>,
         /// Shares of the new version confirmed before the publish stopped.
-        placed: BTreeMap<ShareNum, BTreeSet<ServerIdx>>,
+        placed: BTreeMap<ShareNum, BTreeSet<ServerIndex>>,
     },
     /// Too few servers left (Tahoe's `NotEnoughServersError`).
     #[error(
@@ -259,8 +258,8 @@ pub enum PublishError {
 pub enum SetupError {
     #[error("no storage servers are connected")]
     NoServers,
-    #[error("server {0} is listed more than once")]
-    DuplicateServer(ServerIdx),
+    #[error("server {} is listed more than once", .0 .0)]
+    DuplicateServer(ServerIndex),
     #[error("bad parameters: need 1 <= k <= N and 1 <= happy <= N, got k={k} N={n} happy={happy}")]
     BadParams { k: u8, n: u8, happy: usize },
     #[error("new seqnum {new} is not above the highest seqnum {highest} in the servermap")]
@@ -277,7 +276,7 @@ impl SentAt for WriteReq {
 
 #[derive(Clone, Debug)]
 struct WriteReq {
-    server: ServerIdx,
+    server: ServerIndex,
     shares: BTreeMap<ShareNum, WriteTest>,
     sent: Millis,
 }
@@ -288,18 +287,18 @@ pub struct PublishMachine {
     cfg: PublishConfig,
     version: VersionId,
     checkstring: Vec<u8>,
-    servers: Vec<ServerIdx>,
+    servers: Vec<ServerIndex>,
     map: ServerMap,
     inflight: Inflight<WriteReq>,
     /// Every (server, share) a write was ever sent for.
-    sent: BTreeSet<(ServerIdx, ShareNum)>,
-    placed: BTreeMap<ShareNum, BTreeSet<ServerIdx>>,
+    sent: BTreeSet<(ServerIndex, ShareNum)>,
+    placed: BTreeMap<ShareNum, BTreeSet<ServerIndex>>,
     /// Servers that failed, refused, or hold shares the map missed: never written again.
-    bad: BTreeSet<ServerIdx>,
+    bad: BTreeSet<ServerIndex>,
     failures: Vec<ServerFailure>,
     collisions: Vec<Collision>,
-    stale: Vec<(ServerIdx, ShareNum)>,
-    requests_per_server: BTreeMap<ServerIdx, usize>,
+    stale: Vec<(ServerIndex, ShareNum)>,
+    requests_per_server: BTreeMap<ServerIndex, usize>,
     next_id: RequestId,
     started: bool,
     outcome: Option<Result<PublishOutcome, PublishError>>,
@@ -312,7 +311,7 @@ impl PublishMachine {
     pub fn new(
         cfg: PublishConfig,
         map: &ServerMap,
-        servers: &[ServerIdx],
+        servers: &[ServerIndex],
         new_version: &ShareHeader,
     ) -> Result<Self, SetupError> {
         let (k, n) = (new_version.k, new_version.n);
@@ -367,17 +366,17 @@ impl PublishMachine {
             return Vec::new();
         }
         self.started = true;
-        let connected: BTreeSet<ServerIdx> = self.servers.iter().copied().collect();
-        let mut plan: BTreeMap<ServerIdx, BTreeMap<ShareNum, WriteTest>> = BTreeMap::new();
+        let connected: BTreeSet<ServerIndex> = self.servers.iter().copied().collect();
+        let mut plan: BTreeMap<ServerIndex, BTreeMap<ShareNum, WriteTest>> = BTreeMap::new();
         for ((server, sh), v) in self.map.shares() {
-            if connected.contains(server) && *sh < self.version.n {
+            if connected.contains(server) && sh.0 < self.version.n {
                 plan.entry(*server)
                     .or_default()
                     .insert(*sh, WriteTest::Matches(v.checkstring()));
             }
         }
         for ((server, sh), bad) in self.map.bad_shares() {
-            if connected.contains(server) && *sh < self.version.n && !bad.checkstring.is_empty() {
+            if connected.contains(server) && sh.0 < self.version.n && !bad.checkstring.is_empty() {
                 plan.entry(*server)
                     .or_default()
                     .entry(*sh)
@@ -396,7 +395,7 @@ impl PublishMachine {
                     let req = self.inflight.retire(id).expect("listed above");
                     let reason = format!("no answer within {} ms", self.cfg.write_timeout);
                     actions.push(Action::Report(Problem {
-                        server: ServerIndex(req.server),
+                        server: req.server,
                         shnum: None,
                         kind: ProblemKind::Stall,
                         reason: reason.clone(),
@@ -423,7 +422,7 @@ impl PublishMachine {
                     return Ok(actions);
                 };
                 actions.push(Action::Report(Problem {
-                    server: ServerIndex(req.server),
+                    server: req.server,
                     shnum: None,
                     kind: ProblemKind::Failed(failure.fault),
                     reason: failure.message.clone(),
@@ -454,12 +453,12 @@ impl PublishMachine {
     }
 
     /// Share -> servers that confirmed the write so far.
-    pub fn placed(&self) -> &BTreeMap<ShareNum, BTreeSet<ServerIdx>> {
+    pub fn placed(&self) -> &BTreeMap<ShareNum, BTreeSet<ServerIndex>> {
         &self.placed
     }
 
     /// Write requests sent to each server so far.
-    pub fn requests_per_server(&self) -> &BTreeMap<ServerIdx, usize> {
+    pub fn requests_per_server(&self) -> &BTreeMap<ServerIndex, usize> {
         &self.requests_per_server
     }
 
@@ -478,7 +477,7 @@ impl PublishMachine {
     fn server_failed(&mut self, req: &WriteReq, reason: String) {
         self.bad.insert(req.server);
         self.failures.push(ServerFailure {
-            server: ServerIndex(req.server),
+            server: req.server,
             shnum: None,
             during: "write",
             reason,
@@ -525,6 +524,7 @@ impl PublishMachine {
         let reason = if !mismatched {
             "refused the write although its tests match".to_string()
         } else if !stale.is_empty() {
+            let stale: Vec<u8> = stale.iter().map(|sh| sh.0).collect();
             format!("holds older shares {stale:?} the servermap did not see")
         } else {
             "another writer changed its shares".to_string()
@@ -533,7 +533,7 @@ impl PublishMachine {
             self.stale.push((req.server, *sh));
         }
         self.failures.push(ServerFailure {
-            server: ServerIndex(req.server),
+            server: req.server,
             shnum: None,
             during: "write",
             reason,
@@ -541,7 +541,7 @@ impl PublishMachine {
     }
 
     /// A share we did not write and did not expect to change.
-    fn judge_unexpected(&mut self, server: ServerIdx, sh: ShareNum, found: &[u8]) {
+    fn judge_unexpected(&mut self, server: ServerIndex, sh: ShareNum, found: &[u8]) {
         if found.starts_with(&self.checkstring) {
             return;
         }
@@ -557,7 +557,7 @@ impl PublishMachine {
     }
 
     /// What the servermap saw for (server, share).
-    fn recorded(&self, server: ServerIdx, sh: ShareNum) -> Option<Vec<u8>> {
+    fn recorded(&self, server: ServerIndex, sh: ShareNum) -> Option<Vec<u8>> {
         if let Some(v) = self.map.version_on(server, sh) {
             return Some(v.checkstring());
         }
@@ -570,7 +570,7 @@ impl PublishMachine {
     /// A share differs from what the servermap recorded. A collision if the server was
     /// heard from by the servermap (someone wrote since), or if the share is at least as
     /// new as ours; `None` for an older share on a server the map never heard from.
-    fn classify(&self, server: ServerIdx, sh: ShareNum, found: &[u8]) -> Option<Collision> {
+    fn classify(&self, server: ServerIndex, sh: ShareNum, found: &[u8]) -> Option<Collision> {
         let found_seqnum = seqnum_of(found);
         let newer = found_seqnum.is_none_or(|s| s >= self.version.seqnum);
         if !self.map.is_reachable(server) && !newer {
@@ -586,7 +586,7 @@ impl PublishMachine {
     }
 
     /// (server, share) pairs placed or in flight.
-    fn live(&self) -> BTreeMap<ShareNum, BTreeSet<ServerIdx>> {
+    fn live(&self) -> BTreeMap<ShareNum, BTreeSet<ServerIndex>> {
         let mut m = self.placed.clone();
         for r in self.inflight.values() {
             for sh in r.shares.keys() {
@@ -596,7 +596,7 @@ impl PublishMachine {
         m
     }
 
-    fn usable(&self, server: ServerIdx) -> bool {
+    fn usable(&self, server: ServerIndex) -> bool {
         !self.bad.contains(&server)
     }
 
@@ -604,7 +604,7 @@ impl PublishMachine {
     /// when nothing is left in flight.
     fn step(
         &mut self,
-        mut plan: BTreeMap<ServerIdx, BTreeMap<ShareNum, WriteTest>>,
+        mut plan: BTreeMap<ServerIndex, BTreeMap<ShareNum, WriteTest>>,
         now: Millis,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
@@ -633,7 +633,7 @@ impl PublishMachine {
                 );
                 actions.push(Action::Send {
                     id,
-                    server: ServerIndex(server),
+                    server,
                     request: Write { shares },
                 });
             }
@@ -648,8 +648,8 @@ impl PublishMachine {
 
     fn planned_live(
         &self,
-        plan: &BTreeMap<ServerIdx, BTreeMap<ShareNum, WriteTest>>,
-    ) -> BTreeMap<ShareNum, BTreeSet<ServerIdx>> {
+        plan: &BTreeMap<ServerIndex, BTreeMap<ShareNum, WriteTest>>,
+    ) -> BTreeMap<ShareNum, BTreeSet<ServerIndex>> {
         let mut m = self.live();
         for (server, shares) in plan {
             for sh in shares.keys() {
@@ -659,7 +659,7 @@ impl PublishMachine {
         m
     }
 
-    fn test_for(&self, server: ServerIdx, sh: ShareNum) -> WriteTest {
+    fn test_for(&self, server: ServerIndex, sh: ShareNum) -> WriteTest {
         match self.recorded(server, sh) {
             Some(cs) if !cs.is_empty() => WriteTest::Matches(cs),
             _ => WriteTest::Absent,
@@ -668,9 +668,9 @@ impl PublishMachine {
 
     /// Tahoe's `update_goal`: shares with no live copy go to usable servers with the
     /// fewest shares, then in permuted order; never a (server, share) already sent.
-    fn place_homeless(&self, plan: &mut BTreeMap<ServerIdx, BTreeMap<ShareNum, WriteTest>>) {
+    fn place_homeless(&self, plan: &mut BTreeMap<ServerIndex, BTreeMap<ShareNum, WriteTest>>) {
         let live = self.planned_live(plan);
-        let mut load: BTreeMap<ServerIdx, usize> = BTreeMap::new();
+        let mut load: BTreeMap<ServerIndex, usize> = BTreeMap::new();
         for servers in live.values() {
             for s in servers {
                 *load.entry(*s).or_default() += 1;
@@ -678,8 +678,8 @@ impl PublishMachine {
         }
         // Among equally loaded servers, one that is not still awaiting an answer: a
         // server that is down may not have been reported yet.
-        let awaiting: BTreeSet<ServerIdx> = self.inflight.values().map(|r| r.server).collect();
-        for sh in 0..self.version.n {
+        let awaiting: BTreeSet<ServerIndex> = self.inflight.values().map(|r| r.server).collect();
+        for sh in ShareNum::below(self.version.n.into()) {
             if live.get(&sh).is_some_and(|s| !s.is_empty()) {
                 continue;
             }
@@ -706,13 +706,13 @@ impl PublishMachine {
 
     /// If what is placed or in flight cannot reach `happy`, copy shares to usable servers
     /// that hold nothing of the new version yet, where a copy raises happiness.
-    fn top_up_happiness(&self, plan: &mut BTreeMap<ServerIdx, BTreeMap<ShareNum, WriteTest>>) {
+    fn top_up_happiness(&self, plan: &mut BTreeMap<ServerIndex, BTreeMap<ShareNum, WriteTest>>) {
         let mut live = self.planned_live(plan);
-        let mut happiness = happiness_of(&live);
+        let mut happiness = servers_of_happiness(&live);
         if happiness >= self.cfg.happy {
             return;
         }
-        let holding: BTreeSet<ServerIdx> = live.values().flatten().copied().collect();
+        let holding: BTreeSet<ServerIndex> = live.values().flatten().copied().collect();
         for &server in &self.servers {
             if happiness >= self.cfg.happy {
                 break;
@@ -720,12 +720,12 @@ impl PublishMachine {
             if !self.usable(server) || holding.contains(&server) {
                 continue;
             }
-            for sh in 0..self.version.n {
+            for sh in ShareNum::below(self.version.n.into()) {
                 if self.sent.contains(&(server, sh)) {
                     continue;
                 }
                 live.entry(sh).or_default().insert(server);
-                let h = happiness_of(&live);
+                let h = servers_of_happiness(&live);
                 if h > happiness {
                     happiness = h;
                     let test = self.test_for(server, sh);
@@ -746,8 +746,8 @@ impl PublishMachine {
                 placed: self.placed.clone(),
             });
         }
-        let happiness = happiness_of(&self.placed);
-        let homeless: Vec<ShareNum> = (0..self.version.n)
+        let happiness = servers_of_happiness(&self.placed);
+        let homeless: Vec<ShareNum> = ShareNum::below(self.version.n.into())
             .filter(|sh| self.placed.get(sh).is_none_or(|s| s.is_empty()))
             .collect();
         if homeless.is_empty() && happiness >= self.cfg.happy {
@@ -781,28 +781,14 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
         .join("; ")
 }
 
-/// [`servers_of_happiness`] of a share -> servers map in this machine's raw numbers.
-fn happiness_of(m: &BTreeMap<ShareNum, BTreeSet<ServerIdx>>) -> usize {
-    let m = m
-        .iter()
-        .map(|(sh, servers)| {
-            (
-                crate::ids::ShareNum(*sh),
-                servers.iter().map(|s| ServerIndex(*s)).collect(),
-            )
-        })
-        .collect();
-    servers_of_happiness(&m)
-}
-
 /// Failures grouped by server, in order of first failure, each reason once.
 fn per_server(failures: &[ServerFailure]) -> String {
-    let mut order: Vec<ServerIdx> = Vec::new();
-    let mut reasons: BTreeMap<ServerIdx, Vec<&str>> = BTreeMap::new();
+    let mut order: Vec<ServerIndex> = Vec::new();
+    let mut reasons: BTreeMap<ServerIndex, Vec<&str>> = BTreeMap::new();
     for f in failures {
-        let r = reasons.entry(f.server.0).or_default();
+        let r = reasons.entry(f.server).or_default();
         if r.is_empty() {
-            order.push(f.server.0);
+            order.push(f.server);
         }
         if !r.contains(&f.reason.as_str()) {
             r.push(&f.reason);
@@ -813,7 +799,7 @@ fn per_server(failures: &[ServerFailure]) -> String {
     }
     order
         .iter()
-        .map(|s| format!("server {s}: {}", reasons[s].join(", ")))
+        .map(|s| format!("server {}: {}", s.0, reasons[s].join(", ")))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -822,6 +808,7 @@ fn homeless_note(homeless: &[ShareNum]) -> String {
     if homeless.is_empty() {
         String::new()
     } else {
+        let homeless: Vec<u8> = homeless.iter().map(|sh| sh.0).collect();
         format!(" and shares {homeless:?} found no server")
     }
 }
@@ -857,6 +844,42 @@ mod tests {
         assert!(!WriteTest::Absent.passes(Some(b"x")));
         assert!(WriteTest::Matches(b"ab".to_vec()).passes(Some(b"abc")));
         assert!(!WriteTest::Matches(b"ab".to_vec()).passes(None));
+    }
+
+    #[test]
+    fn messages_print_bare_numbers() {
+        // As when the machines held raw integers (not `ServerIndex`'s `#3`, `ShareNum`'s
+        // Debug `sh1`).
+        assert_eq!(
+            SetupError::DuplicateServer(ServerIndex(3)).to_string(),
+            "server 3 is listed more than once"
+        );
+        assert_eq!(
+            super::super::servermap::SetupError::DuplicateServer(ServerIndex(3)).to_string(),
+            "server 3 is listed more than once"
+        );
+        let c = Collision {
+            server: ServerIndex(3),
+            shnum: ShareNum(1),
+            expected: None,
+            found: Vec::new(),
+            found_seqnum: None,
+        };
+        assert_eq!(
+            c.to_string(),
+            "server 3 share 1: found an unreadable checkstring"
+        );
+        let failure = ServerFailure {
+            server: ServerIndex(4),
+            shnum: None,
+            during: "write",
+            reason: "gone".into(),
+        };
+        assert_eq!(per_server(&[failure]), "server 4: gone");
+        assert_eq!(
+            homeless_note(&[ShareNum(0), ShareNum(2)]),
+            " and shares [0, 2] found no server"
+        );
     }
 
     #[test]

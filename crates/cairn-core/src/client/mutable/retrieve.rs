@@ -62,9 +62,7 @@ use std::ops::Range;
 use thiserror::Error;
 
 use super::servermap::{ServerMap, VersionId};
-use super::{
-    Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ServerIdx, ShareNum,
-};
+use super::{Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ShareNum};
 use crate::bytes::Reader;
 use crate::client::machine::{self, Chunk, ServerIndex};
 use crate::crypto::AesCtr;
@@ -248,7 +246,7 @@ fn describe_problems(p: &[Problem]) -> String {
 
 #[derive(Clone, Debug)]
 struct Request {
-    server: ServerIdx,
+    server: ServerIndex,
     shnum: ShareNum,
     part: ReadPart,
     /// Bytes asked for (an answer with fewer means the share is short).
@@ -305,15 +303,15 @@ pub struct RetrieveMachine {
     /// Next segment to decode and output.
     next_seg: u64,
     /// Holders of the version not yet tried, in the order to try them.
-    candidates: Vec<(ServerIdx, ShareNum)>,
+    candidates: Vec<(ServerIndex, ShareNum)>,
     /// Shares in use: share number -> server.
-    active: BTreeMap<ShareNum, ServerIdx>,
-    slots: BTreeMap<(ServerIdx, ShareNum), Slot>,
-    dropped: BTreeSet<(ServerIdx, ShareNum)>,
+    active: BTreeMap<ShareNum, ServerIndex>,
+    slots: BTreeMap<(ServerIndex, ShareNum), Slot>,
+    dropped: BTreeSet<(ServerIndex, ShareNum)>,
     /// Verified blocks: segment -> share number -> block.
     blocks: BTreeMap<u64, BTreeMap<ShareNum, Block>>,
     inflight: Inflight<Request>,
-    sent: BTreeSet<(ServerIdx, ShareNum, ReadPart)>,
+    sent: BTreeSet<(ServerIndex, ShareNum, ReadPart)>,
     problems: Vec<Problem>,
     next_id: RequestId,
     output: u64,
@@ -381,13 +379,13 @@ impl RetrieveMachine {
         };
         // Holders in the order the update asked their servers (permuted order), one share
         // per server first so reads spread over as many servers as possible.
-        let order: BTreeMap<ServerIdx, usize> = map
+        let order: BTreeMap<ServerIndex, usize> = map
             .queried()
             .iter()
             .enumerate()
             .map(|(i, s)| (*s, i))
             .collect();
-        let mut holders: Vec<(ServerIdx, ShareNum)> = versions
+        let mut holders: Vec<(ServerIndex, ShareNum)> = versions
             .get(&version)
             .into_iter()
             .flat_map(|m| m.iter())
@@ -514,7 +512,7 @@ impl RetrieveMachine {
 
     fn send(
         &mut self,
-        server: ServerIdx,
+        server: ServerIndex,
         shnum: ShareNum,
         part: ReadPart,
         now: Millis,
@@ -538,7 +536,7 @@ impl RetrieveMachine {
         );
         actions.push(Action::Send {
             id,
-            server: ServerIndex(server),
+            server,
             request: Read {
                 shnum,
                 offset,
@@ -614,7 +612,7 @@ impl RetrieveMachine {
             .segments
             .end
             .min(self.next_seg.saturating_add(self.cfg.segments_in_flight));
-        let active: Vec<(ShareNum, ServerIdx)> =
+        let active: Vec<(ShareNum, ServerIndex)> =
             self.active.iter().map(|(a, b)| (*a, *b)).collect();
         for (shnum, server) in active {
             // SDMF: the header read holds the one block too.
@@ -646,10 +644,8 @@ impl RetrieveMachine {
             let blocks = self.blocks.remove(&seg).expect("checked");
             let used: Vec<(&ShareNum, &Block)> = blocks.iter().take(k).collect();
             let salt = used[0].1.salt;
-            let input: Vec<(usize, &[u8])> = used
-                .iter()
-                .map(|(sh, b)| (usize::from(**sh), &b.data[..]))
-                .collect();
+            let input: Vec<(usize, &[u8])> =
+                used.iter().map(|(sh, b)| (sh.get(), &b.data[..])).collect();
             let fec = self.fec.as_ref().expect("made when there are segments");
             let mut ct = fec
                 .decode_all(&input)
@@ -724,7 +720,7 @@ impl RetrieveMachine {
 
     /// Check the header and hash trees of a share whose first reads are all in; then its
     /// buffered blocks.
-    fn validate(&mut self, key: (ServerIdx, ShareNum)) -> Result<(), Fault> {
+    fn validate(&mut self, key: (ServerIndex, ShareNum)) -> Result<(), Fault> {
         let slot = self
             .slots
             .get_mut(&key)
@@ -900,14 +896,14 @@ impl RetrieveMachine {
             .collect();
         let mut tree = IncompleteHashTree::new(usize::from(self.version.n));
         tree.set_root(self.version.root_hash)
-            .and_then(|()| tree.set_hashes(&hashes, &BTreeMap::from([(usize::from(shnum), root)])))
+            .and_then(|()| tree.set_hashes(&hashes, &BTreeMap::from([(shnum.get(), root)])))
             .map_err(|e| Fault(ProblemKind::Corrupt, format!("share hash chain: {e}")))
     }
 
     /// A `salt || block` answer for `seg` of a share whose tree is verified.
     fn accept_segment(
         &mut self,
-        key: (ServerIdx, ShareNum),
+        key: (ServerIndex, ShareNum),
         seg: u64,
         data: &[u8],
     ) -> Result<(), Fault> {
@@ -928,7 +924,7 @@ impl RetrieveMachine {
     /// Check a block against the share's verified block hash tree and keep it.
     fn accept_block(
         &mut self,
-        key: (ServerIdx, ShareNum),
+        key: (ServerIndex, ShareNum),
         seg: u64,
         salt: Option<[u8; SALT_LEN]>,
         block: Vec<u8>,
@@ -961,7 +957,7 @@ impl RetrieveMachine {
 
     fn drop_share(
         &mut self,
-        server: ServerIdx,
+        server: ServerIndex,
         shnum: ShareNum,
         kind: ProblemKind,
         reason: String,
@@ -981,8 +977,8 @@ impl RetrieveMachine {
             actions.push(Action::Cancel { id });
         }
         let problem = Problem {
-            server: ServerIndex(server),
-            shnum: Some(machine::ShareNum(shnum)),
+            server,
+            shnum: Some(shnum),
             kind,
             reason,
         };

@@ -41,9 +41,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
-use super::{
-    Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ServerIdx, ShareNum,
-};
+use super::{Inflight, MachineError, Millis, RequestId, SentAt, ServerFailure, ShareNum};
 use crate::client::machine::{self, Failure, Problem, ProblemKind, ServerIndex};
 use crate::hashutil::{ssk_pubkey_fingerprint_hash, Hash};
 use crate::mutable::header::{MutableSharePrefix, PrefixOffsets};
@@ -171,7 +169,7 @@ impl From<&ShareHeader> for VersionId {
 /// exactly the bytes seen).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BadShare {
-    pub server: ServerIdx,
+    pub server: ServerIndex,
     pub shnum: ShareNum,
     /// The share's first bytes as seen (its checkstring when the header parsed).
     pub checkstring: Vec<u8>,
@@ -182,11 +180,11 @@ pub struct BadShare {
 #[derive(Clone, Debug)]
 pub struct ServerMap {
     mode: Mode,
-    shares: BTreeMap<(ServerIdx, ShareNum), VersionId>,
-    reachable: BTreeSet<ServerIdx>,
-    queried: Vec<ServerIdx>,
+    shares: BTreeMap<(ServerIndex, ShareNum), VersionId>,
+    reachable: BTreeSet<ServerIndex>,
+    queried: Vec<ServerIndex>,
     failures: Vec<ServerFailure>,
-    bad_shares: BTreeMap<(ServerIdx, ShareNum), BadShare>,
+    bad_shares: BTreeMap<(ServerIndex, ShareNum), BadShare>,
     privkey: Option<SigningKey>,
 }
 
@@ -227,18 +225,18 @@ impl ServerMap {
     }
 
     /// Every good share found: (server, share number) -> version.
-    pub fn shares(&self) -> &BTreeMap<(ServerIdx, ShareNum), VersionId> {
+    pub fn shares(&self) -> &BTreeMap<(ServerIndex, ShareNum), VersionId> {
         &self.shares
     }
 
     /// The version of `shnum` on `server`, if the update saw one.
-    pub fn version_on(&self, server: ServerIdx, shnum: ShareNum) -> Option<&VersionId> {
+    pub fn version_on(&self, server: ServerIndex, shnum: ShareNum) -> Option<&VersionId> {
         self.shares.get(&(server, shnum))
     }
 
     /// Version -> share number -> servers holding it.
-    pub fn versions(&self) -> BTreeMap<VersionId, BTreeMap<ShareNum, BTreeSet<ServerIdx>>> {
-        let mut m: BTreeMap<VersionId, BTreeMap<ShareNum, BTreeSet<ServerIdx>>> = BTreeMap::new();
+    pub fn versions(&self) -> BTreeMap<VersionId, BTreeMap<ShareNum, BTreeSet<ServerIndex>>> {
+        let mut m: BTreeMap<VersionId, BTreeMap<ShareNum, BTreeSet<ServerIndex>>> = BTreeMap::new();
         for ((server, sh), v) in &self.shares {
             m.entry(v.clone())
                 .or_default()
@@ -250,7 +248,7 @@ impl ServerMap {
     }
 
     /// Servers holding some share of `version`.
-    pub fn servers_for(&self, version: &VersionId) -> BTreeSet<ServerIdx> {
+    pub fn servers_for(&self, version: &VersionId) -> BTreeSet<ServerIndex> {
         self.shares
             .iter()
             .filter(|(_, v)| *v == version)
@@ -296,16 +294,16 @@ impl ServerMap {
     }
 
     /// Did `server` answer its query (so the map knows what it held)?
-    pub fn is_reachable(&self, server: ServerIdx) -> bool {
+    pub fn is_reachable(&self, server: ServerIndex) -> bool {
         self.reachable.contains(&server)
     }
 
-    pub fn reachable_servers(&self) -> &BTreeSet<ServerIdx> {
+    pub fn reachable_servers(&self) -> &BTreeSet<ServerIndex> {
         &self.reachable
     }
 
     /// Servers asked, in the order asked.
-    pub fn queried(&self) -> &[ServerIdx] {
+    pub fn queried(&self) -> &[ServerIndex] {
         &self.queried
     }
 
@@ -315,7 +313,7 @@ impl ServerMap {
     }
 
     /// Shares found that failed a check.
-    pub fn bad_shares(&self) -> &BTreeMap<(ServerIdx, ShareNum), BadShare> {
+    pub fn bad_shares(&self) -> &BTreeMap<(ServerIndex, ShareNum), BadShare> {
         &self.bad_shares
     }
 
@@ -353,8 +351,8 @@ pub type Event = machine::Event<Shares>;
 /// Bad input to [`ServermapUpdater::new`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SetupError {
-    #[error("server {0} is listed more than once")]
-    DuplicateServer(ServerIdx),
+    #[error("server {} is listed more than once", .0 .0)]
+    DuplicateServer(ServerIndex),
     #[error("bad share parameters: need 1 <= k <= N, got k={k} N={n}")]
     BadParams { k: u8, n: u8 },
 }
@@ -376,7 +374,7 @@ impl SentAt for Request {
 
 #[derive(Clone, Debug)]
 struct Request {
-    server: ServerIdx,
+    server: ServerIndex,
     shnum: Option<ShareNum>,
     purpose: Purpose,
     sent: Millis,
@@ -393,21 +391,21 @@ enum Answered {
 #[derive(Debug)]
 pub struct ServermapUpdater {
     cfg: UpdateConfig,
-    servers: Vec<ServerIdx>,
+    servers: Vec<ServerIndex>,
     /// Index in `servers` of the next server not yet asked.
     next: usize,
-    answered: BTreeMap<ServerIdx, Answered>,
+    answered: BTreeMap<ServerIndex, Answered>,
     /// Requests in flight; a late answer to one retired (answered, failed or cancelled)
     /// is ignored.
     inflight: Inflight<Request>,
     /// Every (server, share, purpose) ever sent: nothing is sent twice.
-    sent: BTreeSet<(ServerIdx, Option<ShareNum>, Purpose)>,
+    sent: BTreeSet<(ServerIndex, Option<ShareNum>, Purpose)>,
     /// Signature checks already made: (version, key, signature) -> ok.
     checked: BTreeMap<(VersionId, Vec<u8>, Vec<u8>), bool>,
     /// The checkstring each prefix re-read started from: if the re-read fails, the share
     /// is recorded as bad with it, so a publish overwrites it (testing for it) instead of
     /// meeting it as an unexpected share (Tahoe's `_got_corrupt_share` path).
-    prefix_checkstrings: BTreeMap<(ServerIdx, ShareNum), Vec<u8>>,
+    prefix_checkstrings: BTreeMap<(ServerIndex, ShareNum), Vec<u8>>,
     completed_queries: usize,
     next_id: RequestId,
     map: ServerMap,
@@ -416,7 +414,7 @@ pub struct ServermapUpdater {
 
 impl ServermapUpdater {
     /// `servers`: the connected servers in permuted order for the storage index.
-    pub fn new(cfg: UpdateConfig, servers: &[ServerIdx]) -> Result<Self, SetupError> {
+    pub fn new(cfg: UpdateConfig, servers: &[ServerIndex]) -> Result<Self, SetupError> {
         if cfg.k == 0 || cfg.k > cfg.n {
             return Err(SetupError::BadParams { k: cfg.k, n: cfg.n });
         }
@@ -514,7 +512,7 @@ impl ServermapUpdater {
 
     fn send(
         &mut self,
-        server: ServerIdx,
+        server: ServerIndex,
         shnum: Option<ShareNum>,
         purpose: Purpose,
         range: Range<u64>,
@@ -545,7 +543,7 @@ impl ServermapUpdater {
         };
         actions.push(Action::Send {
             id,
-            server: ServerIndex(server),
+            server,
             request,
         });
     }
@@ -566,8 +564,8 @@ impl ServermapUpdater {
             let req = self.inflight.retire(id).expect("listed above");
             let reason = format!("no answer within {} ms", self.cfg.query_timeout);
             actions.push(Action::Report(Problem {
-                server: ServerIndex(req.server),
-                shnum: req.shnum.map(machine::ShareNum),
+                server: req.server,
+                shnum: req.shnum,
                 kind: ProblemKind::Stall,
                 reason: reason.clone(),
             }));
@@ -579,8 +577,8 @@ impl ServermapUpdater {
     /// The report of a failed request.
     fn problem(&self, req: &Request, failure: Failure) -> Problem {
         Problem {
-            server: ServerIndex(req.server),
-            shnum: req.shnum.map(machine::ShareNum),
+            server: req.server,
+            shnum: req.shnum,
             kind: ProblemKind::Failed(failure.fault),
             reason: failure.message,
         }
@@ -592,8 +590,8 @@ impl ServermapUpdater {
             Purpose::Prefix | Purpose::Privkey => "read",
         };
         self.map.failures.push(ServerFailure {
-            server: ServerIndex(req.server),
-            shnum: req.shnum.map(crate::ids::ShareNum),
+            server: req.server,
+            shnum: req.shnum,
             during,
             reason,
         });
@@ -668,7 +666,7 @@ impl ServermapUpdater {
     /// The first bytes of one share (from a query or a prefix re-read).
     fn on_share_data(
         &mut self,
-        server: ServerIdx,
+        server: ServerIndex,
         shnum: ShareNum,
         data: &[u8],
         now: Millis,
@@ -757,7 +755,7 @@ impl ServermapUpdater {
         self.cfg.mode == Mode::Write && self.cfg.writekey.is_some() && self.map.privkey.is_none()
     }
 
-    fn try_privkey(&mut self, server: ServerIdx, shnum: ShareNum, enc: &[u8]) {
+    fn try_privkey(&mut self, server: ServerIndex, shnum: ShareNum, enc: &[u8]) {
         let Some(writekey) = self.cfg.writekey else {
             return;
         };
@@ -780,7 +778,7 @@ impl ServermapUpdater {
 
     fn bad_share(
         &mut self,
-        server: ServerIdx,
+        server: ServerIndex,
         shnum: ShareNum,
         checkstring: Vec<u8>,
         reason: String,
@@ -796,7 +794,7 @@ impl ServermapUpdater {
         );
     }
 
-    fn servers_busy(&self) -> BTreeSet<ServerIdx> {
+    fn servers_busy(&self) -> BTreeSet<ServerIndex> {
         self.inflight.values().map(|r| r.server).collect()
     }
 
@@ -1033,8 +1031,11 @@ mod tests {
         ] {
             d[at..at + 8].copy_from_slice(&v.to_be_bytes());
         }
-        let mut m =
-            ServermapUpdater::new(UpdateConfig::new(Mode::Check, 1, 1, [0; 32]), &[5]).unwrap();
+        let mut m = ServermapUpdater::new(
+            UpdateConfig::new(Mode::Check, 1, 1, [0; 32]),
+            &[ServerIndex(5)],
+        )
+        .unwrap();
         let actions = m.start(0);
         let Some(Action::Send {
             id,
@@ -1044,10 +1045,13 @@ mod tests {
         else {
             panic!("{actions:?}");
         };
-        let response = BTreeMap::from([(0, d)]);
+        let response = BTreeMap::from([(ShareNum(0), d)]);
         let actions = m.handle(Event::Answer { id: *id, response }, 1).unwrap();
         assert_eq!(actions, vec![Action::Finish(m.servermap().clone())]);
-        assert!(m.servermap().bad_shares().contains_key(&(5, 0)));
+        assert!(m
+            .servermap()
+            .bad_shares()
+            .contains_key(&(ServerIndex(5), ShareNum(0))));
     }
 
     #[test]
