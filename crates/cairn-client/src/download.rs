@@ -22,7 +22,6 @@ use cairn_core::client::download::{
 use cairn_core::client::machine::{
     Chunk, Failure, Fault, Problem, ProblemKind, RequestId, RunJob, ServerIndex,
 };
-use cairn_core::ids::ShareNum;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -220,7 +219,7 @@ pub async fn download(
         servers_used: machine
             .servers_used()
             .into_iter()
-            .filter_map(|i| servers.get(i).map(|s| s.name()))
+            .filter_map(|i| servers.get(i.get()).map(|s| s.name()))
             .collect(),
         problems: reports.iter().map(problem_line).collect(),
         switches: machine.stats().switches,
@@ -244,7 +243,7 @@ struct DownloadRun {
     servers: Vec<Arc<ServerEntry>>,
     cpu: Arc<Semaphore>,
     advise_corrupt: bool,
-    reported_ok: HashSet<usize>,
+    reported_ok: HashSet<ServerIndex>,
     out: mpsc::Sender<Vec<u8>>,
 }
 
@@ -267,14 +266,14 @@ impl Executor<DownloadMachine<Bytes>> for DownloadRun {
         let si = self.si;
         match request {
             Request::ListShares => {
-                let first = self.reported_ok.insert(server.get());
+                let first = self.reported_ok.insert(server);
                 run.spawn(id, async move {
                     match entry.client.list_immutable_shares(&si).await {
                         Ok(set) => {
                             if first {
                                 entry.report_ok();
                             }
-                            Ok(Response::Listed(set.into_iter().map(u16::from).collect()))
+                            Ok(Response::Listed(set.into_iter().collect()))
                         }
                         Err(e) => Err(Failure::new(e.fault(), e.to_string())),
                     }
@@ -284,13 +283,7 @@ impl Executor<DownloadMachine<Bytes>> for DownloadRun {
                 shnum, offset, len, ..
             } => {
                 run.spawn(id, async move {
-                    let Ok(sh) = ShareNum::try_from(shnum) else {
-                        return Err(Failure::new(
-                            Fault::Client,
-                            format!("share number {shnum} out of range"),
-                        ));
-                    };
-                    match entry.client.read_immutable(&si, sh, offset, len).await {
+                    match entry.client.read_immutable(&si, shnum, offset, len).await {
                         Ok(data) => Ok(Response::Read(data)),
                         Err(e) => Err(Failure::new(e.fault(), e.to_string())),
                     }

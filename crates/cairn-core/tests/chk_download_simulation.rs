@@ -45,6 +45,7 @@ use cairn_core::client::download::{
     ServerInfo,
 };
 use cairn_core::client::machine::{Chunk, Failure, Fault, RequestId, RunJob};
+use cairn_core::ids::ShareNum;
 use cairn_test_support::sim::chk::{chk_file, ChkFile, Shape};
 use cairn_test_support::sim::{
     self, Delivery, Faults, Mood, Net, Out, Replay, Schedule, ServerId, Servers, Tally, Wiring,
@@ -64,20 +65,24 @@ const SEGMENTS: [u64; 3] = [512, 1024, 4096];
 #[derive(Clone, Debug)]
 enum Req {
     List,
-    Read { shnum: u16, offset: u64, len: u64 },
+    Read {
+        shnum: ShareNum,
+        offset: u64,
+        len: u64,
+    },
 }
 
 #[derive(Clone, Debug)]
 enum Resp {
-    Shares(Vec<u16>),
+    Shares(Vec<ShareNum>),
     Data(Vec<u8>),
 }
 
 /// The servers: share number -> bytes on disk, per server.
 struct Grid {
-    held: Vec<BTreeMap<u16, Vec<u8>>>,
+    held: Vec<BTreeMap<ShareNum, Vec<u8>>>,
     /// Copies damaged on disk: (server, share).
-    damaged: BTreeSet<(ServerId, u16)>,
+    damaged: BTreeSet<(ServerId, ShareNum)>,
     /// Reads a lying server altered.
     lies: u64,
 }
@@ -117,14 +122,14 @@ struct Dl {
     file: Arc<ChkFile>,
     range: Range<u64>,
     /// What each request asked: (server, share; `None` for a listing).
-    sent: BTreeMap<RequestId, (ServerId, Option<u16>)>,
-    reads: BTreeSet<(ServerId, u16, u64, u64)>,
+    sent: BTreeMap<RequestId, (ServerId, Option<ShareNum>)>,
+    reads: BTreeSet<(ServerId, ShareNum, u64, u64)>,
     list_failed: BTreeSet<ServerId>,
     /// Shares reported corrupt or failing: (server, share).
-    given_up: BTreeSet<(ServerId, u16)>,
-    corrupt_reports: Vec<(ServerId, Option<u16>, String)>,
+    given_up: BTreeSet<(ServerId, ShareNum)>,
+    corrupt_reports: Vec<(ServerId, Option<ShareNum>, String)>,
     /// Shares reported stalling (the machine may try them again, as a last resort).
-    stalled: BTreeSet<(ServerId, u16)>,
+    stalled: BTreeSet<(ServerId, ShareNum)>,
     reports: u64,
     output: Vec<u8>,
     result: Option<Result<(), DownloadError>>,
@@ -236,7 +241,7 @@ impl Wiring for Dl {
                 Action::Report(p) => {
                     self.reports += 1;
                     let server = p.server.0;
-                    let shnum = p.shnum.map(|s| u16::from(s.0));
+                    let shnum = p.shnum;
                     if let (ProblemKind::Corrupt | ProblemKind::Failed(_), Some(sh)) =
                         (p.kind, shnum)
                     {
@@ -417,11 +422,11 @@ impl Sim {
         } else {
             0.0
         };
-        let mut held: Vec<BTreeMap<u16, Vec<u8>>> = vec![BTreeMap::new(); count];
+        let mut held: Vec<BTreeMap<ShareNum, Vec<u8>>> = vec![BTreeMap::new(); count];
         let mut damaged = BTreeSet::new();
         let mut placement = Vec::new();
         for (sh, bytes) in file.shares.iter().enumerate() {
-            let sh = sh as u16;
+            let sh = ShareNum::try_from(sh).expect("at most 256 shares");
             let copies = match rng.gen_range(0..10) {
                 0 if faults => 0,
                 0..=6 => 1,
@@ -529,7 +534,7 @@ impl Sim {
         let ran = self.net.run_op(&mut self.grid, &mut dl);
         self.stats.downloads += 1;
         // Distinct shares intact on servers that answered everything on time.
-        let good: BTreeSet<u16> = self
+        let good: BTreeSet<ShareNum> = self
             .grid
             .held
             .iter()

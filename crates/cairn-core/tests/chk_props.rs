@@ -4,7 +4,12 @@
 use cairn_core::chk::{
     self, ChkCapInfo, ChkError, DecodeError, EncodingParams, LayoutVersion, ShareLayout, Ueb,
 };
+use cairn_core::ids::ShareNum;
 use proptest::prelude::*;
+
+fn sn(i: usize) -> ShareNum {
+    ShareNum::try_from(i).expect("at most 256 shares")
+}
 
 #[derive(Debug, Clone)]
 struct Case {
@@ -85,7 +90,7 @@ proptest! {
         prop_assert_eq!(f.shares.len(), c.n as usize);
         for (i, s) in f.shares.iter().enumerate() {
             prop_assert_eq!(s.len() as u64, f.trailer.geometry.allocated_size(f.trailer.layout).unwrap());
-            chk::verify_share(&info, i as u16, s).unwrap();
+            chk::verify_share(&info, sn(i), s).unwrap();
         }
         // a pseudo-random k-subset, in scrambled order
         let mut idx: Vec<usize> = (0..c.n as usize).collect();
@@ -94,7 +99,7 @@ proptest! {
             x ^= x << 13; x ^= x >> 7; x ^= x << 17;
             idx.swap(i, (x % (i as u64 + 1)) as usize);
         }
-        let chosen: Vec<(u16, &[u8])> = idx[..c.k as usize].iter().map(|&i| (i as u16, &f.shares[i][..])).collect();
+        let chosen: Vec<(ShareNum, &[u8])> = idx[..c.k as usize].iter().map(|&i| (sn(i), &f.shares[i][..])).collect();
         let got = chk::decode(&info, Some(c.key), &chosen).unwrap();
         prop_assert!(got == c.data);
         // without the key: the ciphertext
@@ -119,16 +124,16 @@ proptest! {
         let mut off = (at % total as u64) as usize;
         let pos = ranges.iter().find_map(|r| if off < r.len() { Some(r.start + off) } else { off -= r.len(); None }).unwrap();
         shares[s][pos] ^= 1 << bit;
-        let err = chk::verify_share(&info, s as u16, &shares[s]).unwrap_err();
-        prop_assert_eq!(err.shnum(), Some(s as u16), "byte {} of share {}: {}", pos, s, err);
+        let err = chk::verify_share(&info, sn(s), &shares[s]).unwrap_err();
+        prop_assert_eq!(err.shnum(), Some(sn(s)), "byte {} of share {}: {}", pos, s, err);
         for (i, sh) in shares.iter().enumerate() {
             if i != s {
-                chk::verify_share(&info, i as u16, sh).unwrap();
+                chk::verify_share(&info, sn(i), sh).unwrap();
             }
         }
         // put the bad share first so the decoder must notice it and fall back
-        let mut all: Vec<(u16, &[u8])> = vec![(s as u16, &shares[s][..])];
-        all.extend(shares.iter().enumerate().filter(|(i, _)| *i != s).map(|(i, b)| (i as u16, &b[..])));
+        let mut all: Vec<(ShareNum, &[u8])> = vec![(sn(s), &shares[s][..])];
+        all.extend(shares.iter().enumerate().filter(|(i, _)| *i != s).map(|(i, b)| (sn(i), &b[..])));
         match chk::decode(&info, Some(c.key), &all) {
             Ok(got) => {
                 prop_assert!(c.n > c.k);
@@ -136,7 +141,7 @@ proptest! {
             }
             Err(DecodeError::NotEnoughShares { failures, .. }) => {
                 prop_assert_eq!(c.n, c.k);
-                prop_assert!(failures.iter().any(|e| e.shnum() == Some(s as u16)));
+                prop_assert!(failures.iter().any(|e| e.shnum() == Some(sn(s))));
             }
             Err(e) => prop_assert!(false, "unexpected {}", e),
         }
@@ -148,18 +153,18 @@ proptest! {
         let info = f.cap_info();
         let share = &f.shares[0];
         let cut = (cut % share.len() as u64) as usize;
-        prop_assert!(chk::verify_share(&info, 0, &share[..cut]).is_err());
+        prop_assert!(chk::verify_share(&info, ShareNum(0), &share[..cut]).is_err());
         let _ = ShareLayout::parse(&garbage);
         let _ = Ueb::parse(&garbage);
         // garbage with a valid-looking version
         let mut g2 = garbage.clone();
         if g2.len() >= 4 { g2[..4].copy_from_slice(&[0, 0, 0, 1 + (cut % 2) as u8]); }
         let _ = ShareLayout::parse(&g2);
-        let r = chk::decode(&info, Some(c.key), &[(0, &g2[..]), (1, &garbage[..]), (0, &share[..cut])]);
+        let r = chk::decode(&info, Some(c.key), &[(ShareNum(0), &g2[..]), (ShareNum(1), &garbage[..]), (ShareNum(0), &share[..cut])]);
         prop_assert!(r.is_err());
         // garbage cap values must not cause huge allocations or panics either
         let bogus = ChkCapInfo { needed: c.k, total: c.n, size: u64::MAX, ueb_hash: f.trailer.ueb_hash };
-        prop_assert!(chk::decode(&bogus, None, &[(0, &share[..])]).is_err());
+        prop_assert!(chk::decode(&bogus, None, &[(ShareNum(0), &share[..])]).is_err());
     }
 }
 

@@ -6,6 +6,7 @@ use cairn_core::chk::{
     self, ChkCapInfo, EncodingParams, Immutable, LayoutVersion, ShareLayout, Ueb,
 };
 use cairn_core::hashutil::storage_index_hash;
+use cairn_core::ids::ShareNum;
 use cairn_test_support::data;
 use serde::Deserialize;
 
@@ -151,10 +152,10 @@ fn chk_caps_big_wide() {
     assert!(run_caps(|c| c.enc.size >= BIG && c.enc.n > 10) > 0);
 }
 
-fn case_shares(c: &ShareCase) -> Vec<(u16, Vec<u8>)> {
+fn case_shares(c: &ShareCase) -> Vec<(ShareNum, Vec<u8>)> {
     c.shares
         .iter()
-        .map(|(k, v)| (k.parse().unwrap(), b64(v)))
+        .map(|(k, v)| (ShareNum(k.parse().unwrap()), b64(v)))
         .collect()
 }
 
@@ -183,7 +184,7 @@ fn chk_shares_byte_for_byte_and_decode() {
         let theirs = case_shares(c);
         assert_eq!(theirs.len(), c.enc.n as usize);
         for (shnum, bytes) in &theirs {
-            assert_eq!(&f.shares[*shnum as usize], bytes, "{what} share {shnum}");
+            assert_eq!(&f.shares[shnum.get()], bytes, "{what} share {shnum}");
             let l = ShareLayout::parse(bytes).unwrap();
             assert_eq!(l.version, layout);
             assert_eq!(l.ueb, &hex(&c.ueb_hex)[..]);
@@ -192,7 +193,7 @@ fn chk_shares_byte_for_byte_and_decode() {
         let rc = f.trailer.read_cap();
         assert_eq!(rc.to_string(), c.cap);
         assert_eq!(ChkCapInfo::from(&rc), info);
-        let all: Vec<(u16, &[u8])> = theirs.iter().map(|(s, b)| (*s, &b[..])).collect();
+        let all: Vec<(ShareNum, &[u8])> = theirs.iter().map(|(s, b)| (*s, &b[..])).collect();
         assert!(chk::decode_read_cap(&rc, &all).unwrap() == data);
         for (shnum, bytes) in &theirs {
             chk::verify_share(&info, *shnum, bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -215,7 +216,7 @@ fn chk_shares_byte_for_byte_and_decode() {
             ]
         };
         for sub in subsets {
-            let chosen: Vec<(u16, &[u8])> = sub
+            let chosen: Vec<(ShareNum, &[u8])> = sub
                 .iter()
                 .map(|&i| (theirs[i].0, &theirs[i].1[..]))
                 .collect();

@@ -13,7 +13,7 @@ use cairn_core::client::compose::verify_chk::{
     Action, ShareStatus, VerifyReport, VerifyingDownload, OWN,
 };
 use cairn_core::client::download::{self, DownloadConfig, Event, Millis, ServerInfo};
-use cairn_core::client::machine::{Failure, Fault, RunJob};
+use cairn_core::client::machine::{Failure, Fault, RunJob, ServerIndex, ShareNum};
 use cairn_test_support::data;
 use cairn_test_support::stepping::bounded;
 
@@ -28,7 +28,7 @@ enum Behaviour {
 }
 
 struct SimServer {
-    shares: BTreeMap<u16, Vec<u8>>,
+    shares: BTreeMap<ShareNum, Vec<u8>>,
     latency: Millis,
     behaviour: Behaviour,
 }
@@ -37,7 +37,7 @@ struct Run {
     report: VerifyReport,
     data: Vec<u8>,
     ids: Vec<u64>,
-    corrupt_reports: Vec<(usize, Option<u16>)>,
+    corrupt_reports: Vec<(ServerIndex, Option<ShareNum>)>,
 }
 
 fn cfg() -> DownloadConfig {
@@ -131,7 +131,7 @@ fn run(cap: &ChkReadCap, servers: &[SimServer]) -> Run {
                 Action::Output(c) => data.extend_from_slice(&c.data),
                 Action::Report(p) => {
                     if p.kind == download::ProblemKind::Corrupt {
-                        corrupt_reports.push((p.server.get(), p.shnum.map(|sh| u16::from(sh.0))));
+                        corrupt_reports.push((p.server, p.shnum));
                     }
                 }
             }
@@ -181,14 +181,22 @@ fn one_each(f: &EncodedFile) -> Vec<SimServer> {
         .iter()
         .enumerate()
         .map(|(i, s)| SimServer {
-            shares: BTreeMap::from([(i as u16, s.clone())]),
+            shares: BTreeMap::from([(
+                ShareNum::try_from(i).expect("at most 256 shares"),
+                s.clone(),
+            )]),
             latency: 5 + i as u64,
             behaviour: Behaviour::Normal,
         })
         .collect()
 }
 
-fn statuses(r: &VerifyReport) -> BTreeMap<(usize, u16), ShareStatus> {
+/// The key of share `sh` on server `server` in [`statuses`].
+fn key(server: u32, sh: u8) -> (ServerIndex, ShareNum) {
+    (ServerIndex(server), ShareNum(sh))
+}
+
+fn statuses(r: &VerifyReport) -> BTreeMap<(ServerIndex, ShareNum), ShareStatus> {
     r.shares
         .iter()
         .map(|s| ((s.server, s.shnum), s.status.clone()))
@@ -206,7 +214,7 @@ fn all_good_shares_report_good() {
         .report
         .shares
         .iter()
-        .all(|s| s.status == ShareStatus::Good && usize::from(s.shnum) == s.server));
+        .all(|s| s.status == ShareStatus::Good && u32::from(s.shnum.0) == s.server.0));
     assert!(r.report.missing.is_empty());
     assert!(r.report.unreachable_servers.is_empty());
     assert_eq!(r.report.good_shares().len(), 10);
@@ -226,18 +234,20 @@ fn a_corrupt_block_is_reported_against_its_share_and_the_file_is_recovered() {
     assert!(r.data == plain);
     let st = statuses(&r.report);
     assert_eq!(
-        st[&(7, 7)],
+        st[&key(7, 7)],
         ShareStatus::Corrupt(DecodeError::BadBlockHash {
-            shnum: 7,
+            shnum: ShareNum(7),
             segment: 5
         })
     );
     for (key, s) in &st {
-        if key.1 != 7 {
+        if key.1 != ShareNum(7) {
             assert_eq!(*s, ShareStatus::Good, "{key:?}");
         }
     }
-    assert!(r.corrupt_reports.contains(&(7, Some(7))));
+    assert!(r
+        .corrupt_reports
+        .contains(&(ServerIndex(7), Some(ShareNum(7)))));
     assert_eq!(r.report.good_shares().len(), 9);
 
     // the same in a share the download does use
@@ -248,9 +258,9 @@ fn a_corrupt_block_is_reported_against_its_share_and_the_file_is_recovered() {
     assert_eq!(r.report.download, Ok(()));
     assert!(r.data == plain);
     assert_eq!(
-        statuses(&r.report)[&(0, 0)],
+        statuses(&r.report)[&key(0, 0)],
         ShareStatus::Corrupt(DecodeError::BadBlockHash {
-            shnum: 0,
+            shnum: ShareNum(0),
             segment: 2
         })
     );
@@ -267,14 +277,14 @@ fn down_stalled_and_missing() {
     let r = run(&f.trailer.read_cap(), &servers);
     assert_eq!(r.report.download, Ok(()));
     assert!(r.data == plain);
-    assert_eq!(r.report.missing, vec![5, 8]);
+    assert_eq!(r.report.missing, vec![ShareNum(5), ShareNum(8)]);
     assert_eq!(r.report.unreachable_servers.len(), 1);
-    assert_eq!(r.report.unreachable_servers[0].0, 8);
+    assert_eq!(r.report.unreachable_servers[0].0, ServerIndex(8));
     let st = statuses(&r.report);
     assert!(
-        matches!(&st[&(9, 9)], ShareStatus::Unreachable(why) if why.contains("no answer")),
+        matches!(&st[&key(9, 9)], ShareStatus::Unreachable(why) if why.contains("no answer")),
         "{:?}",
-        st[&(9, 9)]
+        st[&key(9, 9)]
     );
     assert_eq!(st.values().filter(|s| **s == ShareStatus::Good).count(), 7);
 }
@@ -297,5 +307,5 @@ fn too_few_shares_still_reports_each() {
             "{s:?}"
         );
     }
-    assert_eq!(r.report.missing, (2..10).collect::<Vec<u16>>());
+    assert_eq!(r.report.missing, (2..10).map(ShareNum).collect::<Vec<_>>());
 }

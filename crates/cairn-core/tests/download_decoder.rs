@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use cairn_core::chk::layout::ShareLayout;
 use cairn_core::chk::{decode, encode_file, ChkDecoder, DecodeError, EncodingParams};
+use cairn_core::ids::ShareNum;
 
 fn file(len: usize) -> (Vec<u8>, cairn_core::chk::EncodedFile) {
     let plain: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
@@ -24,8 +25,8 @@ fn partial_hashes_verify_and_decode_a_middle_segment() {
     let mut dec = ChkDecoder::new(info, Some(f.trailer.key)).unwrap();
     let seg = 17u64;
     let mut blocks = Vec::new();
-    for shnum in [2u16, 5, 9] {
-        let l = ShareLayout::parse(&f.shares[shnum as usize]).unwrap();
+    for shnum in [2, 5, 9].map(ShareNum) {
+        let l = ShareLayout::parse(&f.shares[shnum.get()]).unwrap();
         dec.add_ueb(shnum, l.ueb).unwrap();
         dec.add_share_hash_chain(shnum, l.share_hash_entries())
             .unwrap();
@@ -45,7 +46,7 @@ fn partial_hashes_verify_and_decode_a_middle_segment() {
     let l = ShareLayout::parse(&f.shares[0]).unwrap();
     let nodes =
         cairn_core::chk::decoder::nodes_from_region(0, l.crypttext_hash_tree, &need).unwrap();
-    dec.add_crypttext_hashes(0, &nodes).unwrap();
+    dec.add_crypttext_hashes(ShareNum(0), &nodes).unwrap();
     let sd = dec.segment_decoder().unwrap();
     let mut out = Vec::new();
     sd.decode(seg, &blocks, &dec.crypttext_hash(seg).unwrap(), &mut out)
@@ -59,9 +60,9 @@ fn partial_hashes_verify_and_decode_a_middle_segment() {
     // segments whose hashes were not fetched are refused, not guessed
     let l2 = ShareLayout::parse(&f.shares[2]).unwrap();
     assert_eq!(
-        dec.verify_block(2, 3, l2.block(&g, 3).unwrap()),
+        dec.verify_block(ShareNum(2), 3, l2.block(&g, 3).unwrap()),
         Err(DecodeError::MissingBlockHash {
-            shnum: 2,
+            shnum: ShareNum(2),
             segment: 3
         })
     );
@@ -73,46 +74,58 @@ fn bad_nodes_are_refused_atomically_and_blamed() {
     let info = f.cap_info();
     let mut dec = ChkDecoder::new(info, None).unwrap();
     let l = ShareLayout::parse(&f.shares[4]).unwrap();
-    dec.add_ueb(4, l.ueb).unwrap();
+    dec.add_ueb(ShareNum(4), l.ueb).unwrap();
     // a chain entry flipped
     let mut chain: Vec<_> = l.share_hash_entries().collect();
     chain[0].1[3] ^= 1;
     assert!(matches!(
-        dec.add_share_hash_chain(4, chain),
-        Err(DecodeError::BadShareHashChain { shnum: 4, .. })
+        dec.add_share_hash_chain(ShareNum(4), chain),
+        Err(DecodeError::BadShareHashChain {
+            shnum: ShareNum(4),
+            ..
+        })
     ));
-    dec.add_share_hash_chain(4, l.share_hash_entries()).unwrap();
-    let need: BTreeSet<usize> = dec.block_hashes_needed(4, 0..5);
+    dec.add_share_hash_chain(ShareNum(4), l.share_hash_entries())
+        .unwrap();
+    let need: BTreeSet<usize> = dec.block_hashes_needed(ShareNum(4), 0..5);
     let mut region = l.block_hash_tree.to_vec();
     let last = *need.last().unwrap();
     region[last * 32] ^= 1;
-    let e = dec.add_block_hash_region(4, 0, &region, &need).unwrap_err();
-    assert_eq!(e.shnum(), Some(4));
+    let e = dec
+        .add_block_hash_region(ShareNum(4), 0, &region, &need)
+        .unwrap_err();
+    assert_eq!(e.shnum(), Some(ShareNum(4)));
     assert!(
-        dec.block_hash(4, 0).is_none(),
+        dec.block_hash(ShareNum(4), 0).is_none(),
         "nothing kept from a refused batch"
     );
     // a region too short for the nodes wanted
     let e = dec
-        .add_block_hash_region(4, 0, &l.block_hash_tree[..64], &need)
+        .add_block_hash_region(ShareNum(4), 0, &l.block_hash_tree[..64], &need)
         .unwrap_err();
     assert!(
-        matches!(e, DecodeError::MalformedShare { shnum: 4, .. }),
+        matches!(
+            e,
+            DecodeError::MalformedShare {
+                shnum: ShareNum(4),
+                ..
+            }
+        ),
         "{e:?}"
     );
-    dec.add_block_hash_region(4, 0, l.block_hash_tree, &need)
+    dec.add_block_hash_region(ShareNum(4), 0, l.block_hash_tree, &need)
         .unwrap();
-    assert!((0..5).all(|s| dec.block_hash(4, s).is_some()));
+    assert!((0..5).all(|s| dec.block_hash(ShareNum(4), s).is_some()));
 }
 
 #[test]
 fn whole_share_decoding_is_unchanged() {
     let (plain, f) = file(77_777);
-    let refs: Vec<(u16, &[u8])> = f
+    let refs: Vec<(ShareNum, &[u8])> = f
         .shares
         .iter()
         .enumerate()
-        .map(|(i, s)| (i as u16, s.as_slice()))
+        .map(|(i, s)| (ShareNum::try_from(i).unwrap(), s.as_slice()))
         .collect();
     assert_eq!(
         decode(&f.cap_info(), Some(f.trailer.key), &refs[4..7]).unwrap(),

@@ -13,7 +13,7 @@ use cairn_core::client::download::{
     Action, DownloadConfig, DownloadError, DownloadMachine, Event, Millis, ProblemKind,
     ReadPurpose, Request, Response, ServerInfo,
 };
-use cairn_core::client::machine::{Chunk, Failure, Fault, RunJob};
+use cairn_core::client::machine::{Chunk, Failure, Fault, RunJob, ShareNum};
 use cairn_test_support::data;
 use cairn_test_support::stepping::bounded;
 
@@ -31,7 +31,7 @@ enum Behaviour {
 }
 
 struct SimServer {
-    shares: BTreeMap<u16, Vec<u8>>,
+    shares: BTreeMap<ShareNum, Vec<u8>>,
     latency: Millis,
     behaviour: Behaviour,
 }
@@ -123,7 +123,7 @@ fn run(cap: &ChkReadCap, servers: &[SimServer], range: Range<u64>, cfg: Download
                     let crypttext = purpose == ReadPurpose::CrypttextHashes;
                     out.reads.push(ReadLog {
                         server,
-                        shnum,
+                        shnum: u16::from(shnum),
                         offset,
                         len,
                         purpose,
@@ -194,7 +194,7 @@ fn run(cap: &ChkReadCap, servers: &[SimServer], range: Range<u64>, cfg: Download
             out.result = r;
             out.end_time = now;
             out.switches = m.stats().switches;
-            out.servers_used = m.servers_used();
+            out.servers_used = m.servers_used().iter().map(|s| s.get()).collect();
             return ControlFlow::Break(());
         }
         let next_ev = queue.keys().next().copied();
@@ -245,11 +245,15 @@ fn one_each(f: &EncodedFile) -> Vec<SimServer> {
         .iter()
         .enumerate()
         .map(|(i, s)| SimServer {
-            shares: BTreeMap::from([(i as u16, s.clone())]),
+            shares: BTreeMap::from([(share(i), s.clone())]),
             latency: 5 + i as u64,
             behaviour: Behaviour::Normal,
         })
         .collect()
+}
+
+fn share(i: usize) -> ShareNum {
+    ShareNum::try_from(i).expect("at most 256 shares")
 }
 
 fn cfg() -> DownloadConfig {
@@ -373,7 +377,7 @@ fn several_shares_per_server() {
     let servers: Vec<SimServer> = (0..2)
         .map(|s| SimServer {
             shares: (s * 5..s * 5 + 5)
-                .map(|i| (i as u16, f.shares[i].clone()))
+                .map(|i| (share(i), f.shares[i].clone()))
                 .collect(),
             latency: 3,
             behaviour: Behaviour::Normal,
@@ -436,7 +440,7 @@ fn corrupt_hashes_ueb_and_header_are_each_blamed_on_their_share() {
     for (what, at) in cases {
         let mut servers = one_each(&f);
         // corrupt every share on the fastest server
-        let sh = servers[0].shares.get_mut(&0).unwrap();
+        let sh = servers[0].shares.get_mut(&ShareNum(0)).unwrap();
         sh[at] ^= 1;
         let out = run(&cap, &servers, 0..plain.len() as u64, cfg());
         assert_eq!(out.result, Ok(()), "{what}");
@@ -664,7 +668,9 @@ fn wrong_file_shares_are_refused() {
     let (_, other) = encode(10_001, 3, 10, 4096, None);
     let cap = f.trailer.read_cap();
     let mut servers = one_each(&f);
-    servers[0].shares.insert(0, other.shares[0].clone());
+    servers[0]
+        .shares
+        .insert(ShareNum(0), other.shares[0].clone());
     let o = run(&cap, &servers, 0..plain.len() as u64, cfg());
     assert_eq!(o.result, Ok(()));
     assert!(o.data == plain);
@@ -724,7 +730,7 @@ fn the_last_share_failing_during_the_crypttext_fetch_ends_the_download() {
     // leaf 9 of 15: segment 2, a sibling the range needs
     let at = f.trailer.offsets.crypttext_hash_tree as usize + 32 * 9 + 1;
     let mut servers = one_each(&f);
-    servers[0].shares.get_mut(&0).unwrap()[at] ^= 1;
+    servers[0].shares.get_mut(&ShareNum(0)).unwrap()[at] ^= 1;
     // the blocks are verified before the crypttext hash nodes arrive
     servers[0].behaviour = Behaviour::SlowCrypttextHashes(500);
     let out = run(&cap, &servers, 1959..3357, cfg());

@@ -10,6 +10,7 @@ use cairn_client::gbs_client::{new_upload_secret, ClientOptions, LeaseSecrets};
 use cairn_client::{Grid, StaticServer};
 use cairn_core::cap::{Cap, ChkReadCap};
 use cairn_core::chk::{encode_convergent, EncodingParams, Immutable};
+use cairn_core::ids::ShareNum;
 use cairn_core::storage::container::ImmutableContainer;
 
 use crate::storage_node::{fast_options, StorageServer};
@@ -113,7 +114,10 @@ impl TestGrid {
         let cap = chk_cap(cap);
         let si = cap.storage_index().0;
         let shares = self.shares_on_disk(&si);
-        let refs: Vec<(u16, &[u8])> = shares.iter().map(|(_, n, d)| (*n, d.as_slice())).collect();
+        let refs: Vec<(ShareNum, &[u8])> = shares
+            .iter()
+            .map(|(_, n, d)| (share_num(*n), d.as_slice()))
+            .collect();
         cairn_core::chk::decode_read_cap(&cap, &refs).expect("shares on disk decode")
     }
 
@@ -124,12 +128,17 @@ impl TestGrid {
         let shares = self.shares_on_disk(&si);
         let info = cairn_core::chk::ChkCapInfo::from(&cap);
         for (server, shnum, data) in &shares {
-            cairn_core::chk::verify_share(&info, *shnum, data).unwrap_or_else(|e| {
+            cairn_core::chk::verify_share(&info, share_num(*shnum), data).unwrap_or_else(|e| {
                 panic!("share {shnum} on server {server} does not verify: {e:?}")
             });
         }
         shares.len()
     }
+}
+
+/// A share number parsed from a share file's name (the store writes only `0..=255`).
+fn share_num(n: u16) -> ShareNum {
+    ShareNum::try_from(n).expect("share file number in 0..=255")
 }
 
 pub fn chk_cap(cap: &str) -> ChkReadCap {

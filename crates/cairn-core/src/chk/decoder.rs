@@ -23,6 +23,7 @@ use super::layout::{hashes_of, LayoutError, ShareLayout};
 use super::params::ChkGeometry;
 use super::ueb::{Ueb, UebError};
 use super::ChkCapInfo;
+use crate::ids::ShareNum;
 
 /// Why a share (or the file) could not be used. Share-specific variants carry `shnum`.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -30,38 +31,50 @@ pub enum DecodeError {
     #[error("bad cap: {0}")]
     BadCap(String),
     #[error("share {shnum}: malformed: {reason}")]
-    MalformedShare { shnum: u16, reason: LayoutError },
+    MalformedShare {
+        shnum: ShareNum,
+        reason: LayoutError,
+    },
     #[error("share {shnum}: share number out of range (N={total})")]
-    ShareNumberOutOfRange { shnum: u16, total: u16 },
+    ShareNumberOutOfRange { shnum: ShareNum, total: u16 },
     #[error("share {shnum}: UEB hash does not match the cap")]
-    BadUebHash { shnum: u16 },
+    BadUebHash { shnum: ShareNum },
     #[error("share {shnum}: UEB refused: {reason}")]
-    BadUeb { shnum: u16, reason: UebError },
+    BadUeb { shnum: ShareNum, reason: UebError },
     #[error("share {shnum}: share hash chain does not lead to the UEB's share root: {reason}")]
-    BadShareHashChain { shnum: u16, reason: HashTreeError },
+    BadShareHashChain {
+        shnum: ShareNum,
+        reason: HashTreeError,
+    },
     #[error(
         "share {shnum}: stored block hash tree is inconsistent or does not match its share hash"
     )]
-    BadBlockHashTree { shnum: u16 },
+    BadBlockHashTree { shnum: ShareNum },
     #[error("share {shnum}: stored crypttext hash tree is inconsistent or does not match the UEB")]
-    BadCrypttextHashTree { shnum: u16 },
+    BadCrypttextHashTree { shnum: ShareNum },
     #[error("share {shnum}: block for segment {segment} fails its block hash")]
-    BadBlockHash { shnum: u16, segment: u64 },
+    BadBlockHash { shnum: ShareNum, segment: u64 },
     #[error("share {shnum}: block for segment {segment} is {got} bytes, expected {expected}")]
     WrongBlockLength {
-        shnum: u16,
+        shnum: ShareNum,
         segment: u64,
         expected: u64,
         got: u64,
     },
     #[error("share {shnum}: not added to the decoder (or already rejected)")]
-    UnknownShare { shnum: u16 },
+    UnknownShare { shnum: ShareNum },
     #[error("share {shnum}: block hash tree nodes refused: {reason}")]
-    BadBlockHashNodes { shnum: u16, reason: HashTreeError },
+    BadBlockHashNodes {
+        shnum: ShareNum,
+        reason: HashTreeError,
+    },
     #[error("share {shnum}: crypttext hash tree nodes refused: {reason}")]
-    BadCrypttextHashNodes { shnum: u16, reason: HashTreeError },
+    BadCrypttextHashNodes {
+        shnum: ShareNum,
+        reason: HashTreeError,
+    },
     #[error("share {shnum}: block hash of segment {segment} not fetched yet")]
-    MissingBlockHash { shnum: u16, segment: u64 },
+    MissingBlockHash { shnum: ShareNum, segment: u64 },
     #[error("crypttext hash of segment {segment} not fetched yet")]
     MissingCrypttextHash { segment: u64 },
     #[error("segment {segment} decodes to ciphertext that fails the crypttext hash tree")]
@@ -93,7 +106,7 @@ fn show(f: &[DecodeError]) -> String {
 
 impl DecodeError {
     /// The share this error blames, if any.
-    pub fn shnum(&self) -> Option<u16> {
+    pub fn shnum(&self) -> Option<ShareNum> {
         use DecodeError::*;
         match self {
             MalformedShare { shnum, .. }
@@ -141,7 +154,7 @@ pub struct ChkDecoder {
     /// The verified crypttext hash tree (whole, or the nodes fetched so far).
     crypttext: Option<Tree>,
     /// shnum -> its verified block hash tree (whole, or the nodes fetched so far)
-    block_trees: BTreeMap<u16, Tree>,
+    block_trees: BTreeMap<ShareNum, Tree>,
     /// Verified nodes of the share hash tree (over the N block-tree roots), once a UEB is known.
     share_tree: Option<IncompleteHashTree>,
 }
@@ -226,12 +239,16 @@ impl ChkDecoder {
     }
 
     /// Share numbers whose block hash tree root (at least) is verified.
-    pub fn shares(&self) -> impl Iterator<Item = u16> + '_ {
+    pub fn shares(&self) -> impl Iterator<Item = ShareNum> + '_ {
         self.block_trees.keys().copied()
     }
 
     /// Check a UEB copy from share `shnum` against the cap; the first good one is kept.
-    pub fn add_ueb(&mut self, shnum: u16, ueb_bytes: &[u8]) -> Result<&ChkGeometry, DecodeError> {
+    pub fn add_ueb(
+        &mut self,
+        shnum: ShareNum,
+        ueb_bytes: &[u8],
+    ) -> Result<&ChkGeometry, DecodeError> {
         if uri_extension_hash(ueb_bytes) != self.cap.ueb_hash {
             return Err(DecodeError::BadUebHash { shnum });
         }
@@ -260,13 +277,13 @@ impl ChkDecoder {
     /// tree, full crypttext hash tree (as stored in that share).
     pub fn add_share_hashes(
         &mut self,
-        shnum: u16,
+        shnum: ShareNum,
         ueb_bytes: &[u8],
         share_hash_chain: impl IntoIterator<Item = (u16, Hash)>,
         block_hash_tree: &[u8],
         crypttext_hash_tree: &[u8],
     ) -> Result<(), DecodeError> {
-        if shnum >= self.cap.total {
+        if u16::from(shnum) >= self.cap.total {
             return Err(DecodeError::ShareNumberOutOfRange {
                 shnum,
                 total: self.cap.total,
@@ -335,8 +352,12 @@ impl ChkDecoder {
 
     /// Parse-level and hash-level checks of a complete share; the blocks are checked later
     /// (per segment) or with [`ChkDecoder::verify_all_blocks`].
-    pub fn add_share(&mut self, shnum: u16, layout: &ShareLayout<'_>) -> Result<(), DecodeError> {
-        if shnum >= self.cap.total {
+    pub fn add_share(
+        &mut self,
+        shnum: ShareNum,
+        layout: &ShareLayout<'_>,
+    ) -> Result<(), DecodeError> {
+        if u16::from(shnum) >= self.cap.total {
             return Err(DecodeError::ShareNumberOutOfRange {
                 shnum,
                 total: self.cap.total,
@@ -356,7 +377,12 @@ impl ChkDecoder {
     }
 
     /// Check one block against share `shnum`'s verified block hash tree.
-    pub fn verify_block(&self, shnum: u16, segment: u64, block: &[u8]) -> Result<(), DecodeError> {
+    pub fn verify_block(
+        &self,
+        shnum: ShareNum,
+        segment: u64,
+        block: &[u8],
+    ) -> Result<(), DecodeError> {
         let g = self.geometry().ok_or(DecodeError::NoUeb)?;
         if segment >= g.num_segments {
             return Err(DecodeError::SegmentOutOfRange {
@@ -389,7 +415,7 @@ impl ChkDecoder {
     /// Check every block of a complete, added share (the verifier's job).
     pub fn verify_all_blocks(
         &self,
-        shnum: u16,
+        shnum: ShareNum,
         layout: &ShareLayout<'_>,
     ) -> Result<(), DecodeError> {
         let g = *self.geometry().ok_or(DecodeError::NoUeb)?;
@@ -414,7 +440,7 @@ impl ChkDecoder {
     pub fn decode_segment(
         &self,
         segment: u64,
-        blocks: &[(u16, &[u8])],
+        blocks: &[(ShareNum, &[u8])],
         out: &mut Vec<u8>,
     ) -> Result<usize, DecodeError> {
         let g = *self.geometry().ok_or(DecodeError::NoUeb)?;
@@ -424,11 +450,11 @@ impl ChkDecoder {
             if chosen.len() == k {
                 break;
             }
-            if chosen.iter().any(|(s, _)| *s == shnum as usize) {
+            if chosen.iter().any(|(s, _)| *s == shnum.get()) {
                 continue;
             }
             self.verify_block(shnum, segment, block)?;
-            chosen.push((shnum as usize, block));
+            chosen.push((shnum.get(), block));
         }
         if chosen.len() < k {
             return Err(DecodeError::NotEnoughShares {
@@ -469,10 +495,10 @@ impl ChkDecoder {
     /// [`ChkDecoder::add_block_hashes`]. Needs a UEB ([`ChkDecoder::add_ueb`]).
     pub fn add_share_hash_chain(
         &mut self,
-        shnum: u16,
+        shnum: ShareNum,
         chain: impl IntoIterator<Item = (u16, Hash)>,
     ) -> Result<(), DecodeError> {
-        if shnum >= self.cap.total {
+        if u16::from(shnum) >= self.cap.total {
             return Err(DecodeError::ShareNumberOutOfRange {
                 shnum,
                 total: self.cap.total,
@@ -483,7 +509,7 @@ impl ChkDecoder {
         let mut nodes = chain_nodes(shnum, chain, st.len())?;
         // Only the nodes this share's proof needs are taken (extra entries are ignored).
         let needed =
-            IncompleteHashTree::new(self.cap.total as usize).needed_hashes(shnum as usize, true);
+            IncompleteHashTree::new(self.cap.total as usize).needed_hashes(shnum.get(), true);
         nodes.retain(|i, _| needed.contains(i));
         st.set_hashes(&nodes, &BTreeMap::new())
             .map_err(|reason| DecodeError::BadShareHashChain { shnum, reason })?;
@@ -499,12 +525,12 @@ impl ChkDecoder {
     }
 
     /// Whether share `shnum`'s block hash tree root is verified.
-    pub fn has_share(&self, shnum: u16) -> bool {
+    pub fn has_share(&self, shnum: ShareNum) -> bool {
         self.block_trees.contains_key(&shnum)
     }
 
     /// The verified block hash of `segment` in share `shnum`, if known.
-    pub fn block_hash(&self, shnum: u16, segment: u64) -> Option<Hash> {
+    pub fn block_hash(&self, shnum: ShareNum, segment: u64) -> Option<Hash> {
         self.block_trees.get(&shnum)?.leaf(segment)
     }
 
@@ -517,7 +543,7 @@ impl ChkDecoder {
     /// of `segments` (leaves included). Empty for an unknown share.
     pub fn block_hashes_needed(
         &self,
-        shnum: u16,
+        shnum: ShareNum,
         segments: std::ops::Range<u64>,
     ) -> BTreeSet<usize> {
         let mut out = BTreeSet::new();
@@ -546,7 +572,7 @@ impl ChkDecoder {
     /// the verified root; on error nothing is kept and the error blames `shnum`.
     pub fn add_block_hashes(
         &mut self,
-        shnum: u16,
+        shnum: ShareNum,
         nodes: &BTreeMap<usize, Hash>,
     ) -> Result<(), DecodeError> {
         let t = self
@@ -563,7 +589,7 @@ impl ChkDecoder {
     /// wanted node is refused as truncated.
     pub fn add_block_hash_region(
         &mut self,
-        shnum: u16,
+        shnum: ShareNum,
         first_node: usize,
         region: &[u8],
         wanted: &BTreeSet<usize>,
@@ -578,7 +604,7 @@ impl ChkDecoder {
     /// nodes came from, for the error.
     pub fn add_crypttext_hashes(
         &mut self,
-        shnum: u16,
+        shnum: ShareNum,
         nodes: &BTreeMap<usize, Hash>,
     ) -> Result<(), DecodeError> {
         let t = self.crypttext.as_mut().ok_or(DecodeError::NoUeb)?;
@@ -647,7 +673,7 @@ impl SegmentDecoder {
     pub fn decode(
         &self,
         segment: u64,
-        blocks: &[(u16, &[u8])],
+        blocks: &[(ShareNum, &[u8])],
         crypttext_hash: &Hash,
         out: &mut Vec<u8>,
     ) -> Result<usize, DecodeError> {
@@ -665,7 +691,7 @@ impl SegmentDecoder {
             if chosen.len() == k {
                 break;
             }
-            if shnum >= g.total || chosen.iter().any(|(s, _)| *s == shnum as usize) {
+            if u16::from(shnum) >= g.total || chosen.iter().any(|(s, _)| *s == shnum.get()) {
                 continue;
             }
             if block.len() as u64 != bl {
@@ -676,7 +702,7 @@ impl SegmentDecoder {
                     got: block.len() as u64,
                 });
             }
-            chosen.push((shnum as usize, block));
+            chosen.push((shnum.get(), block));
         }
         if chosen.len() < k {
             return Err(DecodeError::NotEnoughShares {
@@ -738,12 +764,12 @@ fn decode_blocks(
 pub fn decode(
     cap: &ChkCapInfo,
     key: Option<[u8; KEY_LEN]>,
-    shares: &[(u16, &[u8])],
+    shares: &[(ShareNum, &[u8])],
 ) -> Result<Vec<u8>, DecodeError> {
     let mut dec = ChkDecoder::new(*cap, key)?;
     let mut failures = Vec::new();
     // shnum -> candidate layouts (several copies possible)
-    let mut cands: BTreeMap<u16, Vec<ShareLayout<'_>>> = BTreeMap::new();
+    let mut cands: BTreeMap<ShareNum, Vec<ShareLayout<'_>>> = BTreeMap::new();
     for &(shnum, bytes) in shares {
         let r = ShareLayout::parse(bytes)
             .map_err(|reason| DecodeError::MalformedShare { shnum, reason })
@@ -754,7 +780,8 @@ pub fn decode(
         }
     }
     let k = cap.needed as usize;
-    let not_enough = |cands: &BTreeMap<u16, Vec<ShareLayout<'_>>>, failures: &Vec<DecodeError>| {
+    let not_enough = |cands: &BTreeMap<ShareNum, Vec<ShareLayout<'_>>>,
+                      failures: &Vec<DecodeError>| {
         DecodeError::NotEnoughShares {
             have: cands.len(),
             need: k,
@@ -773,7 +800,7 @@ pub fn decode(
                 return Err(not_enough(&cands, &failures));
             }
             let mut chosen: Vec<(usize, &[u8])> = Vec::with_capacity(k);
-            let mut bad: Option<(u16, DecodeError)> = None;
+            let mut bad: Option<(ShareNum, DecodeError)> = None;
             for (&shnum, copies) in cands.iter() {
                 if chosen.len() == k {
                     break;
@@ -789,7 +816,7 @@ pub fn decode(
                     })
                     .and_then(|b| dec.verify_block(shnum, seg, b).map(|_| b));
                 match r {
-                    Ok(b) => chosen.push((shnum as usize, b)),
+                    Ok(b) => chosen.push((shnum.get(), b)),
                     Err(e) => {
                         bad = Some((shnum, e));
                         break;
@@ -814,7 +841,7 @@ pub fn decode(
 
 /// Fully verify one complete share (Tahoe's verifier): everything `add_share` checks plus
 /// every block. Needs no read key.
-pub fn verify_share(cap: &ChkCapInfo, shnum: u16, share: &[u8]) -> Result<(), DecodeError> {
+pub fn verify_share(cap: &ChkCapInfo, shnum: ShareNum, share: &[u8]) -> Result<(), DecodeError> {
     let mut dec = ChkDecoder::new(*cap, None)?;
     let l = ShareLayout::parse(share)
         .map_err(|reason| DecodeError::MalformedShare { shnum, reason })?;
@@ -825,7 +852,7 @@ pub fn verify_share(cap: &ChkCapInfo, shnum: u16, share: &[u8]) -> Result<(), De
 /// Share `shnum`'s hash chain as tree nodes, for a share hash tree of `tree_len` nodes;
 /// an index given twice with different hashes is a bad chain.
 fn chain_nodes(
-    shnum: u16,
+    shnum: ShareNum,
     chain: impl IntoIterator<Item = (u16, Hash)>,
     tree_len: usize,
 ) -> Result<BTreeMap<usize, Hash>, DecodeError> {
@@ -846,14 +873,13 @@ fn chain_nodes(
 }
 
 /// The share-hash-tree leaf of share `shnum`, once its chain has been set.
-fn share_leaf(st: &IncompleteHashTree, shnum: u16) -> Result<Hash, DecodeError> {
-    let missing = st.len() / 2 + shnum as usize;
-    st.leaf(shnum as usize)
-        .ok_or(DecodeError::BadShareHashChain {
-            shnum,
-            reason: HashTreeError::NotEnoughHashes {
-                index: missing,
-                missing,
-            },
-        })
+fn share_leaf(st: &IncompleteHashTree, shnum: ShareNum) -> Result<Hash, DecodeError> {
+    let missing = st.len() / 2 + shnum.get();
+    st.leaf(shnum.get()).ok_or(DecodeError::BadShareHashChain {
+        shnum,
+        reason: HashTreeError::NotEnoughHashes {
+            index: missing,
+            missing,
+        },
+    })
 }

@@ -115,7 +115,7 @@ impl From<&crate::cap::ChkVerifyCap> for ChkCapInfo {
 /// [`decode`] with a read cap: verified plaintext from complete shares.
 pub fn decode_read_cap(
     cap: &crate::cap::ChkReadCap,
-    shares: &[(u16, &[u8])],
+    shares: &[(crate::ids::ShareNum, &[u8])],
 ) -> Result<Vec<u8>, DecodeError> {
     decode(&ChkCapInfo::from(cap), Some(*cap.key()), shares)
 }

@@ -140,7 +140,7 @@ pub enum Request {
     /// `len` bytes at `offset` of share `shnum` (answer: [`Response::Read`]; fewer bytes are
     /// fine where the share ends).
     Read {
-        shnum: u16,
+        shnum: ShareNum,
         offset: u64,
         len: u64,
         purpose: ReadPurpose,
@@ -150,7 +150,7 @@ pub enum Request {
 /// A server's answer to a [`Request`].
 #[derive(Debug)]
 pub enum Response<B> {
-    Listed(Vec<u16>),
+    Listed(Vec<ShareNum>),
     Read(B),
 }
 
@@ -226,7 +226,7 @@ fn failures_text(f: &[String]) -> String {
 #[derive(Debug)]
 pub struct VerifyJob<B> {
     pub id: JobId,
-    pub shnum: u16,
+    pub shnum: ShareNum,
     pub segments: Range<u64>,
     data: B,
     block_size: usize,
@@ -292,7 +292,7 @@ impl<B: AsRef<[u8]>> VerifyJob<B> {
 pub struct DecodeJob<B> {
     pub id: JobId,
     pub segment: u64,
-    blocks: Vec<(u16, B, usize, usize)>,
+    blocks: Vec<(ShareNum, B, usize, usize)>,
     crypttext_hash: Hash,
     decoder: Arc<SegmentDecoder>,
 }
@@ -307,7 +307,7 @@ pub struct DecodeOutcome {
 
 impl<B: AsRef<[u8]>> DecodeJob<B> {
     pub fn run(self) -> DecodeOutcome {
-        let blocks: Vec<(u16, &[u8])> = self
+        let blocks: Vec<(ShareNum, &[u8])> = self
             .blocks
             .iter()
             .map(|(s, b, o, l)| (*s, &b.as_ref()[*o..*o + *l]))
@@ -367,7 +367,7 @@ struct ServerState {
     trouble: bool,
     /// It delivered verified blocks.
     used: bool,
-    shares: Vec<u16>,
+    shares: Vec<ShareNum>,
     list_failure: Option<String>,
 }
 
@@ -380,8 +380,8 @@ enum CandState {
 
 /// One share on one server (Tahoe's `Share`).
 struct Cand {
-    server: usize,
-    shnum: u16,
+    server: ServerIndex,
+    shnum: ShareNum,
     rtt: Millis,
     state: CandState,
     activations: u32,
@@ -405,7 +405,7 @@ struct Cand {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TreeKind {
-    Block(u16),
+    Block(ShareNum),
     Crypttext,
 }
 
@@ -428,7 +428,7 @@ enum ReqKind {
 }
 
 struct Req {
-    server: usize,
+    server: ServerIndex,
     cand: Option<CandId>,
     sent: Millis,
     overdue: bool,
@@ -438,7 +438,7 @@ struct Req {
 
 struct Slot<B> {
     /// Verified blocks: (shnum, buffer, start, len).
-    blocks: Vec<(u16, B, usize, usize)>,
+    blocks: Vec<(ShareNum, B, usize, usize)>,
     /// Shares with a read, stash entry or verify job covering this segment.
     pending: Vec<CandId>,
     decoding: bool,
@@ -602,15 +602,18 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
     }
 
     /// Servers that delivered verified blocks.
-    pub fn servers_used(&self) -> Vec<usize> {
-        (0..self.servers.len())
-            .filter(|&i| self.servers[i].used)
+    pub fn servers_used(&self) -> Vec<ServerIndex> {
+        self.servers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.used)
+            .filter_map(|(i, _)| ServerIndex::from_position(i))
             .collect()
     }
 
-    pub fn server_name(&self, server: usize) -> &str {
+    pub fn server_name(&self, server: ServerIndex) -> &str {
         self.servers
-            .get(server)
+            .get(server.get())
             .map_or("?", |s| s.info.name.as_str())
     }
 
@@ -725,7 +728,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
         );
         self.out.push(Action::Send {
             id,
-            server: server_index(server),
+            server,
             request: Request::Read {
                 shnum,
                 offset,
@@ -742,10 +745,16 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
         }
     }
 
-    fn report(&mut self, server: usize, shnum: Option<u16>, kind: ProblemKind, reason: String) {
+    fn report(
+        &mut self,
+        server: ServerIndex,
+        shnum: Option<ShareNum>,
+        kind: ProblemKind,
+        reason: String,
+    ) {
         let p = Problem {
-            server: server_index(server),
-            shnum: shnum.and_then(|s| ShareNum::try_from(s).ok()),
+            server,
+            shnum,
             kind,
             reason,
         };
@@ -770,19 +779,22 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
     // --------------------------------------------------------------------------------
     // events
 
-    fn on_listed(&mut self, id: RequestId, shares: Vec<u16>, now: Millis) {
+    fn on_listed(&mut self, id: RequestId, shares: Vec<ShareNum>, now: Millis) {
         let Some(req) = self.reqs.remove(&id) else {
             return;
         };
         let s = req.server;
-        self.servers[s].list = ListState::Answered;
-        self.servers[s].rtt = Some(now.saturating_sub(req.sent));
+        self.servers[s.get()].list = ListState::Answered;
+        self.servers[s.get()].rtt = Some(now.saturating_sub(req.sent));
         self.first_answer.get_or_insert(now);
-        let mut shares: Vec<u16> = shares.into_iter().filter(|&n| n < self.cap.total).collect();
+        let mut shares: Vec<ShareNum> = shares
+            .into_iter()
+            .filter(|&n| u16::from(n) < self.cap.total)
+            .collect();
         shares.sort_unstable();
         shares.dedup();
         for shnum in shares {
-            self.servers[s].shares.push(shnum);
+            self.servers[s.get()].shares.push(shnum);
             self.cands.push(Cand {
                 server: s,
                 shnum,
@@ -811,10 +823,10 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
         match req.cand {
             None => {
                 let s = req.server;
-                self.servers[s].list = ListState::Failed;
-                self.servers[s].trouble = true;
+                self.servers[s.get()].list = ListState::Failed;
+                self.servers[s.get()].trouble = true;
                 let reason = format!("share list query failed: {reason}");
-                self.servers[s].list_failure = Some(reason.clone());
+                self.servers[s.get()].list_failure = Some(reason.clone());
                 self.report(s, None, ProblemKind::Failed(fault), reason);
             }
             Some(c) => {
@@ -852,7 +864,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
                 None => {
                     // Still waited for (Tahoe's ShareFinder does); no longer counts as outstanding.
                     let s = r.server;
-                    self.servers[s].trouble = true;
+                    self.servers[s.get()].trouble = true;
                     self.report(
                         s,
                         None,
@@ -1001,7 +1013,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
         }
         if o.good > 0 {
             let s = self.cands[c].server;
-            self.servers[s].used = true;
+            self.servers[s.get()].used = true;
         }
         if o.good < n {
             let seg = segs.start + o.good;
@@ -1311,7 +1323,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
             slot.pending.retain(|&p| p != c);
         }
         let (server, shnum) = (self.cands[c].server, self.cands[c].shnum);
-        self.servers[server].trouble = true;
+        self.servers[server.get()].trouble = true;
         self.report(server, Some(shnum), kind, reason);
     }
 
@@ -1337,9 +1349,9 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
         }
     }
 
-    fn rank(&self, c: CandId) -> (u32, bool, bool, usize, Millis, usize, u16) {
+    fn rank(&self, c: CandId) -> (u32, bool, bool, usize, Millis, ServerIndex, ShareNum) {
         let cand = &self.cands[c];
-        let s = &self.servers[cand.server];
+        let s = &self.servers[cand.server.get()];
         let same_server = self
             .active
             .iter()
@@ -1366,7 +1378,8 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
             .map_or(0, |t| t.saturating_add(self.cfg.diversity_wait));
         let same_server_ok = !fresh_lists || now >= wait_until;
         while self.active.len() < k {
-            let in_use: BTreeSet<u16> = self.active.iter().map(|&a| self.cands[a].shnum).collect();
+            let in_use: BTreeSet<ShareNum> =
+                self.active.iter().map(|&a| self.cands[a].shnum).collect();
             let usable = |c: &Cand| {
                 !in_use.contains(&c.shnum)
                     && match c.state {
@@ -1376,7 +1389,8 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
                     }
             };
             // never-used shares first; stalled ones only as a last resort
-            let busy: BTreeSet<usize> = self.active.iter().map(|&a| self.cands[a].server).collect();
+            let busy: BTreeSet<ServerIndex> =
+                self.active.iter().map(|&a| self.cands[a].server).collect();
             let fresh = (0..self.cands.len())
                 .filter(|&c| self.cands[c].state == CandState::Unused && usable(&self.cands[c]));
             let best = fresh.min_by_key(|&c| self.rank(c));
@@ -1428,10 +1442,13 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
             {
                 return;
             }
-            let server = self.next_list;
+            let Some(server) = ServerIndex::from_position(self.next_list) else {
+                // A grid of more than 2^32 servers does not exist.
+                return;
+            };
             self.next_list += 1;
             let id = self.new_id();
-            self.servers[server].list = ListState::Asking;
+            self.servers[server.get()].list = ListState::Asking;
             self.stats.list_requests += 1;
             self.reqs.insert(
                 id,
@@ -1446,14 +1463,14 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
             );
             self.out.push(Action::Send {
                 id,
-                server: server_index(server),
+                server,
                 request: Request::ListShares,
             });
         }
     }
 
     /// Distinct share numbers that have, or are fetching, a block for `seg`.
-    fn seg_shnums(&self, seg: u64) -> BTreeSet<u16> {
+    fn seg_shnums(&self, seg: u64) -> BTreeSet<ShareNum> {
         let mut s = BTreeSet::new();
         if let Some(slot) = self.slots.get(&seg) {
             s.extend(slot.blocks.iter().map(|b| b.0));
@@ -1703,7 +1720,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
             return;
         }
         // Can what is active (plus blocks already verified) still finish every segment?
-        let active: BTreeSet<u16> = self.active.iter().map(|&a| self.cands[a].shnum).collect();
+        let active: BTreeSet<ShareNum> = self.active.iter().map(|&a| self.cands[a].shnum).collect();
         if let Some(shape) = &self.shape {
             let window_end = shape
                 .wanted
@@ -1741,7 +1758,7 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
             .iter()
             .filter(|s| s.list != ListState::NotAsked)
             .count();
-        let found: BTreeSet<u16> = self.cands.iter().map(|c| c.shnum).collect();
+        let found: BTreeSet<ShareNum> = self.cands.iter().map(|c| c.shnum).collect();
         let holders = self.servers.iter().filter(|s| !s.shares.is_empty()).count();
         let mut failures = Vec::new();
         let empty: Vec<&str> = self
@@ -1771,7 +1788,8 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
             if let Some(f) = &c.failure {
                 failures.push(format!(
                     "share {} on server {}: {f}",
-                    c.shnum, self.servers[c.server].info.name
+                    c.shnum,
+                    self.servers[c.server.get()].info.name
                 ));
             }
         }
@@ -1785,12 +1803,6 @@ impl<B: AsRef<[u8]> + Clone> DownloadMachine<B> {
             failures,
         }
     }
-}
-
-/// The download machine numbers servers by their position in its list.
-fn server_index(server: usize) -> ServerIndex {
-    // A grid of more than 2^32 servers does not exist; saturate rather than wrap.
-    ServerIndex::from_position(server).unwrap_or(ServerIndex(u32::MAX))
 }
 
 impl<B: AsRef<[u8]> + Clone> machine::Machine for DownloadMachine<B> {

@@ -51,8 +51,8 @@ pub enum ShareStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShareReport {
     /// Index in the server list given to [`VerifyingDownload::new`].
-    pub server: usize,
-    pub shnum: u16,
+    pub server: ServerIndex,
+    pub shnum: ShareNum,
     pub status: ShareStatus,
 }
 
@@ -64,14 +64,14 @@ pub struct VerifyReport {
     /// Every share found, by (server, share number).
     pub shares: Vec<ShareReport>,
     /// Servers whose share list could not be had, and why.
-    pub unreachable_servers: Vec<(usize, String)>,
+    pub unreachable_servers: Vec<(ServerIndex, String)>,
     /// Share numbers `0..N` found on no server.
-    pub missing: Vec<u16>,
+    pub missing: Vec<ShareNum>,
 }
 
 impl VerifyReport {
     /// Share numbers with at least one good copy.
-    pub fn good_shares(&self) -> BTreeSet<u16> {
+    pub fn good_shares(&self) -> BTreeSet<ShareNum> {
         self.shares
             .iter()
             .filter(|s| s.status == ShareStatus::Good)
@@ -90,12 +90,12 @@ pub type Event<B> = download::Event<B>;
 #[derive(Debug)]
 enum Req {
     List {
-        server: usize,
+        server: ServerIndex,
         sent: Millis,
     },
     Share {
-        server: usize,
-        shnum: u16,
+        server: ServerIndex,
+        shnum: ShareNum,
         sent: Millis,
     },
 }
@@ -109,11 +109,11 @@ pub struct VerifyingDownload<B> {
     next_id: RequestId,
     reqs: BTreeMap<RequestId, Req>,
     /// Shares listed and not yet read.
-    queue: VecDeque<(usize, u16)>,
+    queue: VecDeque<(ServerIndex, ShareNum)>,
     share_len: Option<u64>,
     download: Option<Result<(), DownloadError>>,
-    shares: BTreeMap<(usize, u16), ShareStatus>,
-    unreachable: Vec<(usize, String)>,
+    shares: BTreeMap<(ServerIndex, ShareNum), ShareStatus>,
+    unreachable: Vec<(ServerIndex, String)>,
     lists_done: usize,
     done: bool,
 }
@@ -149,12 +149,12 @@ impl<B: AsRef<[u8]> + Clone> VerifyingDownload<B> {
 
     pub fn start(&mut self, now: Millis) -> Vec<Action<B>> {
         let mut out = Vec::new();
-        for server in 0..self.servers {
+        for server in (0..self.servers).filter_map(ServerIndex::from_position) {
             let id = self.own_id();
             self.reqs.insert(id, Req::List { server, sent: now });
             out.push(Action::Send {
                 id,
-                server: server_index(server),
+                server,
                 request: download::Request::ListShares,
             });
         }
@@ -253,7 +253,7 @@ impl<B: AsRef<[u8]> + Clone> VerifyingDownload<B> {
                 },
             ) => {
                 self.lists_done += 1;
-                let uniq: BTreeSet<u16> = shares.into_iter().collect();
+                let uniq: BTreeSet<ShareNum> = shares.into_iter().collect();
                 for sh in uniq {
                     if self.shares.contains_key(&(server, sh)) {
                         continue;
@@ -278,8 +278,8 @@ impl<B: AsRef<[u8]> + Clone> VerifyingDownload<B> {
                     Ok(()) => ShareStatus::Good,
                     Err(e) => {
                         out.push(Action::Report(Problem {
-                            server: server_index(server),
-                            shnum: ShareNum::try_from(shnum).ok(),
+                            server,
+                            shnum: Some(shnum),
                             kind: ProblemKind::Corrupt,
                             reason: e.to_string(),
                         }));
@@ -362,7 +362,7 @@ impl<B: AsRef<[u8]> + Clone> VerifyingDownload<B> {
                 );
                 out.push(Action::Send {
                     id,
-                    server: server_index(server),
+                    server,
                     request: download::Request::Read {
                         shnum,
                         offset: 0,
@@ -385,7 +385,7 @@ impl<B: AsRef<[u8]> + Clone> VerifyingDownload<B> {
             return;
         }
         self.done = true;
-        let found: BTreeSet<u16> = self.shares.keys().map(|(_, sh)| *sh).collect();
+        let found: BTreeSet<ShareNum> = self.shares.keys().map(|(_, sh)| *sh).collect();
         let report = VerifyReport {
             download: download.clone(),
             shares: self
@@ -403,17 +403,12 @@ impl<B: AsRef<[u8]> + Clone> VerifyingDownload<B> {
                 })
                 .collect(),
             unreachable_servers: self.unreachable.clone(),
-            missing: (0..self.cap.total)
+            missing: ShareNum::below(self.cap.total)
                 .filter(|sh| !found.contains(sh))
                 .collect(),
         };
         out.push(Action::Finish(report));
     }
-}
-
-/// The download machine's numbering of servers: their position in the list.
-fn server_index(server: usize) -> ServerIndex {
-    ServerIndex::from_position(server).unwrap_or(ServerIndex(u32::MAX))
 }
 
 impl<B: AsRef<[u8]> + Clone> Machine for VerifyingDownload<B> {
