@@ -45,7 +45,7 @@ use cairn_core::client::download::{
     ServerInfo,
 };
 use cairn_core::client::machine::{Chunk, Failure, Fault, RequestId, RunJob};
-use cairn_core::ids::ShareNum;
+use cairn_core::ids::{ServerIndex, ShareNum};
 use cairn_test_support::sim::chk::{chk_file, ChkFile, Shape};
 use cairn_test_support::sim::{
     self, Delivery, Faults, Mood, Net, Out, Replay, Schedule, ServerId, Servers, Tally, Wiring,
@@ -58,6 +58,11 @@ type Buf = Arc<[u8]>;
 /// Schedules run by default (well under a millisecond of CPU each in the test profile).
 const DEFAULT_SCHEDULES: u64 = 6000;
 /// (k, N) of the files.
+/// The simulation's name for the server at position `i` of the grid.
+fn sid(i: usize) -> ServerId {
+    ServerIndex::from_position(i).expect("a small grid")
+}
+
 const GEOMETRIES: [(u16, u16); 7] = [(1, 1), (1, 3), (2, 3), (2, 5), (3, 6), (3, 10), (5, 7)];
 const LENGTHS: [usize; 7] = [56, 1000, 4095, 4096, 4097, 9000, 20_000];
 const SEGMENTS: [u64; 3] = [512, 1024, 4096];
@@ -95,7 +100,7 @@ impl Servers<Req> for Grid {
     }
 
     fn serve(&mut self, d: Delivery, req: Req, rng: &mut ChaCha8Rng) -> Result<Resp, String> {
-        let held = &self.held[d.server as usize];
+        let held = &self.held[d.server.get()];
         match req {
             Req::List => Ok(Resp::Shares(held.keys().copied().collect())),
             Req::Read { shnum, offset, len } => {
@@ -172,10 +177,10 @@ impl Wiring for Dl {
                     server,
                     request: Request::ListShares,
                 } => {
-                    let server = server.0;
                     if self.list_failed.contains(&server) {
                         self.violations.push(format!(
-                            "listing sent again to server {server} after it failed"
+                            "listing sent again to server {} after it failed",
+                            server.0
                         ));
                     }
                     self.sent.insert(id, (server, None));
@@ -193,23 +198,25 @@ impl Wiring for Dl {
                             shnum, offset, len, ..
                         },
                 } => {
-                    let server = server.0;
                     if self.list_failed.contains(&server) {
                         self.violations.push(format!(
-                            "read of share {shnum} sent to server {server}, whose listing failed"
+                            "read of share {shnum} sent to server {}, whose listing failed",
+                            server.0
                         ));
                     }
                     if self.given_up.contains(&(server, shnum)) {
                         self.violations.push(format!(
-                            "read of share {shnum} sent to server {server} after it was \
-                             reported bad"
+                            "read of share {shnum} sent to server {} after it was \
+                             reported bad",
+                            server.0
                         ));
                     }
                     if !self.reads.insert((server, shnum, offset, len))
                         && !self.stalled.contains(&(server, shnum))
                     {
                         self.violations.push(format!(
-                            "read of share {shnum} at {offset}+{len} sent to server {server} twice"
+                            "read of share {shnum} at {offset}+{len} sent to server {} twice",
+                            server.0
                         ));
                     }
                     self.sent.insert(id, (server, Some(shnum)));
@@ -240,7 +247,7 @@ impl Wiring for Dl {
                 }
                 Action::Report(p) => {
                     self.reports += 1;
-                    let server = p.server.0;
+                    let server = p.server;
                     let shnum = p.shnum;
                     if let (ProblemKind::Corrupt | ProblemKind::Failed(_), Some(sh)) =
                         (p.kind, shnum)
@@ -269,7 +276,9 @@ impl Wiring for Dl {
     fn event(&mut self, id: RequestId, reply: Result<Resp, String>) -> Event<Buf> {
         if let Some(j) = &mut self.journal {
             let what = match &reply {
-                Ok(Resp::Shares(s)) => format!("listed {s:?}"),
+                Ok(Resp::Shares(s)) => {
+                    format!("listed {:?}", s.iter().map(|n| n.0).collect::<Vec<_>>())
+                }
                 Ok(Resp::Data(d)) => format!("{} bytes", d.len()),
                 Err(e) => e.clone(),
             };
@@ -443,10 +452,10 @@ impl Sim {
                         _ => rng.gen_range(0..len),
                     };
                     b[at] ^= 1 << rng.gen_range(0..8);
-                    damaged.insert((server as ServerId, sh));
-                } else if damaged.contains(&(server as ServerId, sh)) {
+                    damaged.insert((sid(server), sh));
+                } else if damaged.contains(&(sid(server), sh)) {
                     // A second copy on the same server replaces the damaged one.
-                    damaged.remove(&(server as ServerId, sh));
+                    damaged.remove(&(sid(server), sh));
                 }
                 held[server].insert(sh, b);
                 placement.push((server, sh));
@@ -476,7 +485,7 @@ impl Sim {
         } else {
             Faults::none()
         };
-        let order: Vec<ServerId> = (0..count as ServerId).collect();
+        let order: Vec<ServerId> = (0..count).map(sid).collect();
         let net = Net::new(rng, order.iter().copied(), faults);
         Sim {
             net,
@@ -509,7 +518,7 @@ impl Sim {
         let infos = self
             .order
             .iter()
-            .map(|s| ServerInfo::new(format!("{s}")))
+            .map(|s| ServerInfo::new(format!("{}", s.0)))
             .collect();
         let m = DownloadMachine::new(&self.file.cap, infos, range.clone(), self.cfg.clone())
             .map_err(|e| format!("download setup: {e}"))?;
@@ -539,13 +548,8 @@ impl Sim {
             .held
             .iter()
             .enumerate()
-            .filter(|(s, _)| {
-                matches!(
-                    self.net.moods[&(*s as ServerId)],
-                    Mood::Healthy | Mood::Slow
-                )
-            })
-            .flat_map(|(s, shares)| shares.keys().map(move |sh| (s as ServerId, *sh)))
+            .filter(|(s, _)| matches!(self.net.moods[&sid(*s)], Mood::Healthy | Mood::Slow))
+            .flat_map(|(s, shares)| shares.keys().map(move |sh| (sid(s), *sh)))
             .filter(|c| !self.grid.damaged.contains(c))
             .map(|(_, sh)| sh)
             .collect();
@@ -579,8 +583,9 @@ impl Sim {
             };
             if !lying && !damaged {
                 return Err(format!(
-                    "invariant 3: server {server} reported corrupt for share {sh:?} ({reason}), \
-                     but it holds an intact copy and does not lie"
+                    "invariant 3: server {} reported corrupt for share {sh:?} ({reason}), \
+                     but it holds an intact copy and does not lie",
+                    server.0
                 ));
             }
         }

@@ -442,7 +442,7 @@ impl Wiring for Wire {
                     self.sent.insert(id, server);
                     outs.push(Out {
                         id,
-                        server: server.0,
+                        server,
                         req: request,
                     });
                 }
@@ -601,7 +601,7 @@ impl Sim {
                     holds,
                     open_buckets: BTreeSet::new(),
                 };
-                (s, server)
+                (ServerIndex(s), server)
             })
             .collect();
         let fault_rate = if faults {
@@ -613,7 +613,7 @@ impl Sim {
             "k={needed} happy={happy} N={total}, {count} servers: {:?}, fault rate {fault_rate}",
             servers
                 .iter()
-                .map(|(s, v)| format!("{s}:{:?}{:?}", v.kind, v.holds))
+                .map(|(s, v)| format!("{}:{:?}{:?}", s.0, v.kind, v.holds))
                 .collect::<Vec<_>>()
         )];
         let faults = if faults {
@@ -650,7 +650,7 @@ impl Sim {
             .order
             .iter()
             .map(|s| Candidate {
-                server: ServerIndex(*s),
+                server: *s,
                 writable: self.grid.servers[s].kind != Kind::ReadOnly,
             })
             .collect();
@@ -716,7 +716,7 @@ impl Sim {
                 let mut real: BTreeMap<ShareNum, BTreeSet<ServerIndex>> = BTreeMap::new();
                 for (sh, servers) in p.sharemap() {
                     for s in servers {
-                        if self.grid.servers[&s.0].holds.contains(&sh) {
+                        if self.grid.servers[&s].holds.contains(&sh) {
                             real.entry(sh).or_default().insert(s);
                         } else {
                             return Err(format!(
@@ -756,7 +756,7 @@ impl Sim {
                 }
                 // Invariant 4: every bucket the machine knew of is aborted.
                 for (s, sh) in &w.known {
-                    let written_before = held_before[&s.0].contains(sh);
+                    let written_before = held_before[s].contains(sh);
                     if !w.aborted.contains(&(*s, *sh)) && !written_before {
                         return Err(format!(
                             "invariant 4: the upload failed, but its bucket for share {sh} on \

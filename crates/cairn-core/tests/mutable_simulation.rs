@@ -88,8 +88,7 @@ use cairn_core::storage::rtw::{
 };
 use cairn_test_support::fixtures::{self, key1, retrieve_keys};
 use cairn_test_support::sim::{
-    self, Client, Delivery, Fate, Faults, Mood, Net, Replay, Schedule, ServerId, Servers, Tally,
-    Wiring,
+    self, Client, Delivery, Fate, Faults, Mood, Net, Replay, Schedule, Servers, Tally, Wiring,
 };
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -410,7 +409,7 @@ impl Wiring for SmapClient {
                     self.open.insert(id, (server, true));
                     outs.push(Out {
                         id,
-                        server: server.0,
+                        server,
                         req: Req::Query { len },
                     });
                 }
@@ -422,7 +421,7 @@ impl Wiring for SmapClient {
                     self.open.insert(id, (server, false));
                     outs.push(Out {
                         id,
-                        server: server.0,
+                        server,
                         req: Req::ReadShare { shnum, offset, len },
                     });
                 }
@@ -496,7 +495,7 @@ impl Wiring for PubClient {
                     self.writes.extend(shares.keys().map(|sh| (server, *sh)));
                     outs.push(Out {
                         id,
-                        server: server.0,
+                        server,
                         req: Req::Write {
                             tests: shares,
                             version: self.version.clone(),
@@ -568,7 +567,7 @@ impl Wiring for RetClient {
                         },
                 } => outs.push(Out {
                     id,
-                    server: server.0,
+                    server,
                     req: Req::Read { shnum, offset, len },
                 }),
                 retrieve::Action::Cancel { .. } => {}
@@ -765,7 +764,7 @@ impl Servers<Req> for Grid {
     }
 
     fn serve(&mut self, d: Delivery, req: Req, rng: &mut ChaCha8Rng) -> Result<Resp, String> {
-        let (server, now) = (ServerIndex(d.server), d.now);
+        let (server, now) = (d.server, d.now);
         Ok(match req {
             Req::Query { len } => {
                 let s = &self.servers[&server];
@@ -926,7 +925,7 @@ impl Sim {
         } else {
             Faults::none()
         };
-        let mut net = Net::new(rng, servers.keys().map(|s| s.0), faults);
+        let mut net = Net::new(rng, servers.keys().copied(), faults);
         net.cross_op_late = cross_op_late;
         net.max_steps = MAX_STEPS;
         Sim {
@@ -985,11 +984,6 @@ impl Sim {
         self.retrieve()
     }
 
-    /// The permuted order as the simulated network numbers servers.
-    fn sim_order(&self) -> Vec<ServerId> {
-        self.order.iter().map(|s| s.0).collect()
-    }
-
     fn maybe_rollback(&mut self) {
         if !self.rollback_allowed || self.stats.rollbacks > 0 || !self.net.rng.gen_bool(0.3) {
             return;
@@ -1015,7 +1009,7 @@ impl Sim {
     }
 
     fn update(&mut self, mode: Mode) -> Result<(ServerMap, Vec<Answered>), String> {
-        self.net.roll_moods(&self.sim_order());
+        self.net.roll_moods(&self.order);
         let mut cfg = UpdateConfig::new(
             mode,
             self.g.k,
@@ -1072,7 +1066,7 @@ impl Sim {
         );
         self.registry.insert(v.id.clone(), (v.clone(), writer));
         let torn_before = self.grid.torn_shares.len();
-        self.net.roll_moods(&self.sim_order());
+        self.net.roll_moods(&self.order);
         let m = PublishMachine::new(
             PublishConfig::new(self.g.happy),
             map,
@@ -1326,7 +1320,7 @@ impl Sim {
                 }
             }
         }
-        self.net.roll_moods(&self.sim_order());
+        self.net.roll_moods(&self.order);
         let m = match RetrieveMachine::new(RetrieveConfig::default(), &map, retrieve_keys(), None) {
             Ok(m) => m,
             Err(e) => {
@@ -1429,7 +1423,7 @@ impl Sim {
                 let healthy: BTreeSet<ShareNum> = intact_at_start
                     .iter()
                     .filter(|(s, sh)| {
-                        matches!(self.net.moods[&s.0], Mood::Healthy | Mood::Slow)
+                        matches!(self.net.moods[s], Mood::Healthy | Mood::Slow)
                             && self.grid.servers[s].holds(*sh, &cv)
                     })
                     .map(|(_, sh)| *sh)
@@ -1446,7 +1440,7 @@ impl Sim {
         if self.knobs.faults {
             let healthy = intact_at_start
                 .iter()
-                .filter(|(s, _)| matches!(self.net.moods[&s.0], Mood::Healthy | Mood::Slow))
+                .filter(|(s, _)| matches!(self.net.moods[s], Mood::Healthy | Mood::Slow))
                 .map(|(_, sh)| *sh)
                 .collect::<BTreeSet<_>>();
             if healthy.len() >= k {

@@ -39,9 +39,8 @@ use crate::stepping::bounded;
 
 pub mod chk;
 
-/// A server as the simulation addresses it (machines that index servers otherwise convert
-/// at their [`Wiring`]).
-pub type ServerId = u32;
+/// A server as the simulation addresses it: the machines' own [`ServerIndex`].
+pub type ServerId = cairn_core::client::machine::ServerIndex;
 
 /// How a server behaves during one operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -405,7 +404,7 @@ impl<Q, R: Clone> Net<Q, R> {
             .moods
             .iter()
             .filter(|(_, m)| **m != Mood::Healthy)
-            .map(|(s, m)| format!("{s}:{m:?}"))
+            .map(|(s, m)| format!("{}:{m:?}", s.0))
             .collect();
         if bad.is_empty() {
             "all healthy".into()
@@ -942,7 +941,7 @@ mod tests {
                     self.open.insert(i as u64, *s);
                     Action::Send {
                         id: i as u64,
-                        server: ServerIndex(*s),
+                        server: *s,
                         request: (),
                     }
                 })
@@ -998,7 +997,7 @@ mod tests {
                 match a {
                     Action::Send { id, server, .. } => outs.push(Out {
                         id,
-                        server: server.0,
+                        server,
                         req: (),
                     }),
                     Action::Finish(()) => self.1 = true,
@@ -1038,14 +1037,14 @@ mod tests {
         }
         fn serve(&mut self, d: Delivery, _: (), _: &mut ChaCha8Rng) -> Result<u32, String> {
             *self.served.entry(d.server).or_default() += 1;
-            Ok(d.server)
+            Ok(d.server.0)
         }
     }
 
     fn ask(spin: bool) -> AskWiring {
         AskWiring(
             Ask {
-                servers: (0..8).collect(),
+                servers: (0..8).map(ServerIndex).collect(),
                 open: BTreeMap::new(),
                 answers: Vec::new(),
                 failed: Vec::new(),
@@ -1056,8 +1055,8 @@ mod tests {
     }
 
     fn run(seed: u64, faults: Faults) -> (AskWiring, Echo, Result<(), String>, Millis) {
-        let mut net: Net<(), u32> = Net::new(rng(seed), 0..8, faults);
-        net.roll_moods(&(0..8).collect::<Vec<_>>());
+        let mut net: Net<(), u32> = Net::new(rng(seed), (0..8).map(ServerIndex), faults);
+        net.roll_moods(&(0..8).map(ServerIndex).collect::<Vec<_>>());
         let mut w = ask(false);
         let mut echo = Echo::default();
         let r = net.run_op(&mut echo, &mut w);
@@ -1069,7 +1068,7 @@ mod tests {
         let (w, echo, r, now) = run(1, Faults::none());
         r.unwrap();
         assert_eq!(w.0.answers.len(), 8);
-        assert!(w.0.answers.iter().all(|(s, v)| s == v));
+        assert!(w.0.answers.iter().all(|(s, v)| s.0 == *v));
         assert_eq!(echo.served.len(), 8);
         // Every leg is under 200 ms of virtual time.
         assert!(now < 400, "{now}");
@@ -1096,7 +1095,7 @@ mod tests {
 
     #[test]
     fn a_livelock_fails_instead_of_hanging() {
-        let mut net: Net<(), u32> = Net::new(rng(3), 0..8, Faults::none());
+        let mut net: Net<(), u32> = Net::new(rng(3), (0..8).map(ServerIndex), Faults::none());
         net.max_steps = 1000;
         let mut w = ask(true);
         let e = net.run_op(&mut Echo::default(), &mut w).unwrap_err();
